@@ -1,0 +1,345 @@
+"""An asyncio Python client for the crowd profile and dispatch services.
+
+It wraps the generated stubs with plain-Python arguments (dicts of event data, datetimes)
+and adds the API key to every call::
+
+    async with CrowdClient("127.0.0.1:50051", api_key=key) as crowd:
+        result = await crowd.track_event("visitor-1", "purchase", {"order_total": 120.0})
+        profile = await crowd.get_profile("visitor-1")
+
+Errors surface as ``grpc.aio.AioRpcError``; `violations` lists the field violations of an
+INVALID_ARGUMENT error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Self
+
+import grpc
+import grpc.aio
+from google.protobuf import json_format
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from crowd.dispatch.v1 import action_pb2, dispatch_service_pb2, dispatch_service_pb2_grpc
+from crowd.profile.v1 import (
+    definition_service_pb2,
+    definition_service_pb2_grpc,
+    definitions_pb2,
+    event_pb2,
+    profile_pb2,
+    profile_service_pb2,
+    profile_service_pb2_grpc,
+)
+from crowd.values import to_value_map
+
+
+def violations(error: grpc.RpcError) -> list[tuple[str, str]]:
+    """Return the (field, description) pairs of an error's google.rpc.BadRequest detail."""
+    if not isinstance(error, grpc.aio.AioRpcError | grpc.Call):
+        return []
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    found: list[tuple[str, str]] = []
+    for detail in status.details if status else ():
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Unpack(bad_request):
+            found += [(v.field, v.description) for v in bad_request.field_violations]
+    return found
+
+
+def make_event(
+    visitor_id: str,
+    name: str,
+    data: Mapping[str, Any] | None = None,
+    *,
+    event_id: str = "",
+    time: datetime | None = None,
+    trace_id: str = "",
+    platform: str = "",
+) -> event_pb2.Event:
+    """Build an Event message from plain Python values."""
+    event = event_pb2.Event(
+        visitor_id=visitor_id,
+        name=name,
+        event_id=event_id,
+        data=to_value_map(data or {}),
+        trace_id=trace_id,
+        platform=platform,
+    )
+    if time is not None:
+        event.time.FromDatetime(time)
+    return event
+
+
+def lookup(visitor_id: str = "", *, attribute_id: str = "", value: str = "") -> event_pb2.VisitorLookup:
+    """Build a VisitorLookup by anonymous id, or by a visitor-ID attribute and value."""
+    if attribute_id:
+        return event_pb2.VisitorLookup(
+            visitor_id_value=event_pb2.VisitorIdValue(attribute_id=attribute_id, value=value)
+        )
+    return event_pb2.VisitorLookup(visitor_id=visitor_id)
+
+
+def load_definitions_file(path: str | Path) -> definitions_pb2.Definitions:
+    """Read a YAML or JSON definitions document (proto JSON field names).
+
+    The service-side loader (``profile_service.definitions.loader``) also accepts short enum
+    names and durations; this one is the strict proto JSON mapping.
+    """
+    import yaml
+
+    document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    return json_format.ParseDict(document, definitions_pb2.Definitions())
+
+
+class CrowdClient:
+    """Client of both services. Either target may be empty if that service is not used."""
+
+    def __init__(
+        self,
+        profile_target: str = "127.0.0.1:50051",
+        dispatch_target: str = "",
+        *,
+        api_key: str = "",
+        timeout: float | None = 30.0,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        self._metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {api_key}"),) if api_key else ()
+        )
+        self._timeout = timeout
+        self._channels: list[grpc.aio.Channel] = []
+        self._profile_channel = self._open(profile_target, credentials) if profile_target else None
+        self._dispatch_channel = (
+            self._open(dispatch_target, credentials) if dispatch_target else None
+        )
+
+    def _open(self, target: str, credentials: grpc.ChannelCredentials | None) -> grpc.aio.Channel:
+        channel = (
+            grpc.aio.secure_channel(target, credentials)
+            if credentials
+            else grpc.aio.insecure_channel(target)
+        )
+        self._channels.append(channel)
+        return channel
+
+    async def close(self) -> None:
+        """Close the channels."""
+        for channel in self._channels:
+            await channel.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # --- stubs -----------------------------------------------------------------------------
+
+    @property
+    def profiles(self) -> profile_service_pb2_grpc.ProfileServiceStub:
+        """The generated ProfileService stub (pass ``metadata=client.metadata``)."""
+        return profile_service_pb2_grpc.ProfileServiceStub(self._require(self._profile_channel))
+
+    @property
+    def definitions(self) -> definition_service_pb2_grpc.DefinitionServiceStub:
+        """The generated DefinitionService stub."""
+        return definition_service_pb2_grpc.DefinitionServiceStub(
+            self._require(self._profile_channel)
+        )
+
+    @property
+    def dispatch(self) -> dispatch_service_pb2_grpc.DispatchServiceStub:
+        """The generated DispatchService stub."""
+        return dispatch_service_pb2_grpc.DispatchServiceStub(self._require(self._dispatch_channel))
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """Call metadata carrying the API key."""
+        return self._metadata
+
+    @staticmethod
+    def _require(channel: grpc.aio.Channel | None) -> grpc.aio.Channel:
+        if channel is None:
+            raise RuntimeError("no target configured for this service")
+        return channel
+
+    # --- profile service -------------------------------------------------------------------
+
+    async def track_event(
+        self, visitor_id: str, name: str, data: Mapping[str, Any] | None = None, **fields: Any
+    ) -> event_pb2.EventResult:
+        """Send one event; return what it changed."""
+        request = profile_service_pb2.TrackEventRequest(
+            event=make_event(visitor_id, name, data, **fields)
+        )
+        response = await self.profiles.TrackEvent(
+            request, metadata=self._metadata, timeout=self._timeout
+        )
+        return response.result
+
+    async def track_events(self, events: Iterable[event_pb2.Event]) -> list[event_pb2.EventResult]:
+        """Send a batch of up to 1,000 events."""
+        request = profile_service_pb2.TrackEventsRequest(events=list(events))
+        response = await self.profiles.TrackEvents(
+            request, metadata=self._metadata, timeout=self._timeout
+        )
+        return list(response.results)
+
+    async def get_profile(
+        self, visitor_id: str = "", *, attribute_id: str = "", value: str = ""
+    ) -> profile_pb2.Profile:
+        """Look a profile up by anonymous id or by visitor-ID attribute value."""
+        request = profile_service_pb2.GetProfileRequest(
+            visitor=lookup(visitor_id, attribute_id=attribute_id, value=value)
+        )
+        response = await self.profiles.GetProfile(
+            request, metadata=self._metadata, timeout=self._timeout
+        )
+        return response.profile
+
+    async def delete_profile(
+        self, visitor_id: str = "", *, attribute_id: str = "", value: str = ""
+    ) -> profile_service_pb2.DeleteProfileResponse:
+        """Delete a profile and everything linked to it."""
+        request = profile_service_pb2.DeleteProfileRequest(
+            visitor=lookup(visitor_id, attribute_id=attribute_id, value=value)
+        )
+        response: profile_service_pb2.DeleteProfileResponse = await self.profiles.DeleteProfile(
+            request, metadata=self._metadata, timeout=self._timeout
+        )
+        return response
+
+    async def audience_size(self, audience_id: str) -> int:
+        """Return the number of visitors in an audience."""
+        response = await self.profiles.GetAudienceSize(
+            profile_service_pb2.GetAudienceSizeRequest(audience_id=audience_id),
+            metadata=self._metadata,
+            timeout=self._timeout,
+        )
+        return response.size
+
+    async def audience_members(self, audience_id: str, page_size: int = 1000) -> list[str]:
+        """Return every member of an audience (follows the pages)."""
+        members: list[str] = []
+        token = ""
+        while True:
+            response = await self.profiles.ListAudienceMembers(
+                profile_service_pb2.ListAudienceMembersRequest(
+                    audience_id=audience_id, page_size=page_size, page_token=token
+                ),
+                metadata=self._metadata,
+                timeout=self._timeout,
+            )
+            members += response.profile_ids
+            token = response.next_page_token
+            if not token:
+                return members
+
+    async def stream_trace(
+        self, visitor_id: str = "", *, trace_id: str = "", after: str = ""
+    ) -> AsyncIterator[Any]:
+        """Yield trace entries of a visitor or a live-trace id as they happen."""
+        request = (
+            profile_service_pb2.StreamTraceRequest(trace_id=trace_id, after=after)
+            if trace_id
+            else profile_service_pb2.StreamTraceRequest(visitor_id=visitor_id, after=after)
+        )
+        async for response in self.profiles.StreamTrace(request, metadata=self._metadata):
+            yield response.entry
+
+    # --- definitions -----------------------------------------------------------------------
+
+    async def validate_definitions(
+        self, definitions: definitions_pb2.Definitions
+    ) -> definition_service_pb2.ValidateDefinitionsResponse:
+        """Validate a document; the response lists every error."""
+        response: definition_service_pb2.ValidateDefinitionsResponse = (
+            await self.definitions.ValidateDefinitions(
+                definition_service_pb2.ValidateDefinitionsRequest(definitions=definitions),
+                metadata=self._metadata,
+                timeout=self._timeout,
+            )
+        )
+        return response
+
+    async def publish_definitions(
+        self, definitions: definitions_pb2.Definitions, expected_current_version: str = ""
+    ) -> definitions_pb2.DefinitionsVersion:
+        """Publish a document; return the new (or unchanged current) version."""
+        response = await self.definitions.PublishDefinitions(
+            definition_service_pb2.PublishDefinitionsRequest(
+                definitions=definitions, expected_current_version=expected_current_version
+            ),
+            metadata=self._metadata,
+            timeout=self._timeout,
+        )
+        return response.version
+
+    async def get_definitions(self, version: str = "") -> definitions_pb2.DefinitionsVersion:
+        """Return the current or a named definitions version."""
+        response = await self.definitions.GetDefinitions(
+            definition_service_pb2.GetDefinitionsRequest(version=version),
+            metadata=self._metadata,
+            timeout=self._timeout,
+        )
+        return response.version
+
+    # --- dispatch service ------------------------------------------------------------------
+
+    async def submit_actions(
+        self, actions: Sequence[action_pb2.Action]
+    ) -> list[dispatch_service_pb2.SubmitOutcome]:
+        """Submit up to 1,000 actions; return one outcome per action."""
+        response = await self.dispatch.SubmitActions(
+            dispatch_service_pb2.SubmitActionsRequest(actions=list(actions)),
+            metadata=self._metadata,
+            timeout=self._timeout,
+        )
+        return list(response.outcomes)
+
+    async def get_action(self, idempotency_key: str) -> action_pb2.ActionStatus:
+        """Return an action's status."""
+        response = await self.dispatch.GetAction(
+            dispatch_service_pb2.GetActionRequest(idempotency_key=idempotency_key),
+            metadata=self._metadata,
+            timeout=self._timeout,
+        )
+        return response.status
+
+    async def failed_actions(self, connector_id: str = "") -> list[action_pb2.ActionStatus]:
+        """Return every dead-lettered action (follows the pages)."""
+        found: list[action_pb2.ActionStatus] = []
+        token = ""
+        while True:
+            response = await self.dispatch.ListFailedActions(
+                dispatch_service_pb2.ListFailedActionsRequest(
+                    connector_id=connector_id, page_size=1000, page_token=token
+                ),
+                metadata=self._metadata,
+                timeout=self._timeout,
+            )
+            found += response.actions
+            token = response.next_page_token
+            if not token:
+                return found
+
+    async def retry_failed_actions(
+        self, idempotency_keys: Sequence[str] = (), *, all_failed: bool = False, connector_id: str = ""
+    ) -> dispatch_service_pb2.RetryFailedActionsResponse:
+        """Requeue dead-lettered actions."""
+        response: dispatch_service_pb2.RetryFailedActionsResponse = (
+            await self.dispatch.RetryFailedActions(
+                dispatch_service_pb2.RetryFailedActionsRequest(
+                    idempotency_keys=list(idempotency_keys),
+                    all=all_failed,
+                    connector_id=connector_id,
+                ),
+                metadata=self._metadata,
+                timeout=self._timeout,
+            )
+        )
+        return response

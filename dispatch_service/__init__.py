@@ -1,0 +1,1 @@
+"""Dispatch service: batches profile changes and delivers them to Braze."""

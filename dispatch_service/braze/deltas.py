@@ -1,0 +1,260 @@
+"""Attribute deltas: remember what Braze last accepted per user, send only what changed.
+
+Memory: one Redis hash per (connector, Braze user) (``keys.braze_user_state``), attribute name
+-> canonical JSON of the value Braze accepted, with a TTL (``delta_ttl_days``) so that changes
+made in Braze by other tools are eventually overwritten again.
+
+Per batch:
+1. :meth:`DeltaStore.load` - one pipelined round trip. For each user, a script returns the
+   remembered values of the attributes the batch sets and, in the same step, *forgets* every
+   attribute the batch is about to change (a different value, or an inc/add/remove). Should the
+   later write-back be lost (crash, Redis error), the memory then lacks those attributes and they
+   are simply sent again; it can never claim a value Braze does not hold.
+2. :meth:`DeltaView.filter` - pure. Walks the actions in arrival order against the remembered
+   values updated by earlier actions of the batch, drops every set whose value is already
+   there, and reports actions left with nothing to send as SKIPPED. Events, purchases and
+   inc/add/remove operations are never dropped.
+3. :meth:`DeltaStore.record` - one round trip per sent request, only after Braze answered 2xx,
+   only for attribute objects not named in ``errors``. Objects sent update-only are forgotten
+   rather than recorded: Braze silently ignores them for unknown users, so recording them could
+   later hide a value from a newly created profile. Deleted and identified users are forgotten.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
+
+from dispatch_service.braze.attributes import AttributeObject, SetValue
+from dispatch_service.braze.connector import BrazeConnector
+from dispatch_service.braze.lua import LuaScript, execute_with_scripts
+from dispatch_service.braze.payload import IdentifyObject, TrackObjects
+from dispatch_service.braze.planner import DeliveryItem, PlannedRequest
+from dispatch_service.braze.results import ActionResult, skipped
+from dispatch_service.braze.values import canonical_json
+from service_common import keys
+
+log = logging.getLogger(__name__)
+
+SKIP_REASON = "nothing to send: every attribute already holds this value in Braze"
+
+# KEYS[1] the user's hash. ARGV: n, then n (name, token) pairs the batch sets, then names the
+# batch changes by inc/add/remove. Returns {name, remembered token or false, ...} for each
+# distinct set name, after deleting every field the batch will change.
+_LOAD_AND_INVALIDATE = LuaScript("""
+local n = tonumber(ARGV[1])
+local names, seen = {}, {}
+for i = 1, n do
+  local name = ARGV[2 * i]
+  if not seen[name] then seen[name] = true; names[#names + 1] = name end
+end
+local reply, remembered = {}, {}
+if #names > 0 then
+  local values = redis.call('HMGET', KEYS[1], unpack(names))
+  for i, name in ipairs(names) do
+    remembered[name] = values[i]
+    reply[#reply + 1] = name
+    reply[#reply + 1] = values[i]
+  end
+end
+local stale, marked = {}, {}
+for i = 1, n do
+  local name, token = ARGV[2 * i], ARGV[2 * i + 1]
+  if remembered[name] and remembered[name] ~= token and not marked[name] then
+    marked[name] = true; stale[#stale + 1] = name
+  end
+end
+for i = 2 * n + 2, #ARGV do stale[#stale + 1] = ARGV[i] end
+if #stale > 0 then redis.call('HDEL', KEYS[1], unpack(stale)) end
+return reply
+""")
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+@dataclass
+class DeltaView:
+    """What Braze holds for the users of one batch, as far as the memory knows."""
+
+    remembered: dict[str, dict[str, str]] = field(default_factory=dict)
+    """User key -> attribute name -> canonical JSON of the value Braze accepted."""
+
+    def filter(
+        self, items: Sequence[DeliveryItem]
+    ) -> tuple[list[DeliveryItem], list[ActionResult]]:
+        """Drop sets Braze already holds; return the items left and the SKIPPED results."""
+        state = {user: dict(values) for user, values in self.remembered.items()}
+        kept: list[DeliveryItem] = []
+        settled: list[ActionResult] = []
+        for item in items:
+            objects = item.objects
+            if isinstance(objects, IdentifyObject):
+                # The alias profile merges into the external_id's: neither memory holds.
+                state[objects.alias.key] = {}
+                state[f"external_id:{objects.external_id}"] = {}
+            if not isinstance(objects, TrackObjects) or objects.attributes is None:
+                kept.append(item)
+                continue
+            known = state.setdefault(objects.user.key, {})
+            attributes = _filter_object(objects.attributes, known)
+            if attributes is objects.attributes:
+                kept.append(item)
+                continue
+            reduced = replace(objects, attributes=attributes if attributes.ops else None)
+            if reduced.is_empty:
+                settled.append(skipped(item.idempotency_key, SKIP_REASON))
+            else:
+                kept.append(replace(item, objects=reduced))
+        return kept, settled
+
+
+def _filter_object(attributes: AttributeObject, known: dict[str, str]) -> AttributeObject:
+    """``attributes`` without the sets ``known`` already holds; updates ``known``."""
+    dropped: list[str] = []
+    for name, op in attributes.ops.items():
+        if isinstance(op, SetValue):
+            token = canonical_json(op.value)
+            if known.get(name) == token:
+                dropped.append(name)
+            else:
+                known[name] = token
+        else:
+            known.pop(name, None)  # the result of inc/add/remove is unknown here
+    return attributes.without(dropped) if dropped else attributes
+
+
+class DeltaStore:
+    """Redis-backed delta memory of one connector."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        connector: BrazeConnector,
+        partitions: int = keys.DEFAULT_PARTITIONS,
+    ) -> None:
+        self._redis = redis
+        self._connector = connector
+        self._partitions = partitions
+        self._ttl_s = connector.delta_ttl_days * 86_400
+
+    @property
+    def enabled(self) -> bool:
+        """False when the connector turned deltas off (nothing is read, filtered or kept)."""
+        return self._connector.deltas
+
+    def key(self, user_key: str) -> str:
+        """Redis key of a user's memory."""
+        return keys.braze_user_state(self._connector.id, user_key, self._partitions)
+
+    async def load(self, items: Sequence[DeliveryItem]) -> DeltaView:
+        """Remembered values for the attributes ``items`` set (one round trip).
+
+        Also forgets the attributes the batch is about to change (see the module doc). If
+        Redis fails, the view is empty: everything is sent, which costs data points but never
+        loses an update.
+        """
+        if not self.enabled:
+            return DeltaView()
+        writes = _writes_by_user(items)
+        if not writes:
+            return DeltaView()
+
+        def fill(pipe: Pipeline) -> None:
+            for user, (sets, changes) in writes.items():
+                args: list[str | int] = [len(sets)]
+                for name, token in sets:
+                    args.extend((name, token))
+                args.extend(changes)
+                _LOAD_AND_INVALIDATE.queue(pipe, [self.key(user)], args)
+
+        try:
+            replies = await execute_with_scripts(self._redis, [_LOAD_AND_INVALIDATE], fill)
+        except RedisError as exc:
+            log.warning("delta memory unavailable, sending every attribute: %s", exc)
+            return DeltaView()
+        view = DeltaView()
+        for user, reply in zip(writes, replies, strict=True):
+            pairs = list(reply or [])
+            view.remembered[user] = {
+                _text(pairs[i]): _text(pairs[i + 1])
+                for i in range(0, len(pairs), 2)
+                if pairs[i + 1] is not None
+            }
+        return view
+
+    async def record(
+        self, request: PlannedRequest, rejected_attributes: Collection[int] = ()
+    ) -> None:
+        """Remember what Braze accepted from a 2xx ``request`` (one round trip).
+
+        Args:
+            request: The request as sent.
+            rejected_attributes: Indexes of ``attributes`` Braze named in ``errors``.
+        """
+        if not self.enabled:
+            return
+        cleared = list(request.cleared_users)
+        updates: list[tuple[str, dict[str, str], list[str]]] = []
+        for index, obj in enumerate(request.attribute_objects):
+            if index in rejected_attributes:
+                continue
+            remember, forget = _accepted(obj)
+            if remember or forget:
+                updates.append((self.key(obj.user.key), remember, forget))
+        if not cleared and not updates:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for user in cleared:
+            pipe.delete(self.key(user))
+        for key, remember, forget in updates:
+            if forget:
+                pipe.hdel(key, *forget)
+            if remember:
+                mapping: dict[FieldT, EncodableT] = dict(remember.items())
+                pipe.hset(key, mapping=mapping)
+                pipe.expire(key, self._ttl_s)
+        try:
+            await pipe.execute()
+        except RedisError as exc:
+            # Safe: load() already removed every attribute this request changed.
+            log.warning("could not record delta memory (values will be re-sent): %s", exc)
+
+
+def _accepted(obj: AttributeObject) -> tuple[dict[str, str], list[str]]:
+    """(name -> token to remember, names to forget) for an attribute object Braze accepted."""
+    if obj.update_existing_only:
+        return {}, list(obj.ops)
+    remember: dict[str, str] = {}
+    forget: list[str] = []
+    for name, op in obj.ops.items():
+        if isinstance(op, SetValue):
+            remember[name] = canonical_json(op.value)
+        else:
+            forget.append(name)
+    return remember, forget
+
+
+def _writes_by_user(
+    items: Iterable[DeliveryItem],
+) -> Mapping[str, tuple[list[tuple[str, str]], list[str]]]:
+    """User key -> (every (name, token) set, in order; names changed by operations)."""
+    writes: dict[str, tuple[list[tuple[str, str]], list[str]]] = {}
+    for item in items:
+        objects = item.objects
+        if not isinstance(objects, TrackObjects) or objects.attributes is None:
+            continue
+        sets, changes = writes.setdefault(objects.user.key, ([], []))
+        for name, op in objects.attributes.ops.items():
+            if isinstance(op, SetValue):
+                sets.append((name, canonical_json(op.value)))
+            else:
+                changes.append(name)
+    return writes

@@ -1,0 +1,438 @@
+"""Action -> Braze objects.
+
+``build_objects`` turns one ``crowd.dispatch.v1.Action`` into what it contributes to a Braze
+request, validating everything Braze would refuse so that bad input can be answered with
+INVALID_ARGUMENT at intake instead of failing later:
+
+- TrackUser -> an attributes object (identifier by priority, ``_update_existing_only``, values
+  from ``crowd.common.v1.Value``, ``{"inc": n}``, ``{"add": [...]}``, ``{"remove": [...]}``),
+  event objects and purchase objects (``time`` defaults to the action's ``fired_at``).
+- UpdateMembership -> an attributes object. ``SegmentMembership`` is written as the *full*,
+  sorted array of the user's audience names, not as add/remove edits: setting a simple array
+  costs Braze one data point per call while each added value costs one, a full value is
+  idempotent under retries and reordering and repairs drift, and with deltas an unchanged
+  membership is not sent at all. ``In <audience>`` booleans are true for every current audience
+  and false for every audience left (false, not null, so the key stays queryable in Braze).
+- DeleteUser -> one identifier for /users/delete (grouped by identifier kind by the planner).
+- IdentifyUser -> one ``aliases_to_identify`` entry for /users/identify.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from crowd.common.v1.value_pb2 import Value
+from crowd.dispatch.v1.action_pb2 import (
+    MEMBERSHIP_MODE_BOTH,
+    MEMBERSHIP_MODE_IN_AUDIENCE_ATTRIBUTES,
+    MEMBERSHIP_MODE_SEGMENT_MEMBERSHIP,
+    Action,
+    Attribute,
+    DeleteUser,
+    IdentifyUser,
+    Purchase,
+    TrackEvent,
+    TrackUser,
+    UpdateMembership,
+)
+from dispatch_service.braze.attributes import (
+    ArrayEdit,
+    AttributeObject,
+    AttributeOp,
+    Increment,
+    SetValue,
+    combine,
+)
+from dispatch_service.braze.connector import BrazeConnector, MembershipMode
+from dispatch_service.braze.endpoints import Endpoint
+from dispatch_service.braze.users import (
+    BrazeUser,
+    IdentifierError,
+    alias_user,
+    check_external_id,
+    select_user,
+)
+from dispatch_service.braze.values import (
+    MAX_STRING_LENGTH,
+    BadValue,
+    compact_size,
+    iso8601,
+    number,
+    timestamp_to_iso,
+    value_to_json,
+)
+
+#: Keys of an attributes object that are identifiers or flags, never attribute names.
+RESERVED_ATTRIBUTE_NAMES = frozenset(
+    {"external_id", "braze_id", "user_alias", "_update_existing_only", "_merge_objects",
+     "push_token_import", "app_id"}
+)  # fmt: skip
+EVENT_RESERVED_PROPERTIES = frozenset({"time", "event_name"})
+PURCHASE_RESERVED_PROPERTIES = frozenset(
+    {"time", "product_id", "quantity", "event_name", "price", "currency"}
+)
+_CURRENCY_RE = re.compile(r"^[A-Za-z]{3}$")
+MAX_QUANTITY = 100
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One invalid field, as in google.rpc.BadRequest.FieldViolation."""
+
+    field: str
+    """Path below the action, e.g. ``track_user.events[2].name``."""
+    description: str
+
+
+class InvalidAction(ValueError):
+    """The action cannot become a valid Braze request; ``violations`` lists every problem."""
+
+    def __init__(self, violations: Iterable[Violation]) -> None:
+        self.violations = tuple(violations)
+        super().__init__("; ".join(f"{v.field}: {v.description}" for v in self.violations))
+
+
+@dataclass(frozen=True)
+class TrackObjects:
+    """What one Track User / Update Membership action adds to a /users/track request."""
+
+    endpoint: ClassVar[Endpoint] = Endpoint.TRACK
+    user: BrazeUser
+    attributes: AttributeObject | None
+    """``None`` when the action writes no attribute."""
+    events: tuple[dict[str, Any], ...] = ()
+    purchases: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def object_count(self) -> int:
+        """Objects this action adds when its attributes are not merged into another object."""
+        return (self.attributes is not None) + len(self.events) + len(self.purchases)
+
+    @property
+    def is_empty(self) -> bool:
+        """Nothing left to send."""
+        return self.object_count == 0
+
+
+#: /users/delete array per identifier kind.
+DELETE_ARRAYS = {
+    "external_id": "external_ids",
+    "braze_id": "braze_ids",
+    "user_alias": "user_aliases",
+    "email": "email_addresses",
+    "phone": "phone_numbers",
+}
+
+
+@dataclass(frozen=True)
+class DeleteObject:
+    """One identifier to delete."""
+
+    endpoint: ClassVar[Endpoint] = Endpoint.DELETE
+    user: BrazeUser
+
+    @property
+    def array(self) -> str:
+        """The /users/delete array it belongs to (one kind per request)."""
+        return DELETE_ARRAYS[self.user.kind]
+
+    def entry(self) -> Any:
+        """The array element."""
+        user = self.user
+        if user.kind == "user_alias":
+            return {"alias_name": user.value, "alias_label": user.alias_label}
+        if user.kind == "email":
+            # Several profiles may share an email; delete the most recently updated one.
+            return {"email": user.value, "prioritization": ["most_recently_updated"]}
+        if user.kind == "phone":
+            return {"phone": user.value, "prioritization": ["most_recently_updated"]}
+        return user.value
+
+
+@dataclass(frozen=True)
+class IdentifyObject:
+    """One ``aliases_to_identify`` entry."""
+
+    endpoint: ClassVar[Endpoint] = Endpoint.IDENTIFY
+    external_id: str
+    alias: BrazeUser
+
+    def entry(self) -> dict[str, Any]:
+        """The array element."""
+        return {
+            "external_id": self.external_id,
+            "user_alias": {"alias_name": self.alias.value, "alias_label": self.alias.alias_label},
+        }
+
+
+BrazeObjects = TrackObjects | DeleteObject | IdentifyObject
+
+
+class _Collector:
+    """Gathers violations so one pass reports every problem of an action."""
+
+    def __init__(self) -> None:
+        self.violations: list[Violation] = []
+
+    def add(self, field: str, description: str) -> None:
+        self.violations.append(Violation(field, description))
+
+    def raise_if_any(self) -> None:
+        if self.violations:
+            raise InvalidAction(self.violations)
+
+
+def _fired_at(action: Action, received_at: datetime | None) -> str:
+    if action.HasField("fired_at"):
+        return timestamp_to_iso(action.fired_at)
+    return iso8601(received_at or datetime.now(UTC))
+
+
+def _json_value(value: Value, field: str, errors: _Collector) -> Any:
+    try:
+        return value_to_json(value)
+    except BadValue as exc:
+        errors.add(field, str(exc))
+        return None
+
+
+def _attribute_op(attr: Attribute, field: str, errors: _Collector) -> AttributeOp | None:
+    kind = attr.WhichOneof("operation")
+    if kind == "set":
+        return SetValue(_json_value(attr.set, f"{field}.set", errors))
+    if kind == "increment":
+        amount = attr.increment
+        if not math.isfinite(amount) or not amount.is_integer():
+            errors.add(f"{field}.increment", "Braze increments by whole numbers only")
+            return None
+        return Increment(int(amount))
+    if kind in ("add", "remove"):
+        items = list(attr.add.values if kind == "add" else attr.remove.values)
+        if any(len(item) > MAX_STRING_LENGTH for item in items):
+            errors.add(f"{field}.{kind}", f"items may hold at most {MAX_STRING_LENGTH} characters")
+            return None
+        return ArrayEdit(add=tuple(items)) if kind == "add" else ArrayEdit(remove=tuple(items))
+    errors.add(field, "one of set, increment, add or remove is required")
+    return None
+
+
+def _check_attribute_name(name: str, user: BrazeUser, field: str, errors: _Collector) -> bool:
+    if not name.strip():
+        errors.add(f"{field}.name", "attribute names must not be empty")
+        return False
+    if name.strip() != name:
+        errors.add(f"{field}.name", "attribute names must not start or end with spaces")
+        return False
+    if name in RESERVED_ATTRIBUTE_NAMES or name == user.kind:
+        errors.add(f"{field}.name", f"{name!r} is an identifier or flag, not an attribute")
+        return False
+    return True
+
+
+def _attributes(
+    user: BrazeUser, attributes: Iterable[Attribute], field: str, errors: _Collector
+) -> dict[str, AttributeOp]:
+    ops: dict[str, AttributeOp] = {}
+    for index, attr in enumerate(attributes):
+        where = f"{field}[{index}]"
+        if not _check_attribute_name(attr.name, user, where, errors):
+            continue
+        op = _attribute_op(attr, where, errors)
+        if op is not None:
+            # The same attribute twice in one action: the writes combine in order.
+            ops[attr.name] = combine(ops[attr.name], op) if attr.name in ops else op
+    return ops
+
+
+def _properties(
+    properties: Mapping[str, Value], reserved: frozenset[str], field: str, errors: _Collector
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in sorted(properties):  # sorted: the same properties always encode the same
+        where = f"{field}[{key!r}]"
+        if not key or len(key) > MAX_STRING_LENGTH or key.startswith("$"):
+            errors.add(where, "property names are 1 to 255 characters, not starting with '$'")
+        elif key in reserved:
+            errors.add(where, f"{key!r} is reserved by Braze")
+        else:
+            out[key] = _json_value(properties[key], where, errors)
+    return out
+
+
+def _event(
+    user: BrazeUser, event: TrackEvent, flag: dict[str, Any], default_time: str, field: str,
+    errors: _Collector,
+) -> dict[str, Any]:  # fmt: skip
+    if not event.name.strip():
+        errors.add(f"{field}.name", "the event name is required")
+    body: dict[str, Any] = {
+        **user.fields(),
+        **flag,
+        "name": event.name,
+        "time": timestamp_to_iso(event.time) if event.HasField("time") else default_time,
+    }
+    props = _properties(event.properties, EVENT_RESERVED_PROPERTIES, f"{field}.properties", errors)
+    if props:
+        body["properties"] = props
+    return body
+
+
+def _purchase(
+    user: BrazeUser, purchase: Purchase, flag: dict[str, Any], default_time: str, field: str,
+    errors: _Collector,
+) -> dict[str, Any]:  # fmt: skip
+    if not purchase.product_id or len(purchase.product_id) > MAX_STRING_LENGTH:
+        errors.add(f"{field}.product_id", "product_id is required (at most 255 characters)")
+    if not _CURRENCY_RE.match(purchase.currency):
+        errors.add(f"{field}.currency", "currency must be a 3-letter ISO 4217 code")
+    if not 0 <= purchase.quantity <= MAX_QUANTITY:
+        errors.add(f"{field}.quantity", f"quantity must be 1 to {MAX_QUANTITY} (0 means 1)")
+    price: int | float = 0
+    try:
+        price = number(purchase.price)
+    except BadValue as exc:
+        errors.add(f"{field}.price", str(exc))
+    body: dict[str, Any] = {
+        **user.fields(),
+        **flag,
+        "product_id": purchase.product_id,
+        "currency": purchase.currency.upper(),
+        "price": price,
+        "quantity": purchase.quantity or 1,
+        "time": timestamp_to_iso(purchase.time) if purchase.HasField("time") else default_time,
+    }
+    props = _properties(
+        purchase.properties, PURCHASE_RESERVED_PROPERTIES, f"{field}.properties", errors
+    )
+    if props:
+        body["properties"] = props
+    return body
+
+
+def _update_flag(user: BrazeUser, update_existing_only: bool) -> dict[str, Any]:
+    # Explicit for aliases, whose Braze default is update-only (see AttributeObject.to_json).
+    if update_existing_only or user.kind == "user_alias":
+        return {"_update_existing_only": update_existing_only}
+    return {}
+
+
+def _track(track: TrackUser, default_time: str, errors: _Collector) -> TrackObjects | None:
+    try:
+        user = select_user(track.user, "track_user.user")
+    except IdentifierError as exc:
+        errors.add(exc.field, exc.description)
+        return None
+    ops = _attributes(user, track.attributes, "track_user.attributes", errors)
+    flag = _update_flag(user, track.update_existing_only)
+    events = tuple(
+        _event(user, e, flag, default_time, f"track_user.events[{i}]", errors)
+        for i, e in enumerate(track.events)
+    )
+    purchases = tuple(
+        _purchase(user, p, flag, default_time, f"track_user.purchases[{i}]", errors)
+        for i, p in enumerate(track.purchases)
+    )
+    attributes = AttributeObject(user, ops, track.update_existing_only) if ops else None
+    return TrackObjects(user, attributes, events, purchases)
+
+
+def _membership(
+    update: UpdateMembership, connector: BrazeConnector, errors: _Collector
+) -> TrackObjects | None:
+    try:
+        user = select_user(update.user, "update_membership.user")
+    except IdentifierError as exc:
+        errors.add(exc.field, exc.description)
+        return None
+    for field, names in (("audiences", update.audiences), ("left", update.left)):
+        for index, name in enumerate(names):
+            if not name.strip():
+                errors.add(f"update_membership.{field}[{index}]", "audience names are required")
+    mode = {
+        MEMBERSHIP_MODE_SEGMENT_MEMBERSHIP: MembershipMode.SEGMENT_MEMBERSHIP,
+        MEMBERSHIP_MODE_IN_AUDIENCE_ATTRIBUTES: MembershipMode.IN_AUDIENCE_ATTRIBUTES,
+        MEMBERSHIP_MODE_BOTH: MembershipMode.BOTH,
+    }.get(update.mode, connector.membership_default_mode)
+    current = sorted(set(update.audiences))
+    ops: dict[str, AttributeOp] = {}
+    if mode in (MembershipMode.SEGMENT_MEMBERSHIP, MembershipMode.BOTH):
+        ops[connector.segment_membership_attribute] = SetValue(current)
+    if mode in (MembershipMode.IN_AUDIENCE_ATTRIBUTES, MembershipMode.BOTH):
+        prefix = connector.audience_attribute_prefix
+        for name in current:
+            ops[f"{prefix}{name}"] = SetValue(True)
+        for name in sorted(set(update.left) - set(current)):
+            ops[f"{prefix}{name}"] = SetValue(False)
+    attributes = AttributeObject(user, ops) if ops else None
+    return TrackObjects(user, attributes)
+
+
+def _delete(delete: DeleteUser, errors: _Collector) -> DeleteObject | None:
+    try:
+        return DeleteObject(select_user(delete.user, "delete_user.user"))
+    except IdentifierError as exc:
+        errors.add(exc.field, exc.description)
+        return None
+
+
+def _identify(identify: IdentifyUser, errors: _Collector) -> IdentifyObject | None:
+    alias: BrazeUser | None = None
+    try:
+        alias = alias_user(identify.user_alias, "identify_user.user_alias")
+    except IdentifierError as exc:
+        errors.add(exc.field, exc.description)
+    if not identify.external_id:
+        errors.add("identify_user.external_id", "external_id is required")
+        return None
+    try:
+        check_external_id(identify.external_id, "identify_user.external_id")
+    except IdentifierError as exc:
+        errors.add(exc.field, exc.description)
+    return None if alias is None else IdentifyObject(identify.external_id, alias)
+
+
+def build_objects(
+    action: Action, connector: BrazeConnector, *, received_at: datetime | None = None
+) -> BrazeObjects:
+    """The Braze objects of one action.
+
+    Args:
+        action: The action (its payload decides the endpoint).
+        connector: Supplies the membership encoding settings.
+        received_at: Default event/purchase time when the action has no ``fired_at``.
+
+    Raises:
+        InvalidAction: every field Braze would refuse, with its path.
+    """
+    errors = _Collector()
+    kind = action.WhichOneof("payload")
+    result: BrazeObjects | None = None
+    if kind == "track_user":
+        result = _track(action.track_user, _fired_at(action, received_at), errors)
+    elif kind == "update_membership":
+        result = _membership(action.update_membership, connector, errors)
+    elif kind == "delete_user":
+        result = _delete(action.delete_user, errors)
+    elif kind == "identify_user":
+        result = _identify(action.identify_user, errors)
+    else:
+        errors.add("payload", "one of track_user, delete_user, identify_user or "
+                   "update_membership is required")  # fmt: skip
+    errors.raise_if_any()
+    assert result is not None  # every path that leaves it None reported a violation
+    return result
+
+
+def object_sizes(objects: TrackObjects) -> list[tuple[str, int, int]]:
+    """(array, index within the action, compact JSON bytes) of every object of an action."""
+    sizes: list[tuple[str, int, int]] = []
+    if objects.attributes is not None:
+        sizes.append(("attributes", 0, objects.attributes.size))
+    sizes.extend(("events", i, compact_size(e)) for i, e in enumerate(objects.events))
+    sizes.extend(("purchases", i, compact_size(p)) for i, p in enumerate(objects.purchases))
+    return sizes

@@ -1,0 +1,231 @@
+"""The delivery queues: one Redis stream per partition, read by the ``dispatchers`` group.
+
+A queue entry carries only an idempotency key (field ``k``); the action itself is in its
+record. Entries are taken with ``XREADGROUP`` and stay pending until a worker records the
+result (``scripts/complete.lua`` acknowledges and deletes them in the same step). A worker
+that dies with entries pending loses nothing: after ``claim_idle_ms`` any worker takes them
+over with ``XAUTOCLAIM``. A live worker keeps its in-flight entries fresh with ``XCLAIM ...
+JUSTID`` (which resets their idle time) so that a slow send is not mistaken for a dead
+worker.
+
+Retries wait in a per-partition sorted set scored by due time; ``scripts/promote.lua``
+moves due ones back onto the stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from crowd.dispatch.v1 import action_pb2
+from dispatch_service.scripts import ScriptArg, ScriptCall, load_script, run_scripts
+from service_common.keys import DispatchKeys, failed_member
+
+__all__ = [
+    "GROUP",
+    "Completion",
+    "QueuedAction",
+    "Taken",
+    "claim_stale",
+    "complete",
+    "ensure_groups",
+    "load_actions",
+    "promote_due",
+    "read_new",
+    "touch",
+]
+
+GROUP = "dispatchers"
+_ACCEPTED = str(action_pb2.ACTION_STATE_ACCEPTED).encode()
+
+COMPLETE = load_script("complete")
+PROMOTE = load_script("promote")
+
+Result = Literal["delivered", "skipped", "retry", "failed", "drop"]
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A queue entry this worker holds (pending under its consumer name)."""
+
+    partition: int
+    entry_id: bytes
+    key: str
+
+
+@dataclass(frozen=True)
+class QueuedAction:
+    """A taken entry with its action, ready to deliver."""
+
+    taken: Taken
+    action: action_pb2.Action
+    attempts: int
+    since_ms: int
+    """When the current delivery effort began (accepted, or last requeued from the dead
+    letters); the age limit counts from here."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    """The result of one delivery attempt, to be recorded.
+
+    ``drop`` only acknowledges the entry (its record is gone or no longer ACCEPTED).
+    """
+
+    taken: Taken
+    result: Result
+    connector_id: str = ""
+    http_status: int = 0
+    reason: str = ""
+    retry_due_ms: int = 0
+    attempted: bool = True
+
+
+async def ensure_groups(redis: aioredis.Redis, partitions: int) -> None:
+    """Create each partition's stream and consumer group if missing.
+
+    The group starts at ``0``, not ``$``: entries queued before any worker ever ran must be
+    delivered too.
+    """
+    async with redis.pipeline(transaction=False) as pipe:
+        for partition in range(partitions):
+            pipe.xgroup_create(DispatchKeys(partition).queue, GROUP, id="0", mkstream=True)
+        replies = await pipe.execute(raise_on_error=False)
+    for reply in replies:
+        if isinstance(reply, ResponseError) and "BUSYGROUP" not in str(reply):
+            raise reply
+
+
+def _partition_of_stream(partitions: int) -> dict[bytes, int]:
+    return {DispatchKeys(p).queue.encode(): p for p in range(partitions)}
+
+
+def _taken(partition: int, entry: Any) -> Taken | None:
+    entry_id, fields = entry
+    if not fields or b"k" not in fields:
+        return None  # deleted meanwhile (XAUTOCLAIM may still list it)
+    return Taken(partition, bytes(entry_id), fields[b"k"].decode("utf-8"))
+
+
+async def read_new(
+    redis: aioredis.Redis, partitions: int, consumer: str, count: int, block_ms: int
+) -> list[Taken]:
+    """Take up to ``count`` new entries across all partitions, waiting up to ``block_ms``."""
+    streams = {DispatchKeys(p).queue: ">" for p in range(partitions)}
+    reply = await redis.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)  # type: ignore[arg-type]
+    by_name = _partition_of_stream(partitions)
+    items = reply.items() if isinstance(reply, dict) else (reply or [])
+    taken: list[Taken] = []
+    for name, entries in items:
+        partition = by_name[bytes(name)]
+        for entry in entries[0] if isinstance(reply, dict) else entries:
+            if (item := _taken(partition, entry)) is not None:
+                taken.append(item)
+    return taken
+
+
+async def claim_stale(
+    redis: aioredis.Redis, partitions: int, consumer: str, min_idle_ms: int, count: int
+) -> list[Taken]:
+    """Take over entries pending with any consumer for longer than ``min_idle_ms``."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for partition in range(partitions):
+            pipe.xautoclaim(
+                DispatchKeys(partition).queue, GROUP, consumer, min_idle_ms, "0-0", count=count
+            )
+        replies = await pipe.execute()
+    taken: list[Taken] = []
+    for partition, reply in enumerate(replies):
+        for entry in reply[1]:
+            if (item := _taken(partition, entry)) is not None:
+                taken.append(item)
+    return taken
+
+
+async def touch(redis: aioredis.Redis, consumer: str, taken: Sequence[Taken]) -> None:
+    """Reset the idle time of entries this worker is still working on."""
+    by_partition: dict[int, list[bytes]] = {}
+    for item in taken:
+        by_partition.setdefault(item.partition, []).append(item.entry_id)
+    if not by_partition:
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        for partition, ids in by_partition.items():
+            pipe.xclaim(DispatchKeys(partition).queue, GROUP, consumer, 0, ids, justid=True)
+        await pipe.execute()
+
+
+async def load_actions(
+    redis: aioredis.Redis, taken: Sequence[Taken]
+) -> tuple[list[QueuedAction], list[Taken]]:
+    """Read the actions of taken entries: (deliverable, entries to drop).
+
+    An entry is dropped when its record is gone or no longer ACCEPTED: a stale duplicate
+    (e.g. reclaimed from a worker that finished after all) must not be sent again.
+    """
+    if not taken:
+        return [], []
+    async with redis.pipeline(transaction=False) as pipe:
+        for item in taken:
+            pipe.hmget(
+                DispatchKeys(item.partition).action(item.key),
+                ["state", "action", "attempts", "accepted_at", "retried_at"],
+            )
+        replies = await pipe.execute()
+    ready: list[QueuedAction] = []
+    dropped: list[Taken] = []
+    for item, (state, payload, attempts, accepted_at, retried_at) in zip(
+        taken, replies, strict=True
+    ):
+        if state != _ACCEPTED or payload is None:
+            dropped.append(item)
+            continue
+        action = action_pb2.Action()
+        action.ParseFromString(payload)
+        since = max(int(accepted_at or 0), int(retried_at or 0))
+        ready.append(QueuedAction(item, action, int(attempts or 0), since))
+    return ready, dropped
+
+
+async def complete(
+    redis: aioredis.Redis, completions: Sequence[Completion], now_ms: int, retention_ms: int
+) -> None:
+    """Record results and acknowledge their entries: one script call per partition."""
+    by_partition: dict[int, list[Completion]] = {}
+    for completion in completions:
+        by_partition.setdefault(completion.taken.partition, []).append(completion)
+    calls: list[ScriptCall] = []
+    for partition, items in by_partition.items():
+        keys = DispatchKeys(partition)
+        script_keys = [keys.queue, keys.retry, keys.failed]
+        args: list[ScriptArg] = [now_ms, retention_ms, len(items)]
+        for c in items:
+            script_keys.append(keys.action(c.taken.key))
+            args.extend(
+                [
+                    len(script_keys),
+                    c.taken.entry_id,
+                    c.taken.key,
+                    c.result,
+                    c.http_status,
+                    c.reason,
+                    c.retry_due_ms,
+                    failed_member(c.connector_id, c.taken.key),
+                    1 if c.attempted else 0,
+                ]
+            )
+        calls.append(ScriptCall(COMPLETE, script_keys, args))
+    await run_scripts(redis, calls)
+
+
+async def promote_due(redis: aioredis.Redis, partitions: int, now_ms: int, limit: int) -> int:
+    """Move due retries of every partition back onto the queues; return how many moved."""
+    calls = [
+        ScriptCall(PROMOTE, [DispatchKeys(p).retry, DispatchKeys(p).queue], [now_ms, limit])
+        for p in range(partitions)
+    ]
+    return sum(int(n) for n in await run_scripts(redis, calls))

@@ -1,0 +1,125 @@
+"""``ActionStore``: the servicer's one entry point to stored actions.
+
+It accepts actions (:meth:`submit`), reads their status (:meth:`get`) and works on dead
+letters (:meth:`list_failed`, :meth:`retry_failed`). Delivery lives in
+:class:`dispatch_service.worker.DispatchWorker`, which shares the same records and queues.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Sequence
+
+import redis.asyncio as aioredis
+
+from crowd.common.v1 import value_pb2
+from crowd.dispatch.v1 import action_pb2, dispatch_service_pb2
+from dispatch_service import status
+from dispatch_service.queue.intake import current_trace_context, plan_submission, read_outcomes
+from dispatch_service.queue.queues import ensure_groups
+from dispatch_service.scripts import run_scripts
+from dispatch_service.validation import validate_actions
+
+__all__ = ["DEFAULT_RETENTION_S", "ActionStore"]
+
+DEFAULT_RETENTION_S = 7 * 86_400.0
+"""How long finished (delivered, skipped, suppressed) records stay readable, and so how long
+their idempotency keys are remembered."""
+
+
+def _now_ms(now: float | None) -> int:
+    return int((time.time() if now is None else now) * 1000)
+
+
+class ActionStore:
+    """Durable action records and queues in Redis, partitioned by visitor.
+
+    Args:
+        redis: A client with ``decode_responses=False`` (payloads are binary protobuf).
+        partitions: The dispatch partition count (fixed for the life of the dataset).
+        connector_ids: The connectors actions may name; :meth:`submit` validates against them.
+        retention_s: Lifetime of finished records (see :data:`DEFAULT_RETENTION_S`).
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        partitions: int,
+        connector_ids: Collection[str],
+        *,
+        retention_s: float = DEFAULT_RETENTION_S,
+    ) -> None:
+        if redis.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("ActionStore needs a Redis client with decode_responses=False")
+        if partitions < 1:
+            raise ValueError("partitions must be at least 1")
+        self.redis = redis
+        self.partitions = partitions
+        self.connector_ids = frozenset(connector_ids)
+        self.retention_ms = int(retention_s * 1000)
+
+    async def ensure_queues(self) -> None:
+        """Create every partition's queue stream and consumer group (idempotent)."""
+        await ensure_groups(self.redis, self.partitions)
+
+    async def submit(
+        self,
+        actions: Sequence[action_pb2.Action],
+        *,
+        now: float | None = None,
+        trace_context: value_pb2.TraceContext | None = None,
+    ) -> list[dispatch_service_pb2.SubmitOutcome]:
+        """Validate and store actions durably; return one outcome per action, in order.
+
+        Any invalid action refuses the whole request before anything is written
+        (:class:`~service_common.errors.InvalidArgument` with every field violation, e.g.
+        ``actions[3].track_user.user``). Each action is applied atomically in its partition: a known key
+        returns its first outcome (``duplicate``); otherwise caps decide between ACCEPTED
+        (recorded and queued) and SUPPRESSED (recorded with the reason, not queued). When
+        this returns, every outcome is in Redis; if it raises, any subset may be (callers
+        retry with the same keys and get the first outcomes back).
+
+        Args:
+            actions: The request's actions.
+            now: Acceptance time (seconds since the epoch); defaults to the clock.
+            trace_context: Context for actions that carry none; defaults to the active span.
+        """
+        validate_actions(actions, self.connector_ids)
+        now_ms = _now_ms(now)
+        default_trace = trace_context if trace_context is not None else current_trace_context()
+        calls, batches, origin = plan_submission(
+            actions, self.partitions, now_ms, self.retention_ms, default_trace
+        )
+        results = await run_scripts(self.redis, calls)
+        return read_outcomes(actions, batches, results, origin)
+
+    async def get(self, idempotency_key: str) -> action_pb2.ActionStatus | None:
+        """The status of an action, or ``None`` if the key is unknown (or expired)."""
+        (records,) = await status.find_records(self.redis, self.partitions, [idempotency_key])
+        return records[0].to_status() if records else None
+
+    async def list_failed(
+        self, connector_id: str = "", page_size: int = 0, page_token: str = ""
+    ) -> status.FailedPage:
+        """One page of dead letters, newest first (see :func:`dispatch_service.status.list_failed`)."""
+        return await status.list_failed(
+            self.redis, self.partitions, connector_id, page_size, page_token
+        )
+
+    async def retry_failed(
+        self,
+        idempotency_keys: Sequence[str] = (),
+        *,
+        retry_all: bool = False,
+        connector_id: str = "",
+        now: float | None = None,
+    ) -> tuple[int, list[str]]:
+        """Requeue dead letters: ``(requeued, keys that were not failed)``."""
+        return await status.retry_failed(
+            self.redis,
+            self.partitions,
+            idempotency_keys,
+            retry_all=retry_all,
+            connector_id=connector_id,
+            now_ms=_now_ms(now),
+        )

@@ -1,0 +1,1 @@
+"""The crowd profile service: events to profiles, audiences and connector actions."""

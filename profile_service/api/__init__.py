@@ -1,0 +1,1 @@
+"""The gRPC surface of the profile service: request validation and servicers."""

@@ -1,0 +1,305 @@
+"""gRPC servicers of the profile service: validation and translation only.
+
+Everything stateful is behind `ProfileBackend`. Errors are raised as
+`service_common.errors.DomainError` subclasses; the shared interceptor turns them into
+canonical status codes with ``google.rpc`` details.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc.aio
+from opentelemetry import propagate
+
+from crowd.common.v1 import value_pb2
+from crowd.profile.v1 import (
+    definition_service_pb2,
+    definition_service_pb2_grpc,
+    event_pb2,
+    profile_service_pb2,
+    profile_service_pb2_grpc,
+)
+from profile_service.api.backend import ProfileBackend
+from profile_service.api.validation import MAX_BATCH_EVENTS, MAX_ID_LENGTH, normalize_batch
+from service_common.errors import InvalidArgument, NotFound, Violations
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+IMPORT_PLATFORM = "import"
+"""Imported records get this platform: their visits last one minute unless the
+definitions set ``platform_visit_timeouts.import`` (Tealium file-import semantics)."""
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _current_traceparent() -> str:
+    """The W3C traceparent of the active span (the RPC's server span), for fired actions."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent", "")
+
+
+def _check_lookup(lookup: event_pb2.VisitorLookup, field: str) -> None:
+    violations = Violations()
+    kind = lookup.WhichOneof("by")
+    if kind is None:
+        violations.add(field, "set visitor_id or visitor_id_value")
+    elif kind == "visitor_id":
+        if not lookup.visitor_id or len(lookup.visitor_id) > MAX_ID_LENGTH:
+            violations.add(f"{field}.visitor_id", f"must have 1 to {MAX_ID_LENGTH} characters")
+    else:
+        value = lookup.visitor_id_value
+        if not value.attribute_id:
+            violations.add(f"{field}.visitor_id_value.attribute_id", "is required")
+        if not value.value or len(value.value) > 2048:
+            violations.add(f"{field}.visitor_id_value.value", "must have 1 to 2048 characters")
+    violations.raise_if_any()
+
+
+def _check_audience_id(audience_id: str) -> None:
+    if not audience_id:
+        raise InvalidArgument.single("audience_id", "is required")
+
+
+def _page_size(requested: int) -> int:
+    if requested < 0 or requested > MAX_PAGE_SIZE:
+        raise InvalidArgument.single("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
+    return requested or DEFAULT_PAGE_SIZE
+
+
+class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
+    """Implements crowd.profile.v1.ProfileService."""
+
+    def __init__(self, backend: ProfileBackend) -> None:
+        self._backend = backend
+
+    async def _resolve(self, lookup: event_pb2.VisitorLookup, field: str) -> str:
+        _check_lookup(lookup, field)
+        profile_id = await self._backend.resolve(lookup)
+        if profile_id is None:
+            raise NotFound("no profile matches the lookup", reason="PROFILE_NOT_FOUND")
+        return profile_id
+
+    async def TrackEvent(
+        self, request: profile_service_pb2.TrackEventRequest, context: Context
+    ) -> profile_service_pb2.TrackEventResponse:
+        if not request.HasField("event"):
+            raise InvalidArgument.single("event", "is required")
+        events = normalize_batch(
+            [request.event], _now_ms(), field="event", traceparent=_current_traceparent()
+        )
+        # normalize_batch names fields "event[0]..."; a single event reads better as "event".
+        results = await self._backend.track(events)
+        return profile_service_pb2.TrackEventResponse(result=results[0])
+
+    async def TrackEvents(
+        self, request: profile_service_pb2.TrackEventsRequest, context: Context
+    ) -> profile_service_pb2.TrackEventsResponse:
+        events = normalize_batch(request.events, _now_ms(), traceparent=_current_traceparent())
+        return profile_service_pb2.TrackEventsResponse(results=await self._backend.track(events))
+
+    async def StreamEvents(
+        self,
+        request_iterator: AsyncIterator[profile_service_pb2.StreamEventsRequest],
+        context: Context,
+    ) -> AsyncIterator[profile_service_pb2.StreamEventsResponse]:
+        traceparent = _current_traceparent()
+        async for request in request_iterator:
+            try:
+                events = normalize_batch(request.events, _now_ms(), traceparent=traceparent)
+            except InvalidArgument as exc:
+                # A bad batch is answered and skipped; the stream goes on.
+                yield profile_service_pb2.StreamEventsResponse(
+                    sequence=request.sequence,
+                    violations=[
+                        value_pb2.FieldViolation(field=v.field, description=v.description)
+                        for v in exc.violations
+                    ],
+                )
+                continue
+            results = await self._backend.track(events)
+            yield profile_service_pb2.StreamEventsResponse(
+                sequence=request.sequence, results=results
+            )
+
+    async def GetProfile(
+        self, request: profile_service_pb2.GetProfileRequest, context: Context
+    ) -> profile_service_pb2.GetProfileResponse:
+        profile_id = await self._resolve(request.visitor, "visitor")
+        profile = await self._backend.get_profile(profile_id)
+        if profile is None:
+            raise NotFound("no profile matches the lookup", reason="PROFILE_NOT_FOUND")
+        return profile_service_pb2.GetProfileResponse(profile=profile)
+
+    async def DeleteProfile(
+        self, request: profile_service_pb2.DeleteProfileRequest, context: Context
+    ) -> profile_service_pb2.DeleteProfileResponse:
+        profile_id = await self._resolve(request.visitor, "visitor")
+        removed = await self._backend.delete_profile(profile_id)
+        return profile_service_pb2.DeleteProfileResponse(
+            profile_id=profile_id, visitor_ids=removed
+        )
+
+    async def ImportRecords(
+        self,
+        request_iterator: AsyncIterator[profile_service_pb2.ImportRecordsRequest],
+        context: Context,
+    ) -> profile_service_pb2.ImportRecordsResponse:
+        response = profile_service_pb2.ImportRecordsResponse()
+        offset = 0
+        async for request in request_iterator:
+            events: list[event_pb2.Event] = []
+            positions: list[int] = []
+            for index, record in enumerate(request.records):
+                position = offset + index
+                field = f"records[{position}]"
+                try:
+                    _check_lookup(record.visitor, f"{field}.visitor")
+                    visitor_id = await self._backend.resolve(record.visitor)
+                except InvalidArgument as exc:
+                    response.violations.extend(
+                        value_pb2.FieldViolation(field=v.field, description=v.description)
+                        for v in exc.violations
+                    )
+                    continue
+                if visitor_id is None:
+                    # An unknown visitor-ID value starts a profile keyed by that value.
+                    visitor_id = record.visitor.visitor_id or (
+                        f"{record.visitor.visitor_id_value.attribute_id}:"
+                        f"{record.visitor.visitor_id_value.value}"
+                    )
+                event = event_pb2.Event(
+                    visitor_id=visitor_id,
+                    event_id=record.record_id,
+                    name=record.name or "import",
+                    data=record.data,
+                    platform=IMPORT_PLATFORM,
+                )
+                if record.HasField("time"):
+                    event.time.CopyFrom(record.time)
+                events.append(event)
+                positions.append(position)
+            offset += len(request.records)
+            if not events:
+                continue
+            try:
+                normalized = normalize_batch(events, _now_ms(), field="records")
+            except InvalidArgument as exc:
+                # Map batch indexes back to stream positions and skip the bad records only.
+                bad = {_record_index(v.field) for v in exc.violations}
+                for v in exc.violations:
+                    index = _record_index(v.field)
+                    suffix = v.field.split("]", 1)[1] if "]" in v.field else ""
+                    field = f"records[{positions[index]}]{suffix}" if index >= 0 else v.field
+                    response.violations.append(
+                        value_pb2.FieldViolation(field=field, description=v.description)
+                    )
+                keep = [e for i, e in enumerate(events) if i not in bad]
+                if not keep:
+                    continue
+                normalized = normalize_batch(keep, _now_ms(), field="records")
+            results = await self._backend.track(normalized)
+            response.duplicates += sum(1 for r in results if r.duplicate)
+            response.imported += sum(1 for r in results if not r.duplicate)
+        return response
+
+    async def GetAudienceSize(
+        self, request: profile_service_pb2.GetAudienceSizeRequest, context: Context
+    ) -> profile_service_pb2.GetAudienceSizeResponse:
+        self._check_audience(request.audience_id)
+        size = await self._backend.audience_size(request.audience_id)
+        return profile_service_pb2.GetAudienceSizeResponse(
+            audience_id=request.audience_id, size=size
+        )
+
+    async def ListAudienceMembers(
+        self, request: profile_service_pb2.ListAudienceMembersRequest, context: Context
+    ) -> profile_service_pb2.ListAudienceMembersResponse:
+        self._check_audience(request.audience_id)
+        members, token = await self._backend.audience_members(
+            request.audience_id, _page_size(request.page_size), request.page_token
+        )
+        return profile_service_pb2.ListAudienceMembersResponse(
+            profile_ids=members, next_page_token=token
+        )
+
+    def _check_audience(self, audience_id: str) -> None:
+        _check_audience_id(audience_id)
+        if not self._backend.audience_exists(audience_id):
+            raise NotFound(
+                f"audience {audience_id!r} is not defined",
+                reason="AUDIENCE_NOT_FOUND",
+                metadata={"audience_id": audience_id},
+            )
+
+    async def StreamTrace(
+        self, request: profile_service_pb2.StreamTraceRequest, context: Context
+    ) -> AsyncIterator[profile_service_pb2.StreamTraceResponse]:
+        target = request.WhichOneof("target")
+        if target is None:
+            raise InvalidArgument.single("target", "set visitor_id or trace_id")
+        if target == "visitor_id":
+            lookup = event_pb2.VisitorLookup(visitor_id=request.visitor_id)
+            profile_id = await self._resolve(lookup, "visitor_id")
+            entries = self._backend.trace(profile_id=profile_id, after=request.after)
+        else:
+            if not request.trace_id or len(request.trace_id) > MAX_ID_LENGTH:
+                raise InvalidArgument.single(
+                    "trace_id", f"must have 1 to {MAX_ID_LENGTH} characters"
+                )
+            entries = self._backend.trace(trace_id=request.trace_id, after=request.after)
+        async for entry in entries:
+            yield profile_service_pb2.StreamTraceResponse(entry=entry)
+
+
+def _record_index(field: str) -> int:
+    """The index in ``records[<i>]...``, or -1."""
+    if field.startswith("records[") and "]" in field:
+        return int(field[len("records[") : field.index("]")])
+    return -1
+
+
+class DefinitionServicer(definition_service_pb2_grpc.DefinitionServiceServicer):
+    """Implements crowd.profile.v1.DefinitionService."""
+
+    def __init__(self, backend: ProfileBackend) -> None:
+        self._backend = backend
+
+    async def ValidateDefinitions(
+        self, request: definition_service_pb2.ValidateDefinitionsRequest, context: Context
+    ) -> definition_service_pb2.ValidateDefinitionsResponse:
+        errors = self._backend.validate_definitions(request.definitions)
+        return definition_service_pb2.ValidateDefinitionsResponse(
+            valid=not errors, errors=errors
+        )
+
+    async def PublishDefinitions(
+        self, request: definition_service_pb2.PublishDefinitionsRequest, context: Context
+    ) -> definition_service_pb2.PublishDefinitionsResponse:
+        version = await self._backend.publish_definitions(
+            request.definitions, request.expected_current_version
+        )
+        return definition_service_pb2.PublishDefinitionsResponse(version=version)
+
+    async def GetDefinitions(
+        self, request: definition_service_pb2.GetDefinitionsRequest, context: Context
+    ) -> definition_service_pb2.GetDefinitionsResponse:
+        version = await self._backend.get_definitions(request.version)
+        if version is None:
+            what = f"version {request.version!r}" if request.version else "any version"
+            raise NotFound(
+                f"no definitions: {what} has not been published",
+                reason="DEFINITIONS_NOT_FOUND",
+                metadata={"version": request.version},
+            )
+        return definition_service_pb2.GetDefinitionsResponse(version=version)
+
+
+__all__ = ["MAX_BATCH_EVENTS", "DefinitionServicer", "ProfileServicer"]

@@ -1,0 +1,1 @@
+"""Definitions as code: loading, validation, compilation and versioned publishing."""

@@ -1,0 +1,173 @@
+"""Built-in attributes: maintained by the engine, readable like any attribute, never enriched.
+
+Rules, audiences, operands and action mappings may read them by id; definitions may not
+define attributes with these ids. The engine updates them *before* the event's enrichments
+run (and at visit end before the visit-ended enrichments), so enrichments see current values.
+
+A tally's favourite (the key with the highest value; ties go to the most recently
+incremented key) is readable as ``<tally id>.favorite``, a string of the tally's scope.
+
+`resolve_attribute` is the one place that says what an attribute id read anywhere in a
+document refers to; the validator, the compiler and the engine all use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from types import MappingProxyType
+
+from crowd.profile.v1 import definitions_pb2 as pb
+
+VISIT = pb.ATTRIBUTE_SCOPE_VISIT
+VISITOR = pb.ATTRIBUTE_SCOPE_VISITOR
+
+FAVORITE_SUFFIX = ".favorite"
+"""``<tally id>.favorite`` reads a tally's favourite key."""
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltinAttribute:
+    """One attribute the engine maintains itself."""
+
+    id: str
+    name: str
+    scope: pb.AttributeScope.ValueType
+    type: pb.AttributeType.ValueType
+    description: str
+
+
+_BUILTINS = (
+    BuiltinAttribute(
+        "lifetime_event_count",
+        "Lifetime event count",
+        VISITOR,
+        pb.ATTRIBUTE_TYPE_NUMBER,
+        "Events of the visitor, the current one included.",
+    ),
+    BuiltinAttribute(
+        "lifetime_visit_count",
+        "Lifetime visit count",
+        VISITOR,
+        pb.ATTRIBUTE_TYPE_NUMBER,
+        "Visits of the visitor, the current one included.",
+    ),
+    BuiltinAttribute(
+        "first_visit",
+        "First visit",
+        VISITOR,
+        pb.ATTRIBUTE_TYPE_DATE,
+        "When the visitor's first visit started.",
+    ),
+    BuiltinAttribute(
+        "last_visit",
+        "Last visit",
+        VISITOR,
+        pb.ATTRIBUTE_TYPE_DATE,
+        "When the visitor's previous visit ended (set at visit end; unassigned during the "
+        "first visit), as Tealium's preloaded Last visit attribute.",
+    ),
+    BuiltinAttribute(
+        "visit_start",
+        "Visit start",
+        VISIT,
+        pb.ATTRIBUTE_TYPE_DATE,
+        "When the current visit started (the time of its first event).",
+    ),
+    BuiltinAttribute(
+        "visit_event_count",
+        "Visit event count",
+        VISIT,
+        pb.ATTRIBUTE_TYPE_NUMBER,
+        "Events of the current visit, the current one included.",
+    ),
+    BuiltinAttribute(
+        "visit_duration",
+        "Visit duration",
+        VISIT,
+        pb.ATTRIBUTE_TYPE_NUMBER,
+        "Minutes from the start of the current visit to its latest event (fractional).",
+    ),
+    BuiltinAttribute(
+        "returning_visitor",
+        "Returning visitor",
+        VISITOR,
+        pb.ATTRIBUTE_TYPE_BOOLEAN,
+        "True from the visitor's second visit on.",
+    ),
+)
+
+BUILTIN_ATTRIBUTES: Mapping[str, BuiltinAttribute] = MappingProxyType({b.id: b for b in _BUILTINS})
+"""Built-in attributes by id, in a fixed order."""
+
+
+class AttributeSource(Enum):
+    """Where a readable attribute's value comes from."""
+
+    DEFINED = "defined"
+    """An attribute of the document (enriched by its enrichments)."""
+    BUILTIN = "builtin"
+    """A built-in attribute maintained by the engine."""
+    FAVORITE = "favorite"
+    """The favourite key of a tally attribute of the document."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeRef:
+    """What an attribute id read in a rule, operand, capture or mapping refers to.
+
+    Attributes:
+        id: The id as written (``"vip"``, ``"visit_start"``, ``"brands.favorite"``).
+        source: Defined, built-in or a tally favourite.
+        scope: Visit or visitor.
+        type: The value's type (a favourite is a string).
+        target: The attribute whose stored value is read: ``id`` itself, or for a favourite
+            the tally's id.
+    """
+
+    id: str
+    source: AttributeSource
+    scope: pb.AttributeScope.ValueType
+    type: pb.AttributeType.ValueType
+    target: str
+
+
+def favorite_tally_id(attribute_id: str) -> str | None:
+    """The tally id of a ``<tally id>.favorite`` reference, else ``None``."""
+    if attribute_id.endswith(FAVORITE_SUFFIX):
+        return attribute_id[: -len(FAVORITE_SUFFIX)]
+    return None
+
+
+def resolve_attribute(
+    attribute_id: str, defined: Mapping[str, pb.AttributeDefinition]
+) -> AttributeRef | None:
+    """Resolve an attribute id read somewhere in a document; ``None`` if it names nothing.
+
+    Args:
+        attribute_id: The id as written.
+        defined: The document's attributes by id.
+    """
+    attribute = defined.get(attribute_id)
+    if attribute is not None:
+        return AttributeRef(
+            attribute_id, AttributeSource.DEFINED, attribute.scope, attribute.type, attribute_id
+        )
+    builtin = BUILTIN_ATTRIBUTES.get(attribute_id)
+    if builtin is not None:
+        return AttributeRef(
+            attribute_id, AttributeSource.BUILTIN, builtin.scope, builtin.type, attribute_id
+        )
+    tally_id = favorite_tally_id(attribute_id)
+    if tally_id is not None:
+        tally = defined.get(tally_id)
+        if tally is not None and tally.type == pb.ATTRIBUTE_TYPE_TALLY:
+            return AttributeRef(
+                attribute_id,
+                AttributeSource.FAVORITE,
+                tally.scope,
+                pb.ATTRIBUTE_TYPE_STRING,
+                tally_id,
+            )
+    return None

@@ -1,0 +1,391 @@
+"""Connector actions: compiling mappings and building ``crowd.dispatch.v1.Action`` messages.
+
+Mapping semantics (documented for the README):
+
+- Identifiers: only the highest-priority identifier with a value is sent: external_id >
+  braze_id > user alias (name *and* label) > email > phone. Without any, the action is not
+  fired (traced as failed), since Braze could not accept it.
+- Attributes: SET sends the value; an unassigned operand sends null, which removes the
+  Braze attribute. INCREMENT needs a number, ADD/REMOVE a string or list of strings; with
+  no such value the attribute is left out. Values a ``crowd.common.v1.Value`` cannot hold
+  (tallies, timelines, funnels) are left out.
+- Events need a name and purchases a product id, currency and price; an item missing one is
+  left out (the rest of the action is sent). Their time defaults to the triggering event's
+  time (the visit's end time for visit-end triggers); properties without a value are left
+  out; purchase quantity defaults to 1 and is clamped to Braze's 1..100.
+- Membership forwarding (TrackUserMapping.membership) adds to the same Track User, so the
+  whole update travels in one request: ``SegmentMembership`` (SET, the names of every
+  audience the visitor is in, in document order) and/or ``In <audience name>`` (true for
+  every current audience, false for each audience left by this change).
+- Frequency caps are copied from the definition, with the cooldown group's wait.
+- ``trace_context.traceparent`` is the triggering event's traceparent; ``fired_at`` is the
+  processing time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from crowd.common.v1 import value_pb2
+from crowd.dispatch.v1 import action_pb2
+from crowd.profile.v1 import definitions_pb2 as pb
+from profile_service.engine.context import EvalContext, Reader
+from profile_service.engine.operands import OperandCompiler
+from profile_service.engine.state import FiredAction
+from profile_service.engine.values import (
+    duration_from_ms,
+    timestamp_from_ms,
+    to_common_value,
+    to_date,
+    to_number,
+    to_string,
+    to_string_list,
+)
+
+A = pb.AttributeOperation
+M = pb.MembershipMode
+TR = pb.Trigger
+
+SEGMENT_MEMBERSHIP_ATTRIBUTE = "SegmentMembership"
+IN_AUDIENCE_PREFIX = "In "
+
+Payload = tuple[str, Any]
+"""The Action oneof field name and its message."""
+PayloadBuilder = Callable[[EvalContext, Sequence[str]], Payload | str]
+"""Builds a payload from the context and the names of audiences just left, or returns why
+it cannot."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActionPlan:
+    """One enabled action, compiled."""
+
+    id: str
+    connector_id: str
+    audience_id: str
+    """The source audience ("" for an event-feed action)."""
+    trigger: int
+    feed_id: str
+    """The source event feed ("" for an audience action)."""
+    delay_ms: int
+    """Delay before sending (only for IN_AUDIENCE_AT_VISIT_END)."""
+    frequency_cap: action_pb2.FrequencyCapPolicy | None
+    build: PayloadBuilder
+
+
+def _text(read: Reader | None, c: EvalContext) -> str:
+    if read is None:
+        return ""
+    return to_string(read(c)) or ""
+
+
+def _identifier_builder(
+    mapping: pb.UserIdentifierMapping, operands: OperandCompiler
+) -> Callable[[EvalContext], action_pb2.UserIds | None]:
+    external_id = operands.optional_reader(mapping.external_id)
+    braze_id = operands.optional_reader(mapping.braze_id)
+    alias_name = operands.optional_reader(mapping.alias_name)
+    alias_label = operands.optional_reader(mapping.alias_label)
+    email = operands.optional_reader(mapping.email)
+    phone = operands.optional_reader(mapping.phone)
+
+    def identify(c: EvalContext) -> action_pb2.UserIds | None:
+        if value := _text(external_id, c):
+            return action_pb2.UserIds(external_id=value)
+        if value := _text(braze_id, c):
+            return action_pb2.UserIds(braze_id=value)
+        name, label = _text(alias_name, c), _text(alias_label, c)
+        if name and label:
+            alias = action_pb2.UserAlias(alias_name=name, alias_label=label)
+            return action_pb2.UserIds(user_alias=alias)
+        if value := _text(email, c):
+            return action_pb2.UserIds(email=value)
+        if value := _text(phone, c):
+            return action_pb2.UserIds(phone=value)
+        return None
+
+    return identify
+
+
+def _properties_builder(
+    properties: Any, operands: OperandCompiler
+) -> Callable[[EvalContext], dict[str, value_pb2.Value]]:
+    readers = tuple((name, operands.reader(operand)) for name, operand in properties.items())
+
+    def build(c: EvalContext) -> dict[str, value_pb2.Value]:
+        converted: dict[str, value_pb2.Value] = {}
+        for name, read in readers:
+            value = read(c)
+            if value is None:
+                continue
+            proto = to_common_value(value)
+            if proto is not None:
+                converted[name] = proto
+        return converted
+
+    return build
+
+
+def _time(read: Reader | None, c: EvalContext) -> int:
+    if read is not None:
+        moment = to_date(read(c), c.limits.date_formats)
+        if moment is not None:
+            return moment
+    return c.event_time_ms
+
+
+AttributeWriter = Callable[[EvalContext, action_pb2.TrackUser], None]
+
+
+def _attribute_writer(mapping: pb.AttributeMapping, operands: OperandCompiler) -> AttributeWriter:
+    name = mapping.name
+    read = operands.reader(mapping.value)
+    operation = mapping.operation
+    if operation == A.ATTRIBUTE_OPERATION_INCREMENT:
+
+        def increment(c: EvalContext, track: action_pb2.TrackUser) -> None:
+            amount = to_number(read(c))
+            if amount is not None:
+                track.attributes.add(name=name, increment=amount)
+
+        return increment
+    if operation in (A.ATTRIBUTE_OPERATION_ADD, A.ATTRIBUTE_OPERATION_REMOVE):
+        field = "add" if operation == A.ATTRIBUTE_OPERATION_ADD else "remove"
+
+        def modify(c: EvalContext, track: action_pb2.TrackUser) -> None:
+            items = to_string_list(read(c))
+            if items:
+                attribute = track.attributes.add(name=name)
+                getattr(attribute, field).values.extend(items)
+
+        return modify
+
+    def set_value(c: EvalContext, track: action_pb2.TrackUser) -> None:
+        proto = to_common_value(read(c))
+        if proto is not None:
+            track.attributes.add(name=name, set=proto)
+
+    return set_value
+
+
+def _event_writer(mapping: pb.EventMapping, operands: OperandCompiler) -> AttributeWriter:
+    read_name = operands.reader(mapping.name)
+    read_time = operands.optional_reader(mapping.time)
+    properties = _properties_builder(mapping.properties, operands)
+
+    def write(c: EvalContext, track: action_pb2.TrackUser) -> None:
+        name = to_string(read_name(c))
+        if not name:
+            c.note("a mapped event has no name; left out")
+            return
+        track.events.add(
+            name=name, time=timestamp_from_ms(_time(read_time, c)), properties=properties(c)
+        )
+
+    return write
+
+
+def _purchase_writer(mapping: pb.PurchaseMapping, operands: OperandCompiler) -> AttributeWriter:
+    product_id = operands.reader(mapping.product_id)
+    currency = operands.reader(mapping.currency)
+    price = operands.reader(mapping.price)
+    quantity = operands.optional_reader(mapping.quantity)
+    read_time = operands.optional_reader(mapping.time)
+    properties = _properties_builder(mapping.properties, operands)
+
+    def write(c: EvalContext, track: action_pb2.TrackUser) -> None:
+        product, code = to_string(product_id(c)), to_string(currency(c))
+        amount = to_number(price(c))
+        if not product or not code or amount is None:
+            c.note("a mapped purchase lacks a product id, currency or price; left out")
+            return
+        count = to_number(quantity(c)) if quantity is not None else None
+        track.purchases.add(
+            product_id=product,
+            currency=code,
+            price=amount,
+            quantity=min(100, max(1, int(count))) if count is not None else 1,
+            time=timestamp_from_ms(_time(read_time, c)),
+            properties=properties(c),
+        )
+
+    return write
+
+
+def _membership_writer(
+    mode: int, audience_names: dict[str, str]
+) -> Callable[[EvalContext, action_pb2.TrackUser, Sequence[str]], None] | None:
+    if mode == M.MEMBERSHIP_MODE_UNSPECIFIED:
+        return None
+    segment = mode in (M.MEMBERSHIP_MODE_SEGMENT_MEMBERSHIP, M.MEMBERSHIP_MODE_BOTH)
+    per_audience = mode in (M.MEMBERSHIP_MODE_IN_AUDIENCE_ATTRIBUTES, M.MEMBERSHIP_MODE_BOTH)
+
+    def write(c: EvalContext, track: action_pb2.TrackUser, left: Sequence[str]) -> None:
+        current = c.state.audiences
+        names = [name for audience_id, name in audience_names.items() if audience_id in current]
+        if segment:
+            track.attributes.add(
+                name=SEGMENT_MEMBERSHIP_ATTRIBUTE,
+                set=value_pb2.Value(string_list=value_pb2.StringList(values=names)),
+            )
+        if per_audience:
+            for name in names:
+                track.attributes.add(
+                    name=IN_AUDIENCE_PREFIX + name, set=value_pb2.Value(bool_value=True)
+                )
+            for name in left:
+                track.attributes.add(
+                    name=IN_AUDIENCE_PREFIX + name, set=value_pb2.Value(bool_value=False)
+                )
+
+    return write
+
+
+def _track_user_builder(
+    mapping: pb.TrackUserMapping, operands: OperandCompiler, audience_names: dict[str, str]
+) -> PayloadBuilder:
+    identify = _identifier_builder(mapping.identifier, operands)
+    writers = (
+        *(_attribute_writer(m, operands) for m in mapping.attributes),
+        *(_event_writer(m, operands) for m in mapping.events),
+        *(_purchase_writer(m, operands) for m in mapping.purchases),
+    )
+    membership = _membership_writer(mapping.membership, audience_names)
+    update_existing_only = mapping.update_existing_only
+
+    def build(c: EvalContext, left: Sequence[str]) -> Payload | str:
+        user = identify(c)
+        if user is None:
+            return "no user identifier has a value"
+        track = action_pb2.TrackUser(user=user, update_existing_only=update_existing_only)
+        for write in writers:
+            write(c, track)
+        if membership is not None:
+            membership(c, track, left)
+        return "track_user", track
+
+    return build
+
+
+def _delete_user_builder(
+    mapping: pb.DeleteUserMapping, operands: OperandCompiler
+) -> PayloadBuilder:
+    identify = _identifier_builder(mapping.identifier, operands)
+
+    def build(c: EvalContext, _left: Sequence[str]) -> Payload | str:
+        user = identify(c)
+        if user is None:
+            return "no user identifier has a value"
+        return "delete_user", action_pb2.DeleteUser(user=user)
+
+    return build
+
+
+def _identify_user_builder(
+    mapping: pb.IdentifyUserMapping, operands: OperandCompiler
+) -> PayloadBuilder:
+    external_id = operands.optional_reader(mapping.external_id)
+    alias_name = operands.optional_reader(mapping.alias_name)
+    alias_label = operands.optional_reader(mapping.alias_label)
+
+    def build(c: EvalContext, _left: Sequence[str]) -> Payload | str:
+        external, name, label = _text(external_id, c), _text(alias_name, c), _text(alias_label, c)
+        if not (external and name and label):
+            return "identify needs an external id, an alias name and an alias label"
+        alias = action_pb2.UserAlias(alias_name=name, alias_label=label)
+        return "identify_user", action_pb2.IdentifyUser(external_id=external, user_alias=alias)
+
+    return build
+
+
+def _unmapped(_c: EvalContext, _left: Sequence[str]) -> Payload | str:
+    return "the action has no mapping"
+
+
+def _frequency_cap(
+    definition: pb.ActionDefinition, cooldown_wait_ms: dict[str, int]
+) -> action_pb2.FrequencyCapPolicy | None:
+    if not definition.HasField("frequency_cap"):
+        return None
+    cap = definition.frequency_cap
+    policy = action_pb2.FrequencyCapPolicy(
+        cooldown_group=cap.cooldown_group, priority=cap.priority, max_sends=cap.max_sends
+    )
+    if cap.cooldown_group:
+        policy.cooldown.CopyFrom(duration_from_ms(cooldown_wait_ms.get(cap.cooldown_group, 0)))
+    if cap.HasField("window"):
+        policy.window.CopyFrom(cap.window)
+    return policy
+
+
+def compile_action(
+    definition: pb.ActionDefinition,
+    operands: OperandCompiler,
+    audience_names: dict[str, str],
+    cooldown_wait_ms: dict[str, int],
+) -> ActionPlan:
+    """Compile an action definition (its source, cap, delay and mapping)."""
+    mapping = definition.WhichOneof("mapping")
+    build: PayloadBuilder
+    if mapping == "track_user":
+        build = _track_user_builder(definition.track_user, operands, audience_names)
+    elif mapping == "delete_user":
+        build = _delete_user_builder(definition.delete_user, operands)
+    elif mapping == "identify_user":
+        build = _identify_user_builder(definition.identify_user, operands)
+    else:
+        build = _unmapped
+    source = definition.WhichOneof("source")
+    trigger = definition.audience.trigger if source == "audience" else TR.TRIGGER_UNSPECIFIED
+    delay_ms = 0
+    if trigger == TR.TRIGGER_IN_AUDIENCE_AT_VISIT_END and definition.HasField("delay"):
+        delay_ms = max(0, definition.delay.seconds * 1000 + definition.delay.nanos // 1_000_000)
+    return ActionPlan(
+        id=definition.id,
+        connector_id=definition.connector_id,
+        audience_id=definition.audience.audience_id if source == "audience" else "",
+        trigger=trigger,
+        feed_id=definition.event_feed if source == "event_feed" else "",
+        delay_ms=delay_ms,
+        frequency_cap=_frequency_cap(definition, cooldown_wait_ms),
+        build=build,
+    )
+
+
+def event_key(profile_id: str, action_id: str, event_id: str) -> str:
+    """Idempotency key of an action fired by an event."""
+    return f"{profile_id}:{action_id}:{event_id}"
+
+
+def visit_end_key(profile_id: str, action_id: str, visit_id: str) -> str:
+    """Idempotency key of an action fired by a visit end (delayed ones included)."""
+    return f"{profile_id}:{action_id}:{visit_id}:end"
+
+
+def fire(
+    plan: ActionPlan,
+    c: EvalContext,
+    idempotency_key: str,
+    left_audience_names: Sequence[str],
+    delay_ms: int = 0,
+) -> FiredAction | str:
+    """Build the action; returns why not when it cannot be built."""
+    built = plan.build(c, left_audience_names)
+    if isinstance(built, str):
+        return built
+    field, payload = built
+    action = action_pb2.Action(
+        idempotency_key=idempotency_key,
+        connector_id=plan.connector_id,
+        visitor_id=c.state.profile_id,
+        action_id=plan.id,
+        fired_at=timestamp_from_ms(c.now_ms),
+    )
+    getattr(action, field).CopyFrom(payload)
+    if plan.frequency_cap is not None:
+        action.frequency_cap.CopyFrom(plan.frequency_cap)
+    if c.event is not None and c.event.traceparent:
+        action.trace_context.traceparent = c.event.traceparent
+    return FiredAction(plan.id, idempotency_key, action, delay_ms)

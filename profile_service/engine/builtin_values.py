@@ -1,0 +1,106 @@
+"""Values of the built-in attributes the engine maintains, derived from `ProfileState`.
+
+Built-ins are not stored as attributes: they are computed from the state's counters and
+visit, so they can never disagree with them. Each is readable like any attribute (in rules,
+audiences, operands and mappings) under the ids below, plus ``<tally id>.favorite`` for
+every tally (see `profile_service.engine.operands`).
+
+=====================  ======  =======  ===================================================
+id                     scope   type     value
+=====================  ======  =======  ===================================================
+lifetime_event_count   visitor number   events received, the current one included
+lifetime_visit_count   visitor number   visits started, the current one included
+first_visit            visitor date     when the first visit started
+last_visit             visitor date     when the most recent visit ended (unset until then)
+returning_visitor      visitor boolean  true from the visitor's second visit on
+visit_start            visit    date     when the current visit started
+visit_event_count      visit    number   events in the current visit, the current one included
+visit_duration         visit    number   minutes from the visit's start to its latest event
+=====================  ======  =======  ===================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+from crowd.profile.v1 import definitions_pb2 as pb
+from profile_service.engine.state import ProfileState
+from profile_service.engine.values import MS_PER_MINUTE
+
+T = pb.AttributeType
+
+BuiltinReader = Callable[[ProfileState], Any]
+
+
+def _lifetime_event_count(state: ProfileState) -> Any:
+    return float(state.event_count)
+
+
+def _lifetime_visit_count(state: ProfileState) -> Any:
+    return float(state.visit_count)
+
+
+def _first_visit(state: ProfileState) -> Any:
+    return state.first_visit_ms
+
+
+def _last_visit(state: ProfileState) -> Any:
+    return state.last_visit_ms
+
+
+def _returning_visitor(state: ProfileState) -> Any:
+    return state.visit_count > 1
+
+
+def _visit_start(state: ProfileState) -> Any:
+    return state.visit.started_ms if state.visit is not None else None
+
+
+def _visit_event_count(state: ProfileState) -> Any:
+    return float(state.visit.event_count) if state.visit is not None else None
+
+
+def _visit_duration(state: ProfileState) -> Any:
+    visit = state.visit
+    if visit is None:
+        return None
+    return (visit.last_event_ms - visit.started_ms) / MS_PER_MINUTE
+
+
+BUILTIN_READERS: Final[dict[str, BuiltinReader]] = {
+    "lifetime_event_count": _lifetime_event_count,
+    "lifetime_visit_count": _lifetime_visit_count,
+    "first_visit": _first_visit,
+    "last_visit": _last_visit,
+    "returning_visitor": _returning_visitor,
+    "visit_start": _visit_start,
+    "visit_event_count": _visit_event_count,
+    "visit_duration": _visit_duration,
+}
+"""Built-in attribute id -> how its value is read (``None`` when unassigned)."""
+
+BUILTIN_TYPES: Final[dict[str, int]] = {
+    "lifetime_event_count": T.ATTRIBUTE_TYPE_NUMBER,
+    "lifetime_visit_count": T.ATTRIBUTE_TYPE_NUMBER,
+    "first_visit": T.ATTRIBUTE_TYPE_DATE,
+    "last_visit": T.ATTRIBUTE_TYPE_DATE,
+    "returning_visitor": T.ATTRIBUTE_TYPE_BOOLEAN,
+    "visit_start": T.ATTRIBUTE_TYPE_DATE,
+    "visit_event_count": T.ATTRIBUTE_TYPE_NUMBER,
+    "visit_duration": T.ATTRIBUTE_TYPE_NUMBER,
+}
+"""Built-in attribute id -> ``crowd.profile.v1.AttributeType``."""
+
+VISIT_BUILTINS: Final = frozenset({"visit_start", "visit_event_count", "visit_duration"})
+"""Built-ins of the current visit (the others are visitor-scoped)."""
+
+
+def builtin_values(state: ProfileState) -> dict[str, Any]:
+    """Every assigned built-in value of a profile, by id (for GetProfile and snapshots)."""
+    values: dict[str, Any] = {}
+    for name, read in BUILTIN_READERS.items():
+        value = read(state)
+        if value is not None:
+            values[name] = value
+    return values

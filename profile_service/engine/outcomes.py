@@ -1,0 +1,147 @@
+"""Filling an `Outcome`: changed attributes, badges, audience transitions, fired actions and
+the trace records that describe them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crowd.profile.v1 import trace_pb2
+from profile_service.engine.actions import ActionPlan, fire
+from profile_service.engine.audiences import Transitions
+from profile_service.engine.context import EvalContext
+from profile_service.engine.plan import EnginePlan
+from profile_service.engine.state import FiredAction, Outcome, TraceRecord
+from profile_service.engine.values import MISSING, display_value
+
+K = trace_pb2.TraceEntryKind
+
+
+def record_changes(plan: EnginePlan, c: EvalContext, outcome: Outcome) -> None:
+    """Compare every written attribute with its value before the first write; report the
+    differences (badges as assigned/removed) and trace them."""
+    details: dict[str, Any] = {}
+    for attribute_id, original in c.originals.items():
+        meta = plan.metas.get(attribute_id)
+        if meta is None:
+            continue  # a tally favourite recorded for "has changed"
+        current = c.store_of(meta).get(attribute_id, MISSING)
+        if current == original:
+            continue
+        if meta.is_badge:
+            if current is MISSING:
+                outcome.badges_removed.append(attribute_id)
+            else:
+                outcome.badges_assigned.append(attribute_id)
+        else:
+            outcome.changed_attributes[attribute_id] = None if current is MISSING else current
+        details[attribute_id] = display_value(current)
+    if details:
+        outcome.trace.append(
+            TraceRecord(
+                K.TRACE_ENTRY_KIND_ATTRIBUTES_CHANGED,
+                f"{len(details)} attribute(s) changed: {', '.join(details)}",
+                details,
+            )
+        )
+
+
+def record_notes(c: EvalContext, outcome: Outcome) -> None:
+    """Trace values that could not be saved or mapped."""
+    if c.notes:
+        outcome.trace.append(
+            TraceRecord(
+                K.TRACE_ENTRY_KIND_ATTRIBUTES_CHANGED,
+                "not saved: " + "; ".join(c.notes),
+                {"not_saved": list(c.notes)},
+            )
+        )
+        c.notes.clear()
+
+
+def record_transitions(plan: EnginePlan, transitions: Transitions, outcome: Outcome) -> None:
+    """Report and trace audiences joined and left."""
+    for audience_id in transitions.joined:
+        outcome.audiences_joined.append(audience_id)
+        outcome.trace.append(
+            TraceRecord(
+                K.TRACE_ENTRY_KIND_AUDIENCE_JOINED,
+                f"joined audience {plan.audience_name(audience_id)!r}",
+                {"audience_id": audience_id},
+            )
+        )
+    for audience_id in transitions.left:
+        outcome.audiences_left.append(audience_id)
+        outcome.trace.append(
+            TraceRecord(
+                K.TRACE_ENTRY_KIND_AUDIENCE_LEFT,
+                f"left audience {plan.audience_name(audience_id)!r}",
+                {"audience_id": audience_id},
+            )
+        )
+    for audience_id in transitions.dropped:
+        outcome.audiences_left.append(audience_id)
+        outcome.trace.append(
+            TraceRecord(
+                K.TRACE_ENTRY_KIND_AUDIENCE_LEFT,
+                f"left audience {audience_id!r}: it is no longer defined",
+                {"audience_id": audience_id},
+            )
+        )
+
+
+def fire_and_record(
+    action: ActionPlan,
+    c: EvalContext,
+    key: str,
+    left_names: list[str],
+    outcome: Outcome,
+    cause: str,
+    delay_ms: int = 0,
+) -> FiredAction | None:
+    """Fire one action, add it to the outcome and trace it (or trace why it could not)."""
+    result = fire(action, c, key, left_names, delay_ms)
+    details: dict[str, Any] = {"action_id": action.id, "idempotency_key": key, "cause": cause}
+    if isinstance(result, str):
+        details["reason"] = result
+        outcome.trace.append(
+            TraceRecord(
+                K.TRACE_ENTRY_KIND_ACTION_FAILED,
+                f"action {action.id!r} not fired: {result}",
+                details,
+            )
+        )
+        return None
+    outcome.actions.append(result)
+    if delay_ms:
+        details["delay_ms"] = float(delay_ms)
+        outcome.trace.append(
+            TraceRecord(
+                K.TRACE_ENTRY_KIND_ACTION_DELAYED,
+                f"action {action.id!r} delayed by {delay_ms} ms ({cause})",
+                details,
+            )
+        )
+    else:
+        outcome.trace.append(
+            TraceRecord(
+                K.TRACE_ENTRY_KIND_ACTION_TRIGGERED,
+                f"action {action.id!r} triggered ({cause})",
+                details,
+            )
+        )
+    return result
+
+
+def merge(earlier: Outcome, later: Outcome) -> Outcome:
+    """Fold the outcome of an implicit visit end into the outcome of the event after it."""
+    changed = dict(earlier.changed_attributes)
+    changed.update(later.changed_attributes)
+    later.changed_attributes = changed
+    later.visit_ended = later.visit_ended or earlier.visit_ended
+    later.badges_assigned[:0] = earlier.badges_assigned
+    later.badges_removed[:0] = earlier.badges_removed
+    later.audiences_joined[:0] = earlier.audiences_joined
+    later.audiences_left[:0] = earlier.audiences_left
+    later.actions[:0] = earlier.actions
+    later.trace[:0] = earlier.trace
+    return later

@@ -1,0 +1,164 @@
+"""In-memory profile state and the engine's inputs and outputs.
+
+The storage layer loads a `ProfileState` from Redis, hands it to the engine with an
+event (or a visit end), and writes back the state the engine returns, together with
+the outcome's audience changes, fired actions and trace entries, in one atomic step.
+
+Attribute values are held as plain Python values chosen per attribute type, so that
+the state serialises to compact JSON without type tags (the type comes from the
+definitions):
+
+=================  =====================================================================
+type               Python value
+=================  =====================================================================
+number             ``float``
+string, visitor id ``str``
+boolean            ``bool``
+date               ``int`` (epoch milliseconds)
+badge              ``True`` (an unassigned badge is absent)
+tally              ``dict[str, float]`` (favourite derived via `TallyOrder`)
+string set         ``list[str]`` (sorted, unique)
+arrays             ``list[str] | list[float] | list[bool]``
+timeline           ``list[list]``: ``[time_ms, {attribute id: value}]`` oldest first
+funnel             ``dict``: ``{"steps": [[step_id, time_ms, {..}], ...], "completed": bool}``
+=================  =====================================================================
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from crowd.dispatch.v1 import action_pb2
+
+STATE_FORMAT = 1
+"""Bumped when the serialised layout changes incompatibly."""
+
+
+@dataclass
+class VisitState:
+    """The open visit of a profile."""
+
+    visit_id: str
+    started_ms: int
+    last_event_ms: int
+    timeout_ms: int
+    """Inactivity timeout chosen when the visit started (platform dependent)."""
+    event_count: int = 0
+    platform: str = ""
+    attributes: dict[str, Any] = field(default_factory=dict)
+    """Visit-scoped attribute values by attribute id."""
+    audiences_at_start: list[str] = field(default_factory=list)
+    """Audiences the visitor was in when the visit started (for delayed actions)."""
+
+    def expires_ms(self, max_visit_length_ms: int) -> int:
+        """Return when the visit ends without another event."""
+        return min(self.last_event_ms + self.timeout_ms, self.started_ms + max_visit_length_ms)
+
+
+@dataclass
+class ProfileState:
+    """Everything the engine knows about one visitor."""
+
+    profile_id: str
+    created_ms: int
+    updated_ms: int
+    visitor_ids: list[str] = field(default_factory=list)
+    """Every anonymous id merged into this profile (profile_id first)."""
+    attributes: dict[str, Any] = field(default_factory=dict)
+    """Visitor-scoped attribute values (badges included, as ``True``) by attribute id."""
+    audiences: dict[str, int] = field(default_factory=dict)
+    """Audience id -> when the visitor joined (ms)."""
+    visit: VisitState | None = None
+    visit_count: int = 0
+    event_count: int = 0
+    tally_touched: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Tally attribute id -> key -> sequence number of its last increment (favourite
+    tie-break: the most recently incremented key wins)."""
+    sequence: int = 0
+    """Monotonic counter of changes, used for tally recency."""
+    first_visit_ms: int | None = None
+    """When the visitor's first visit started (built-in ``first_visit``)."""
+    last_visit_ms: int | None = None
+    """When the visitor's most recent visit ended (built-in ``last_visit``)."""
+    last_visit_id: str = ""
+    """Id of the most recently ended visit (names its delayed end-of-visit actions)."""
+
+    def to_bytes(self) -> bytes:
+        """Serialise to compact JSON."""
+        doc = asdict(self)
+        doc["format"] = STATE_FORMAT
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> ProfileState:
+        """Parse what `to_bytes` wrote."""
+        doc = json.loads(raw)
+        doc.pop("format", None)
+        visit = doc.pop("visit", None)
+        state = cls(**doc)
+        state.visit = VisitState(**visit) if visit is not None else None
+        return state
+
+
+@dataclass(frozen=True)
+class NormalizedEvent:
+    """A validated event with defaults applied (see `profile_service.api.validation`).
+
+    ``data`` holds plain Python values: ``None``, ``str``, ``float``, ``bool``, ``int``
+    epoch milliseconds for timestamps, or lists of those.
+    """
+
+    visitor_id: str
+    event_id: str
+    name: str
+    time_ms: int
+    data: dict[str, Any]
+    trace_id: str = ""
+    platform: str = ""
+    traceparent: str = ""
+    """W3C traceparent of the ingesting RPC, copied onto fired actions."""
+
+
+@dataclass(frozen=True)
+class FiredAction:
+    """An action the engine fired, ready to be stored in the outbox."""
+
+    action_id: str
+    idempotency_key: str
+    """Deterministic: profile id, action id and the triggering event id (or visit id)."""
+    action: action_pb2.Action
+    delay_ms: int = 0
+    """Non-zero for delayed end-of-visit actions (re-evaluated when due)."""
+
+
+@dataclass(frozen=True)
+class TraceRecord:
+    """One trace entry to append to the profile's trace stream."""
+
+    kind: int
+    """A ``crowd.profile.v1.TraceEntryKind`` value."""
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """What processing one event (or one visit end) did.
+
+    ``state`` is the new state to store (``None`` only if the profile must be deleted).
+    """
+
+    state: ProfileState
+    new_visitor: bool = False
+    visit_started: bool = False
+    visit_ended: bool = False
+    changed_attributes: dict[str, Any] = field(default_factory=dict)
+    """Attribute id -> new value (``None`` when removed); badges excluded."""
+    badges_assigned: list[str] = field(default_factory=list)
+    badges_removed: list[str] = field(default_factory=list)
+    audiences_joined: list[str] = field(default_factory=list)
+    audiences_left: list[str] = field(default_factory=list)
+    actions: list[FiredAction] = field(default_factory=list)
+    trace: list[TraceRecord] = field(default_factory=list)

@@ -1,0 +1,447 @@
+"""Value coercion, limits and conversions between the engine's plain values and protos.
+
+The engine holds every value as a plain Python value (see `profile_service.engine.state`):
+``float`` numbers, ``str`` strings, ``bool`` booleans, ``int`` epoch-millisecond dates,
+lists for sets and arrays, dicts for tallies and funnels. Event data and constants use the
+same convention, so an ``int`` is always a point in time and a number is always a ``float``.
+
+Coercion is deliberately forgiving in the direction event data usually arrives in (numbers
+and dates as strings) and strict otherwise: a value that cannot be read as the wanted type
+coerces to ``None``, and the caller (an enrichment) then does nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any, Final
+
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
+
+from crowd.common.v1 import value_pb2
+from crowd.profile.v1 import definitions_pb2 as pb
+from crowd.profile.v1 import event_pb2
+from profile_service.definitions.model import TIMELINE_MAX_ENTRIES, EngineLimits
+
+
+class _Missing:
+    """The type of `MISSING`."""
+
+    _instance: _Missing | None = None
+
+    def __new__(cls) -> _Missing:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+MISSING: Final = _Missing()
+"""No value at all (an absent event field, an unassigned attribute, no event), as opposed
+to ``None``, an explicit null that asks an enrichment to remove the value."""
+
+T = pb.AttributeType
+MS_PER_MINUTE: Final = 60_000
+TIMELINE_MAX_AGE_MS: Final = 365 * 24 * 60 * 60 * 1000
+"""Timeline entries older than this (relative to the newest entry) are dropped."""
+
+_NUMERIC = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+# Dates the platform can represent (datetime's range); anything outside is not a date.
+_MIN_DATE_MS: Final = -62_135_596_800_000
+_MAX_DATE_MS: Final = 253_402_300_799_999
+
+
+# --- scalar coercion -----------------------------------------------------------------------
+
+
+def to_number(value: Any) -> float | None:
+    """Read ``value`` as a finite number: numbers, dates (epoch ms) and numeric strings."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if _NUMERIC.fullmatch(text):
+            number = float(text)
+            return number if math.isfinite(number) else None
+    return None
+
+
+def format_number(value: float) -> str:
+    """Render a number the way people write it: ``12`` rather than ``12.0``."""
+    if value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return repr(value)
+
+
+def format_date(ms: int) -> str:
+    """Render epoch milliseconds as ISO 8601 UTC with milliseconds."""
+    moment = _EPOCH + dt.timedelta(milliseconds=ms)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def to_string(value: Any) -> str | None:
+    """Read a scalar as a string: numbers unpadded, booleans ``true``/``false``, dates ISO."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return format_number(value) if math.isfinite(value) else None
+    if isinstance(value, int):
+        return format_date(value) if _MIN_DATE_MS <= value <= _MAX_DATE_MS else None
+    return None
+
+
+def to_bool(value: Any) -> bool | None:
+    """Read a boolean: ``bool`` itself or the strings ``true``/``false`` in any case."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered == "true":
+            return True
+        if lowered == "false":
+            return False
+    return None
+
+
+def to_date(value: Any, formats: Sequence[str] = ()) -> int | None:
+    """Read a date as epoch milliseconds.
+
+    Accepts dates (``int``), epoch-millisecond numbers and numeric strings, ISO 8601
+    strings, and strings in one of ``formats`` (strftime patterns, tried in order). Times
+    without a zone are UTC.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if _MIN_DATE_MS <= value <= _MAX_DATE_MS else None
+    if isinstance(value, float):
+        if math.isfinite(value) and _MIN_DATE_MS <= value <= _MAX_DATE_MS:
+            return int(value)
+        return None
+    if isinstance(value, str):
+        return _parse_date(value.strip(), tuple(formats))
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _parse_date(text: str, formats: tuple[str, ...]) -> int | None:
+    # Cached: the same date strings (days, campaign dates) recur across many events.
+    if not text:
+        return None
+    if _NUMERIC.fullmatch(text):
+        return to_date(float(text))
+    candidates: list[dt.datetime] = []
+    try:
+        candidates.append(dt.datetime.fromisoformat(text))
+    except ValueError:
+        for fmt in formats:
+            try:
+                candidates.append(dt.datetime.strptime(text, fmt))
+                break
+            except ValueError:
+                continue
+    if not candidates:
+        return None
+    moment = candidates[0]
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+# --- list coercion -------------------------------------------------------------------------
+
+
+def _items(value: Any) -> list[Any] | None:
+    if value is None or value is MISSING or isinstance(value, dict):
+        return None
+    if isinstance(value, list | tuple):
+        return list(value)
+    return [value]
+
+
+def to_string_list(value: Any) -> list[str] | None:
+    """Read a scalar or a list as strings; items that are not scalars are skipped."""
+    items = _items(value)
+    if items is None:
+        return None
+    return [text for item in items if (text := to_string(item)) is not None]
+
+
+def to_number_list(value: Any) -> list[float] | None:
+    """Read a scalar or list as numbers; numeric strings convert, other items are skipped."""
+    items = _items(value)
+    if items is None:
+        return None
+    return [number for item in items if (number := to_number(item)) is not None]
+
+
+def to_bool_list(value: Any) -> list[bool] | None:
+    """Read a scalar or list as booleans; ``"true"``/``"false"`` convert, others are skipped."""
+    items = _items(value)
+    if items is None:
+        return None
+    return [flag for item in items if (flag := to_bool(item)) is not None]
+
+
+def to_string_set(value: Any) -> list[str] | None:
+    """Read a scalar or list as a set of strings: unique, sorted."""
+    strings = to_string_list(value)
+    return None if strings is None else sorted(set(strings))
+
+
+def to_tally(value: Any) -> dict[str, float] | None:
+    """Copy a tally (``dict`` of key to number); anything else is not a tally."""
+    if not isinstance(value, dict):
+        return None
+    tally: dict[str, float] = {}
+    for key, count in value.items():
+        number = to_number(count)
+        if isinstance(key, str) and number is not None:
+            tally[key] = number
+    return tally
+
+
+# --- limits ----------------------------------------------------------------------------------
+
+
+def fits_string(value: str, limits: EngineLimits) -> bool:
+    """True if a string may be saved (a longer result is not saved at all)."""
+    return len(value) <= limits.max_string_length
+
+
+def trim_newest(items: list[Any], limit: int) -> list[Any]:
+    """Keep the ``limit`` newest (last) items of an array."""
+    return items[-limit:] if len(items) > limit else items
+
+
+def timeline_limit(limits: EngineLimits) -> int:
+    """Most entries a timeline keeps."""
+    return min(TIMELINE_MAX_ENTRIES, limits.max_collection_size)
+
+
+# --- tally favourite -------------------------------------------------------------------------
+
+
+def tally_favorite(tally: dict[str, float], touched: dict[str, int] | None) -> str | None:
+    """The key with the highest count.
+
+    Ties go to the most recently incremented key (``touched`` holds each key's sequence
+    number), then to the alphabetically first key.
+    """
+    best: str | None = None
+    best_count = 0.0
+    best_seq = -1
+    for key, count in tally.items():
+        seq = touched.get(key, -1) if touched else -1
+        if (
+            best is None
+            or count > best_count
+            or (count == best_count and (seq > best_seq or (seq == best_seq and key < best)))
+        ):
+            best, best_count, best_seq = key, count, seq
+    return best
+
+
+# --- protobuf conversions --------------------------------------------------------------------
+
+
+def timestamp_from_ms(ms: int) -> timestamp_pb2.Timestamp:
+    """Epoch milliseconds as a Timestamp."""
+    return timestamp_pb2.Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
+
+
+def ms_from_timestamp(ts: timestamp_pb2.Timestamp) -> int:
+    """A Timestamp in epoch milliseconds (sub-millisecond parts are dropped)."""
+    return ts.seconds * 1000 + ts.nanos // 1_000_000
+
+
+def duration_from_ms(ms: int) -> duration_pb2.Duration:
+    """Milliseconds as a Duration."""
+    return duration_pb2.Duration(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
+
+
+def value_from_proto(value: value_pb2.Value) -> Any:
+    """A ``crowd.common.v1.Value`` as a plain value (``None`` for null or unset)."""
+    kind = value.WhichOneof("kind")
+    if kind is None or kind == "null_value":
+        return None
+    if kind == "string_value":
+        return value.string_value
+    if kind == "number_value":
+        return value.number_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "timestamp_value":
+        return ms_from_timestamp(value.timestamp_value)
+    if kind == "string_list":
+        return list(value.string_list.values)
+    if kind == "number_list":
+        return list(value.number_list.values)
+    return list(value.bool_list.values)
+
+
+def to_common_value(value: Any) -> value_pb2.Value | None:
+    """A plain value as a ``crowd.common.v1.Value``; ``None`` and `MISSING` become null.
+
+    Returns ``None`` for values a Value cannot hold (tallies, timelines, funnels, mixed
+    lists).
+    """
+    if value is None or value is MISSING:
+        return value_pb2.Value(null_value=struct_pb2.NULL_VALUE)
+    if isinstance(value, str):
+        return value_pb2.Value(string_value=value)
+    if isinstance(value, bool):
+        return value_pb2.Value(bool_value=value)
+    if isinstance(value, float):
+        return value_pb2.Value(number_value=value) if math.isfinite(value) else None
+    if isinstance(value, int):
+        return value_pb2.Value(timestamp_value=timestamp_from_ms(value))
+    if isinstance(value, list):
+        if all(isinstance(item, str) for item in value):
+            return value_pb2.Value(string_list=value_pb2.StringList(values=value))
+        if all(isinstance(item, bool) for item in value):
+            return value_pb2.Value(bool_list=value_pb2.BoolList(values=value))
+        if all(isinstance(item, float) for item in value):
+            return value_pb2.Value(number_list=value_pb2.NumberList(values=value))
+    return None
+
+
+def _snapshot_to_proto(snapshot: dict[str, Any]) -> dict[str, value_pb2.Value]:
+    converted: dict[str, value_pb2.Value] = {}
+    for key, item in snapshot.items():
+        proto = to_common_value(item)
+        if proto is not None:
+            converted[key] = proto
+    return converted
+
+
+def to_attribute_value(
+    attribute_type: int,
+    value: Any,
+    tally_touched: dict[str, int] | None = None,
+) -> event_pb2.AttributeValue | None:
+    """An attribute's stored value as an ``AttributeValue`` of its type.
+
+    ``attribute_type`` is a ``crowd.profile.v1.AttributeType``; ``tally_touched`` breaks
+    favourite ties of a tally. Returns ``None`` for an unassigned value or one that does
+    not match the type.
+    """
+    if value is None or value is MISSING:
+        return None
+    av = event_pb2.AttributeValue
+    if attribute_type == T.ATTRIBUTE_TYPE_NUMBER and isinstance(value, float | int):
+        return av(number_value=float(value))
+    if attribute_type in (T.ATTRIBUTE_TYPE_STRING, T.ATTRIBUTE_TYPE_VISITOR_ID) and isinstance(
+        value, str
+    ):
+        return av(string_value=value)
+    if attribute_type == T.ATTRIBUTE_TYPE_BOOLEAN and isinstance(value, bool):
+        return av(bool_value=value)
+    if attribute_type == T.ATTRIBUTE_TYPE_DATE and isinstance(value, int):
+        return av(date_value=timestamp_from_ms(value))
+    if attribute_type == T.ATTRIBUTE_TYPE_BADGE:
+        return av(badge_value=value is True)
+    if attribute_type == T.ATTRIBUTE_TYPE_TALLY and isinstance(value, dict):
+        favorite = tally_favorite(value, tally_touched) or ""
+        return av(tally_value=event_pb2.Tally(counts=value, favorite=favorite))
+    if not isinstance(value, list):
+        if attribute_type == T.ATTRIBUTE_TYPE_FUNNEL and isinstance(value, dict):
+            steps = [
+                event_pb2.FunnelStep(
+                    step_id=step[0],
+                    time=timestamp_from_ms(step[1]),
+                    snapshot=_snapshot_to_proto(step[2]),
+                )
+                for step in value.get("steps", [])
+            ]
+            return av(
+                funnel_value=event_pb2.Funnel(steps=steps, completed=bool(value.get("completed")))
+            )
+        return None
+    if attribute_type == T.ATTRIBUTE_TYPE_STRING_SET:
+        return av(string_set_value=value_pb2.StringList(values=value))
+    if attribute_type == T.ATTRIBUTE_TYPE_STRING_ARRAY:
+        return av(string_array_value=value_pb2.StringList(values=value))
+    if attribute_type == T.ATTRIBUTE_TYPE_NUMBER_ARRAY:
+        return av(number_array_value=value_pb2.NumberList(values=value))
+    if attribute_type == T.ATTRIBUTE_TYPE_BOOLEAN_ARRAY:
+        return av(bool_array_value=value_pb2.BoolList(values=value))
+    if attribute_type == T.ATTRIBUTE_TYPE_TIMELINE:
+        entries = [
+            event_pb2.TimelineEntry(
+                time=timestamp_from_ms(entry[0]), snapshot=_snapshot_to_proto(entry[1])
+            )
+            for entry in value
+        ]
+        return av(timeline_value=event_pb2.Timeline(entries=entries))
+    return None
+
+
+def from_attribute_value(value: event_pb2.AttributeValue) -> Any:
+    """An ``AttributeValue`` as the engine's plain value (``None`` when unset).
+
+    A tally's favourite is derived, so it is not kept.
+    """
+    kind = value.WhichOneof("kind")
+    if kind is None:
+        return None
+    if kind in ("number_value", "string_value", "bool_value"):
+        return getattr(value, kind)
+    if kind == "badge_value":
+        return True if value.badge_value else None
+    if kind == "date_value":
+        return ms_from_timestamp(value.date_value)
+    if kind == "tally_value":
+        return dict(value.tally_value.counts)
+    if kind == "string_set_value":
+        return sorted(set(value.string_set_value.values))
+    if kind in ("string_array_value", "number_array_value", "bool_array_value"):
+        return list(getattr(value, kind).values)
+    if kind == "timeline_value":
+        return [
+            [ms_from_timestamp(entry.time), _snapshot_from_proto(entry.snapshot)]
+            for entry in value.timeline_value.entries
+        ]
+    steps = [
+        [step.step_id, ms_from_timestamp(step.time), _snapshot_from_proto(step.snapshot)]
+        for step in value.funnel_value.steps
+    ]
+    return {"steps": steps, "completed": value.funnel_value.completed}
+
+
+def _snapshot_from_proto(snapshot: Any) -> dict[str, Any]:
+    return {key: value_from_proto(item) for key, item in snapshot.items()}
+
+
+# --- display ---------------------------------------------------------------------------------
+
+
+def display_value(value: Any) -> Any:
+    """A value for trace details: scalars and string lists as they are, dates as ISO
+    strings, everything else (tallies, timelines, funnels) as compact JSON."""
+    if value is None or value is MISSING:
+        return None
+    if isinstance(value, bool | float | str):
+        return value
+    if isinstance(value, int):
+        return to_string(value)
+    if isinstance(value, list) and all(isinstance(item, str | bool | float) for item in value):
+        return value
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)

@@ -1,0 +1,219 @@
+"""Turns what the engine computed for one profile into one compare-and-set script call.
+
+A `ProfileWrite` holds the ``KEYS``/``ARGV`` of ``scripts/commit_profile.lua`` (everything in
+the profile's partition, applied atomically and only if the profile's version token is still
+the one that was read), plus the writes that live in other slots and therefore cannot be in
+the script:
+
+- identity-index entries and alias TTL refreshes, queued in the same pipeline right after
+  the script (the identity index is a hint that readers confirm against the profile);
+- entries for live-trace-id streams, written only after the commit succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import redis.asyncio
+
+from profile_service.definitions.model import CompiledDefinitions
+from profile_service.engine.state import NormalizedEvent, Outcome, ProfileState
+from profile_service.storage.layout import Layout
+from profile_service.storage.lua import LuaScript
+from profile_service.storage.replies import RedisArg
+from profile_service.storage.trace_log import (
+    TRACE_MAXLEN,
+    TRACE_TTL_MS,
+    encode_entry,
+    otel_trace_id,
+)
+from service_common import keys
+
+__all__ = [
+    "COMMIT_SCRIPT",
+    "DEFAULT_DEDUP_MAX_ENTRIES",
+    "ProfileWrite",
+    "Step",
+    "build_write",
+    "delayed_member",
+    "new_version_token",
+]
+
+COMMIT_SCRIPT = LuaScript("commit_profile")
+
+DEFAULT_DEDUP_MAX_ENTRIES = 10_000
+"""Most event ids remembered per profile within the dedup window (oldest dropped first)."""
+
+Step = tuple[NormalizedEvent | None, Outcome]
+"""One engine call: the event it processed (``None`` for a sweeper visit end) and its outcome."""
+
+SideWrite = Callable[[redis.asyncio.client.Pipeline], None]
+
+
+def new_version_token() -> str:
+    """A fresh random version token (never reused, so a delete cannot cause ABA)."""
+    return secrets.token_hex(8)
+
+
+def delayed_member(profile_id: str, action_id: str, idempotency_key: str) -> str:
+    """The member of a delayed action in the partition's delayed sorted set."""
+    return json.dumps({"p": profile_id, "a": action_id, "k": idempotency_key}, sort_keys=True)
+
+
+@dataclass
+class ProfileWrite:
+    """One profile's compare-and-set and the cross-slot writes that go with it."""
+
+    profile_id: str
+    keys: list[str]
+    args: list[RedisArg]
+    side_writes: list[SideWrite] = field(default_factory=list)
+    trace_id_entries: list[tuple[str, str]] = field(default_factory=list)
+    """``(live-trace id, entry JSON)`` to append once the commit succeeded."""
+    outbox_entries: int = 0
+
+    def queue(self, pipe: redis.asyncio.client.Pipeline) -> int:
+        """Queue the script and the side writes; return how many commands were queued."""
+        COMMIT_SCRIPT.queue(pipe, self.keys, self.args)
+        for side_write in self.side_writes:
+            side_write(pipe)
+        return 1 + len(self.side_writes)
+
+
+def _identity_writes(
+    layout: Layout, defs: CompiledDefinitions, state: ProfileState, retention_ms: int
+) -> list[SideWrite]:
+    writes: list[SideWrite] = []
+    for attribute_id in defs.visitor_id_attributes:
+        value = state.attributes.get(attribute_id)
+        if isinstance(value, str) and value:
+            key = keys.identity_index(attribute_id, value, layout.partitions)
+
+            def write(
+                pipe: redis.asyncio.client.Pipeline, key: str = key, owner: str = state.profile_id
+            ) -> None:
+                pipe.set(key, owner, px=retention_ms)
+
+            writes.append(write)
+    return writes
+
+
+def _alias_refreshes(layout: Layout, state: ProfileState, retention_ms: int) -> list[SideWrite]:
+    writes: list[SideWrite] = []
+    for visitor_id in state.visitor_ids:
+        if visitor_id == state.profile_id:
+            continue
+        key = layout.keys_for(visitor_id).alias(visitor_id)
+
+        def refresh(pipe: redis.asyncio.client.Pipeline, key: str = key) -> None:
+            pipe.pexpire(key, retention_ms)
+
+        writes.append(refresh)
+    return writes
+
+
+def build_write(
+    *,
+    layout: Layout,
+    defs: CompiledDefinitions,
+    profile_id: str,
+    expected_version: str,
+    initial_audiences: Iterable[str],
+    final: ProfileState,
+    steps: Sequence[Step],
+    new_event_ids: Sequence[str],
+    now_ms: int,
+    dedup_max_entries: int = DEFAULT_DEDUP_MAX_ENTRIES,
+) -> ProfileWrite:
+    """Build the commit of ``final`` (the state after ``steps``) over the version read.
+
+    Args:
+        initial_audiences: Audience ids of the state as read (captured before the engine ran,
+            in case it mutates states in place); the difference with ``final.audiences``
+            decides the SADD/SREM of the partition's audience sets.
+        new_event_ids: Event ids to remember for deduplication.
+    """
+    if final.profile_id != profile_id:
+        raise RuntimeError(
+            f"the engine returned profile {final.profile_id!r} for profile {profile_id!r}"
+        )
+    limits = defs.limits
+    pkeys = layout.keys_for(profile_id)
+    before = set(initial_audiences)
+    after = set(final.audiences)
+    joined = sorted(after - before)
+    left = sorted(before - after)
+
+    outbox: list[RedisArg] = []
+    delayed: list[RedisArg] = []
+    trace: list[RedisArg] = []
+    trace_id_entries: list[tuple[str, str]] = []
+    for event, outcome in steps:
+        for fired in outcome.actions:
+            if fired.delay_ms > 0:
+                member = delayed_member(profile_id, fired.action_id, fired.idempotency_key)
+                delayed += [now_ms + fired.delay_ms, member]
+            else:
+                outbox += [fired.idempotency_key, fired.action.SerializeToString()]
+        for record in outcome.trace:
+            entry = encode_entry(
+                record,
+                profile_id=profile_id,
+                time_ms=now_ms,
+                event_id=event.event_id if event else "",
+                trace_id=event.trace_id if event else "",
+                otel_id=otel_trace_id(event.traceparent) if event else "",
+            )
+            trace.append(entry)
+            if event is not None and event.trace_id:
+                trace_id_entries.append((event.trace_id, entry))
+
+    visit_due = "" if final.visit is None else str(final.visit.expires_ms(limits.max_visit_length_ms))
+    script_keys = [
+        pkeys.profile(profile_id),
+        pkeys.dedup(profile_id),
+        pkeys.visits_due,
+        pkeys.outbox,
+        pkeys.delayed,
+        pkeys.trace(profile_id),
+        *(pkeys.audience(a) for a in joined),
+        *(pkeys.audience(a) for a in left),
+    ]
+    args: list[RedisArg] = [
+        expected_version,
+        new_version_token(),
+        final.to_bytes(),
+        limits.visitor_retention_ms,
+        profile_id,
+        visit_due,
+        now_ms,
+        limits.event_dedup_window_ms,
+        dedup_max_entries,
+        TRACE_MAXLEN,
+        TRACE_TTL_MS,
+        len(joined),
+        len(left),
+        len(new_event_ids),
+        len(outbox) // 2,
+        len(delayed) // 2,
+        len(trace),
+        *new_event_ids,
+        *outbox,
+        *delayed,
+        *trace,
+    ]
+    retention = limits.visitor_retention_ms
+    return ProfileWrite(
+        profile_id=profile_id,
+        keys=script_keys,
+        args=args,
+        side_writes=[
+            *_identity_writes(layout, defs, final, retention),
+            *_alias_refreshes(layout, final, retention),
+        ],
+        trace_id_entries=trace_id_entries,
+        outbox_entries=len(outbox) // 2,
+    )

@@ -1,0 +1,328 @@
+"""The outbox forwarder: moves fired actions from the partition outboxes to the dispatch service.
+
+The profile commit appends fired actions to its partition's outbox stream in the same atomic
+step as the profile. Forwarders (one per replica, all in the consumer group ``forwarders``)
+read the outboxes, submit the actions to the dispatch service and only then acknowledge and
+delete the entries. Hence:
+
+- a replica that dies after committing a profile loses nothing: the entry is in the outbox;
+- a forwarder that dies after reading but before acknowledging leaves the entries pending in
+  the group; another forwarder (or itself after a restart) claims them with ``XAUTOCLAIM``
+  once they have been idle for ``claim_idle_ms``;
+- while the dispatch service is down the forwarder retries with exponential backoff (and
+  keeps its entries claimed, so no other forwarder submits them meanwhile).
+
+Delivery to ``submit`` is at least once; a resubmission happens only when a forwarder died
+between a successful submit and its acknowledgement (or stalled longer than
+``claim_idle_ms``). The dispatch service deduplicates by idempotency key, so each action
+takes effect exactly once.
+
+Reads are one pipeline of one ``XREADGROUP`` per partition (not one multi-stream command),
+so that they also work on Redis Cluster where partitions live in different slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
+
+import redis.asyncio
+import redis.exceptions
+from google.protobuf.message import DecodeError
+
+from crowd.dispatch.v1 import action_pb2
+from profile_service.storage.layout import Layout
+from profile_service.storage.replies import StreamEntry, as_text, range_entries, stream_entries
+from service_common.keys import PartitionKeys
+
+__all__ = ["FORWARDER_GROUP", "ForwarderStats", "OutboxForwarder", "Submit", "SubmitRejected"]
+
+logger = logging.getLogger(__name__)
+
+FORWARDER_GROUP = "forwarders"
+
+Submit = Callable[[list[action_pb2.Action]], Awaitable[None]]
+"""Hands actions to the dispatch service (production: ``SubmitActions`` with the actions'
+idempotency keys). Returns once the dispatch service stored them; raises on failure, which
+makes the forwarder retry the same actions later."""
+
+MAX_SUBMIT = 1000
+"""``SubmitActions`` takes at most 1,000 actions."""
+
+
+class SubmitRejected(Exception):
+    """Raised by a `Submit` when the dispatch service refused some actions permanently
+    (invalid input). The forwarder drops those entries (logging their keys) and submits
+    the others again, so one bad action cannot block an outbox forever."""
+
+    def __init__(self, idempotency_keys: Collection[str], reason: str = "") -> None:
+        super().__init__(reason or "actions refused by the dispatch service")
+        self.idempotency_keys = frozenset(idempotency_keys)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class _Pending:
+    partition: int
+    entry_id: str
+    key: str
+    action: action_pb2.Action | None
+    """``None`` when the entry cannot be parsed (dropped with an error log)."""
+
+
+@dataclass
+class ForwarderStats:
+    """Counters for tests and metrics."""
+
+    forwarded: int = 0
+    submit_failures: int = 0
+    rejected: int = 0
+    claimed: int = 0
+
+
+def _consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{random.randrange(16**6):06x}"
+
+
+class OutboxForwarder:
+    """Drains the partition outboxes into the dispatch service.
+
+    Args:
+        client: The Redis client.
+        layout: The dataset's partitioning.
+        submit: Hands a list of actions to the dispatch service (see `Submit`).
+        consumer: This forwarder's consumer name (default: host, pid and a random suffix).
+        read_count: Most entries read per partition per round.
+        idle_interval_s: Pause after a round that found nothing (`wake` cuts it short).
+        claim_idle_ms: Pending entries idle for longer are taken over from their consumer
+            (it is presumed dead).
+        claim_interval_s: How often stale pending entries are looked for.
+        initial_backoff_s / max_backoff_s: Retry delays while ``submit`` fails.
+    """
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        layout: Layout,
+        submit: Submit,
+        *,
+        consumer: str | None = None,
+        read_count: int = 100,
+        idle_interval_s: float = 0.1,
+        claim_idle_ms: int = 30_000,
+        claim_interval_s: float = 5.0,
+        initial_backoff_s: float = 0.1,
+        max_backoff_s: float = 10.0,
+    ) -> None:
+        self._client = client
+        self._layout = layout
+        self._submit = submit
+        self.consumer = consumer or _consumer_name()
+        self._read_count = read_count
+        self._idle_interval_s = idle_interval_s
+        self._claim_idle_ms = claim_idle_ms
+        self._claim_interval_s = claim_interval_s
+        self._initial_backoff_s = initial_backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._next_claim = 0.0
+        self._claim_cursors = ["0-0"] * layout.partitions
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._groups_ready = False
+        self.stats = ForwarderStats()
+
+    def wake(self) -> None:
+        """Start the next round now (call after committing actions)."""
+        self._wake.set()
+
+    async def ensure_groups(self) -> None:
+        """Create the consumer group on every partition's outbox (idempotent)."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for pkeys in self._layout.all_partitions():
+                # id "0": entries written before the group existed are forwarded too.
+                pipe.xgroup_create(pkeys.outbox, FORWARDER_GROUP, id="0", mkstream=True)
+            replies = await pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, Exception) and "BUSYGROUP" not in str(reply):
+                raise reply
+        self._groups_ready = True
+
+    async def forward_once(self) -> int:
+        """One round: claim stale entries, read new ones, submit, acknowledge.
+
+        Returns the number of entries handled (forwarded or dropped as invalid).
+        """
+        if not self._groups_ready:
+            await self.ensure_groups()
+        pending = await self._claim_stale() if time.monotonic() >= self._next_claim else []
+        pending += await self._read_new()
+        if not pending:
+            return 0
+        readable = [p for p in pending if p.action is not None]
+        for bad in (p for p in pending if p.action is None):
+            logger.error("dropping an unreadable outbox entry %s (key %r)", bad.entry_id, bad.key)
+        for start in range(0, len(readable), MAX_SUBMIT):
+            await self._submit_with_retry(readable[start : start + MAX_SUBMIT])
+        await self._acknowledge(pending)
+        self.stats.forwarded += len(readable)
+        return len(pending)
+
+    async def _read_new(self) -> list[_Pending]:
+        partitions = self._layout.all_partitions()
+        async with self._client.pipeline(transaction=False) as pipe:
+            for pkeys in partitions:
+                pipe.xreadgroup(
+                    FORWARDER_GROUP, self.consumer, {pkeys.outbox: ">"}, count=self._read_count
+                )
+            replies = await pipe.execute(raise_on_error=False)
+        pending: list[_Pending] = []
+        for pkeys, reply in zip(partitions, replies, strict=True):
+            if isinstance(reply, Exception):
+                if "NOGROUP" in str(reply):
+                    # The stream or group vanished (e.g. the dataset was flushed): recreate.
+                    self._groups_ready = False
+                    continue
+                raise reply
+            pending += [self._parse(pkeys.partition, e) for e in stream_entries(reply)]
+        return pending
+
+    async def _claim_stale(self) -> list[_Pending]:
+        self._next_claim = time.monotonic() + self._claim_interval_s
+        partitions = self._layout.all_partitions()
+        async with self._client.pipeline(transaction=False) as pipe:
+            for pkeys in partitions:
+                pipe.xautoclaim(
+                    pkeys.outbox,
+                    FORWARDER_GROUP,
+                    self.consumer,
+                    min_idle_time=self._claim_idle_ms,
+                    start_id=self._claim_cursors[pkeys.partition],
+                    count=self._read_count,
+                )
+            replies = await pipe.execute(raise_on_error=False)
+        claimed: list[_Pending] = []
+        for pkeys, reply in zip(partitions, replies, strict=True):
+            if isinstance(reply, Exception):
+                if "NOGROUP" in str(reply):
+                    self._groups_ready = False
+                    continue
+                raise reply
+            self._claim_cursors[pkeys.partition] = as_text(reply[0])
+            claimed += [self._parse(pkeys.partition, e) for e in range_entries(reply[1])]
+            # reply[2] (Redis 7): ids deleted while pending; XAUTOCLAIM already dropped them.
+        self.stats.claimed += len(claimed)
+        return claimed
+
+    @staticmethod
+    def _parse(partition: int, entry: StreamEntry) -> _Pending:
+        entry_id, fields = entry
+        key = fields.get("k", b"").decode("utf-8", errors="replace")
+        raw = fields.get("a")
+        if raw is None:
+            return _Pending(partition, entry_id, key, None)
+        action = action_pb2.Action()
+        try:
+            action.ParseFromString(raw)
+        except DecodeError:
+            return _Pending(partition, entry_id, key, None)
+        if not action.idempotency_key:
+            action.idempotency_key = key
+        return _Pending(partition, entry_id, key, action)
+
+    async def _submit_with_retry(self, batch: Sequence[_Pending]) -> None:
+        """Submit until the dispatch service accepts; meanwhile keep the entries claimed."""
+        remaining = list(batch)
+        delay = self._initial_backoff_s
+        last_refresh = time.monotonic()
+        while remaining:
+            try:
+                await self._submit([p.action for p in remaining if p.action is not None])
+                return
+            except SubmitRejected as rejected:
+                refused = [p for p in remaining if p.key in rejected.idempotency_keys]
+                for p in refused:
+                    logger.error(
+                        "the dispatch service refused action %r: %s", p.key, rejected.reason
+                    )
+                self.stats.rejected += len(refused)
+                if not refused:  # names none of ours: treat like any other failure
+                    raise
+                remaining = [p for p in remaining if p.key not in rejected.idempotency_keys]
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.stats.submit_failures += 1
+                logger.warning(
+                    "submitting %d actions failed (%s); retrying in %.2fs",
+                    len(remaining),
+                    type(exc).__name__,
+                    delay,
+                )
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self._max_backoff_s)
+            if (time.monotonic() - last_refresh) * 1000 > self._claim_idle_ms / 2:
+                await self._keep_claimed(remaining)
+                last_refresh = time.monotonic()
+
+    async def _keep_claimed(self, entries: Sequence[_Pending]) -> None:
+        """Reset the entries' idle time so no other forwarder takes them while we retry."""
+        with contextlib.suppress(redis.exceptions.RedisError, OSError):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for partition, ids in _ids_by_partition(entries).items():
+                    outbox = PartitionKeys(partition).outbox
+                    pipe.xclaim(outbox, FORWARDER_GROUP, self.consumer, 0, ids, justid=True)
+                await pipe.execute(raise_on_error=False)
+
+    async def _acknowledge(self, entries: Sequence[_Pending]) -> None:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for partition, ids in _ids_by_partition(entries).items():
+                outbox = PartitionKeys(partition).outbox
+                pipe.xack(outbox, FORWARDER_GROUP, *ids)
+                pipe.xdel(outbox, *ids)
+            await pipe.execute()
+
+    async def run(self) -> None:
+        """Forward until cancelled; Redis failures are logged and retried."""
+        delay = self._initial_backoff_s
+        while True:
+            try:
+                handled = await self.forward_once()
+                delay = self._initial_backoff_s
+            except (redis.exceptions.RedisError, OSError) as exc:
+                logger.warning("outbox forwarding failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._max_backoff_s)
+                continue
+            if handled == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._idle_interval_s)
+                self._wake.clear()
+
+    def start(self) -> None:
+        """Start forwarding in a background task."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="outbox-forwarder")
+
+    async def stop(self) -> None:
+        """Stop the background task. Entries it had read but not acknowledged stay pending
+        and are claimed by a forwarder after ``claim_idle_ms``."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+def _ids_by_partition(entries: Sequence[_Pending]) -> dict[int, list[str]]:
+    ids: dict[int, list[str]] = {}
+    for entry in entries:
+        ids.setdefault(entry.partition, []).append(entry.entry_id)
+    return ids

@@ -1,0 +1,483 @@
+"""Domain errors and their one mapping to canonical gRPC status codes (AIP-193).
+
+Servicers raise a :class:`DomainError` subclass; :class:`ErrorMappingInterceptor` turns it into a
+``google.rpc.Status`` carrying an ``ErrorInfo`` (domain ``crowd.dev``, an UPPER_SNAKE reason,
+metadata) and, for :class:`InvalidArgument`, one ``BadRequest`` with every field violation. Any
+other exception becomes ``INTERNAL`` with a generic message: the traceback is logged server-side
+(secrets redacted) and never sent to the caller, unlike grpc's default which echoes ``str(exc)``.
+
+Clients (tests, the client library) read the details back with :func:`decode_error`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import traceback
+import uuid
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple, NoReturn, cast
+
+import grpc
+import grpc.aio
+import redis.exceptions
+from google.protobuf import any_pb2, duration_pb2
+
+# googleapis-common-protos ships .pyi files but no py.typed marker.
+from google.rpc import (  # type: ignore[import-untyped, unused-ignore]
+    error_details_pb2,
+    status_pb2,
+)
+from grpc_status import rpc_status
+from opentelemetry import trace
+
+from service_common._handlers import Behavior, call_unary, iterate_stream, rewrap_handler
+from service_common.logging import redact
+
+__all__ = [
+    "ERROR_DOMAIN",
+    "Aborted",
+    "AlreadyExists",
+    "DecodedError",
+    "DomainError",
+    "ErrorMappingInterceptor",
+    "FailedPrecondition",
+    "FieldViolation",
+    "Internal",
+    "InvalidArgument",
+    "NotFound",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "Unauthenticated",
+    "Unavailable",
+    "Violations",
+    "abort_with_error",
+    "decode_error",
+]
+
+logger = logging.getLogger(__name__)
+
+#: ``ErrorInfo.domain`` of every error this project raises (AIP-193: globally unique).
+ERROR_DOMAIN = "crowd.dev"
+
+# AIP-193 formats, checked when an error is constructed so a bad reason fails in tests, not in
+# a client's error handling.
+_REASON_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,61}[A-Z0-9]$")
+_METADATA_KEY_RE = re.compile(r"^[a-z][a-zA-Z0-9\-_]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One invalid request field.
+
+    Attributes:
+        field: Dot-separated path into the request, e.g. ``events[3].attributes.email``.
+        description: Why the value is invalid, in brief developer-facing English.
+    """
+
+    field: str
+    description: str
+
+
+class DomainError(Exception):
+    """Base of every error a servicer raises on purpose.
+
+    Subclasses fix the gRPC code; each instance carries a message, an AIP-193 reason and
+    metadata. Every dynamic value shown in ``message`` should also be in ``metadata`` so that
+    clients never parse messages.
+
+    Args:
+        message: Brief developer-facing English. Never put secrets or API keys here.
+        reason: UPPER_SNAKE cause, at most 63 characters (defaults to the class's reason).
+        metadata: Extra facts; keys match ``[a-z][a-zA-Z0-9-_]+``, values are strings.
+    """
+
+    code: ClassVar[grpc.StatusCode] = grpc.StatusCode.UNKNOWN
+    default_reason: ClassVar[str] = "UNKNOWN"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason or self.default_reason
+        self.metadata: dict[str, str] = dict(metadata or {})
+        if not _REASON_RE.match(self.reason):
+            raise ValueError(f"error reason {self.reason!r} is not UPPER_SNAKE (<= 63 chars)")
+        for key, value in self.metadata.items():
+            if not _METADATA_KEY_RE.match(key):
+                raise ValueError(f"error metadata key {key!r} must match [a-z][a-zA-Z0-9-_]+")
+            if not isinstance(value, str):
+                raise TypeError(f"error metadata value for {key!r} must be a str")
+
+    def details(self) -> list[Any]:
+        """Detail messages packed into the status, ``ErrorInfo`` first (subclasses add more)."""
+        return [
+            error_details_pb2.ErrorInfo(
+                reason=self.reason, domain=ERROR_DOMAIN, metadata=self.metadata
+            )
+        ]
+
+    def to_status(self) -> status_pb2.Status:
+        """The ``google.rpc.Status`` sent to the caller."""
+        packed = []
+        for detail in self.details():
+            any_detail = any_pb2.Any()
+            any_detail.Pack(detail)
+            packed.append(any_detail)
+        return status_pb2.Status(code=self.code.value[0], message=self.message, details=packed)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, reason={self.reason!r})"
+
+
+class InvalidArgument(DomainError):
+    """The request is malformed: ``INVALID_ARGUMENT`` with one ``BadRequest`` detail.
+
+    Args:
+        violations: Every invalid field (report them all at once, not only the first).
+        message: Defaults to a summary naming the first violation and the count.
+    """
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    default_reason = "INVALID_ARGUMENT"
+
+    def __init__(
+        self,
+        violations: Iterable[FieldViolation],
+        message: str | None = None,
+        *,
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        self.violations = list(violations)
+        if message is None:
+            message = _summarise(self.violations)
+        super().__init__(message, reason=reason, metadata=metadata)
+
+    def details(self) -> list[Any]:
+        bad_request = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=v.field, description=v.description
+                )
+                for v in self.violations
+            ]
+        )
+        return [*super().details(), bad_request]
+
+
+def _summarise(violations: Sequence[FieldViolation]) -> str:
+    if not violations:
+        return "invalid request"
+    first = violations[0]
+    more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
+    return f"invalid request: {first.field}: {first.description}{more}"
+
+
+class NotFound(DomainError):
+    """The named resource does not exist: ``NOT_FOUND``."""
+
+    code = grpc.StatusCode.NOT_FOUND
+    default_reason = "NOT_FOUND"
+
+
+class AlreadyExists(DomainError):
+    """The resource to create exists already: ``ALREADY_EXISTS``."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+    default_reason = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(DomainError):
+    """The system is not in the state the call needs; retrying alone will not help."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    default_reason = "FAILED_PRECONDITION"
+
+
+class PermissionDenied(DomainError):
+    """The caller is known but not allowed to do this: ``PERMISSION_DENIED``."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+    default_reason = "PERMISSION_DENIED"
+
+
+class Unauthenticated(DomainError):
+    """The caller presented no valid credentials: ``UNAUTHENTICATED``."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+    default_reason = "UNAUTHENTICATED"
+
+
+class Aborted(DomainError):
+    """A concurrency conflict (e.g. an optimistic transaction lost); retry the whole call."""
+
+    code = grpc.StatusCode.ABORTED
+    default_reason = "ABORTED"
+
+
+class _Retryable(DomainError):
+    """An error that may carry a ``RetryInfo`` telling the client when to try again."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        retry_delay: dt.timedelta | float | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason, metadata=metadata)
+        if isinstance(retry_delay, (int, float)):
+            retry_delay = dt.timedelta(seconds=retry_delay)
+        self.retry_delay = retry_delay
+
+    def details(self) -> list[Any]:
+        details = super().details()
+        if self.retry_delay is not None:
+            delay = duration_pb2.Duration()
+            delay.FromTimedelta(self.retry_delay)
+            details.append(error_details_pb2.RetryInfo(retry_delay=delay))
+        return details
+
+
+class ResourceExhausted(_Retryable):
+    """A quota or rate limit is exhausted: ``RESOURCE_EXHAUSTED`` (optionally with RetryInfo)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    default_reason = "RESOURCE_EXHAUSTED"
+
+
+class Unavailable(_Retryable):
+    """A transient outage (e.g. Redis unreachable); safe to retry: ``UNAVAILABLE``."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+    default_reason = "UNAVAILABLE"
+
+
+class Internal(DomainError):
+    """A bug or an unexpected failure: ``INTERNAL``. Raised for you by the interceptor."""
+
+    code = grpc.StatusCode.INTERNAL
+    default_reason = "INTERNAL"
+
+
+class Violations:
+    """Collects field violations so a validator can report every problem in one error.
+
+    Example::
+
+        v = Violations()
+        if not request.name:
+            v.add("name", "must not be empty")
+        v.extend_prefixed(f"events[{i}]", validate_event(event))
+        v.raise_if_any()
+    """
+
+    def __init__(self) -> None:
+        self._items: list[FieldViolation] = []
+
+    def add(self, field: str, description: str) -> None:
+        """Record that ``field`` is invalid because of ``description``."""
+        self._items.append(FieldViolation(field, description))
+
+    def extend_prefixed(self, prefix: str, other: Violations | Iterable[FieldViolation]) -> None:
+        """Add ``other``'s violations with their field paths nested under ``prefix``.
+
+        ``prefix`` ``"events[2]"`` turns field ``"name"`` into ``"events[2].name"``; an empty
+        field (a violation of the message as a whole) becomes the prefix itself.
+        """
+        for v in other:
+            path = f"{prefix}.{v.field}" if prefix and v.field else (prefix or v.field)
+            self._items.append(FieldViolation(path, v.description))
+
+    def raise_if_any(self, message: str | None = None, *, reason: str | None = None) -> None:
+        """Raise :class:`InvalidArgument` with all violations, if any were recorded."""
+        if self._items:
+            raise InvalidArgument(self._items, message, reason=reason)
+
+    def __iter__(self) -> Iterator[FieldViolation]:
+        return iter(list(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+
+async def abort_with_error(
+    context: grpc.aio.ServicerContext[Any, Any], error: DomainError
+) -> NoReturn:
+    """End the RPC with ``error``'s status and details; never returns.
+
+    Uses ``context.abort`` (not ``abort_with_status``): the OpenTelemetry context proxy only
+    records the status code on the span when its ``abort`` is called, and ``abort_with_status``
+    on the proxy would bypass it. The trailing metadata is exactly what ``abort_with_status``
+    would have sent (``grpc-status-details-bin``).
+    """
+    status = rpc_status.to_status(error.to_status())
+    await context.abort(status.code, status.details, status.trailing_metadata)
+    raise AssertionError("unreachable: context.abort returned")  # pragma: no cover
+
+
+def _translate(exc: Exception, method: str) -> DomainError:
+    """Map an exception a servicer let escape to the error sent to the caller."""
+    if isinstance(exc, DomainError):
+        return exc
+    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        # Redis being down or failing over is transient: UNAVAILABLE tells clients to retry.
+        logger.warning("storage unavailable in %s: %s", method, exc)
+        return Unavailable("storage is temporarily unavailable", reason="STORAGE_UNAVAILABLE")
+    incident = uuid.uuid4().hex
+    logger.error(
+        "unhandled %s in %s (incident %s)",
+        type(exc).__name__,
+        method,
+        incident,
+        exc_info=exc,
+        extra={"rpc_method": method, "incident": incident},
+    )
+    _record_on_span(exc)
+    return Internal("internal error", metadata={"incident": incident})
+
+
+def _record_on_span(exc: Exception) -> None:
+    """Add the exception to the active span as a semconv ``exception`` event, redacted.
+
+    The tracing interceptor outside us only ever sees the resulting abort, so without this the
+    trace would not say what failed. ``span.record_exception`` is avoided on purpose: it copies
+    ``str(exc)`` and the stack trace unredacted.
+    """
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return
+    span.add_event(
+        "exception",
+        {
+            "exception.type": type(exc).__qualname__,
+            "exception.message": redact(str(exc)),
+            "exception.stacktrace": redact("".join(traceback.format_exception(exc))),
+        },
+    )
+
+
+def _error_for(
+    exc: Exception, context: grpc.aio.ServicerContext[Any, Any], method: str
+) -> DomainError | None:
+    """The error to abort with for ``exc``, or ``None`` when ``exc`` must propagate as is."""
+    if isinstance(exc, grpc.aio.BaseError) or context.done():
+        # AbortError from the servicer's own context.abort (grpc asserts it gets the very same
+        # object back), or grpc's own usage/server-stopped errors: not ours to translate.
+        return None
+    error = _translate(exc, method)
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attribute("error.type", error.reason)
+    return error
+
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+    """Server interceptor turning exceptions raised by servicers into rich gRPC statuses.
+
+    Works for all four RPC kinds; for streamed responses, messages yielded before the error
+    still reach the client, then the stream ends with the error status.
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+
+        def unary(behavior: Behavior) -> Callable[..., Awaitable[Any]]:
+            async def mapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                try:
+                    return await call_unary(behavior, request, context)
+                except Exception as exc:
+                    error = _error_for(exc, context, method)
+                    if error is None:
+                        raise
+                # Abort outside the ``except`` block: an AbortError raised inside it would
+                # chain the original exception, and the tracing interceptor records the
+                # AbortError's full traceback (original message included) on the span.
+                await abort_with_error(context, error)
+
+            return mapped
+
+        def stream(behavior: Behavior) -> Callable[..., AsyncIterator[Any]]:
+            async def mapped(
+                request: Any, context: grpc.aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
+                try:
+                    async for response in iterate_stream(behavior, request, context):
+                        yield response
+                    return
+                except Exception as exc:
+                    error = _error_for(exc, context, method)
+                    if error is None:
+                        raise
+                await abort_with_error(context, error)  # outside ``except``: see above
+
+            return mapped
+
+        return rewrap_handler(handler, unary_response=unary, stream_response=stream)
+
+
+class DecodedError(NamedTuple):
+    """What :func:`decode_error` read from a failed call (unpacks as a 3-tuple)."""
+
+    code: grpc.StatusCode
+    error_info: error_details_pb2.ErrorInfo | None
+    violations: list[FieldViolation]
+
+
+def decode_error(rpc_error: grpc.RpcError) -> DecodedError:
+    """Read the code, ``ErrorInfo`` and ``BadRequest`` field violations of a failed call.
+
+    Accepts the ``grpc.aio.AioRpcError`` raised by aio stubs as well as a sync ``grpc.Call``
+    error. Errors without rich details (e.g. UNAVAILABLE from the transport) decode to
+    ``(code, None, [])``.
+    """
+    # Every RpcError raised by a call is also a grpc.Call (AioRpcError included).
+    call = cast(grpc.Call, rpc_error)
+    code = call.code()
+    try:
+        status = rpc_status.from_call(call)
+    except ValueError:
+        # The details disagree with the call's code/message: treat as having no details.
+        status = None
+    info: error_details_pb2.ErrorInfo | None = None
+    violations: list[FieldViolation] = []
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            violations.extend(
+                FieldViolation(v.field, v.description) for v in bad_request.field_violations
+            )
+    return DecodedError(code, info, violations)

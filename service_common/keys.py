@@ -1,0 +1,286 @@
+"""Every Redis key shape of both services, in one place.
+
+Cluster readiness: Redis Cluster only runs a multi-key command or Lua script
+when all its keys hash to one slot, which a *hash tag* (the part of a key in
+``{...}``) guarantees. We do not tag by visitor id alone, because the engine
+also keeps per-partition structures (visit-expiry index, outbox, audience
+membership) that must change in the same atomic step as a visitor's profile.
+Instead every visitor belongs to one of ``partitions`` partitions
+(``crc32(visitor id) % partitions``), and all of that visitor's keys, together
+with its partition's indexes, carry the tag ``{p<N>}``. Scripts get every key
+through ``KEYS``; no script builds a key name.
+
+The partition count is fixed for the life of a Redis dataset (changing it
+re-homes visitors); both services check it against ``META_PARTITIONS``.
+
+Encodings and TTLs are listed per key below. Values are protobuf-serialised
+bytes, JSON for small internal records, or Redis-native types.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+PREFIX = "crowd:v1"
+"""Versioned prefix: a storage-format change bumps it instead of migrating in place."""
+
+DEFAULT_PARTITIONS = 256
+
+
+def partition_of(identifier: str, partitions: int) -> int:
+    """Return the partition of a visitor (or any identifier) id.
+
+    CRC-32 is stable across processes and languages, unlike Python's ``hash``.
+    """
+    return zlib.crc32(identifier.encode("utf-8")) % partitions
+
+
+def partition_tag(partition: int) -> str:
+    """Return the hash tag shared by every key of one partition."""
+    return "{p%d}" % partition
+
+
+# --- global keys (one slot each unless they share a tag) --------------------------------
+
+META_PARTITIONS = f"{PREFIX}:meta:partitions"
+"""String: the partition count the dataset was created with. No TTL."""
+
+DEFINITIONS_TAG = "{defs}"
+"""Hash tag shared by the definitions keys: publishing stores a version, switches the current
+pointer and records the history in one Lua script, so they must live in one slot."""
+
+DEFINITIONS_CURRENT = f"{PREFIX}:{DEFINITIONS_TAG}:current"
+"""String: id of the current definitions version (e.g. ``v7``). No TTL."""
+
+DEFINITIONS_SEQUENCE = f"{PREFIX}:{DEFINITIONS_TAG}:seq"
+"""Integer counter used to number versions. No TTL."""
+
+DEFINITIONS_HISTORY = f"{PREFIX}:{DEFINITIONS_TAG}:history"
+"""Sorted set: version id scored by publish time (ms). No TTL."""
+
+DEFINITIONS_CHANNEL = f"{PREFIX}:defs:changed"
+"""Pub/sub channel: the new version id is published after every switch."""
+
+
+def definitions_version(version: str) -> str:
+    """String: a serialised ``crowd.profile.v1.DefinitionsVersion``. No TTL."""
+    return f"{PREFIX}:{DEFINITIONS_TAG}:version:{version}"
+
+
+def identity_index(attribute_id: str, value: str, partitions: int) -> str:
+    """String: the profile id owning a visitor-ID attribute value.
+
+    Partitioned by the value, not by the profile, because lookups start from the
+    value. TTL: the visitor retention, refreshed with the profile. Written in the same
+    pipeline as the profile's commit but outside its script (another slot), so it is a hint:
+    readers confirm that the profile still holds the value.
+    """
+    tag = partition_tag(partition_of(f"{attribute_id}\x00{value}", partitions))
+    return f"{PREFIX}:id:{tag}:{attribute_id}:{value}"
+
+
+def trace_by_id(trace_id: str) -> str:
+    """Stream: trace entries of events carrying a live-trace id. Capped; TTL 12 hours.
+
+    Entries have the same encoding as `PartitionKeys.trace`. Written after the profile
+    commit (this key is in another slot than the profile).
+    """
+    return f"{PREFIX}:trace:id:{trace_id}"
+
+
+# --- per-partition keys of the profile service ------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartitionKeys:
+    """Key shapes of one profile partition; every key carries the partition's tag."""
+
+    partition: int
+
+    @property
+    def tag(self) -> str:
+        return partition_tag(self.partition)
+
+    def profile(self, profile_id: str) -> str:
+        """Hash: ``s`` = serialised ``ProfileState`` (JSON bytes), ``v`` = version token.
+
+        The version token is a random string replaced on every write: writers compare it
+        (compare-and-set in Lua) so that concurrent replicas never lose an update, and a
+        random token cannot repeat after a delete (no ABA). TTL: visitor retention,
+        refreshed per event.
+        """
+        return f"{PREFIX}:{self.tag}:profile:{profile_id}"
+
+    def alias(self, visitor_id: str) -> str:
+        """String: the surviving profile id an anonymous id was merged into. TTL: retention,
+        refreshed whenever the survivor is written. Lives in the partition of ``visitor_id``
+        (lookups start from it), not in the survivor's."""
+        return f"{PREFIX}:{self.tag}:alias:{visitor_id}"
+
+    def dedup(self, profile_id: str) -> str:
+        """Sorted set: event ids seen, scored by arrival (ms); trimmed to the dedup window.
+
+        TTL: the dedup window, refreshed per event.
+        """
+        return f"{PREFIX}:{self.tag}:dedup:{profile_id}"
+
+    @property
+    def visits_due(self) -> str:
+        """Sorted set: profile ids with an open visit, scored by the visit's end (ms). No TTL."""
+        return f"{PREFIX}:{self.tag}:visits:due"
+
+    @property
+    def outbox(self) -> str:
+        """Stream: fired actions waiting to reach the dispatch service; consumer group
+        ``forwarders``. Entries are deleted once the dispatch service has accepted them.
+
+        Entry fields: ``k`` = idempotency key, ``a`` = serialised ``crowd.dispatch.v1.Action``.
+        No MAXLEN and no TTL: an action must never be dropped while the dispatch service is down.
+        """
+        return f"{PREFIX}:{self.tag}:outbox"
+
+    @property
+    def delayed(self) -> str:
+        """Sorted set: delayed actions scored by due time (ms). No TTL.
+
+        Members are JSON ``{"p": profile id, "a": action id, "k": idempotency key}``; the
+        action is re-evaluated against the profile when due (a gone profile drops it).
+        """
+        return f"{PREFIX}:{self.tag}:delayed"
+
+    def audience(self, audience_id: str) -> str:
+        """Set: profile ids in an audience within this partition. No TTL (kept in step with
+        profiles by the commit script; members whose profile expired by retention are removed
+        by the periodic audience reconciler)."""
+        return f"{PREFIX}:{self.tag}:audience:{audience_id}"
+
+    def trace(self, profile_id: str) -> str:
+        """Stream: trace entries of one profile. Capped (MAXLEN ~1000); TTL 12 hours.
+
+        Each entry has one field ``e``: JSON ``{"k": TraceEntryKind, "m": message,
+        "d": details, "t": time ms, "p": profile id, "ev": event id, "tr": live-trace id,
+        "o": OpenTelemetry trace id}``.
+        """
+        return f"{PREFIX}:{self.tag}:trace:{profile_id}"
+
+
+def partition_keys_for(visitor_id: str, partitions: int) -> PartitionKeys:
+    """Return the key shapes of the partition a visitor belongs to."""
+    return PartitionKeys(partition_of(visitor_id, partitions))
+
+
+# --- dispatch service -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DispatchKeys:
+    """Key shapes of one dispatch partition (actions are partitioned by visitor, so a
+    visitor's caps, its actions' records and the queue entry change in one script)."""
+
+    partition: int
+
+    @property
+    def tag(self) -> str:
+        return partition_tag(self.partition)
+
+    def action(self, idempotency_key: str) -> str:
+        """Hash: one action's record (payload protobuf, state, reason, attempts, times).
+
+        TTL: the action retention (default 7 days) once delivered, suppressed or skipped;
+        none while accepted or failed.
+        """
+        return f"{PREFIX}:dispatch:{self.tag}:action:{idempotency_key}"
+
+    @property
+    def queue(self) -> str:
+        """Stream: idempotency keys waiting for delivery; consumer group ``dispatchers``."""
+        return f"{PREFIX}:dispatch:{self.tag}:queue"
+
+    def cooldown(self, visitor_id: str, group: str) -> str:
+        """String: ``<end ms> <idempotency key>``: when a visitor's cooldown in a group ends
+        and the action that started it.
+
+        TTL: the group's wait.
+        """
+        return f"{PREFIX}:dispatch:{self.tag}:cooldown:{group}:{visitor_id}"
+
+    def cap(self, visitor_id: str, action_id: str) -> str:
+        """Sorted set: send times (ms) of an action for a visitor, trimmed to the window.
+
+        TTL: the window.
+        """
+        return f"{PREFIX}:dispatch:{self.tag}:cap:{action_id}:{visitor_id}"
+
+    @property
+    def failed(self) -> str:
+        """Sorted set: dead letters scored by failure time (ms). No TTL.
+
+        Members are ``<connector id> NUL <idempotency key>`` (see :func:`failed_member`) so
+        that listing one connector's dead letters needs no record reads.
+        """
+        return f"{PREFIX}:dispatch:{self.tag}:failed"
+
+    @property
+    def retry(self) -> str:
+        """Sorted set: idempotency keys of accepted actions waiting for a retry, scored by
+        when they are due (ms); moved back onto :attr:`queue` when due. No TTL."""
+        return f"{PREFIX}:dispatch:{self.tag}:retry"
+
+
+DEFAULT_DISPATCH_PARTITIONS = 16
+"""Default number of dispatch partitions (``DISPATCH_PARTITIONS`` setting of the dispatch
+service). Independent of the profile service's partitions: dispatch keys live under their own
+``dispatch:`` prefix. Fixed for the life of a dataset, like :data:`DEFAULT_PARTITIONS`; the
+dispatch service records it in :data:`DISPATCH_META_PARTITIONS`."""
+
+DISPATCH_META_PARTITIONS = f"{PREFIX}:dispatch:meta:partitions"
+"""String: the dispatch partition count the dataset was created with. No TTL."""
+
+
+def dispatch_keys_for(visitor_id: str, partitions: int) -> DispatchKeys:
+    """Return the dispatch key shapes of the partition a visitor's actions belong to."""
+    return DispatchKeys(partition_of(visitor_id, partitions))
+
+
+def failed_member(connector_id: str, idempotency_key: str) -> str:
+    """Member of :attr:`DispatchKeys.failed` for one dead letter."""
+    return f"{connector_id}\x00{idempotency_key}"
+
+
+def braze_user_state(connector_id: str, user_key: str, partitions: int) -> str:
+    """Hash: attribute name -> JSON of the value Braze last accepted for one user.
+
+    Drives attribute deltas. TTL: the delta memory lifetime (default 30 days), so that
+    changes made in Braze by other tools are eventually overwritten again.
+    """
+    tag = partition_tag(partition_of(f"{connector_id}\x00{user_key}", partitions))
+    return f"{PREFIX}:braze:{tag}:{connector_id}:user:{user_key}"
+
+
+def rate_limit(connector_id: str, endpoint_group: str) -> str:
+    """Prefix of the shared rate-limit counters of one connector's endpoint group."""
+    return f"{PREFIX}:ratelimit:{connector_id}:{endpoint_group}"
+
+
+def _rate_limit_tag(connector_id: str, endpoint_group: str) -> str:
+    # One hash tag per (connector, group): the log and the pause key are used by one script.
+    return "{rl:%s:%s}" % (connector_id, endpoint_group)
+
+
+def rate_limit_log(connector_id: str, endpoint_group: str) -> str:
+    """List: grant times (server ms, newest first) of the last N requests of one connector's
+    endpoint group (N = the group's limit), for the shared sliding-window limiter.
+
+    TTL: twice the window, refreshed on every grant.
+    """
+    return f"{PREFIX}:ratelimit:{_rate_limit_tag(connector_id, endpoint_group)}:log"
+
+
+def rate_limit_pause(connector_id: str, endpoint_group: str) -> str:
+    """String: server time (ms) until which every replica holds back requests of one
+    connector's endpoint group, set when Braze answers 429 with a retry delay.
+
+    TTL: the pause itself (the key vanishes when the pause ends).
+    """
+    return f"{PREFIX}:ratelimit:{_rate_limit_tag(connector_id, endpoint_group)}:paused"

@@ -1,0 +1,347 @@
+"""The server lifecycle both services share: build, start, serve until SIGTERM, stop gracefully.
+
+A service describes itself with a :class:`ServerSpec`; :func:`build_server` wires it into a
+``grpc.aio`` server with tracing, auth and error mapping, health and reflection, and returns a
+:class:`ManagedServer`. A service's ``__main__`` is then one call to :func:`run_service`::
+
+    async def create_server(settings: ProfileSettings) -> ManagedServer:
+        redis = await create_redis(settings.redis_url, cluster=settings.redis_cluster)
+        servicer = ProfileServicer(redis)
+        return build_server(settings, ServerSpec(
+            service_names=[profile_pb2.DESCRIPTOR.services_by_name["ProfileService"].full_name],
+            register=lambda server: add_ProfileServiceServicer_to_server(servicer, server),
+            method_scopes={"/crowd.profile.v1.ProfileService/TrackEvent": "track", ...},
+            on_shutdown=[redis.aclose],
+        ))
+
+    def main() -> None:
+        run_service(ProfileSettings, create_server)
+
+Shutdown order (SIGTERM/SIGINT or ``stop()``): health turns NOT_SERVING, the server refuses new
+RPCs and gives in-flight ones ``shutdown_grace_seconds`` to finish, then the ``on_shutdown``
+hooks run in order (flush queues, close Redis), then spans are flushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Self, TypeVar
+
+import grpc
+import grpc.aio
+from google.protobuf import descriptor_pool
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.sdk.trace import TracerProvider
+
+from service_common.auth import ApiKeyStore, AuthInterceptor
+from service_common.errors import ErrorMappingInterceptor
+from service_common.logging import configure_logging
+from service_common.settings import ServiceSettings, settings_cli
+from service_common.telemetry import server_interceptor, setup_tracing, shutdown_tracing
+
+__all__ = [
+    "ManagedServer",
+    "ServerSpec",
+    "build_server",
+    "run_service",
+    "serve_until_signal",
+]
+
+logger = logging.getLogger(__name__)
+
+S = TypeVar("S", bound=ServiceSettings)
+
+Hook = Callable[[], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """What a service adds to the shared server.
+
+    Attributes:
+        service_names: Full names of its gRPC services (``crowd.profile.v1.ProfileService``):
+            reported SERVING by health and listed by reflection.
+        register: Adds the servicers to the server (the generated ``add_*_to_server``).
+        method_scopes: Full method name → scope an API key needs to call it. Every method of
+            the services must be listed; unlisted methods are refused (see ``auth``).
+        on_start: Awaited in order before the server accepts RPCs (start background tasks).
+        on_shutdown: Awaited in order after in-flight RPCs finished (flush work, close Redis).
+            They also run if ``start`` failed part-way, so they must tolerate that.
+    """
+
+    service_names: Sequence[str]
+    register: Callable[[grpc.aio.Server], None]
+    method_scopes: Mapping[str, str] = field(default_factory=dict)
+    on_start: Sequence[Hook] = ()
+    on_shutdown: Sequence[Hook] = ()
+
+
+class ManagedServer:
+    """A built server and its lifecycle. Create it with :func:`build_server`.
+
+    Usable as ``async with managed: ...`` (start, then stop with the configured grace).
+
+    Attributes:
+        server: The ``grpc.aio`` server.
+        port: The port actually bound (useful with ``port=0``).
+        health: The health servicer; ``start``/``stop`` drive it.
+        tracer_provider: Where this server's spans go.
+        settings: The settings it was built from.
+    """
+
+    def __init__(
+        self,
+        *,
+        server: grpc.aio.Server,
+        port: int,
+        health_servicer: health.aio.HealthServicer,
+        tracer_provider: TracerProvider,
+        owns_tracer_provider: bool,
+        settings: ServiceSettings,
+        spec: ServerSpec,
+    ) -> None:
+        self.server = server
+        self.port = port
+        self.health = health_servicer
+        self.tracer_provider = tracer_provider
+        self.settings = settings
+        self._owns_tracer_provider = owns_tracer_provider
+        self._spec = spec
+        self._started = False
+        self._stop_task: asyncio.Task[None] | None = None
+        self._terminated = asyncio.Event()
+
+    @property
+    def address(self) -> str:
+        """``host:port`` to dial this server at (a wildcard host is dialled on loopback)."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "::1"}.get(
+            self.settings.host, self.settings.host
+        )
+        return _host_port(host, self.port)
+
+    async def start(self) -> None:
+        """Run ``on_start`` hooks, start serving, then report SERVING for every service."""
+        if self._started:
+            return
+        self._started = True
+        names = ["", *self._spec.service_names]
+        try:
+            for name in names:
+                await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+            for hook in self._spec.on_start:
+                await hook()
+            await self.server.start()
+            for name in names:
+                await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        except BaseException:
+            await self.stop(0)
+            raise
+        logger.info(
+            "serving %s on %s",
+            ", ".join(self._spec.service_names),
+            self.address,
+            extra={"port": self.port},
+        )
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop gracefully; safe to call many times and concurrently (all wait for one stop).
+
+        Args:
+            grace: Seconds in-flight RPCs may still run; ``None`` uses
+                ``settings.shutdown_grace_seconds``. New RPCs are refused at once.
+        """
+        if self._stop_task is None:
+            if grace is None:
+                grace = self.settings.shutdown_grace_seconds
+            self._stop_task = asyncio.ensure_future(self._stop(grace))
+        # shield: a caller being cancelled must not abandon the shutdown half-way.
+        await asyncio.shield(self._stop_task)
+
+    async def _stop(self, grace: float) -> None:
+        logger.info("stopping (grace %.1fs)", grace)
+        try:
+            # NOT_SERVING first so load balancers drain this replica while RPCs finish.
+            await self.health.enter_graceful_shutdown()
+            await self.server.stop(grace)
+            for hook in self._spec.on_shutdown:
+                try:
+                    await hook()
+                except Exception:
+                    name = getattr(hook, "__qualname__", repr(hook))
+                    logger.exception("shutdown hook %s failed", name)
+            if self._owns_tracer_provider:
+                await asyncio.to_thread(shutdown_tracing, self.tracer_provider)
+            else:
+                await asyncio.to_thread(self.tracer_provider.force_flush)
+            logger.info("stopped")
+        finally:
+            self._terminated.set()
+
+    async def wait_for_termination(self) -> None:
+        """Return when ``stop`` has finished (hooks and telemetry flush included).
+
+        Safe to cancel. (Unlike ``grpc.aio.Server.wait_for_termination``: cancelling a task
+        awaiting that cancels the server's internal shutdown future, and a later
+        ``server.stop()`` then raises CancelledError.)
+        """
+        await self._terminated.wait()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+
+def _host_port(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 host bracketed."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+def _unscoped_methods(service_names: Sequence[str], method_scopes: Mapping[str, str]) -> list[str]:
+    """Methods of ``service_names`` (known to the protobuf pool) with no scope in the map."""
+    pool = descriptor_pool.Default()
+    missing = []
+    for name in service_names:
+        try:
+            service = pool.FindServiceByName(name)
+        except KeyError:
+            continue  # not a generated service (e.g. a generic handler): nothing to check
+        missing += [
+            f"/{name}/{method.name}"
+            for method in service.methods
+            if f"/{name}/{method.name}" not in method_scopes
+        ]
+    return missing
+
+
+def build_server(
+    settings: ServiceSettings,
+    spec: ServerSpec,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    extra_interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    options: Sequence[tuple[str, Any]] = (),
+) -> ManagedServer:
+    """Build (and bind, not start) the server for ``spec``. Must run inside an event loop.
+
+    Interceptors, outermost first: tracing, auth (unless ``settings.auth_enabled`` is false),
+    error mapping, then ``extra_interceptors`` — innermost, so domain errors they raise are
+    mapped and they only see authenticated calls.
+
+    Args:
+        settings: Host, port, keys, grace period, service name for traces.
+        spec: The service's servicers and method scopes.
+        tracer_provider: Trace into this provider (tests pass one with an in-memory exporter);
+            by default one is created from ``settings.otel_service_name`` and shut down on stop.
+        extra_interceptors: Further server interceptors.
+        options: ``grpc.aio.server`` channel arguments.
+
+    Raises:
+        ValueError: A method of a registered service has no scope (with auth enabled).
+        RuntimeError: The address cannot be bound.
+    """
+    owns_provider = tracer_provider is None
+    provider = tracer_provider or setup_tracing(settings.otel_service_name)
+
+    interceptors: list[grpc.aio.ServerInterceptor] = [server_interceptor(provider)]
+    if settings.auth_enabled:
+        missing = _unscoped_methods(spec.service_names, spec.method_scopes)
+        if missing:
+            raise ValueError(f"methods without a scope in method_scopes: {', '.join(missing)}")
+        keys = ApiKeyStore(settings.api_keys)
+        if not len(keys):
+            logger.warning(
+                "auth is enabled but no API keys are configured: all RPCs but "
+                "health and reflection will be refused"
+            )
+        interceptors.append(AuthInterceptor(keys, spec.method_scopes))
+    else:
+        logger.warning("auth is DISABLED: every caller may call every method")
+    interceptors.append(ErrorMappingInterceptor())
+    interceptors.extend(extra_interceptors)
+
+    server = grpc.aio.server(interceptors=interceptors, options=list(options))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    spec.register(server)
+    reflection.enable_server_reflection(
+        [*spec.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+
+    address = _host_port(settings.host, settings.port)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise RuntimeError(f"cannot listen on {address}: {exc}") from None
+    if port == 0:  # older grpcio reports a failed bind this way
+        raise RuntimeError(f"cannot listen on {address}")
+    return ManagedServer(
+        server=server,
+        port=port,
+        health_servicer=health_servicer,
+        tracer_provider=provider,
+        owns_tracer_provider=owns_provider,
+        settings=settings,
+        spec=spec,
+    )
+
+
+async def serve_until_signal(managed: ManagedServer) -> None:
+    """Start ``managed`` (if needed), serve until SIGTERM or SIGINT, then stop gracefully.
+
+    Also returns if something else stopped the server (a ``stop()`` call).
+    """
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop_requested.set)
+    try:
+        await managed.start()
+        waiters = {
+            asyncio.ensure_future(stop_requested.wait()),
+            asyncio.ensure_future(managed.wait_for_termination()),
+        }
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        if stop_requested.is_set():
+            logger.info("termination signal received")
+        await managed.stop()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+def run_service(
+    settings_cls: type[S],
+    create_server: Callable[[S], Awaitable[ManagedServer]],
+    argv: Sequence[str] | None = None,
+) -> None:
+    """Entry point for a service's ``main``: settings from CLI/env/file, logging, serve.
+
+    Args:
+        settings_cls: The service's settings class.
+        create_server: Builds the service's server from its settings (async: it may connect
+            to Redis first).
+        argv: Command-line arguments (default ``sys.argv[1:]``).
+    """
+    settings = settings_cli(settings_cls, argv)
+    configure_logging(settings.log_level, settings.log_format)
+
+    async def main() -> None:
+        managed = await create_server(settings)
+        await serve_until_signal(managed)
+
+    asyncio.run(main())

@@ -1,0 +1,52 @@
+"""Shared fixtures: real redis-server processes (see tests/harness/redis_server.py).
+
+- redis_server  (session)  one non-persistent server for the whole session
+- redis_url     (function) that server's URL, FLUSHALLed before the test
+- durable_redis (function) a fresh server with appendonly yes + appendfsync always, for
+                           restart/crash tests; stopped and its dir removed after the test
+
+free_port() (re-exported from tests.harness) gives a free loopback TCP port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.harness import RedisServer, free_port
+
+__all__ = ["free_port"]
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    # A previous test may have stopped or killed the shared server: bring it back.
+    if not redis_server.is_running:
+        redis_server.start()
+    client = redis_server.client()
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def durable_redis() -> Iterator[RedisServer]:
+    server = RedisServer(appendonly=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
