@@ -7,9 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from service_common.keys import DEFAULT_DISPATCH_PARTITIONS
 from service_common.settings import ServiceSettings
-
-DEFAULT_DISPATCH_PARTITIONS = 16
 
 
 class DispatchSettings(ServiceSettings):

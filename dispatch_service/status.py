@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from crowd.dispatch.v1 import action_pb2
 from dispatch_service.queue.records import STATUS_FIELDS, ActionRecord
 from dispatch_service.scripts import ScriptCall, load_script, run_scripts
-from service_common.errors import InvalidArgument, Violations
+from service_common.errors import Violations
 from service_common.keys import DispatchKeys, failed_member
 
 __all__ = [
@@ -240,9 +240,8 @@ async def _retry_all(redis: aioredis.Redis, partitions: int, connector_id: str, 
         failed_key = DispatchKeys(partition).failed
         offset = 0  # members of other connectors stay in the zset: skip past them
         while True:
-            members: list[bytes] = await redis.zrange(
-                failed_key, offset, offset + _REQUEUE_CHUNK - 1
-            )
+            reply = await redis.zrange(failed_key, offset, offset + _REQUEUE_CHUNK - 1)
+            members = [m for m in reply if isinstance(m, bytes)]
             if not members:
                 break
             mine = [m for m in members if m.startswith(prefix)]

@@ -8,22 +8,27 @@ requests and applies shared rate limits), and records each action's result atomi
 the acknowledgement of its queue entry (``scripts/complete.lua``):
 
 * DELIVERED / SKIPPED: the record is final and expires after the retention.
-* RETRY: the action waits in its partition's retry set, due after exponential backoff with
-  jitter (or after the wait Braze asked for), and is queued again when due; once out of
-  attempts or too old it is dead-lettered instead.
+* RETRY: the action waits in its partition's retry set and is queued again when due; the
+  connector's policy (:meth:`~dispatch_service.delivery.ConnectorDelivery.retry_delay`)
+  names the wait (the one Braze asked for, else exponential backoff with jitter) or, once
+  out of attempts or too old, dead-letters it ("gave up after N attempts: ...").
 * FAILED: dead letter (record FAILED with Braze's reason, listed by ListFailedActions).
 
 Delivery guarantee: **at least once.** An entry leaves the queue only in the same atomic
 step that records its result, so nothing accepted is lost when a worker dies: entries it
 held stay pending and any worker takes them over after ``claim_idle_ms`` (``XAUTOCLAIM``).
-A duplicate request to Braze happens only when a worker dies (or loses Redis) after Braze
-accepted a request but before the result was recorded, or when a request timed out on our
-side although Braze processed it; both resend the same objects, which for attribute writes
-is harmless and for events or purchases records them twice. A live worker refreshes the
-idle time of the entries it holds, so a slow send is not mistaken for a dead worker.
+A duplicate request to Braze happens only when a worker dies (or loses Redis for longer
+than ``record_retry_s``) after Braze accepted a request but before the result was recorded,
+when a request timed out on our side although Braze processed it, or when a worker stalls
+for longer than ``claim_idle_ms`` mid-send (its entries are then taken over). Each resends
+the same objects: harmless for attribute writes, while events and purchases are recorded
+twice. A live worker refreshes the idle time of the entries it holds, so a slow send is not
+mistaken for a dead worker.
 
-Ordering: the actions of one connector are sent by one flush at a time per worker, in queue
-order; a retried action may be overtaken by later actions of the same user.
+Ordering: one worker sends a connector's actions one delivery call at a time, in queue
+order, and the Braze library keeps a user's writes in order within a call. Actions of one
+user taken by two workers at once, or a retried action and a later one, may reach Braze in
+either order.
 """
 
 from __future__ import annotations
@@ -31,16 +36,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from redis.exceptions import ResponseError
+
 from dispatch_service.braze.results import ActionResult, Outcome
-from dispatch_service.delivery import Batch, ConnectorDelivery, DeliveryPlan
+from dispatch_service.delivery import ConnectorDelivery, DeliveryOutcome
 from dispatch_service.queue.queues import (
     Completion,
     QueuedAction,
+    Result,
     Taken,
     claim_stale,
     complete,
@@ -51,7 +58,7 @@ from dispatch_service.queue.queues import (
 )
 from dispatch_service.queue.store import ActionStore
 
-__all__ = ["DispatchWorker", "WorkerSettings", "retry_delay"]
+__all__ = ["DispatchWorker", "WorkerSettings"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,32 +78,10 @@ class WorkerSettings:
     """Most entries taken over per partition per claim round."""
     promote_interval_s: float = 0.1
     """How often due retries are moved back onto the queues."""
-    retry_base_s: float = 1.0
-    """Backoff of the first retry; doubled per attempt, with jitter."""
-    retry_max_s: float = 300.0
-    """Longest backoff."""
     max_buffered: int = 20_000
     """Actions held in memory per worker before reading pauses."""
     record_retry_s: float = 30.0
     """How long recording results is retried while Redis is unreachable."""
-
-
-def retry_delay(
-    attempt: int,
-    retry_after_s: float | None,
-    settings: WorkerSettings,
-    rng: Callable[[], float] = random.random,
-) -> float:
-    """Seconds until retry number ``attempt`` (1 for the first retry).
-
-    Braze's own wait (429 headers) wins, plus up to 10% jitter so that replicas do not all
-    come back in the same instant; otherwise exponential backoff with "equal jitter" (half
-    fixed, half random), which keeps a floor while spreading retries out.
-    """
-    if retry_after_s is not None and retry_after_s > 0:
-        return retry_after_s * (1 + 0.1 * rng())
-    delay = min(settings.retry_max_s, settings.retry_base_s * 2 ** max(0, attempt - 1))
-    return delay / 2 + rng() * delay / 2
 
 
 @dataclass
@@ -107,7 +92,7 @@ class _Buffer:
     oldest: float = 0.0
     """Monotonic time the oldest waiting action arrived."""
     checked: int = 0
-    """Buffer size at the last readiness check (re-plan only after growth)."""
+    """Buffer size when it last went to a delivery call (re-check only after growth)."""
 
 
 class DispatchWorker:
@@ -135,7 +120,8 @@ class DispatchWorker:
         self.settings = settings or WorkerSettings()
         self._buffers: dict[str, _Buffer] = {c: _Buffer() for c in self._deliveries}
         self._sending: dict[str, asyncio.Task[None]] = {}
-        self._held: dict[tuple[int, bytes], Taken] = {}
+        self._held: dict[tuple[int, bytes], Taken] = {}  # entries taken and not yet recorded
+        self._held_keys: set[str] = set()
         self._wake = asyncio.Event()
         self._stopping = False
         self._reader: asyncio.Task[None] | None = None
@@ -169,9 +155,7 @@ class DispatchWorker:
             await asyncio.wait_for(self.force_flush(), max(0.0, deadline - time.monotonic()))
         for task in [*self._background, *self._sending.values()]:
             task.cancel()
-        await asyncio.gather(
-            *self._background, *self._sending.values(), return_exceptions=True
-        )
+        await asyncio.gather(*self._background, *self._sending.values(), return_exceptions=True)
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
 
@@ -180,7 +164,7 @@ class DispatchWorker:
         while True:
             for connector_id, buffer in self._buffers.items():
                 if buffer.actions and connector_id not in self._sending:
-                    self._start_send(connector_id, everything=True)
+                    self._start_send(connector_id, only_full=False)
             if not self._sending:
                 return
             await asyncio.gather(*self._sending.values(), return_exceptions=True)
@@ -198,7 +182,7 @@ class DispatchWorker:
             try:
                 if len(self._held) >= self.settings.max_buffered:
                     # Back-pressure: the destination is slower than the queue fills.
-                    await self._wait_wake(self.settings.block_ms / 1000)
+                    await asyncio.sleep(self.settings.block_ms / 1000)
                     continue
                 taken = await read_new(
                     self._redis,
@@ -211,25 +195,44 @@ class DispatchWorker:
                 failures = 0
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 failures += 1
-                logger.exception("reading the dispatch queues failed")
-                await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                    # The queues are gone (Redis restarted without persistence): recreate.
+                    logger.warning("dispatch consumer groups missing; creating them")
+                    with contextlib.suppress(Exception):
+                        await self._store.ensure_queues()
+                else:
+                    logger.exception("reading the dispatch queues failed")
+                await asyncio.sleep(min(5.0, 0.05 * 2**failures))
 
     async def _take(self, taken: Sequence[Taken]) -> None:
         """Load taken entries and buffer their actions per connector."""
-        fresh = [t for t in taken if (t.partition, t.entry_id) not in self._held]
-        if not fresh:
-            return
-        for item in fresh:
+        fresh: list[Taken] = []
+        repeats: list[Completion] = []
+        for item in taken:
+            if (item.partition, item.entry_id) in self._held:
+                continue  # our own entry, reclaimed while we work on it
+            if item.key in self._held_keys:
+                # A second entry of an action we already hold (e.g. a stale entry taken over
+                # after its retry was queued): one delivery serves both.
+                repeats.append(Completion(item, "drop"))
+                continue
             self._held[(item.partition, item.entry_id)] = item
+            self._held_keys.add(item.key)
+            fresh.append(item)
+        if not fresh:
+            if repeats:
+                await self._record(repeats)
+            return
         try:
             ready, stale = await load_actions(self._redis, fresh)
         except BaseException:
             for item in fresh:
                 del self._held[(item.partition, item.entry_id)]
+                self._held_keys.discard(item.key)
             raise
-        completions = [Completion(t, "drop") for t in stale]
+        completions = [*repeats, *(Completion(t, "drop") for t in stale)]
         now = time.monotonic()
         for queued in ready:
             connector_id = queued.action.connector_id
@@ -264,100 +267,87 @@ class DispatchWorker:
                 delivery = self._deliveries[connector_id]
                 due = buffer.oldest + delivery.linger_s
                 if self._stopping or now >= due:
-                    self._start_send(connector_id, everything=True)
+                    self._start_send(connector_id, only_full=False)
                     continue
                 if len(buffer.actions) - buffer.checked >= max(1, delivery.batch_hint // 2):
-                    buffer.checked = len(buffer.actions)
-                    if self._start_send(connector_id, everything=False):
-                        continue
+                    # Enough new actions that a request may be full: send the full ones.
+                    self._start_send(connector_id, only_full=True)
+                    continue
                 next_due = due if next_due is None else min(next_due, due)
             timeout = None if next_due is None else max(0.0, next_due - now)
             await self._wait_wake(timeout)
 
-    async def _wait_wake(self, timeout: float | None) -> None:
+    async def _wait_wake(self, wait_s: float | None) -> None:
         self._wake.clear()
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            await asyncio.wait_for(self._wake.wait(), wait_s)
 
-    def _start_send(self, connector_id: str, *, everything: bool) -> bool:
-        """Plan the connector's buffer and start sending; False if nothing was ready.
-
-        With ``everything`` False only the leading full requests go (the rest keep
-        lingering); their order is kept, so a user's later writes never overtake earlier ones.
-        """
+    def _start_send(self, connector_id: str, *, only_full: bool) -> None:
+        """Hand the connector's whole buffer to one delivery call (one at a time per
+        connector, so that a user's writes leave in queue order)."""
         buffer = self._buffers[connector_id]
-        delivery = self._deliveries[connector_id]
-        plan = delivery.plan(buffer.actions)
-        batches = plan.batches
-        if not everything:
-            ready = 0
-            while ready < len(batches) and batches[ready].ready:
-                ready += 1
-            batches = batches[:ready]
-            if not batches:
-                return False
-        chosen = {key for batch in batches for key in batch.keys}
-        chosen.update(result.idempotency_key for result in plan.settled)
-        sending = [a for a in buffer.actions if a.taken.key in chosen]
-        buffer.actions = [a for a in buffer.actions if a.taken.key not in chosen]
-        buffer.checked = len(buffer.actions)
-        if buffer.actions:
-            buffer.oldest = min(self._arrival(a, buffer) for a in buffer.actions)
+        actions, oldest = buffer.actions, buffer.oldest
+        buffer.actions, buffer.checked = [], 0
         task = asyncio.create_task(
-            self._send(connector_id, sending, DeliveryPlan(batches, plan.settled)),
+            self._send(connector_id, actions, oldest, only_full=only_full),
             name=f"dispatch-send-{connector_id}",
         )
         self._sending[connector_id] = task
         task.add_done_callback(lambda _t: self._sent(connector_id))
-        return True
-
-    @staticmethod
-    def _arrival(_action: QueuedAction, buffer: _Buffer) -> float:
-        # Arrival times are not kept per action: the leftovers of a partial flush keep the
-        # buffer's original deadline, so they never linger longer than the first one did.
-        return buffer.oldest
 
     def _sent(self, connector_id: str) -> None:
         self._sending.pop(connector_id, None)
         self._wake.set()
 
     async def _send(
-        self, connector_id: str, actions: list[QueuedAction], plan: DeliveryPlan
+        self, connector_id: str, actions: list[QueuedAction], oldest: float, *, only_full: bool
     ) -> None:
         delivery = self._deliveries[connector_id]
-        results: list[ActionResult] = list(plan.settled)
         try:
-            if plan.batches:
-                results.extend(await delivery.send(plan.batches))
+            outcome = await delivery.deliver(actions, only_full=only_full)
         except asyncio.CancelledError:
+            # Abandoned (stop after its grace): the entries stay pending for reclaiming.
             raise
         except Exception as exc:
             # A library bug must not lose actions: retry them like a transient failure.
             logger.exception("delivery to connector %s failed", connector_id)
-            done = {r.idempotency_key for r in results}
-            results.extend(
-                ActionResult(a.taken.key, Outcome.RETRY, f"internal error: {type(exc).__name__}")
-                for a in actions
-                if a.taken.key not in done
+            reason = f"internal error: {type(exc).__name__}"
+            outcome = DeliveryOutcome(
+                [ActionResult(a.taken.key, Outcome.RETRY, reason) for a in actions]
             )
-        await self._record(self._completions(connector_id, delivery, actions, results))
+        held = set(outcome.held)
+        if held:
+            # Not sent: back to the front of the buffer, keeping their deadline.
+            buffer = self._buffers[connector_id]
+            waiting = [a for a in actions if a.taken.key in held]
+            buffer.oldest = min(oldest, buffer.oldest) if buffer.actions else oldest
+            buffer.actions = waiting + buffer.actions
+            buffer.checked = len(waiting)
+        settled = {r.idempotency_key: r for r in outcome.results}
+        handled = [a for a in actions if a.taken.key not in held]
+        if handled:
+            await self._record(self._completions(connector_id, delivery, handled, settled))
 
     def _completions(
         self,
         connector_id: str,
         delivery: ConnectorDelivery,
         actions: Sequence[QueuedAction],
-        results: Sequence[ActionResult],
+        results: Mapping[str, ActionResult],
     ) -> list[Completion]:
-        by_key = {r.idempotency_key: r for r in results}
         now = time.time()
-        completions: list[Completion] = []
-        for queued in actions:
-            result = by_key.get(queued.taken.key) or ActionResult(
-                queued.taken.key, Outcome.RETRY, "no result from the delivery library"
+        missing = "no result from the delivery library"
+        return [
+            self._completion(
+                connector_id,
+                delivery,
+                queued,
+                results.get(queued.taken.key)
+                or ActionResult(queued.taken.key, Outcome.RETRY, missing),
+                now,
             )
-            completions.append(self._completion(connector_id, delivery, queued, result, now))
-        return completions
+            for queued in actions
+        ]
 
     def _completion(
         self,
@@ -367,35 +357,28 @@ class DispatchWorker:
         result: ActionResult,
         now: float,
     ) -> Completion:
-        base = Completion(
-            queued.taken,
-            "drop",
-            connector_id=connector_id,
-            http_status=result.http_status,
-            reason=result.reason,
-            attempted=result.outcome is not Outcome.SKIPPED,
-        )
-        if result.outcome is Outcome.DELIVERED:
-            return _with(base, "delivered", reason="")
-        if result.outcome is Outcome.SKIPPED:
-            return _with(base, "skipped")
-        if result.outcome is Outcome.FAILED:
-            return _with(base, "failed")
-        attempts = queued.attempts + 1
-        age_s = now - queued.since_ms / 1000
-        if attempts >= delivery.max_attempts or age_s >= delivery.max_age_s:
-            return _with(
-                base, "failed", reason=f"gave up after {attempts} attempts: {result.reason}"
+        def finish(outcome: Result, reason: str = result.reason, due_ms: int = 0) -> Completion:
+            return Completion(
+                queued.taken,
+                outcome,
+                connector_id=connector_id,
+                http_status=result.http_status,
+                reason=reason,
+                retry_due_ms=due_ms,
+                attempted=result.outcome is not Outcome.SKIPPED,
             )
-        delay = retry_delay(attempts, result.retry_after_s, self.settings)
-        return Completion(
-            queued.taken,
-            "retry",
-            connector_id=connector_id,
-            http_status=result.http_status,
-            reason=f"retrying: {result.reason}",
-            retry_due_ms=int((now + delay) * 1000),
-        )
+
+        if result.outcome is Outcome.DELIVERED:
+            return finish("delivered", "")
+        if result.outcome is Outcome.SKIPPED:
+            return finish("skipped")
+        if result.outcome is Outcome.FAILED:
+            return finish("failed")
+        attempts = queued.attempts + 1
+        delay = delivery.retry_delay(attempts, now - queued.since_ms / 1000, result.retry_after_s)
+        if delay is None:
+            return finish("failed", f"gave up after {attempts} attempts: {result.reason}")
+        return finish("retry", f"retrying: {result.reason}", int((now + delay) * 1000))
 
     async def _record(self, completions: Sequence[Completion]) -> None:
         """Record results; retried while Redis is unreachable, then left to reclaiming."""
@@ -418,7 +401,9 @@ class DispatchWorker:
                 await asyncio.sleep(pause)
                 pause = min(1.0, pause * 2)
         for completion in completions:
-            self._held.pop((completion.taken.partition, completion.taken.entry_id), None)
+            taken = completion.taken
+            if self._held.pop((taken.partition, taken.entry_id), None) is not None:
+                self._held_keys.discard(taken.key)
 
     # --- maintenance ---------------------------------------------------------------------
 
@@ -451,9 +436,3 @@ class DispatchWorker:
             except Exception:
                 logger.exception("dispatch queue maintenance failed")
             await asyncio.sleep(settings.promote_interval_s)
-
-
-def _with(completion: Completion, result: str, **changes: object) -> Completion:
-    from dataclasses import replace
-
-    return replace(completion, result=result, **changes)  # type: ignore[arg-type]

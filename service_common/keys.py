@@ -38,7 +38,7 @@ def partition_of(identifier: str, partitions: int) -> int:
 
 def partition_tag(partition: int) -> str:
     """Return the hash tag shared by every key of one partition."""
-    return "{p%d}" % partition
+    return f"{{p{partition}}}"
 
 
 # --- global keys (one slot each unless they share a tag) --------------------------------
@@ -265,7 +265,7 @@ def rate_limit(connector_id: str, endpoint_group: str) -> str:
 
 def _rate_limit_tag(connector_id: str, endpoint_group: str) -> str:
     # One hash tag per (connector, group): the log and the pause key are used by one script.
-    return "{rl:%s:%s}" % (connector_id, endpoint_group)
+    return f"{{rl:{connector_id}:{endpoint_group}}}"
 
 
 def rate_limit_log(connector_id: str, endpoint_group: str) -> str:

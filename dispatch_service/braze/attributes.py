@@ -18,7 +18,8 @@ a string, ...) keep the later operation; Braze would refuse the type mix anyway.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from dispatch_service.braze.users import BrazeUser
@@ -123,26 +124,26 @@ class AttributeObject:
     """Attribute name -> operation, in first-write order. Treated as immutable."""
     update_existing_only: bool = False
     """Only update an existing profile (``_update_existing_only``)."""
-    _json: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    @cached_property
+    def _body(self) -> dict[str, Any]:
+        body: dict[str, Any] = dict(self.user.fields())
+        # Explicit for aliases: Braze defaults alias objects to update-only, which would
+        # silently skip creating the alias-only profile the action asked for.
+        if self.update_existing_only or self.user.kind == "user_alias":
+            body["_update_existing_only"] = self.update_existing_only
+        for name, op in self.ops.items():
+            body[name] = op_json(op)
+        return body
 
     def to_json(self) -> dict[str, Any]:
         """The attributes object as sent to Braze (cached; do not mutate the result)."""
-        if self._json is None:
-            body: dict[str, Any] = dict(self.user.fields())
-            # Explicit for aliases: Braze defaults alias objects to update-only, which would
-            # silently skip creating the alias-only profile the action asked for.
-            if self.update_existing_only or self.user.kind == "user_alias":
-                body["_update_existing_only"] = self.update_existing_only
-            for name, op in self.ops.items():
-                body[name] = op_json(op)
-            object.__setattr__(self, "_json", body)
-            return body
-        return self._json
+        return self._body
 
-    @property
+    @cached_property
     def size(self) -> int:
         """Compact JSON size in bytes."""
-        return compact_size(self.to_json())
+        return compact_size(self._body)
 
     def merged(self, later: AttributeObject) -> AttributeObject:
         """This object followed by ``later`` (same user) as one object.

@@ -121,6 +121,9 @@ class BrazeConnector(BaseModel):
     rate_margin_s: float = Field(default=0.1, ge=0, le=10)
     """Added to each rate window: requests granted N per window can still arrive bunched after
     network jitter, and Braze counts arrivals; the margin absorbs that jitter."""
+    max_rate_wait_s: float = Field(default=10.0, gt=0, le=600)
+    """Longest a send waits for a rate-limit slot (or a shared pause) before handing its
+    actions back as RETRY with the remaining wait."""
     linger_ms: int = Field(default=500, ge=0, le=1000)
     """How long a worker may wait for more actions before flushing a partial request."""
     deltas: bool = True

@@ -24,6 +24,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, ClassVar
 
 from crowd.common.v1.value_pb2 import Value
@@ -117,6 +118,21 @@ class TrackObjects:
     def is_empty(self) -> bool:
         """Nothing left to send."""
         return self.object_count == 0
+
+    @cached_property
+    def sizes(self) -> tuple[tuple[str, int, int], ...]:
+        """(array, index within the action, compact JSON bytes) of every object."""
+        sizes: list[tuple[str, int, int]] = []
+        if self.attributes is not None:
+            sizes.append(("attributes", 0, self.attributes.size))
+        sizes.extend(("events", i, compact_size(e)) for i, e in enumerate(self.events))
+        sizes.extend(("purchases", i, compact_size(p)) for i, p in enumerate(self.purchases))
+        return tuple(sizes)
+
+    @cached_property
+    def event_and_purchase_bytes(self) -> int:
+        """Bytes the events and purchases add to a body (with separators)."""
+        return sum(size + 1 for array, _, size in self.sizes if array != "attributes")
 
 
 #: /users/delete array per identifier kind.
@@ -426,13 +442,3 @@ def build_objects(
     errors.raise_if_any()
     assert result is not None  # every path that leaves it None reported a violation
     return result
-
-
-def object_sizes(objects: TrackObjects) -> list[tuple[str, int, int]]:
-    """(array, index within the action, compact JSON bytes) of every object of an action."""
-    sizes: list[tuple[str, int, int]] = []
-    if objects.attributes is not None:
-        sizes.append(("attributes", 0, objects.attributes.size))
-    sizes.extend(("events", i, compact_size(e)) for i, e in enumerate(objects.events))
-    sizes.extend(("purchases", i, compact_size(p)) for i, p in enumerate(objects.purchases))
-    return sizes

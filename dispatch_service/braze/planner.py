@@ -33,10 +33,8 @@ from dispatch_service.braze.payload import (
     DeleteObject,
     IdentifyObject,
     TrackObjects,
-    object_sizes,
 )
 from dispatch_service.braze.results import ActionResult, failed, retry, skipped
-from dispatch_service.braze.values import compact_size
 
 TRACK_ARRAYS = ("attributes", "events", "purchases")
 #: Identifiers per /users/delete and /users/identify request.
@@ -146,8 +144,7 @@ class _TrackBuilder:
                 added = merged.size - self.attribute_sizes[index]
                 if merged.size > MAX_OBJECT_BYTES:
                     return None
-        added += sum(compact_size(e) + 1 for e in objects.events)
-        added += sum(compact_size(p) + 1 for p in objects.purchases)
+        added += objects.event_and_purchase_bytes
         counts = (
             len(self.attributes) + new_attrs,
             len(self.events) + len(objects.events),
@@ -237,7 +234,7 @@ def track_request(
 
 def _unfit_reason(objects: TrackObjects, mode: BatchMode) -> str | None:
     """Why an action can never be sent, or None."""
-    for array, index, size in object_sizes(objects):
+    for array, index, size in objects.sizes:
         if size > MAX_OBJECT_BYTES:
             where = "the attributes object" if array == "attributes" else f"{array}[{index}]"
             return (
@@ -255,7 +252,7 @@ def _unfit_reason(objects: TrackObjects, mode: BatchMode) -> str | None:
             f"the action has {sum(counts)} objects; a Braze request takes at most {mode.limit} "
             f"({mode.value}) and one action's objects are never split"
         )
-    total = _BODY_OVERHEAD + sum(size + 1 for _, _, size in object_sizes(objects))
+    total = _BODY_OVERHEAD + sum(size + 1 for _, _, size in objects.sizes)
     if total > MAX_BODY_BYTES:
         return f"the action needs {total} bytes; a Braze request body is at most {MAX_BODY_BYTES}"
     return None
@@ -336,21 +333,27 @@ class _IdBuilder:
 def _plan_ids(
     connector: BrazeConnector, endpoint: Endpoint, items: Sequence[DeliveryItem], plan: Plan
 ) -> None:
-    """/users/delete (one identifier kind per request) and /users/identify: 50 per request."""
-    open_builders: dict[str, _IdBuilder] = {}
+    """/users/delete (one identifier kind per request) and /users/identify: 50 per request.
+
+    The same identifier twice in a batch becomes one entry serving both actions.
+    """
+    builders: dict[str, list[_IdBuilder]] = {}
+    home: dict[str, _IdBuilder] = {}  # entry token -> builder holding it
     for item in items:
         objects = item.objects
         assert isinstance(objects, DeleteObject | IdentifyObject)
         array = objects.array if isinstance(objects, DeleteObject) else "aliases_to_identify"
         entry = objects.entry()
-        token = json.dumps(entry, sort_keys=True)
-        builder = open_builders.get(array)
-        if builder is None or not builder.accepts(token):
-            if builder is not None:
-                plan.requests.append(builder.build(connector, endpoint))
-            builder = open_builders[array] = _IdBuilder(array)
+        token = json.dumps([array, entry], sort_keys=True)
+        builder = home.get(token)
+        if builder is None:
+            chain = builders.setdefault(array, [])
+            if not chain or not chain[-1].accepts(token):
+                chain.append(_IdBuilder(array))
+            builder = home[token] = chain[-1]
         builder.add(item, entry, token, _users_of(objects))
-    plan.requests.extend(b.build(connector, endpoint) for b in open_builders.values())
+    for chain in builders.values():
+        plan.requests.extend(b.build(connector, endpoint) for b in chain)
 
 
 def _users_of(objects: BrazeObjects) -> tuple[str, ...]:

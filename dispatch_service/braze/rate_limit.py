@@ -72,6 +72,19 @@ return 0
 _WAKE_JITTER_S = 0.005
 
 
+class Throttled(Exception):
+    """No request slot within the allowed wait."""
+
+    def __init__(self, wait_s: float | None) -> None:
+        super().__init__(
+            "rate limit: no slot within the allowed wait"
+            if wait_s is None
+            else f"rate limit: next slot in {wait_s:.1f}s"
+        )
+        self.wait_s = wait_s
+        """Seconds until the next slot, if known."""
+
+
 class SharedRateLimiter:
     """The Braze request budgets of one connector, shared through Redis.
 
@@ -94,26 +107,45 @@ class SharedRateLimiter:
         rate = self._connector.rate_for(group)
         return max(1, round((rate.per_seconds + self._connector.rate_margin_s) * 1000))
 
-    async def acquire(self, group: RateGroup) -> float:
+    async def acquire(self, group: RateGroup, max_wait_s: float | None = None) -> float:
         """Wait until a request of ``group`` may be sent, and take that slot.
+
+        Args:
+            group: The endpoint group.
+            max_wait_s: Give up instead of waiting longer than this (``None``: wait as long
+                as it takes). A long shared pause (a 429 asking for minutes, an hourly budget
+                spent) should send the actions back to the queue, not hold a worker.
 
         Returns:
             Seconds spent waiting.
 
         Raises:
+            Throttled: the slot is further away than ``max_wait_s``.
             redis.exceptions.RedisError: Redis is unreachable (never sends without a slot).
         """
         started = time.monotonic()
+        deadline = None if max_wait_s is None else started + max_wait_s
         rate = self._connector.rate_for(group)
         window = self._window_ms(group)
-        async with self._locks[group]:
+        lock = self._locks[group]
+        try:
+            async with asyncio.timeout(max_wait_s):
+                await lock.acquire()
+        except TimeoutError:
+            raise Throttled(None) from None
+        try:
             while True:
                 granted, wait_ms = await _ACQUIRE.run(
                     self._redis, self._keys(group), [rate.requests, window]
                 )
                 if int(granted):
                     return time.monotonic() - started
-                await asyncio.sleep(int(wait_ms) / 1000 + random.uniform(0, _WAKE_JITTER_S))
+                wait_s = int(wait_ms) / 1000
+                if deadline is not None and time.monotonic() + wait_s > deadline:
+                    raise Throttled(wait_s)
+                await asyncio.sleep(wait_s + random.uniform(0, _WAKE_JITTER_S))
+        finally:
+            lock.release()
 
     async def pause(self, group: RateGroup, seconds: float) -> float:
         """Hold back every replica's requests of ``group`` for ``seconds`` (e.g. after a 429).

@@ -29,6 +29,7 @@ __all__ = [
     "GROUP",
     "Completion",
     "QueuedAction",
+    "Result",
     "Taken",
     "claim_stale",
     "complete",
@@ -121,7 +122,7 @@ async def read_new(
     items = reply.items() if isinstance(reply, dict) else (reply or [])
     taken: list[Taken] = []
     for name, entries in items:
-        partition = by_name[bytes(name)]
+        partition = by_name[name if isinstance(name, bytes) else str(name).encode()]
         for entry in entries[0] if isinstance(reply, dict) else entries:
             if (item := _taken(partition, entry)) is not None:
                 taken.append(item)
@@ -148,7 +149,7 @@ async def claim_stale(
 
 async def touch(redis: aioredis.Redis, consumer: str, taken: Sequence[Taken]) -> None:
     """Reset the idle time of entries this worker is still working on."""
-    by_partition: dict[int, list[bytes]] = {}
+    by_partition: dict[int, list[int | bytes | str | memoryview[int]]] = {}
     for item in taken:
         by_partition.setdefault(item.partition, []).append(item.entry_id)
     if not by_partition:

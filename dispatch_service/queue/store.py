@@ -18,7 +18,9 @@ from dispatch_service import status
 from dispatch_service.queue.intake import current_trace_context, plan_submission, read_outcomes
 from dispatch_service.queue.queues import ensure_groups
 from dispatch_service.scripts import run_scripts
-from dispatch_service.validation import validate_actions
+from dispatch_service.validation import MAX_IDEMPOTENCY_KEY_LENGTH, validate_actions
+from service_common.errors import FieldViolation, InvalidArgument
+from service_common.keys import DISPATCH_META_PARTITIONS
 
 __all__ = ["DEFAULT_RETENTION_S", "ActionStore"]
 
@@ -59,7 +61,19 @@ class ActionStore:
         self.retention_ms = int(retention_s * 1000)
 
     async def ensure_queues(self) -> None:
-        """Create every partition's queue stream and consumer group (idempotent)."""
+        """Check the partition count and create every queue and consumer group (idempotent).
+
+        Raises:
+            ValueError: the dataset was created with another partition count; using it
+                would hide every action of a re-homed visitor.
+        """
+        await self.redis.set(DISPATCH_META_PARTITIONS, self.partitions, nx=True)
+        recorded = await self.redis.get(DISPATCH_META_PARTITIONS)
+        if recorded is not None and int(recorded) != self.partitions:
+            raise ValueError(
+                f"this Redis holds dispatch data for {int(recorded)} partitions, "
+                f"not {self.partitions}"
+            )
         await ensure_groups(self.redis, self.partitions)
 
     async def submit(
@@ -73,9 +87,9 @@ class ActionStore:
 
         Any invalid action refuses the whole request before anything is written
         (:class:`~service_common.errors.InvalidArgument` with every field violation, e.g.
-        ``actions[3].track_user.user``). Each action is applied atomically in its partition: a known key
-        returns its first outcome (``duplicate``); otherwise caps decide between ACCEPTED
-        (recorded and queued) and SUPPRESSED (recorded with the reason, not queued). When
+        ``actions[3].track_user.user``). Each action is applied atomically in its partition:
+        a known key returns its first outcome (``duplicate``); otherwise caps decide between
+        ACCEPTED (recorded and queued) and SUPPRESSED (recorded with the reason, not queued). When
         this returns, every outcome is in Redis; if it raises, any subset may be (callers
         retry with the same keys and get the first outcomes back).
 
@@ -94,14 +108,32 @@ class ActionStore:
         return read_outcomes(actions, batches, results, origin)
 
     async def get(self, idempotency_key: str) -> action_pb2.ActionStatus | None:
-        """The status of an action, or ``None`` if the key is unknown (or expired)."""
+        """The status of an action, or ``None`` if the key is unknown (or expired).
+
+        Raises:
+            InvalidArgument: the key is empty or longer than any accepted key.
+        """
+        if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        "idempotency_key",
+                        f"must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters",
+                    )
+                ]
+            )
         (records,) = await status.find_records(self.redis, self.partitions, [idempotency_key])
         return records[0].to_status() if records else None
+
+    async def get_many(self, keys: Sequence[str]) -> list[action_pb2.ActionStatus | None]:
+        """Statuses of several actions, in order, in one round trip."""
+        found = await status.find_records(self.redis, self.partitions, keys)
+        return [records[0].to_status() if records else None for records in found]
 
     async def list_failed(
         self, connector_id: str = "", page_size: int = 0, page_token: str = ""
     ) -> status.FailedPage:
-        """One page of dead letters, newest first (see :func:`dispatch_service.status.list_failed`)."""
+        """One page of dead letters, newest first (see :func:`.status.list_failed`)."""
         return await status.list_failed(
             self.redis, self.partitions, connector_id, page_size, page_token
         )

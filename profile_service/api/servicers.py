@@ -24,7 +24,7 @@ from crowd.profile.v1 import (
 )
 from profile_service.api.backend import ProfileBackend
 from profile_service.api.validation import MAX_BATCH_EVENTS, MAX_ID_LENGTH, normalize_batch
-from service_common.errors import InvalidArgument, NotFound, Violations
+from service_common.errors import FieldViolation, InvalidArgument, NotFound, Violations
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -33,6 +33,10 @@ DEFAULT_PAGE_SIZE = 100
 IMPORT_PLATFORM = "import"
 """Imported records get this platform: their visits last one minute unless the
 definitions set ``platform_visit_timeouts.import`` (Tealium file-import semantics)."""
+
+
+def _invalid(field: str, description: str) -> InvalidArgument:
+    return InvalidArgument([FieldViolation(field, description)])
 
 
 def _now_ms() -> int:
@@ -65,12 +69,12 @@ def _check_lookup(lookup: event_pb2.VisitorLookup, field: str) -> None:
 
 def _check_audience_id(audience_id: str) -> None:
     if not audience_id:
-        raise InvalidArgument.single("audience_id", "is required")
+        raise _invalid("audience_id", "is required")
 
 
 def _page_size(requested: int) -> int:
     if requested < 0 or requested > MAX_PAGE_SIZE:
-        raise InvalidArgument.single("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
+        raise _invalid("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
     return requested or DEFAULT_PAGE_SIZE
 
 
@@ -91,7 +95,7 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
         self, request: profile_service_pb2.TrackEventRequest, context: Context
     ) -> profile_service_pb2.TrackEventResponse:
         if not request.HasField("event"):
-            raise InvalidArgument.single("event", "is required")
+            raise _invalid("event", "is required")
         events = normalize_batch(
             [request.event], _now_ms(), field="event", traceparent=_current_traceparent()
         )
@@ -143,9 +147,7 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
     ) -> profile_service_pb2.DeleteProfileResponse:
         profile_id = await self._resolve(request.visitor, "visitor")
         removed = await self._backend.delete_profile(profile_id)
-        return profile_service_pb2.DeleteProfileResponse(
-            profile_id=profile_id, visitor_ids=removed
-        )
+        return profile_service_pb2.DeleteProfileResponse(profile_id=profile_id, visitor_ids=removed)
 
     async def ImportRecords(
         self,
@@ -244,16 +246,14 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
     ) -> AsyncIterator[profile_service_pb2.StreamTraceResponse]:
         target = request.WhichOneof("target")
         if target is None:
-            raise InvalidArgument.single("target", "set visitor_id or trace_id")
+            raise _invalid("target", "set visitor_id or trace_id")
         if target == "visitor_id":
             lookup = event_pb2.VisitorLookup(visitor_id=request.visitor_id)
             profile_id = await self._resolve(lookup, "visitor_id")
             entries = self._backend.trace(profile_id=profile_id, after=request.after)
         else:
             if not request.trace_id or len(request.trace_id) > MAX_ID_LENGTH:
-                raise InvalidArgument.single(
-                    "trace_id", f"must have 1 to {MAX_ID_LENGTH} characters"
-                )
+                raise _invalid("trace_id", f"must have 1 to {MAX_ID_LENGTH} characters")
             entries = self._backend.trace(trace_id=request.trace_id, after=request.after)
         async for entry in entries:
             yield profile_service_pb2.StreamTraceResponse(entry=entry)
@@ -276,9 +276,7 @@ class DefinitionServicer(definition_service_pb2_grpc.DefinitionServiceServicer):
         self, request: definition_service_pb2.ValidateDefinitionsRequest, context: Context
     ) -> definition_service_pb2.ValidateDefinitionsResponse:
         errors = self._backend.validate_definitions(request.definitions)
-        return definition_service_pb2.ValidateDefinitionsResponse(
-            valid=not errors, errors=errors
-        )
+        return definition_service_pb2.ValidateDefinitionsResponse(valid=not errors, errors=errors)
 
     async def PublishDefinitions(
         self, request: definition_service_pb2.PublishDefinitionsRequest, context: Context

@@ -67,6 +67,7 @@ def duration_ms(duration: duration_pb2.Duration) -> int:
 def format_duration_ms(ms: int) -> str:
     """A short form of a millisecond amount for messages: ``"30m"``, ``"24h"``, ``"1500ms"``."""
     for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if ms and ms % size == 0:
+        # "24h" and "36h" read better than "1d" and "1.5d"; days from 2 days on.
+        if ms and ms % size == 0 and (unit != "d" or ms >= 2 * size):
             return f"{ms // size}{unit}"
     return f"{ms}ms"

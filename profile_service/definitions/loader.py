@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,39 @@ def definitions_from_dict(data: Any) -> pb.Definitions:
 
 
 class _StrictSafeLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses duplicate keys instead of keeping the last one."""
+    """``yaml.SafeLoader`` with three fixes for hand-written definitions.
+
+    - Duplicate keys are refused instead of the last one silently winning.
+    - Only ``true``/``false`` are booleans (YAML 1.2). YAML 1.1 also reads ``on``, ``off``,
+      ``yes``, ``no``, ``y`` and ``n`` as booleans, which would turn ``id: off`` or a tally
+      key ``key: no`` into ``False``.
+    - ``1e3`` is a number (YAML 1.2); YAML 1.1 wants ``1.0e+3`` and reads ``1e3`` as a string.
+    """
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_FLOAT = "tag:yaml.org,2002:float"
+# Rebuild the implicit resolvers on this loader only (yaml.safe_load stays untouched); the
+# new float resolver goes after int, so "10" stays an int.
+_StrictSafeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_BOOL, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_StrictSafeLoader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_StrictSafeLoader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
 
 
 def _construct_mapping_without_duplicates(

@@ -34,6 +34,9 @@ _DURATION = "google.protobuf.Duration"
 _TIMESTAMP = "google.protobuf.Timestamp"
 _VALUE = "crowd.common.v1.Value"
 
+MAX_NESTING = 64
+"""Deepest message nesting accepted (audience expressions nest; protobuf stops at 100)."""
+
 _INT32_RANGE = (-(2**31), 2**31 - 1)
 _INT64_RANGE = (-(2**63), 2**63 - 1)
 
@@ -76,12 +79,23 @@ class DocumentNormaliser:
 
     def __init__(self) -> None:
         self.errors: list[DefinitionError] = []
+        self._depth = 0
 
     def _error(self, path: str, message: str) -> None:
         self.errors.append(DefinitionError(path, message))
 
     def normalise(self, data: Any, descriptor: Descriptor, path: str = "") -> dict[str, Any]:
         """Return ``data`` (a mapping for ``descriptor``) in a form ``ParseDict`` accepts."""
+        if self._depth >= MAX_NESTING:
+            self._error(path, f"the document is nested more than {MAX_NESTING} levels deep")
+            return {}
+        self._depth += 1
+        try:
+            return self._normalise(data, descriptor, path)
+        finally:
+            self._depth -= 1
+
+    def _normalise(self, data: Any, descriptor: Descriptor, path: str) -> dict[str, Any]:
         if not isinstance(data, Mapping):
             self._error(path, f"expected a mapping of {descriptor.name} fields, got {_kind(data)}")
             return {}
@@ -180,6 +194,8 @@ class DocumentNormaliser:
             return value
         if kind in (FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64):
             low, high = _INT32_RANGE if kind == FieldDescriptor.TYPE_INT32 else _INT64_RANGE
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)  # JSON writers may emit 1000.0
             if isinstance(value, bool) or not isinstance(value, int):
                 self._error(path, f"expected a whole number, got {_kind(value)}")
                 return _INVALID

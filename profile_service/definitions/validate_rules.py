@@ -77,7 +77,7 @@ def check_condition(
     """Check one ``input operator value`` condition."""
     input_type = _check_input(ctx, condition, path, no_events)
     operator = condition.operator
-    operator_known = _check_operator(ctx, condition, path, input_type)
+    operator_known, applies = _check_operator(ctx, condition, path, input_type)
     if not operator_known:
         # Still look at the value so that unknown attributes in it are reported.
         if condition.HasField("value"):
@@ -94,7 +94,9 @@ def check_condition(
         )
     )
     needs_value = operator not in UNARY_OPERATORS and not date_mode
-    _check_value(ctx, condition, path, input_type, needs_value, date_mode, no_events)
+    # When the operator does not fit the input, a value type error would only repeat it.
+    value_input = input_type if applies else None
+    _check_value(ctx, condition, path, value_input, needs_value, date_mode, no_events)
     _check_offset(ctx, condition, path, name, date_mode)
     _check_ignore_case(ctx, condition, path, input_type)
     _check_tally_key(ctx, condition, path, name)
@@ -114,20 +116,24 @@ def _check_input(
 
 def _check_operator(
     ctx: ValidationContext, condition: pb.Condition, path: str, input_type: VType | None
-) -> bool:
-    """Report an unset/unknown operator or one not applying to the input; True if known."""
+) -> tuple[bool, bool]:
+    """Report an unset/unknown operator or one not applying to the input.
+
+    Returns whether the operator is known, and whether it applies to the input's type.
+    """
     operator = condition.operator
     if operator == Op.OPERATOR_UNSPECIFIED:
         choices = ", ".join(enum_short_names(pb.Operator.DESCRIPTOR))
         ctx.add(f"{path}.operator", f"the operator is not set; use one of {choices}")
-        return False
+        return False, False
     if operator not in OPERATOR_INPUTS:
         ctx.add(f"{path}.operator", f"unknown operator {operator}")
-        return False
+        return False, False
     name = operator_phrase(operator)
     if input_type is VType.ANY:
         if operator in ATTRIBUTE_ONLY_OPERATORS:
             ctx.add(f"{path}.operator", f'"{name}" applies to attributes, not to event data')
+            return True, False
     elif input_type is not None and input_type not in OPERATOR_INPUTS[operator]:
         hint = ""
         if input_type is VType.BADGE:
@@ -135,7 +141,8 @@ def _check_operator(
         elif input_type is VType.TALLY and operator in ORDERING_OPERATORS:
             hint = "; compare a key's value with tally key value"
         ctx.add(f"{path}.operator", f'"{name}" does not apply to {input_type.phrase}{hint}')
-    return True
+        return True, False
+    return True, True
 
 
 def _check_value(
@@ -169,11 +176,11 @@ def _check_value(
     if operator == Op.OPERATOR_MATCHES_REGEX:
         _check_regex(ctx, condition, value_path, value_type)
         return
-    if value_type is None or value_type is VType.ANY:
-        return
-    allowed = operator_value_types(operator, input_type or VType.ANY)
+    if value_type is None or value_type is VType.ANY or input_type is None:
+        return  # unusable value, untyped event value, or nothing valid to compare with
+    allowed = operator_value_types(operator, input_type)
     if value_type not in allowed:
-        against = "" if input_type in (None, VType.ANY) else f" to compare with {input_type.phrase}"
+        against = "" if input_type is VType.ANY else f" to compare with {input_type.phrase}"
         ctx.add(
             value_path,
             f'"{name}" needs {describe_types(allowed)}{against}, '

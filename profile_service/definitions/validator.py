@@ -109,7 +109,7 @@ def _check_ids(ctx: ValidationContext) -> None:
             path = f"{field}[{i}]"
             if not ctx.check_id_format(item.id, f"{path}.id"):
                 continue
-            if field == "attributes" and item.id in BUILTIN_ATTRIBUTES:
+            if item.id in BUILTIN_ATTRIBUTES:
                 ctx.add(f"{path}.id", f'"{item.id}" is the id of a built-in attribute')
             elif item.id in owners:
                 ctx.add(f"{path}.id", f'id "{item.id}" is already used by {owners[item.id]}')

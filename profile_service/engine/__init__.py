@@ -1,1 +1,14 @@
-"""The profile engine: pure, Redis-free evaluation of events against a profile state."""
+"""The profile engine: pure, Redis-free evaluation of events against a profile state.
+
+Entry points live in `profile_service.engine.processor` (``process_event``, ``end_visit``,
+``evaluate_delayed`` and the typed-value helpers for the API layer). The rest, by job:
+
+- ``state``: the profile state, the normalized event and the outcome (inputs and outputs);
+- ``plan``: one definitions version compiled into closures, cached per definitions object;
+- ``values``: value coercion, limits and proto conversions;
+- ``operands`` / ``operators`` / ``rules``: readers, condition operators, rules and audience
+  expressions;
+- ``enrichments``: every enrichment kind;
+- ``visits`` / ``builtin_values``: visit lifecycle and the built-in attributes;
+- ``audiences`` / ``actions`` / ``outcomes``: memberships, connector actions, outcome and trace.
+"""

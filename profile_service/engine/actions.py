@@ -44,10 +44,6 @@ from profile_service.engine.values import (
     to_string_list,
 )
 
-A = pb.AttributeOperation
-M = pb.MembershipMode
-TR = pb.Trigger
-
 SEGMENT_MEMBERSHIP_ATTRIBUTE = "SegmentMembership"
 IN_AUDIENCE_PREFIX = "In "
 
@@ -143,7 +139,7 @@ def _attribute_writer(mapping: pb.AttributeMapping, operands: OperandCompiler) -
     name = mapping.name
     read = operands.reader(mapping.value)
     operation = mapping.operation
-    if operation == A.ATTRIBUTE_OPERATION_INCREMENT:
+    if operation == pb.ATTRIBUTE_OPERATION_INCREMENT:
 
         def increment(c: EvalContext, track: action_pb2.TrackUser) -> None:
             amount = to_number(read(c))
@@ -151,8 +147,8 @@ def _attribute_writer(mapping: pb.AttributeMapping, operands: OperandCompiler) -
                 track.attributes.add(name=name, increment=amount)
 
         return increment
-    if operation in (A.ATTRIBUTE_OPERATION_ADD, A.ATTRIBUTE_OPERATION_REMOVE):
-        field = "add" if operation == A.ATTRIBUTE_OPERATION_ADD else "remove"
+    if operation in (pb.ATTRIBUTE_OPERATION_ADD, pb.ATTRIBUTE_OPERATION_REMOVE):
+        field = "add" if operation == pb.ATTRIBUTE_OPERATION_ADD else "remove"
 
         def modify(c: EvalContext, track: action_pb2.TrackUser) -> None:
             items = to_string_list(read(c))
@@ -217,10 +213,10 @@ def _purchase_writer(mapping: pb.PurchaseMapping, operands: OperandCompiler) -> 
 def _membership_writer(
     mode: int, audience_names: dict[str, str]
 ) -> Callable[[EvalContext, action_pb2.TrackUser, Sequence[str]], None] | None:
-    if mode == M.MEMBERSHIP_MODE_UNSPECIFIED:
+    if mode == pb.MEMBERSHIP_MODE_UNSPECIFIED:
         return None
-    segment = mode in (M.MEMBERSHIP_MODE_SEGMENT_MEMBERSHIP, M.MEMBERSHIP_MODE_BOTH)
-    per_audience = mode in (M.MEMBERSHIP_MODE_IN_AUDIENCE_ATTRIBUTES, M.MEMBERSHIP_MODE_BOTH)
+    segment = mode in (pb.MEMBERSHIP_MODE_SEGMENT_MEMBERSHIP, pb.MEMBERSHIP_MODE_BOTH)
+    per_audience = mode in (pb.MEMBERSHIP_MODE_IN_AUDIENCE_ATTRIBUTES, pb.MEMBERSHIP_MODE_BOTH)
 
     def write(c: EvalContext, track: action_pb2.TrackUser, left: Sequence[str]) -> None:
         current = c.state.audiences
@@ -338,9 +334,9 @@ def compile_action(
     else:
         build = _unmapped
     source = definition.WhichOneof("source")
-    trigger = definition.audience.trigger if source == "audience" else TR.TRIGGER_UNSPECIFIED
+    trigger = definition.audience.trigger if source == "audience" else pb.TRIGGER_UNSPECIFIED
     delay_ms = 0
-    if trigger == TR.TRIGGER_IN_AUDIENCE_AT_VISIT_END and definition.HasField("delay"):
+    if trigger == pb.TRIGGER_IN_AUDIENCE_AT_VISIT_END and definition.HasField("delay"):
         delay_ms = max(0, definition.delay.seconds * 1000 + definition.delay.nanos // 1_000_000)
     return ActionPlan(
         id=definition.id,

@@ -28,8 +28,6 @@ from crowd.profile.v1 import definitions_pb2 as pb
 from profile_service.engine.state import ProfileState
 from profile_service.engine.values import MS_PER_MINUTE
 
-T = pb.AttributeType
-
 BuiltinReader = Callable[[ProfileState], Any]
 
 
@@ -81,14 +79,14 @@ BUILTIN_READERS: Final[dict[str, BuiltinReader]] = {
 """Built-in attribute id -> how its value is read (``None`` when unassigned)."""
 
 BUILTIN_TYPES: Final[dict[str, int]] = {
-    "lifetime_event_count": T.ATTRIBUTE_TYPE_NUMBER,
-    "lifetime_visit_count": T.ATTRIBUTE_TYPE_NUMBER,
-    "first_visit": T.ATTRIBUTE_TYPE_DATE,
-    "last_visit": T.ATTRIBUTE_TYPE_DATE,
-    "returning_visitor": T.ATTRIBUTE_TYPE_BOOLEAN,
-    "visit_start": T.ATTRIBUTE_TYPE_DATE,
-    "visit_event_count": T.ATTRIBUTE_TYPE_NUMBER,
-    "visit_duration": T.ATTRIBUTE_TYPE_NUMBER,
+    "lifetime_event_count": pb.ATTRIBUTE_TYPE_NUMBER,
+    "lifetime_visit_count": pb.ATTRIBUTE_TYPE_NUMBER,
+    "first_visit": pb.ATTRIBUTE_TYPE_DATE,
+    "last_visit": pb.ATTRIBUTE_TYPE_DATE,
+    "returning_visitor": pb.ATTRIBUTE_TYPE_BOOLEAN,
+    "visit_start": pb.ATTRIBUTE_TYPE_DATE,
+    "visit_event_count": pb.ATTRIBUTE_TYPE_NUMBER,
+    "visit_duration": pb.ATTRIBUTE_TYPE_NUMBER,
 }
 """Built-in attribute id -> ``crowd.profile.v1.AttributeType``."""
 

@@ -20,8 +20,6 @@ from profile_service.definitions.model import EngineLimits
 from profile_service.engine.state import NormalizedEvent, ProfileState
 from profile_service.engine.values import MISSING, tally_favorite
 
-T = pb.AttributeType
-
 Reader = Callable[["EvalContext"], Any]
 """Reads a value; conditions get ``None`` for "no value", enrichments get `MISSING`."""
 Predicate = Callable[["EvalContext"], bool]
@@ -43,16 +41,24 @@ class AttributeMeta:
     name: str
     type: int
     visit_scope: bool
+    is_badge: bool
+    """Badges are reported as assigned/removed, not as changed values."""
+    is_tally: bool
+    """Tallies have a favourite and recency records."""
 
-    @property
-    def is_badge(self) -> bool:
-        """True for badges (reported as assigned/removed, not as changed values)."""
-        return self.type == T.ATTRIBUTE_TYPE_BADGE
-
-    @property
-    def is_tally(self) -> bool:
-        """True for tallies (they have a favourite)."""
-        return self.type == T.ATTRIBUTE_TYPE_TALLY
+    @classmethod
+    def of(
+        cls, attribute_id: str, name: str, attribute_type: int, visit_scope: bool
+    ) -> AttributeMeta:
+        """Build one, deriving the type flags."""
+        return cls(
+            attribute_id,
+            name,
+            attribute_type,
+            visit_scope,
+            is_badge=attribute_type == pb.ATTRIBUTE_TYPE_BADGE,
+            is_tally=attribute_type == pb.ATTRIBUTE_TYPE_TALLY,
+        )
 
 
 class EvalContext:
@@ -114,9 +120,11 @@ class EvalContext:
 
     def begin(self, meta: AttributeMeta) -> None:
         """Record the attribute's value before its first write in this context."""
-        if meta.id in self.originals:
-            return
-        current = self.store_of(meta).get(meta.id, MISSING)
+        if meta.id not in self.originals:
+            self._record_original(meta, self.store_of(meta))
+
+    def _record_original(self, meta: AttributeMeta, store: dict[str, Any]) -> None:
+        current = store.get(meta.id, MISSING)
         self.originals[meta.id] = current
         if self.track_favorites and meta.is_tally:
             favorite = (
@@ -128,10 +136,16 @@ class EvalContext:
 
     def put(self, meta: AttributeMeta, value: Any) -> None:
         """Store a new value (never a list or dict that is also stored elsewhere)."""
-        if meta.visit_scope and self.state.visit is None:
-            return  # no visit to hold it (a delayed action's re-evaluation never writes)
-        self.begin(meta)
-        self.store_of(meta)[meta.id] = value
+        if meta.visit_scope:
+            visit = self.state.visit
+            if visit is None:
+                return  # no visit to hold it (a delayed action's re-evaluation never writes)
+            store = visit.attributes
+        else:
+            store = self.state.attributes
+        if meta.id not in self.originals:
+            self._record_original(meta, store)
+        store[meta.id] = value
 
     def remove(self, meta: AttributeMeta) -> None:
         """Remove the value (and a tally's recency record)."""

@@ -52,14 +52,11 @@ from profile_service.engine.values import (
     trim_newest,
 )
 
-K = pb.EnrichmentKind
-T = pb.AttributeType
-
-_STRING_TYPES = (T.ATTRIBUTE_TYPE_STRING, T.ATTRIBUTE_TYPE_VISITOR_ID)
+_STRING_TYPES = (pb.ATTRIBUTE_TYPE_STRING, pb.ATTRIBUTE_TYPE_VISITOR_ID)
 _ARRAY_TYPES = (
-    T.ATTRIBUTE_TYPE_STRING_ARRAY,
-    T.ATTRIBUTE_TYPE_NUMBER_ARRAY,
-    T.ATTRIBUTE_TYPE_BOOLEAN_ARRAY,
+    pb.ATTRIBUTE_TYPE_STRING_ARRAY,
+    pb.ATTRIBUTE_TYPE_NUMBER_ARRAY,
+    pb.ATTRIBUTE_TYPE_BOOLEAN_ARRAY,
 )
 
 
@@ -113,7 +110,7 @@ def _save(c: EvalContext, meta: AttributeMeta, value: Any) -> None:
     if isinstance(value, str):
         if not _fits(c, meta, value):
             return
-        if kind == T.ATTRIBUTE_TYPE_VISITOR_ID:
+        if kind == pb.ATTRIBUTE_TYPE_VISITOR_ID:
             current = c.get(meta)
             if current is not MISSING and current != value:
                 return  # a visitor ID never changes once set
@@ -122,13 +119,13 @@ def _save(c: EvalContext, meta: AttributeMeta, value: Any) -> None:
             return
     elif isinstance(value, list):
         limit = c.limits.max_collection_size
-        if kind == T.ATTRIBUTE_TYPE_STRING_SET:
+        if kind == pb.ATTRIBUTE_TYPE_STRING_SET:
             value = value[:limit]
         elif kind in _ARRAY_TYPES:
             value = trim_newest(value, limit)
-        if kind in (T.ATTRIBUTE_TYPE_STRING_SET, T.ATTRIBUTE_TYPE_STRING_ARRAY):
+        if kind in (pb.ATTRIBUTE_TYPE_STRING_SET, pb.ATTRIBUTE_TYPE_STRING_ARRAY):
             value = [item for item in value if _fits(c, meta, item)]
-    elif isinstance(value, dict) and kind == T.ATTRIBUTE_TYPE_TALLY:
+    elif isinstance(value, dict) and kind == pb.ATTRIBUTE_TYPE_TALLY:
         limit = c.limits.max_collection_size
         if len(value) > limit:
             value = dict(list(value.items())[:limit])
@@ -170,25 +167,25 @@ def _step(sign: float) -> Factory:
 def _coercer(spec: _Spec) -> Callable[[Any], Any] | None:
     kind = spec.meta.type
     formats = spec.formats
-    if kind == T.ATTRIBUTE_TYPE_NUMBER:
+    if kind == pb.ATTRIBUTE_TYPE_NUMBER:
         return to_number
     if kind in _STRING_TYPES:
         return to_string
-    if kind == T.ATTRIBUTE_TYPE_BOOLEAN:
+    if kind == pb.ATTRIBUTE_TYPE_BOOLEAN:
         return to_bool
-    if kind == T.ATTRIBUTE_TYPE_DATE:
+    if kind == pb.ATTRIBUTE_TYPE_DATE:
         return lambda value: to_date(value, formats)
-    if kind == T.ATTRIBUTE_TYPE_STRING_ARRAY:
+    if kind == pb.ATTRIBUTE_TYPE_STRING_ARRAY:
         return to_string_list
-    if kind == T.ATTRIBUTE_TYPE_NUMBER_ARRAY:
+    if kind == pb.ATTRIBUTE_TYPE_NUMBER_ARRAY:
         return to_number_list
-    if kind == T.ATTRIBUTE_TYPE_BOOLEAN_ARRAY:
+    if kind == pb.ATTRIBUTE_TYPE_BOOLEAN_ARRAY:
         return to_bool_list
-    if kind == T.ATTRIBUTE_TYPE_STRING_SET:
+    if kind == pb.ATTRIBUTE_TYPE_STRING_SET:
         return to_string_set
-    if kind == T.ATTRIBUTE_TYPE_TALLY:
+    if kind == pb.ATTRIBUTE_TYPE_TALLY:
         return to_tally
-    if kind == T.ATTRIBUTE_TYPE_BADGE:
+    if kind == pb.ATTRIBUTE_TYPE_BADGE:
         return to_bool
     return None
 
@@ -200,7 +197,7 @@ def _set(spec: _Spec) -> Apply:
     if coerce is None:
         return _nothing
     is_badge = meta.is_badge
-    removable = meta.type != T.ATTRIBUTE_TYPE_VISITOR_ID
+    removable = meta.type != pb.ATTRIBUTE_TYPE_VISITOR_ID
 
     def set_value(c: EvalContext) -> None:
         value = read(c)
@@ -317,7 +314,10 @@ def _capture_date(spec: _Spec) -> Apply:
 
 def _add_to_tally(c: EvalContext, meta: AttributeMeta, keys: list[str], amount: float) -> None:
     current = c.get(meta)
-    tally: dict[str, float] = dict(current) if isinstance(current, dict) else {}
+    # Counts are always floats; anything else was stored under an earlier type: dropped.
+    tally: dict[str, float] = (
+        {k: n for k, n in current.items() if type(n) is float} if isinstance(current, dict) else {}
+    )
     limit = c.limits.max_collection_size
     c.begin(meta)  # before recency changes, so the favourite before the event is known
     touched = c.state.tally_touched.setdefault(meta.id, {})
@@ -393,8 +393,7 @@ def _add_to_set(spec: _Spec) -> Apply:
         if items is None:
             return
         current = c.get(meta)
-        members: list[str] = current if isinstance(current, list) else []
-        present = set(members)
+        present = set(to_string_list(current) or ())
         room = c.limits.max_collection_size - len(present)
         added: set[str] = set()
         for item in items:
@@ -421,7 +420,7 @@ def _remove_from_set(spec: _Spec) -> Apply:
         if not items or not isinstance(current, list):
             return
         drop = set(items)
-        kept = [member for member in current if member not in drop]
+        kept = [member for member in current if isinstance(member, str) and member not in drop]
         if len(kept) != len(current):
             c.put(meta, kept)
 
@@ -444,14 +443,14 @@ def _append(spec: _Spec) -> Apply:
     read = spec.operand(0)
     meta = spec.meta
     kind = meta.type
-    if kind == T.ATTRIBUTE_TYPE_STRING_SET:
+    if kind == pb.ATTRIBUTE_TYPE_STRING_SET:
         return _add_to_set(spec)
     coerce: Callable[[Any], list[Any] | None]
-    if kind == T.ATTRIBUTE_TYPE_STRING_ARRAY:
+    if kind == pb.ATTRIBUTE_TYPE_STRING_ARRAY:
         coerce = to_string_list
-    elif kind == T.ATTRIBUTE_TYPE_NUMBER_ARRAY:
+    elif kind == pb.ATTRIBUTE_TYPE_NUMBER_ARRAY:
         coerce = to_number_list
-    elif kind == T.ATTRIBUTE_TYPE_BOOLEAN_ARRAY:
+    elif kind == pb.ATTRIBUTE_TYPE_BOOLEAN_ARRAY:
         coerce = to_bool_list
     else:
         return _nothing
@@ -460,8 +459,9 @@ def _append(spec: _Spec) -> Apply:
         items = coerce(read(c))
         if not items:
             return
-        current = c.get(meta)
-        _save(c, meta, (current if isinstance(current, list) else []) + items)
+        # Coercing the stored list too drops items stored under an earlier type.
+        current = coerce(c.get(meta)) or []
+        _save(c, meta, current + items)
 
     return append
 
@@ -469,9 +469,9 @@ def _append(spec: _Spec) -> Apply:
 def _reset(spec: _Spec) -> Apply:
     meta = spec.meta
     empty: Callable[[], Any]
-    if meta.type == T.ATTRIBUTE_TYPE_TALLY:
+    if meta.type == pb.ATTRIBUTE_TYPE_TALLY:
         empty = dict
-    elif meta.type in (*_ARRAY_TYPES, T.ATTRIBUTE_TYPE_STRING_SET, T.ATTRIBUTE_TYPE_TIMELINE):
+    elif meta.type in (*_ARRAY_TYPES, pb.ATTRIBUTE_TYPE_STRING_SET, pb.ATTRIBUTE_TYPE_TIMELINE):
         empty = list
     else:
         return _nothing
@@ -501,14 +501,42 @@ def _snapshot(c: EvalContext, captures: tuple[tuple[str, Reader], ...]) -> dict[
     return snapshot
 
 
+def _timeline_entries(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        return []
+    return [
+        entry
+        for entry in value
+        if isinstance(entry, list)
+        and len(entry) == 2
+        and isinstance(entry[0], int)
+        and isinstance(entry[1], dict)
+    ]
+
+
+def _funnel_steps(value: Any) -> list[Any] | None:
+    """The recorded steps of a funnel value, ``None`` once it is completed."""
+    if not isinstance(value, dict):
+        return []
+    if value.get("completed"):
+        return None
+    steps = value.get("steps")
+    if not isinstance(steps, list):
+        return []
+    return [
+        step
+        for step in steps
+        if isinstance(step, list) and len(step) == 3 and isinstance(step[0], str)
+    ]
+
+
 def _update_timeline(spec: _Spec) -> Apply:
     captures = _capture_readers(spec)
     meta = spec.meta
     limit = timeline_limit(spec.limits)
 
     def update(c: EvalContext) -> None:
-        current = c.get(meta)
-        entries: list[Any] = list(current) if isinstance(current, list) else []
+        entries = _timeline_entries(c.get(meta))
         time_ms = c.event_time_ms
         entry = [time_ms, _snapshot(c, captures)]
         if entries and entries[-1][0] > time_ms:
@@ -524,7 +552,7 @@ def _update_timeline(spec: _Spec) -> Apply:
 
 
 def _funnel_step(spec: _Spec) -> Apply:
-    steps = [e for e in spec.attribute.enrichments if e.kind == K.ENRICHMENT_KIND_FUNNEL_STEP]
+    steps = [e for e in spec.attribute.enrichments if e.kind == pb.ENRICHMENT_KIND_FUNNEL_STEP]
     order = {e.key: index for index, e in reversed(list(enumerate(steps)))}
     required = [e.required for e in steps]
     if required:
@@ -538,12 +566,9 @@ def _funnel_step(spec: _Spec) -> Apply:
     meta = spec.meta
 
     def record(c: EvalContext) -> None:
-        current = c.get(meta)
-        recorded: list[Any] = []
-        if isinstance(current, dict):
-            if current.get("completed"):
-                return
-            recorded = current.get("steps", [])
+        recorded = _funnel_steps(c.get(meta))
+        if recorded is None:
+            return  # completed
         latest = order.get(recorded[-1][0], -1) if recorded else -1
         if index <= latest:
             return  # already recorded, or an earlier step: no back-fill
@@ -555,33 +580,74 @@ def _funnel_step(spec: _Spec) -> Apply:
     return record
 
 
+_NUMBER = frozenset({pb.ATTRIBUTE_TYPE_NUMBER})
+_COLLECTIONS = frozenset(
+    {
+        *_ARRAY_TYPES,
+        pb.ATTRIBUTE_TYPE_STRING_SET,
+        pb.ATTRIBUTE_TYPE_TALLY,
+        pb.ATTRIBUTE_TYPE_TIMELINE,
+    }
+)
+_APPLIES_TO: dict[int, frozenset[int]] = {
+    pb.ENRICHMENT_KIND_INCREMENT: _NUMBER,
+    pb.ENRICHMENT_KIND_DECREMENT: _NUMBER,
+    pb.ENRICHMENT_KIND_SET: frozenset(pb.AttributeType.values())
+    - {pb.ATTRIBUTE_TYPE_TIMELINE, pb.ATTRIBUTE_TYPE_FUNNEL},
+    pb.ENRICHMENT_KIND_SET_SUM: _NUMBER,
+    pb.ENRICHMENT_KIND_SET_DIFFERENCE: _NUMBER,
+    pb.ENRICHMENT_KIND_SET_PRODUCT: _NUMBER,
+    pb.ENRICHMENT_KIND_SET_RATIO: _NUMBER,
+    pb.ENRICHMENT_KIND_SET_SIZE: _NUMBER,
+    pb.ENRICHMENT_KIND_LOWERCASE: frozenset({pb.ATTRIBUTE_TYPE_STRING}),
+    pb.ENRICHMENT_KIND_JOIN: frozenset({pb.ATTRIBUTE_TYPE_STRING}),
+    pb.ENRICHMENT_KIND_REMOVE: frozenset(pb.AttributeType.values()),
+    pb.ENRICHMENT_KIND_SET_TRUE: frozenset({pb.ATTRIBUTE_TYPE_BOOLEAN}),
+    pb.ENRICHMENT_KIND_SET_FALSE: frozenset({pb.ATTRIBUTE_TYPE_BOOLEAN}),
+    pb.ENRICHMENT_KIND_CAPTURE_DATE: frozenset({pb.ATTRIBUTE_TYPE_DATE}),
+    pb.ENRICHMENT_KIND_ASSIGN_BADGE: frozenset({pb.ATTRIBUTE_TYPE_BADGE}),
+    pb.ENRICHMENT_KIND_REMOVE_BADGE: frozenset({pb.ATTRIBUTE_TYPE_BADGE}),
+    pb.ENRICHMENT_KIND_INCREMENT_TALLY: frozenset({pb.ATTRIBUTE_TYPE_TALLY}),
+    pb.ENRICHMENT_KIND_INCREMENT_TALLY_KEY: frozenset({pb.ATTRIBUTE_TYPE_TALLY}),
+    pb.ENRICHMENT_KIND_REMOVE_TALLY_KEY: frozenset({pb.ATTRIBUTE_TYPE_TALLY}),
+    pb.ENRICHMENT_KIND_ADD_TO_SET: frozenset({pb.ATTRIBUTE_TYPE_STRING_SET}),
+    pb.ENRICHMENT_KIND_REMOVE_FROM_SET: frozenset({pb.ATTRIBUTE_TYPE_STRING_SET}),
+    pb.ENRICHMENT_KIND_STORE_AS_SET: frozenset({pb.ATTRIBUTE_TYPE_STRING_SET}),
+    pb.ENRICHMENT_KIND_APPEND: frozenset({*_ARRAY_TYPES, pb.ATTRIBUTE_TYPE_STRING_SET}),
+    pb.ENRICHMENT_KIND_RESET: _COLLECTIONS,
+    pb.ENRICHMENT_KIND_UPDATE_TIMELINE: frozenset({pb.ATTRIBUTE_TYPE_TIMELINE}),
+    pb.ENRICHMENT_KIND_FUNNEL_STEP: frozenset({pb.ATTRIBUTE_TYPE_FUNNEL}),
+}
+"""The attribute types each kind applies to; elsewhere it compiles to a no-op (the
+validator refuses such documents; the engine must still never store a mistyped value)."""
+
 _FACTORIES: dict[int, Factory] = {
-    K.ENRICHMENT_KIND_INCREMENT: _step(1.0),
-    K.ENRICHMENT_KIND_DECREMENT: _step(-1.0),
-    K.ENRICHMENT_KIND_SET: _set,
-    K.ENRICHMENT_KIND_SET_SUM: _arithmetic(lambda a, b: a + b),
-    K.ENRICHMENT_KIND_SET_DIFFERENCE: _arithmetic(lambda a, b: a - b),
-    K.ENRICHMENT_KIND_SET_PRODUCT: _arithmetic(lambda a, b: a * b),
-    K.ENRICHMENT_KIND_SET_RATIO: _arithmetic(_ratio),
-    K.ENRICHMENT_KIND_SET_SIZE: _set_size,
-    K.ENRICHMENT_KIND_LOWERCASE: _lowercase,
-    K.ENRICHMENT_KIND_JOIN: _join,
-    K.ENRICHMENT_KIND_REMOVE: _remove,
-    K.ENRICHMENT_KIND_SET_TRUE: _constant(True),
-    K.ENRICHMENT_KIND_SET_FALSE: _constant(False),
-    K.ENRICHMENT_KIND_CAPTURE_DATE: _capture_date,
-    K.ENRICHMENT_KIND_ASSIGN_BADGE: _constant(True),
-    K.ENRICHMENT_KIND_REMOVE_BADGE: _remove,
-    K.ENRICHMENT_KIND_INCREMENT_TALLY: _increment_tally,
-    K.ENRICHMENT_KIND_INCREMENT_TALLY_KEY: _increment_tally_key,
-    K.ENRICHMENT_KIND_REMOVE_TALLY_KEY: _remove_tally_key,
-    K.ENRICHMENT_KIND_ADD_TO_SET: _add_to_set,
-    K.ENRICHMENT_KIND_REMOVE_FROM_SET: _remove_from_set,
-    K.ENRICHMENT_KIND_STORE_AS_SET: _store_as_set,
-    K.ENRICHMENT_KIND_APPEND: _append,
-    K.ENRICHMENT_KIND_RESET: _reset,
-    K.ENRICHMENT_KIND_UPDATE_TIMELINE: _update_timeline,
-    K.ENRICHMENT_KIND_FUNNEL_STEP: _funnel_step,
+    pb.ENRICHMENT_KIND_INCREMENT: _step(1.0),
+    pb.ENRICHMENT_KIND_DECREMENT: _step(-1.0),
+    pb.ENRICHMENT_KIND_SET: _set,
+    pb.ENRICHMENT_KIND_SET_SUM: _arithmetic(lambda a, b: a + b),
+    pb.ENRICHMENT_KIND_SET_DIFFERENCE: _arithmetic(lambda a, b: a - b),
+    pb.ENRICHMENT_KIND_SET_PRODUCT: _arithmetic(lambda a, b: a * b),
+    pb.ENRICHMENT_KIND_SET_RATIO: _arithmetic(_ratio),
+    pb.ENRICHMENT_KIND_SET_SIZE: _set_size,
+    pb.ENRICHMENT_KIND_LOWERCASE: _lowercase,
+    pb.ENRICHMENT_KIND_JOIN: _join,
+    pb.ENRICHMENT_KIND_REMOVE: _remove,
+    pb.ENRICHMENT_KIND_SET_TRUE: _constant(True),
+    pb.ENRICHMENT_KIND_SET_FALSE: _constant(False),
+    pb.ENRICHMENT_KIND_CAPTURE_DATE: _capture_date,
+    pb.ENRICHMENT_KIND_ASSIGN_BADGE: _constant(True),
+    pb.ENRICHMENT_KIND_REMOVE_BADGE: _remove,
+    pb.ENRICHMENT_KIND_INCREMENT_TALLY: _increment_tally,
+    pb.ENRICHMENT_KIND_INCREMENT_TALLY_KEY: _increment_tally_key,
+    pb.ENRICHMENT_KIND_REMOVE_TALLY_KEY: _remove_tally_key,
+    pb.ENRICHMENT_KIND_ADD_TO_SET: _add_to_set,
+    pb.ENRICHMENT_KIND_REMOVE_FROM_SET: _remove_from_set,
+    pb.ENRICHMENT_KIND_STORE_AS_SET: _store_as_set,
+    pb.ENRICHMENT_KIND_APPEND: _append,
+    pb.ENRICHMENT_KIND_RESET: _reset,
+    pb.ENRICHMENT_KIND_UPDATE_TIMELINE: _update_timeline,
+    pb.ENRICHMENT_KIND_FUNNEL_STEP: _funnel_step,
 }
 
 
@@ -598,5 +664,6 @@ def compile_enrichment(
     formats = ((enrichment.date_format,) if enrichment.date_format else ()) + limits.date_formats
     spec = _Spec(meta, enrichment, attribute, operands, limits, formats)
     factory = _FACTORIES.get(enrichment.kind)
-    apply = factory(spec) if factory is not None else _nothing
+    applies = meta.type in _APPLIES_TO.get(enrichment.kind, frozenset())
+    apply = factory(spec) if factory is not None and applies else _nothing
     return EnrichmentStep(path, meta.id, enrichment.when, rule, apply)

@@ -17,8 +17,6 @@ from profile_service.engine.builtin_values import BUILTIN_READERS, BUILTIN_TYPES
 from profile_service.engine.context import AttributeMeta, EvalContext, Reader, favorite_id
 from profile_service.engine.values import MISSING, tally_favorite, value_from_proto
 
-T = pb.AttributeType
-
 _UNSET = object()
 EVENT_NAME = "event.name"
 EVENT_TIME = "event.time"
@@ -44,7 +42,7 @@ class OperandCompiler:
         if meta is not None:
             return meta.type
         if attribute_id in self._tallies:
-            return T.ATTRIBUTE_TYPE_STRING
+            return pb.ATTRIBUTE_TYPE_STRING
         return BUILTIN_TYPES.get(attribute_id)
 
     def static_type(self, operand: pb.Operand) -> int | None:
@@ -53,12 +51,8 @@ class OperandCompiler:
         if source == "attribute":
             return self.attribute_type(operand.attribute)
         if source == "event" and operand.event == EVENT_TIME:
-            return T.ATTRIBUTE_TYPE_DATE
+            return pb.ATTRIBUTE_TYPE_DATE
         return None
-
-    def meta(self, attribute_id: str) -> AttributeMeta | None:
-        """The definition of a stored attribute (not of built-ins)."""
-        return self._metas.get(attribute_id)
 
     # --- readers -------------------------------------------------------------------------------
 

@@ -43,30 +43,26 @@ from profile_service.engine.context import EvalContext, Predicate, Reader
 from profile_service.engine.operands import OperandCompiler
 from profile_service.engine.values import to_bool, to_date, to_number, to_string
 
-Op = pb.Operator
-U = pb.TimeUnit
-T = pb.AttributeType
-
 UNIT_MS: Final[dict[int, int]] = {
-    U.TIME_UNIT_SECONDS: 1000,
-    U.TIME_UNIT_MINUTES: 60_000,
-    U.TIME_UNIT_HOURS: 3_600_000,
-    U.TIME_UNIT_DAYS: 86_400_000,
-    U.TIME_UNIT_WEEKS: 7 * 86_400_000,
-    U.TIME_UNIT_MONTHS: 30 * 86_400_000,
+    pb.TIME_UNIT_SECONDS: 1000,
+    pb.TIME_UNIT_MINUTES: 60_000,
+    pb.TIME_UNIT_HOURS: 3_600_000,
+    pb.TIME_UNIT_DAYS: 86_400_000,
+    pb.TIME_UNIT_WEEKS: 7 * 86_400_000,
+    pb.TIME_UNIT_MONTHS: 30 * 86_400_000,
 }
 """Milliseconds per TimeUnit (a month is 30 days)."""
 
 _ORDERINGS: Final[dict[int, Callable[[Any, Any], bool]]] = {
-    Op.OPERATOR_LESS_THAN: op.lt,
-    Op.OPERATOR_LESS_THAN_OR_EQUAL: op.le,
-    Op.OPERATOR_GREATER_THAN: op.gt,
-    Op.OPERATOR_GREATER_THAN_OR_EQUAL: op.ge,
+    pb.OPERATOR_LESS_THAN: op.lt,
+    pb.OPERATOR_LESS_THAN_OR_EQUAL: op.le,
+    pb.OPERATOR_GREATER_THAN: op.gt,
+    pb.OPERATOR_GREATER_THAN_OR_EQUAL: op.ge,
 }
 _NUMERIC_COMPARISONS: Final[dict[int, Callable[[Any, Any], bool]]] = {
     **_ORDERINGS,
-    Op.OPERATOR_EQUALS: op.eq,
-    Op.OPERATOR_NOT_EQUALS: op.ne,
+    pb.OPERATOR_EQUALS: op.eq,
+    pb.OPERATOR_NOT_EQUALS: op.ne,
 }
 
 
@@ -214,25 +210,25 @@ def _compile(
     read = operands.reader(condition.input)
     ignore_case = condition.ignore_case
 
-    if operator == Op.OPERATOR_IS_ASSIGNED:
+    if operator == pb.OPERATOR_IS_ASSIGNED:
         return lambda c: read(c) is not None
-    if operator == Op.OPERATOR_IS_NOT_ASSIGNED:
+    if operator == pb.OPERATOR_IS_NOT_ASSIGNED:
         return lambda c: read(c) is None
-    if operator == Op.OPERATOR_IS_TRUE:
+    if operator == pb.OPERATOR_IS_TRUE:
         return lambda c: to_bool(read(c)) is True
-    if operator == Op.OPERATOR_IS_FALSE:
+    if operator == pb.OPERATOR_IS_FALSE:
         return lambda c: to_bool(read(c)) is False
-    if operator == Op.OPERATOR_HAS_CHANGED:
+    if operator == pb.OPERATOR_HAS_CHANGED:
         previous = operands.previous_reader(condition.input)
         return lambda c: bool(read(c) != previous(c))
-    if operator in (Op.OPERATOR_OCCURRED_WITHIN, Op.OPERATOR_OCCURRED_BEFORE):
+    if operator in (pb.OPERATOR_OCCURRED_WITHIN, pb.OPERATOR_OCCURRED_BEFORE):
         return _occurred(read, operator, abs(offset_ms(condition.offset)), formats)
 
     value = operands.optional_reader(condition.value)
-    if operator == Op.OPERATOR_TALLY_KEY_VALUE:
+    if operator == pb.OPERATOR_TALLY_KEY_VALUE:
         return _tally_key_value(read, value, condition)
     if operator in _ORDERINGS:
-        date_input = operands.static_type(condition.input) == T.ATTRIBUTE_TYPE_DATE
+        date_input = operands.static_type(condition.input) == pb.ATTRIBUTE_TYPE_DATE
         if date_input or value is None or condition.HasField("offset"):
             return _date_ordering(read, value, operator, offset_ms(condition.offset), formats)
         return _ordering(read, value, _ORDERINGS[operator], formats)
@@ -249,21 +245,21 @@ def _binary(
     formats: tuple[str, ...],
     condition: pb.Condition,
 ) -> Predicate:
-    if operator == Op.OPERATOR_EQUALS:
+    if operator == pb.OPERATOR_EQUALS:
         return lambda c: values_equal(read(c), value(c), ignore_case, formats)
-    if operator == Op.OPERATOR_NOT_EQUALS:
+    if operator == pb.OPERATOR_NOT_EQUALS:
         return lambda c: not values_equal(read(c), value(c), ignore_case, formats)
-    if operator == Op.OPERATOR_CONTAINS:
+    if operator == pb.OPERATOR_CONTAINS:
         return lambda c: value_contains(read(c), value(c), ignore_case)
-    if operator == Op.OPERATOR_NOT_CONTAINS:
+    if operator == pb.OPERATOR_NOT_CONTAINS:
         return lambda c: not value_contains(read(c), value(c), ignore_case)
-    if operator == Op.OPERATOR_CONTAINS_PARTIAL:
+    if operator == pb.OPERATOR_CONTAINS_PARTIAL:
         return lambda c: value_contains_partial(read(c), value(c), ignore_case)
-    if operator == Op.OPERATOR_STARTS_WITH:
+    if operator == pb.OPERATOR_STARTS_WITH:
         return lambda c: _affix(read(c), value(c), ignore_case, starts=True)
-    if operator == Op.OPERATOR_ENDS_WITH:
+    if operator == pb.OPERATOR_ENDS_WITH:
         return lambda c: _affix(read(c), value(c), ignore_case, starts=False)
-    if operator == Op.OPERATOR_MATCHES_REGEX:
+    if operator == pb.OPERATOR_MATCHES_REGEX:
         if condition.value.WhichOneof("source") == "constant":
             source = to_string(value(_NO_CONTEXT))
             pattern = _pattern(source, ignore_case) if source is not None else None
@@ -307,7 +303,7 @@ def _date_ordering(
 
 
 def _occurred(read: Reader, operator: int, span: int, formats: tuple[str, ...]) -> Predicate:
-    within = operator == Op.OPERATOR_OCCURRED_WITHIN
+    within = operator == pb.OPERATOR_OCCURRED_WITHIN
 
     def occurred(c: EvalContext) -> bool:
         date = to_date(read(c), formats)
@@ -324,7 +320,7 @@ def _tally_key_value(read: Reader, value: Reader | None, condition: pb.Condition
     folded = key.casefold()
     ignore_case = condition.ignore_case
     key_operator = condition.key_operator
-    if key_operator not in (Op.OPERATOR_IS_ASSIGNED, Op.OPERATOR_IS_NOT_ASSIGNED) and (
+    if key_operator not in (pb.OPERATOR_IS_ASSIGNED, pb.OPERATOR_IS_NOT_ASSIGNED) and (
         value is None or key_operator not in _NUMERIC_COMPARISONS
     ):
         raise _Never
@@ -337,11 +333,12 @@ def _tally_key_value(read: Reader, value: Reader | None, condition: pb.Condition
             count = tally.get(key)
             if count is None and ignore_case:
                 count = next((n for k, n in tally.items() if k.casefold() == folded), None)
-        if key_operator == Op.OPERATOR_IS_NOT_ASSIGNED:
+            count = to_number(count)
+        if key_operator == pb.OPERATOR_IS_NOT_ASSIGNED:
             return count is None
         if count is None:
             return False
-        if key_operator == Op.OPERATOR_IS_ASSIGNED:
+        if key_operator == pb.OPERATOR_IS_ASSIGNED:
             return True
         assert value is not None  # checked when compiling
         number = to_number(value(c))

@@ -5,40 +5,45 @@ from __future__ import annotations
 
 from typing import Any
 
+from crowd.common.v1 import value_pb2
 from crowd.profile.v1 import trace_pb2
 from profile_service.engine.actions import ActionPlan, fire
 from profile_service.engine.audiences import Transitions
 from profile_service.engine.context import EvalContext
 from profile_service.engine.plan import EnginePlan
 from profile_service.engine.state import FiredAction, Outcome, TraceRecord
-from profile_service.engine.values import MISSING, display_value
-
-K = trace_pb2.TraceEntryKind
+from profile_service.engine.values import MISSING, display_value, to_common_value
 
 
 def record_changes(plan: EnginePlan, c: EvalContext, outcome: Outcome) -> None:
     """Compare every written attribute with its value before the first write; report the
-    differences (badges as assigned/removed) and trace them."""
+    differences (badges as assigned/removed) and trace them.
+
+    The trace record's details hold the new plain values (``None``: removed); convert them
+    with `trace_details` when writing a ``TraceEntry``.
+    """
     details: dict[str, Any] = {}
+    metas = plan.metas
     for attribute_id, original in c.originals.items():
-        meta = plan.metas.get(attribute_id)
+        meta = metas.get(attribute_id)
         if meta is None:
             continue  # a tally favourite recorded for "has changed"
         current = c.store_of(meta).get(attribute_id, MISSING)
         if current == original:
             continue
+        value = None if current is MISSING else current
         if meta.is_badge:
-            if current is MISSING:
+            if value is None:
                 outcome.badges_removed.append(attribute_id)
             else:
                 outcome.badges_assigned.append(attribute_id)
         else:
-            outcome.changed_attributes[attribute_id] = None if current is MISSING else current
-        details[attribute_id] = display_value(current)
+            outcome.changed_attributes[attribute_id] = value
+        details[attribute_id] = value
     if details:
         outcome.trace.append(
             TraceRecord(
-                K.TRACE_ENTRY_KIND_ATTRIBUTES_CHANGED,
+                trace_pb2.TRACE_ENTRY_KIND_ATTRIBUTES_CHANGED,
                 f"{len(details)} attribute(s) changed: {', '.join(details)}",
                 details,
             )
@@ -50,7 +55,7 @@ def record_notes(c: EvalContext, outcome: Outcome) -> None:
     if c.notes:
         outcome.trace.append(
             TraceRecord(
-                K.TRACE_ENTRY_KIND_ATTRIBUTES_CHANGED,
+                trace_pb2.TRACE_ENTRY_KIND_ATTRIBUTES_CHANGED,
                 "not saved: " + "; ".join(c.notes),
                 {"not_saved": list(c.notes)},
             )
@@ -64,7 +69,7 @@ def record_transitions(plan: EnginePlan, transitions: Transitions, outcome: Outc
         outcome.audiences_joined.append(audience_id)
         outcome.trace.append(
             TraceRecord(
-                K.TRACE_ENTRY_KIND_AUDIENCE_JOINED,
+                trace_pb2.TRACE_ENTRY_KIND_AUDIENCE_JOINED,
                 f"joined audience {plan.audience_name(audience_id)!r}",
                 {"audience_id": audience_id},
             )
@@ -73,7 +78,7 @@ def record_transitions(plan: EnginePlan, transitions: Transitions, outcome: Outc
         outcome.audiences_left.append(audience_id)
         outcome.trace.append(
             TraceRecord(
-                K.TRACE_ENTRY_KIND_AUDIENCE_LEFT,
+                trace_pb2.TRACE_ENTRY_KIND_AUDIENCE_LEFT,
                 f"left audience {plan.audience_name(audience_id)!r}",
                 {"audience_id": audience_id},
             )
@@ -82,7 +87,7 @@ def record_transitions(plan: EnginePlan, transitions: Transitions, outcome: Outc
         outcome.audiences_left.append(audience_id)
         outcome.trace.append(
             TraceRecord(
-                K.TRACE_ENTRY_KIND_AUDIENCE_LEFT,
+                trace_pb2.TRACE_ENTRY_KIND_AUDIENCE_LEFT,
                 f"left audience {audience_id!r}: it is no longer defined",
                 {"audience_id": audience_id},
             )
@@ -105,7 +110,7 @@ def fire_and_record(
         details["reason"] = result
         outcome.trace.append(
             TraceRecord(
-                K.TRACE_ENTRY_KIND_ACTION_FAILED,
+                trace_pb2.TRACE_ENTRY_KIND_ACTION_FAILED,
                 f"action {action.id!r} not fired: {result}",
                 details,
             )
@@ -116,7 +121,7 @@ def fire_and_record(
         details["delay_ms"] = float(delay_ms)
         outcome.trace.append(
             TraceRecord(
-                K.TRACE_ENTRY_KIND_ACTION_DELAYED,
+                trace_pb2.TRACE_ENTRY_KIND_ACTION_DELAYED,
                 f"action {action.id!r} delayed by {delay_ms} ms ({cause})",
                 details,
             )
@@ -124,7 +129,7 @@ def fire_and_record(
     else:
         outcome.trace.append(
             TraceRecord(
-                K.TRACE_ENTRY_KIND_ACTION_TRIGGERED,
+                trace_pb2.TRACE_ENTRY_KIND_ACTION_TRIGGERED,
                 f"action {action.id!r} triggered ({cause})",
                 details,
             )
@@ -145,3 +150,16 @@ def merge(earlier: Outcome, later: Outcome) -> Outcome:
     later.actions[:0] = earlier.actions
     later.trace[:0] = earlier.trace
     return later
+
+
+def trace_details(details: dict[str, Any]) -> dict[str, value_pb2.Value]:
+    """A trace record's details as ``TraceEntry.details``: scalars, dates and string lists
+    as typed values, tallies, timelines and funnels as compact JSON strings, ``None`` as
+    null."""
+    converted: dict[str, value_pb2.Value] = {}
+    for key, value in details.items():
+        proto = to_common_value(value)
+        if proto is None:
+            proto = value_pb2.Value(string_value=str(display_value(value)))
+        converted[key] = proto
+    return converted

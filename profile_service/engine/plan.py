@@ -21,10 +21,6 @@ from profile_service.engine.enrichments import EnrichmentStep, compile_enrichmen
 from profile_service.engine.operands import OperandCompiler
 from profile_service.engine.rules import compile_expression, compile_rule
 
-W = pb.When
-Op = pb.Operator
-S = pb.AttributeScope
-
 
 @dataclass(frozen=True, slots=True)
 class AudiencePlan:
@@ -98,17 +94,17 @@ def build_plan(defs: CompiledDefinitions) -> EnginePlan:
     limits = defs.limits
     formats = limits.date_formats
     metas = {
-        attribute_id: AttributeMeta(
-            id=attribute_id,
-            name=attribute.name or attribute_id,
-            type=attribute.type,
-            visit_scope=attribute.scope == S.ATTRIBUTE_SCOPE_VISIT,
+        attribute_id: AttributeMeta.of(
+            attribute_id,
+            attribute.name or attribute_id,
+            attribute.type,
+            visit_scope=attribute.scope == pb.ATTRIBUTE_SCOPE_VISIT,
         )
         for attribute_id, attribute in defs.attributes.items()
     }
     operands = OperandCompiler(metas)
 
-    by_when: dict[int, list[EnrichmentStep]] = {w: [] for w in W.values()}
+    by_when: dict[int, list[EnrichmentStep]] = {w: [] for w in pb.When.values()}
     for compiled in defs.enrichments:
         meta = metas.get(compiled.attribute.id)
         if meta is None:
@@ -141,7 +137,7 @@ def build_plan(defs: CompiledDefinitions) -> EnginePlan:
     changed_inputs = {
         condition.input.attribute
         for condition in _conditions(defs.document)
-        if condition.operator == Op.OPERATOR_HAS_CHANGED
+        if condition.operator == pb.OPERATOR_HAS_CHANGED
         and condition.input.WhichOneof("source") == "attribute"
     }
     tallies = [meta for meta in metas.values() if meta.is_tally]
@@ -150,10 +146,10 @@ def build_plan(defs: CompiledDefinitions) -> EnginePlan:
         limits=limits,
         metas=metas,
         operands=operands,
-        new_visitor=tuple(by_when[W.WHEN_NEW_VISITOR]),
-        new_visit=tuple(by_when[W.WHEN_NEW_VISIT]),
-        any_event=tuple(by_when[W.WHEN_ANY_EVENT]),
-        visit_ended=tuple(by_when[W.WHEN_VISIT_ENDED]),
+        new_visitor=tuple(by_when[pb.WHEN_NEW_VISITOR]),
+        new_visit=tuple(by_when[pb.WHEN_NEW_VISIT]),
+        any_event=tuple(by_when[pb.WHEN_ANY_EVENT]),
+        visit_ended=tuple(by_when[pb.WHEN_VISIT_ENDED]),
         audiences=audiences,
         audience_by_id={audience.id: audience for audience in audiences},
         feeds=feeds,

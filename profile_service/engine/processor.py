@@ -45,6 +45,7 @@ from profile_service.engine.outcomes import (
     record_changes,
     record_notes,
     record_transitions,
+    trace_details,
 )
 from profile_service.engine.plan import EnginePlan, plan_for
 from profile_service.engine.state import (
@@ -59,12 +60,9 @@ from profile_service.engine.visits import (
     close_visit,
     end_time_ms,
     has_expired,
+    mark_visit_ended,
     start_visit,
 )
-
-K = trace_pb2.TraceEntryKind
-TR = pb.Trigger
-T = pb.AttributeType
 
 __all__ = [
     "attribute_value_of",
@@ -73,6 +71,7 @@ __all__ = [
     "from_attribute_value",
     "process_event",
     "to_attribute_value",
+    "trace_details",
     "visit_attribute_values",
     "visitor_attribute_values",
 ]
@@ -126,12 +125,16 @@ def process_event(
     outcome = Outcome(state=state, new_visitor=new_visitor)
     received: dict[str, Any] = {"event_id": event.event_id, "name": event.name}
     outcome.trace.append(
-        TraceRecord(K.TRACE_ENTRY_KIND_EVENT_RECEIVED, f"event {event.name!r} received", received)
+        TraceRecord(
+            trace_pb2.TRACE_ENTRY_KIND_EVENT_RECEIVED, f"event {event.name!r} received", received
+        )
     )
     if new_visitor:
         outcome.trace.append(
             TraceRecord(
-                K.TRACE_ENTRY_KIND_NEW_VISITOR, "new visitor", {"profile_id": state.profile_id}
+                trace_pb2.TRACE_ENTRY_KIND_NEW_VISITOR,
+                "new visitor",
+                {"profile_id": state.profile_id},
             )
         )
 
@@ -143,7 +146,7 @@ def process_event(
         outcome.visit_started = True
         outcome.trace.append(
             TraceRecord(
-                K.TRACE_ENTRY_KIND_VISIT_STARTED,
+                trace_pb2.TRACE_ENTRY_KIND_VISIT_STARTED,
                 f"visit {visit.visit_id} started",
                 {"visit_id": visit.visit_id, "visit_number": float(state.visit_count)},
             )
@@ -177,7 +180,7 @@ def process_event(
         if (
             cause is None
             and outcome.visit_started
-            and action.trigger == TR.TRIGGER_IN_AUDIENCE_AT_VISIT_START
+            and action.trigger == pb.TRIGGER_IN_AUDIENCE_AT_VISIT_START
         ):
             cause = "in audience at visit start" if action.audience_id in state.audiences else None
         if cause is not None:
@@ -197,9 +200,9 @@ def _event_cause(
 ) -> str | None:
     if feed_id:
         return f"event feed {feed_id!r} matched" if feed_id in matched else None
-    if trigger == TR.TRIGGER_JOINED and audience_id in joined:
+    if trigger == pb.TRIGGER_JOINED and audience_id in joined:
         return f"joined {audience_id!r}"
-    if trigger == TR.TRIGGER_LEFT and audience_id in left:
+    if trigger == pb.TRIGGER_LEFT and audience_id in left:
         return f"left {audience_id!r}"
     return None
 
@@ -207,10 +210,10 @@ def _event_cause(
 def end_visit(defs: CompiledDefinitions, state: ProfileState, now_ms: int) -> Outcome:
     """End the profile's open visit (no-op without one).
 
-    Order: WHEN_VISIT_ENDED enrichments; audiences re-evaluated (JOINED / LEFT fire);
+    Order: built-ins updated (``last_visit`` = the end time, ``min(now, expiry)``);
+    WHEN_VISIT_ENDED enrichments; audiences re-evaluated (JOINED / LEFT fire);
     IN_AUDIENCE_AT_VISIT_END actions fire for every audience the visitor is in (delayed
-    ones are returned with ``delay_ms``); built-ins updated (``last_visit`` = the end time,
-    ``min(now, expiry)``); visit attributes cleared. Memberships that depend on visit
+    ones are returned with ``delay_ms``); visit attributes cleared. Memberships that depend on visit
     attributes are not re-evaluated after the clearing: they change with the next event.
     """
     plan = plan_for(defs)
@@ -224,11 +227,13 @@ def _end_visit(plan: EnginePlan, state: ProfileState, now_ms: int) -> Outcome:
     assert visit is not None
     ended_ms = end_time_ms(visit, now_ms, plan.limits)
     outcome = Outcome(state=state, visit_ended=True)
-    ended: dict[str, Any] = {"visit_id": visit.visit_id}
-    outcome.trace.append(
-        TraceRecord(K.TRACE_ENTRY_KIND_VISIT_ENDED, f"visit {visit.visit_id} ended", ended)
-    )
     previous = builtin_values(state) if plan.needs_previous_builtins else None
+    summary = mark_visit_ended(state, ended_ms)
+    outcome.trace.append(
+        TraceRecord(
+            trace_pb2.TRACE_ENTRY_KIND_VISIT_ENDED, f"visit {visit.visit_id} ended", summary
+        )
+    )
     c = _context(plan, state, None, now_ms, ended_ms, previous)
     _run(plan.visit_ended, c)
     record_changes(plan, c, outcome)
@@ -241,7 +246,7 @@ def _end_visit(plan: EnginePlan, state: ProfileState, now_ms: int) -> Outcome:
         delay_ms = 0
         cause = _event_cause("", action.audience_id, action.trigger, set(), joined, left)
         if (
-            action.trigger == TR.TRIGGER_IN_AUDIENCE_AT_VISIT_END
+            action.trigger == pb.TRIGGER_IN_AUDIENCE_AT_VISIT_END
             and action.audience_id in state.audiences
         ):
             cause = "in audience at visit end"
@@ -253,7 +258,7 @@ def _end_visit(plan: EnginePlan, state: ProfileState, now_ms: int) -> Outcome:
 
     for attribute_id in visit.attributes:
         outcome.changed_attributes[attribute_id] = None
-    ended.update(close_visit(state, ended_ms, plan.visit_tallies))
+    close_visit(state, plan.visit_tallies)
     return outcome
 
 
@@ -276,7 +281,7 @@ def evaluate_delayed(
     """
     plan = plan_for(defs)
     action = plan.action_by_id.get(action_id)
-    if action is None or action.trigger != TR.TRIGGER_IN_AUDIENCE_AT_VISIT_END:
+    if action is None or action.trigger != pb.TRIGGER_IN_AUDIENCE_AT_VISIT_END:
         return None
     c = _context(plan, state, None, now_ms, now_ms, None)
     if not is_member(plan, c, action.audience_id):
@@ -326,7 +331,7 @@ def attribute_value_of(
         return to_attribute_value(BUILTIN_TYPES[attribute_id], value)
     tally_id, _, suffix = attribute_id.rpartition(".")
     tally = defs.attributes.get(tally_id)
-    if suffix == "favorite" and tally is not None and tally.type == T.ATTRIBUTE_TYPE_TALLY:
+    if suffix == "favorite" and tally is not None and tally.type == pb.ATTRIBUTE_TYPE_TALLY:
         typed = attribute_value_of(defs, state, tally_id)
         if typed is not None and typed.tally_value.favorite:
             return event_pb2.AttributeValue(string_value=typed.tally_value.favorite)
@@ -339,7 +344,7 @@ def _typed(
     typed: dict[str, event_pb2.AttributeValue] = {}
     for attribute_id, value in stored.items():
         definition = defs.attributes.get(attribute_id)
-        if definition is None or definition.type == T.ATTRIBUTE_TYPE_BADGE:
+        if definition is None or definition.type == pb.ATTRIBUTE_TYPE_BADGE:
             continue  # no longer defined, or a badge (listed separately)
         proto = to_attribute_value(definition, value, state.tally_touched.get(attribute_id))
         if proto is not None:

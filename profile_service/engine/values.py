@@ -49,7 +49,6 @@ MISSING: Final = _Missing()
 """No value at all (an absent event field, an unassigned attribute, no event), as opposed
 to ``None``, an explicit null that asks an enrichment to remove the value."""
 
-T = pb.AttributeType
 MS_PER_MINUTE: Final = 60_000
 TIMELINE_MAX_AGE_MS: Final = 365 * 24 * 60 * 60 * 1000
 """Timeline entries older than this (relative to the newest entry) are dropped."""
@@ -221,11 +220,6 @@ def to_tally(value: Any) -> dict[str, float] | None:
 # --- limits ----------------------------------------------------------------------------------
 
 
-def fits_string(value: str, limits: EngineLimits) -> bool:
-    """True if a string may be saved (a longer result is not saved at all)."""
-    return len(value) <= limits.max_string_length
-
-
 def trim_newest(items: list[Any], limit: int) -> list[Any]:
     """Keep the ``limit`` newest (last) items of an array."""
     return items[-limit:] if len(items) > limit else items
@@ -249,6 +243,8 @@ def tally_favorite(tally: dict[str, float], touched: dict[str, int] | None) -> s
     best_count = 0.0
     best_seq = -1
     for key, count in tally.items():
+        if not isinstance(count, float | int) or isinstance(count, bool):
+            continue  # not a tally count (a value stored under another type)
         seq = touched.get(key, -1) if touched else -1
         if (
             best is None
@@ -341,28 +337,55 @@ def to_attribute_value(
 
     ``attribute_type`` is a ``crowd.profile.v1.AttributeType``; ``tally_touched`` breaks
     favourite ties of a tally. Returns ``None`` for an unassigned value or one that does
-    not match the type.
+    not match the type (e.g. stored under an earlier definition of another type).
     """
     if value is None or value is MISSING:
         return None
+    try:
+        return _typed_value(attribute_type, value, tally_touched)
+    except (TypeError, ValueError, IndexError, KeyError, AttributeError):
+        return None  # a shape the type does not allow
+
+
+_LIST_ITEM_TYPES: Final[dict[int, type | tuple[type, ...]]] = {
+    pb.ATTRIBUTE_TYPE_STRING_SET: str,
+    pb.ATTRIBUTE_TYPE_STRING_ARRAY: str,
+    pb.ATTRIBUTE_TYPE_NUMBER_ARRAY: float,
+    pb.ATTRIBUTE_TYPE_BOOLEAN_ARRAY: bool,
+}
+
+
+def _typed_value(
+    attribute_type: int, value: Any, tally_touched: dict[str, int] | None
+) -> event_pb2.AttributeValue | None:
+    item_type = _LIST_ITEM_TYPES.get(attribute_type)
+    if item_type is not None and not (
+        isinstance(value, list) and all(isinstance(item, item_type) for item in value)
+    ):
+        return None
     av = event_pb2.AttributeValue
-    if attribute_type == T.ATTRIBUTE_TYPE_NUMBER and isinstance(value, float | int):
-        return av(number_value=float(value))
-    if attribute_type in (T.ATTRIBUTE_TYPE_STRING, T.ATTRIBUTE_TYPE_VISITOR_ID) and isinstance(
+    if attribute_type == pb.ATTRIBUTE_TYPE_NUMBER and isinstance(value, float):
+        return av(number_value=value)
+    if attribute_type in (pb.ATTRIBUTE_TYPE_STRING, pb.ATTRIBUTE_TYPE_VISITOR_ID) and isinstance(
         value, str
     ):
         return av(string_value=value)
-    if attribute_type == T.ATTRIBUTE_TYPE_BOOLEAN and isinstance(value, bool):
+    if attribute_type == pb.ATTRIBUTE_TYPE_BOOLEAN and isinstance(value, bool):
         return av(bool_value=value)
-    if attribute_type == T.ATTRIBUTE_TYPE_DATE and isinstance(value, int):
+    if (
+        attribute_type == pb.ATTRIBUTE_TYPE_DATE
+        and isinstance(value, int)
+        and not isinstance(value, bool)
+    ):
         return av(date_value=timestamp_from_ms(value))
-    if attribute_type == T.ATTRIBUTE_TYPE_BADGE:
+    if attribute_type == pb.ATTRIBUTE_TYPE_BADGE:
         return av(badge_value=value is True)
-    if attribute_type == T.ATTRIBUTE_TYPE_TALLY and isinstance(value, dict):
-        favorite = tally_favorite(value, tally_touched) or ""
-        return av(tally_value=event_pb2.Tally(counts=value, favorite=favorite))
+    if attribute_type == pb.ATTRIBUTE_TYPE_TALLY and isinstance(value, dict):
+        counts = to_tally(value) or {}
+        favorite = tally_favorite(counts, tally_touched) or ""
+        return av(tally_value=event_pb2.Tally(counts=counts, favorite=favorite))
     if not isinstance(value, list):
-        if attribute_type == T.ATTRIBUTE_TYPE_FUNNEL and isinstance(value, dict):
+        if attribute_type == pb.ATTRIBUTE_TYPE_FUNNEL and isinstance(value, dict):
             steps = [
                 event_pb2.FunnelStep(
                     step_id=step[0],
@@ -375,15 +398,15 @@ def to_attribute_value(
                 funnel_value=event_pb2.Funnel(steps=steps, completed=bool(value.get("completed")))
             )
         return None
-    if attribute_type == T.ATTRIBUTE_TYPE_STRING_SET:
+    if attribute_type == pb.ATTRIBUTE_TYPE_STRING_SET:
         return av(string_set_value=value_pb2.StringList(values=value))
-    if attribute_type == T.ATTRIBUTE_TYPE_STRING_ARRAY:
+    if attribute_type == pb.ATTRIBUTE_TYPE_STRING_ARRAY:
         return av(string_array_value=value_pb2.StringList(values=value))
-    if attribute_type == T.ATTRIBUTE_TYPE_NUMBER_ARRAY:
+    if attribute_type == pb.ATTRIBUTE_TYPE_NUMBER_ARRAY:
         return av(number_array_value=value_pb2.NumberList(values=value))
-    if attribute_type == T.ATTRIBUTE_TYPE_BOOLEAN_ARRAY:
+    if attribute_type == pb.ATTRIBUTE_TYPE_BOOLEAN_ARRAY:
         return av(bool_array_value=value_pb2.BoolList(values=value))
-    if attribute_type == T.ATTRIBUTE_TYPE_TIMELINE:
+    if attribute_type == pb.ATTRIBUTE_TYPE_TIMELINE:
         entries = [
             event_pb2.TimelineEntry(
                 time=timestamp_from_ms(entry[0]), snapshot=_snapshot_to_proto(entry[1])

@@ -52,25 +52,27 @@ def end_time_ms(visit: VisitState, now_ms: int, limits: EngineLimits) -> int:
     return min(now_ms, visit.expires_ms(limits.max_visit_length_ms))
 
 
-def close_visit(
-    state: ProfileState, ended_ms: int, visit_tallies: tuple[str, ...]
-) -> dict[str, Any]:
-    """Record the ended visit in the visitor built-ins and drop it with its attributes.
+def mark_visit_ended(state: ProfileState, ended_ms: int) -> dict[str, Any]:
+    """Update the visitor built-ins for the ending visit (before visit-ended enrichments,
+    so they and the audiences see ``last_visit`` = this visit's end).
 
     Returns the visit's summary for the trace.
     """
     visit = state.visit
     if visit is None:
         return {}
-    summary: dict[str, Any] = {
+    state.last_visit_ms = ended_ms
+    state.last_visit_id = visit.visit_id
+    state.updated_ms = max(state.updated_ms, ended_ms)
+    return {
         "visit_id": visit.visit_id,
         "event_count": float(visit.event_count),
         "duration_minutes": (visit.last_event_ms - visit.started_ms) / MS_PER_MINUTE,
     }
-    state.last_visit_ms = ended_ms
-    state.last_visit_id = visit.visit_id
-    state.updated_ms = max(state.updated_ms, ended_ms)
+
+
+def close_visit(state: ProfileState, visit_tallies: tuple[str, ...]) -> None:
+    """Drop the ended visit with its attributes (and its tallies' recency records)."""
     for tally_id in visit_tallies:
         state.tally_touched.pop(tally_id, None)
     state.visit = None
-    return summary

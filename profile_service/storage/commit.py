@@ -171,7 +171,9 @@ def build_write(
             if event is not None and event.trace_id:
                 trace_id_entries.append((event.trace_id, entry))
 
-    visit_due = "" if final.visit is None else str(final.visit.expires_ms(limits.max_visit_length_ms))
+    visit_due = ""
+    if final.visit is not None:
+        visit_due = str(final.visit.expires_ms(limits.max_visit_length_ms))
     script_keys = [
         pkeys.profile(profile_id),
         pkeys.dedup(profile_id),

@@ -29,7 +29,7 @@ from profile_service.definitions.errors import DefinitionError, InvalidDefinitio
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.storage.layout import Clock, system_clock_ms
 from profile_service.storage.lua import LuaScript
-from profile_service.storage.replies import as_text
+from profile_service.storage.replies import as_bytes, as_text
 from service_common import keys
 from service_common.errors import Aborted, FailedPrecondition, NotFound
 
@@ -105,7 +105,7 @@ class DefinitionsStore:
         if raw is None:
             return None
         stored = pb.DefinitionsVersion()
-        stored.ParseFromString(raw)
+        stored.ParseFromString(as_bytes(raw))
         return stored
 
     async def get(self, version: str = "") -> pb.DefinitionsVersion:
@@ -241,8 +241,11 @@ class DefinitionsWatcher:
                 compiled = self._compile(stored.definitions, version_id)
             except Exception:
                 # E.g. a version published by a newer release: keep serving the old one.
-                logger.exception("cannot compile definitions %s; keeping %s", version_id,
-                                 self._version or "the empty definitions")
+                logger.exception(
+                    "cannot compile definitions %s; keeping %s",
+                    version_id,
+                    self._version or "the empty definitions",
+                )
                 self._failed_version = version_id
                 return False
             self._current = compiled
@@ -287,6 +290,5 @@ class DefinitionsWatcher:
                         )
                         await self.refresh()
             except (redis.exceptions.RedisError, OSError) as exc:
-                logger.warning("definitions watch interrupted (%s); retrying",
-                               type(exc).__name__)
+                logger.warning("definitions watch interrupted (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(self._poll_interval_s)

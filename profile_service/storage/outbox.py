@@ -32,6 +32,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import redis.asyncio
 import redis.exceptions
@@ -81,6 +82,7 @@ class _Pending:
 class ForwarderStats:
     """Counters for tests and metrics."""
 
+    rounds: int = 0
     forwarded: int = 0
     submit_failures: int = 0
     rejected: int = 0
@@ -159,6 +161,7 @@ class OutboxForwarder:
 
         Returns the number of entries handled (forwarded or dropped as invalid).
         """
+        self.stats.rounds += 1
         if not self._groups_ready:
             await self.ensure_groups()
         pending = await self._claim_stale() if time.monotonic() >= self._next_claim else []
@@ -278,7 +281,9 @@ class OutboxForwarder:
             async with self._client.pipeline(transaction=False) as pipe:
                 for partition, ids in _ids_by_partition(entries).items():
                     outbox = PartitionKeys(partition).outbox
-                    pipe.xclaim(outbox, FORWARDER_GROUP, self.consumer, 0, ids, justid=True)
+                    pipe.xclaim(
+                        outbox, FORWARDER_GROUP, self.consumer, 0, cast(Any, ids), justid=True
+                    )
                 await pipe.execute(raise_on_error=False)
 
     async def _acknowledge(self, entries: Sequence[_Pending]) -> None:
@@ -302,8 +307,11 @@ class OutboxForwarder:
                 delay = min(delay * 2, self._max_backoff_s)
                 continue
             if handled == 0:
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+                # cancellation that races with the wake-up, and stop() would then hang.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._idle_interval_s)
+                    async with asyncio.timeout(self._idle_interval_s):
+                        await self._wake.wait()
                 self._wake.clear()
 
     def start(self) -> None:

@@ -320,9 +320,9 @@ class ProfileStore:
         for visitor_id, indexes in by_visitor.items():
             profile_id = survivor_of[visitor_id]
             groups.setdefault(profile_id, []).extend(indexes)
-            if profile_id not in loaded or loaded[profile_id].state is None:
-                if profile_id == visitor_id:
-                    loaded[profile_id] = direct[visitor_id]
+            own_profile = profile_id == visitor_id
+            if own_profile and (profile_id not in loaded or loaded[profile_id].state is None):
+                loaded[profile_id] = direct[visitor_id]
         for indexes in groups.values():
             indexes.sort()  # batch order within a profile, whatever visitor id it came by
         return loaded, groups
@@ -358,9 +358,7 @@ class ProfileStore:
             ids = ids_of[profile_id]
             seen: dict[str, float] = {}
             if ids:
-                seen = {
-                    i: float(s) for i, s in zip(ids, replies[at], strict=True) if s is not None
-                }
+                seen = {i: float(s) for i, s in zip(ids, replies[at], strict=True) if s is not None}
                 at += 1
             loaded[profile_id] = _Loaded(profile_id, state, version, seen)
         return loaded
@@ -518,10 +516,12 @@ class ProfileStore:
             for write in writes:
                 positions.append(at)
                 at += write.queue(pipe)
-            for profile_id, version, due in fixes:
+            for profile_id, version, due_at in fixes:
                 pkeys = self._layout.keys_for(profile_id)
                 FIX_VISIT_DUE_SCRIPT.queue(
-                    pipe, [pkeys.profile(profile_id), pkeys.visits_due], [version, profile_id, due]
+                    pipe,
+                    [pkeys.profile(profile_id), pkeys.visits_due],
+                    [version, profile_id, due_at],
                 )
             replies = await self._execute(pipe)
         retry: list[str] = []

@@ -17,12 +17,13 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import redis.asyncio
+from google.protobuf import struct_pb2
 
 from crowd.common.v1 import value_pb2
 from crowd.profile.v1 import trace_pb2
 from profile_service.engine.state import TraceRecord
 from profile_service.storage.layout import Layout
-from profile_service.storage.replies import as_text, stream_entries
+from profile_service.storage.replies import as_text, range_entries, stream_entries
 from service_common import keys
 from service_common.errors import FieldViolation, InvalidArgument
 
@@ -78,7 +79,7 @@ def encode_entry(
 
 def _to_value(value: Any) -> value_pb2.Value:
     if value is None:
-        return value_pb2.Value(null_value=0)
+        return value_pb2.Value(null_value=struct_pb2.NULL_VALUE)
     if isinstance(value, bool):
         return value_pb2.Value(bool_value=value)
     if isinstance(value, int | float):
@@ -117,7 +118,7 @@ def decode_entry(entry_id: str, fields: Mapping[str, bytes]) -> trace_pb2.TraceE
 def _check_cursor(after: str) -> None:
     if after and not _STREAM_ID.match(after):
         raise InvalidArgument(
-            [FieldViolation("after", "must be empty, \"0\" or a cursor from a trace entry")]
+            [FieldViolation("after", 'must be empty, "0" or a cursor from a trace entry')]
         )
 
 
@@ -147,7 +148,7 @@ class TraceLog:
         _check_cursor(after)
         start = "-" if after in ("", "0") else f"({after}"
         raw = await self._client.xrange(stream, min=start, max="+", count=count)
-        return [decode_entry(as_text(i), {as_text(k): v for k, v in f.items()}) for i, f in raw]
+        return [decode_entry(entry_id, fields) for entry_id, fields in range_entries(raw)]
 
     async def follow(self, stream: str, after: str = "") -> AsyncIterator[trace_pb2.TraceEntry]:
         """Yield entries after ``after`` and then new ones as they are written, forever.

@@ -11,6 +11,7 @@ from google.protobuf import duration_pb2
 
 from crowd.common.v1 import value_pb2
 from crowd.dispatch.v1 import action_pb2
+from service_common.keys import DispatchKeys
 
 T = TypeVar("T")
 
@@ -74,15 +75,15 @@ async def eventually(
     probe: Callable[[], Awaitable[T]],
     done: Callable[[T], bool],
     *,
-    timeout: float = 20.0,
+    within: float = 20.0,
     interval: float = 0.05,
     what: str = "condition",
 ) -> T:
-    """Poll ``probe`` until ``done(result)``; fail with the last result after ``timeout``.
+    """Poll ``probe`` until ``done(result)``; fail with the last result after ``within`` s.
 
     For state kept in Redis, which offers no event to await.
     """
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         result = await probe()
         if done(result):
@@ -94,8 +95,6 @@ async def eventually(
 
 async def queued_keys(redis: Any, partitions: int) -> list[str]:
     """Idempotency keys of every entry in every partition's queue stream, in stream order."""
-    from service_common.keys import DispatchKeys
-
     keys: list[str] = []
     for partition in range(partitions):
         for _, fields in await redis.xrange(DispatchKeys(partition).queue):

@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from crowd.dispatch.v1 import action_pb2
 from dispatch_service.queue import ActionStore
 from service_common.errors import InvalidArgument
-from service_common.keys import DispatchKeys, partition_of
+from service_common.keys import DISPATCH_META_PARTITIONS, DispatchKeys, partition_of
 from tests.dispatch.conftest import PARTITIONS
 from tests.dispatch.helpers import CONNECTOR, queued_keys, track_action
 
@@ -26,7 +26,7 @@ async def test_accepted_action_is_stored_and_queued(
     assert (outcome.idempotency_key, outcome.state, outcome.duplicate) == ("k1", ACCEPTED, False)
     assert await queued_keys(redis_client, PARTITIONS) == ["k1"]
     record = DispatchKeys(partition_of("v-42", PARTITIONS)).action("k1")
-    stored = action_pb2.Action.FromString(await redis_client.hget(record, "action"))
+    stored = action_pb2.Action.FromString(await _hget(redis_client, record, "action"))
     assert stored.track_user == action.track_user
     # Defaults are filled in at acceptance: fired_at is when it was received.
     assert stored.fired_at.ToMilliseconds() == 1_700_000_000_000
@@ -48,7 +48,7 @@ async def test_same_key_twice_returns_first_outcome_and_queues_once(
     assert again[1].duplicate is False
     assert sorted(await queued_keys(redis_client, PARTITIONS)) == ["dup", "new"]
     record = DispatchKeys(partition_of("visitor-1", PARTITIONS)).action("dup")
-    stored = action_pb2.Action.FromString(await redis_client.hget(record, "action"))
+    stored = action_pb2.Action.FromString(await _hget(redis_client, record, "action"))
     assert stored.track_user.attributes[0].set.number_value == 1
 
 
@@ -122,7 +122,9 @@ async def test_invalid_request_is_refused_whole_naming_each_field(
         "actions[5].identify_user.user_alias.alias_label",
         "actions[6].track_user.attributes[0].name",
     }
-    assert await redis_client.dbsize() == len(await _queue_streams(redis_client))
+    # Only what ensure_queues created before the test: empty queues and the partition count.
+    keys = {key.decode() async for key in redis_client.scan_iter()}
+    assert keys == {DispatchKeys(p).queue for p in range(PARTITIONS)} | {DISPATCH_META_PARTITIONS}
     assert await queued_keys(redis_client, PARTITIONS) == []
 
 
@@ -152,7 +154,7 @@ async def test_action_without_trace_context_continues_the_active_span(
         await store.submit([track_action("traced")])
         expected = span.get_span_context()
     record = DispatchKeys(partition_of("visitor-1", PARTITIONS)).action("traced")
-    traceparent = (await redis_client.hget(record, "traceparent")).decode()
+    traceparent = (await _hget(redis_client, record, "traceparent")).decode()
     assert traceparent == (
         f"00-{expected.trace_id:032x}-{expected.span_id:016x}-{expected.trace_flags:02x}"
     )
@@ -163,5 +165,21 @@ async def test_unknown_key_has_no_status(store: ActionStore) -> None:
     assert await store.get("never-submitted") is None
 
 
-async def _queue_streams(redis_client: aioredis.Redis) -> list[bytes]:
-    return [key async for key in redis_client.scan_iter(match="*:queue")]
+async def _hget(redis_client: aioredis.Redis, key: str, field: str) -> bytes:
+    value = await redis_client.hget(key, field)
+    assert isinstance(value, bytes)
+    return value
+
+
+async def test_store_refuses_a_dataset_of_another_partition_count(
+    store: ActionStore, redis_client: aioredis.Redis
+) -> None:
+    other = ActionStore(redis_client, PARTITIONS * 2, [CONNECTOR])
+    with pytest.raises(ValueError, match="16 partitions"):
+        await other.ensure_queues()
+
+
+async def test_status_of_an_empty_key_is_invalid(store: ActionStore) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        await store.get("")
+    assert [v.field for v in caught.value.violations] == ["idempotency_key"]

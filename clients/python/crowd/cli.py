@@ -57,13 +57,24 @@ async def _run(args: argparse.Namespace) -> None:
         command = args.command
         if command == "track":
             result = await client.track_event(
-                args.visitor_id, args.name, _parse_data(args.data, args.json), event_id=args.event_id
+                args.visitor_id,
+                args.name,
+                _parse_data(args.data, args.json),
+                event_id=args.event_id,
             )
             _print(result)
         elif command == "profile":
-            _print(await client.get_profile(args.visitor_id, attribute_id=args.attribute, value=args.value))
+            _print(
+                await client.get_profile(
+                    args.visitor_id, attribute_id=args.attribute, value=args.value
+                )
+            )
         elif command == "delete":
-            _print(await client.delete_profile(args.visitor_id, attribute_id=args.attribute, value=args.value))
+            _print(
+                await client.delete_profile(
+                    args.visitor_id, attribute_id=args.attribute, value=args.value
+                )
+            )
         elif command == "defs":
             if args.defs_command == "get":
                 _print(await client.get_definitions(args.version))
@@ -73,11 +84,18 @@ async def _run(args: argparse.Namespace) -> None:
                 _print(await client.publish_definitions(_load_definitions(args.file)))
         elif command == "audience":
             if args.audience_command == "size":
-                _print({"audience_id": args.audience_id, "size": await client.audience_size(args.audience_id)})
+                _print(
+                    {
+                        "audience_id": args.audience_id,
+                        "size": await client.audience_size(args.audience_id),
+                    }
+                )
             else:
                 _print({"profile_ids": await client.audience_members(args.audience_id)})
         elif command == "trace":
-            async for entry in client.stream_trace(args.visitor_id or "", trace_id=args.trace_id, after=args.after):
+            async for entry in client.stream_trace(
+                args.visitor_id or "", trace_id=args.trace_id, after=args.after
+            ):
                 _print(entry)
         elif command == "actions":
             if args.actions_command == "get":

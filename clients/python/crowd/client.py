@@ -41,7 +41,7 @@ def violations(error: grpc.RpcError) -> list[tuple[str, str]]:
     """Return the (field, description) pairs of an error's google.rpc.BadRequest detail."""
     if not isinstance(error, grpc.aio.AioRpcError | grpc.Call):
         return []
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     found: list[tuple[str, str]] = []
     for detail in status.details if status else ():
         bad_request = error_details_pb2.BadRequest()
@@ -74,7 +74,9 @@ def make_event(
     return event
 
 
-def lookup(visitor_id: str = "", *, attribute_id: str = "", value: str = "") -> event_pb2.VisitorLookup:
+def lookup(
+    visitor_id: str = "", *, attribute_id: str = "", value: str = ""
+) -> event_pb2.VisitorLookup:
     """Build a VisitorLookup by anonymous id, or by a visitor-ID attribute and value."""
     if attribute_id:
         return event_pb2.VisitorLookup(
@@ -140,19 +142,19 @@ class CrowdClient:
     # --- stubs -----------------------------------------------------------------------------
 
     @property
-    def profiles(self) -> profile_service_pb2_grpc.ProfileServiceStub:
+    def profiles(self) -> profile_service_pb2_grpc.ProfileServiceAsyncStub:
         """The generated ProfileService stub (pass ``metadata=client.metadata``)."""
         return profile_service_pb2_grpc.ProfileServiceStub(self._require(self._profile_channel))
 
     @property
-    def definitions(self) -> definition_service_pb2_grpc.DefinitionServiceStub:
+    def definitions(self) -> definition_service_pb2_grpc.DefinitionServiceAsyncStub:
         """The generated DefinitionService stub."""
         return definition_service_pb2_grpc.DefinitionServiceStub(
             self._require(self._profile_channel)
         )
 
     @property
-    def dispatch(self) -> dispatch_service_pb2_grpc.DispatchServiceStub:
+    def dispatch(self) -> dispatch_service_pb2_grpc.DispatchServiceAsyncStub:
         """The generated DispatchService stub."""
         return dispatch_service_pb2_grpc.DispatchServiceStub(self._require(self._dispatch_channel))
 
@@ -315,12 +317,14 @@ class CrowdClient:
         found: list[action_pb2.ActionStatus] = []
         token = ""
         while True:
-            response = await self.dispatch.ListFailedActions(
-                dispatch_service_pb2.ListFailedActionsRequest(
-                    connector_id=connector_id, page_size=1000, page_token=token
-                ),
-                metadata=self._metadata,
-                timeout=self._timeout,
+            response: dispatch_service_pb2.ListFailedActionsResponse = (
+                await self.dispatch.ListFailedActions(
+                    dispatch_service_pb2.ListFailedActionsRequest(
+                        connector_id=connector_id, page_size=1000, page_token=token
+                    ),
+                    metadata=self._metadata,
+                    timeout=self._timeout,
+                )
             )
             found += response.actions
             token = response.next_page_token
@@ -328,7 +332,11 @@ class CrowdClient:
                 return found
 
     async def retry_failed_actions(
-        self, idempotency_keys: Sequence[str] = (), *, all_failed: bool = False, connector_id: str = ""
+        self,
+        idempotency_keys: Sequence[str] = (),
+        *,
+        all_failed: bool = False,
+        connector_id: str = "",
     ) -> dispatch_service_pb2.RetryFailedActionsResponse:
         """Requeue dead-lettered actions."""
         response: dispatch_service_pb2.RetryFailedActionsResponse = (

@@ -1,0 +1,222 @@
+"""`make run`: start Redis, the Braze sandbox and both services, then play the seed scenario.
+
+The seed scenario (Braze's page on Tealium AudienceStream): purchases raise a visitor's
+Lifetime Order Value above 500, which earns the VIP badge; a visit that added to the cart
+and bought nothing earns the Cart Abandoner badge when it ends; both badges put the visitor
+in the audience "VIP cart abandoners", and joining it sends a Braze Track User request.
+
+Everything goes through the public gRPC API. The stack then keeps running (try the
+``crowd`` CLI with the printed environment) until Ctrl-C; ``--exit`` stops after the demo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from google.protobuf import duration_pb2, json_format
+
+from crowd.client import CrowdClient
+from demo.stack import PYTHON, RUN_DIR, Stack, free_port, start_redis, wait_serving
+from dispatch_service.braze_sandbox import BrazeSandbox  # noqa: F401  (documents the API used)
+from profile_service.definitions.loader import load_definitions
+
+SEED_DEFINITIONS = Path("examples/definitions/seed_vip.yaml")
+DEMO_VISIT_TIMEOUT = timedelta(seconds=5)
+"""The seed uses 30 minutes; the demo shortens it so the visit ends while you watch."""
+BRAZE_KEY_ENV = "DEMO_BRAZE_API_KEY"
+
+
+def _say(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+async def _wait_for(predicate_coro, what: str, within_s: float = 30.0) -> object:  # type: ignore[no-untyped-def]
+    """Poll ``predicate_coro()`` until it returns something truthy (the demo has no events
+    to await across process boundaries)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while loop.time() < deadline:
+        found = await predicate_coro()
+        if found:
+            return found
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+async def _sandbox_track_requests(sandbox_url: str) -> list[dict[str, object]]:
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{sandbox_url}/_sandbox/requests", params={"path": "/users/track"}) as reply,
+    ):
+        doc = await reply.json()
+    requests: list[dict[str, object]] = doc.get("requests", doc) if isinstance(doc, dict) else doc
+    return [r for r in requests if r.get("status") == 201]
+
+
+async def play(profile_target: str, dispatch_target: str, api_key: str, sandbox_url: str) -> None:
+    """The seed scenario, through the public API."""
+    async with CrowdClient(profile_target, dispatch_target, api_key=api_key) as crowd:
+        definitions = load_definitions(SEED_DEFINITIONS)
+        definitions.settings.visit_timeout.CopyFrom(
+            duration_pb2.Duration(seconds=int(DEMO_VISIT_TIMEOUT.total_seconds()))
+        )
+        check = await crowd.validate_definitions(definitions)
+        _say(f"definitions {SEED_DEFINITIONS} valid: {check.valid}")
+        for error in check.errors:
+            print(f"  {error.path}: {error.message}")
+        version = await crowd.publish_definitions(definitions)
+        print(f"published as {version.version} (digest {version.digest[:12]}…)")
+
+        visitor = f"demo-visitor-{secrets.token_hex(3)}"
+        customer = f"customer-{secrets.token_hex(3)}"
+        _say(f"visitor {visitor} (customer {customer}) shops")
+        visits = [
+            [
+                ("page_view", {"customer_id": customer}),
+                ("purchase", {"order_total": 320.0}),
+                ("purchase", {"order_total": 240.0}),
+            ],
+            [("page_view", {}), ("cart_add", {"product_id": "sku-42"})],
+        ]
+
+        async def visit_ended() -> bool:
+            return not (await crowd.get_profile(visitor)).HasField("current_visit")
+
+        for number, steps in enumerate(visits, start=1):
+            print(f"  visit {number}:")
+            for name, data in steps:
+                result = await crowd.track_event(visitor, name, data)
+                changed = sorted(c.attribute_id for c in result.changed_attributes)
+                print(
+                    f"    {name:<10} changed={changed} badges+={list(result.badges_assigned)}"
+                    f" joined={list(result.audiences_joined)}"
+                )
+            print(f"    (no event for {DEMO_VISIT_TIMEOUT.seconds}s: the visit ends by itself)")
+            await _wait_for(visit_ended, f"visit {number} to end")
+
+        async def in_audience() -> bool:
+            profile = await crowd.get_profile(visitor)
+            return any(a.audience_id == "vip_cart_abandoners" for a in profile.audiences)
+
+        await _wait_for(in_audience, "the visit to end and the audience to be joined")
+        profile = await crowd.get_profile(visitor)
+        print(f"  badges: {list(profile.badges)}")
+        print(f"  audiences: {[a.audience_id for a in profile.audiences]}")
+        size = await crowd.audience_size("vip_cart_abandoners")
+        print(f"  audience size of vip_cart_abandoners: {size}")
+
+        _say("the Braze sandbox received the Track User request")
+
+        async def delivered() -> list[dict[str, object]]:
+            requests = await _sandbox_track_requests(sandbox_url)
+            return [r for r in requests if customer in json.dumps(r.get("body"))]
+
+        found = await _wait_for(delivered, "the Track User request at the sandbox")
+        request = found[0]  # type: ignore[index]
+        print(json.dumps(request.get("body"), indent=2))
+        print(f"  traceparent sent to Braze: {request.get('traceparent') or request.get('headers', {}).get('traceparent')}")
+
+        _say("the visitor's live trace (stored history)")
+        async def show_trace() -> None:
+            async for entry in crowd.stream_trace(visitor, after="0"):
+                kind = json_format.MessageToDict(entry).get("kind", "")
+                print(f"  {kind.removeprefix('TRACE_ENTRY_KIND_'):<20} {entry.message}")
+
+        try:
+            await asyncio.wait_for(show_trace(), 2.0)
+        except TimeoutError:
+            pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stack and the demo; stop everything on Ctrl-C (or at once with --exit)."""
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--exit", action="store_true", help="stop after the demo")
+    args = parser.parse_args(argv)
+
+    api_key = secrets.token_urlsafe(24)
+    braze_key = secrets.token_urlsafe(24)
+    keys_json = json.dumps({api_key: ["ingest", "read", "admin", "dispatch"]})
+    with Stack() as stack:
+        redis_url = start_redis(stack)
+        sandbox_port, dispatch_port, profile_port = free_port(), free_port(), free_port()
+        sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+        sandbox = stack.start(
+            "braze-sandbox",
+            [
+                PYTHON, "-m", "dispatch_service.braze_sandbox",
+                "--port", str(sandbox_port),
+                "--api-key", f"{braze_key}:users.track,users.delete,users.identify",
+            ],
+        )
+        connectors = RUN_DIR / "connectors.yaml"
+        connectors.write_text(
+            json.dumps(
+                {"connectors": [{"id": "braze", "url": sandbox_url, "api_key_env": BRAZE_KEY_ENV,
+                                 "linger_ms": 200}]}
+            )
+        )
+        common = {"CROWD_REDIS_URL": redis_url}
+        dispatch = stack.start(
+            "dispatch",
+            [PYTHON, "-m", "dispatch_service"],
+            {
+                **common,
+                "CROWD_DISPATCH_PORT": str(dispatch_port),
+                "CROWD_DISPATCH_REDIS_URL": redis_url,
+                "CROWD_DISPATCH_API_KEYS": keys_json,
+                "CROWD_DISPATCH_CONNECTORS_FILE": str(connectors),
+                BRAZE_KEY_ENV: braze_key,
+            },
+        )
+        profile = stack.start(
+            "profile",
+            [PYTHON, "-m", "profile_service"],
+            {
+                **common,
+                "CROWD_PROFILE_PORT": str(profile_port),
+                "CROWD_PROFILE_REDIS_URL": redis_url,
+                "CROWD_PROFILE_API_KEYS": keys_json,
+                "CROWD_PROFILE_DISPATCH_TARGET": f"127.0.0.1:{dispatch_port}",
+                "CROWD_PROFILE_DISPATCH_API_KEY": api_key,
+            },
+        )
+        profile_target = f"127.0.0.1:{profile_port}"
+        dispatch_target = f"127.0.0.1:{dispatch_port}"
+
+        async def run() -> None:
+            await wait_serving(dispatch, dispatch_target)
+            await wait_serving(profile, profile_target)
+            sandbox.check_alive()
+            _say(f"stack up: redis {redis_url}, sandbox {sandbox_url}, logs in {RUN_DIR}/")
+            await play(profile_target, dispatch_target, api_key, sandbox_url)
+
+        try:
+            asyncio.run(run())
+        except KeyboardInterrupt:
+            return 130
+        if args.exit:
+            return 0
+        _say("stack running; try the CLI in another shell:")
+        print(f"  export CROWD_PROFILE_TARGET={profile_target} CROWD_DISPATCH_TARGET={dispatch_target}")
+        print(f"  export CROWD_API_KEY={api_key}")
+        print("  .venv/bin/crowd audience size vip_cart_abandoners")
+        print("Ctrl-C stops everything.", flush=True)
+        try:
+            while all(p.popen.poll() is None for p in stack.processes):
+                asyncio.run(asyncio.sleep(1))
+        except KeyboardInterrupt:
+            print("\nstopping…")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

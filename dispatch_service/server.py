@@ -1,0 +1,86 @@
+"""`create_server(settings)`: the dispatch service assembled from its parts.
+
+Startup: connect to Redis (bounded retries), load the connectors, prepare the queues, start
+the delivery worker. Shutdown (SIGTERM): health NOT_SERVING, in-flight RPCs finish, the
+worker sends what it buffered and records the results, the HTTP session and Redis close,
+spans are flushed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import cast
+
+from opentelemetry.sdk.trace import TracerProvider
+from redis.asyncio import Redis
+
+from crowd.dispatch.v1 import dispatch_service_pb2_grpc
+from dispatch_service.braze import BrazeConnector, create_session, load_connectors
+from dispatch_service.braze.connector import load_connectors_from_env
+from dispatch_service.delivery import braze_deliveries
+from dispatch_service.queue import ActionStore
+from dispatch_service.scopes import DISPATCH_SERVICE, METHOD_SCOPES
+from dispatch_service.servicer import DispatchServicer
+from dispatch_service.settings import DispatchSettings
+from dispatch_service.worker import DispatchWorker, WorkerSettings
+from service_common.redis import create_redis
+from service_common.server import ManagedServer, ServerSpec, build_server
+from service_common.telemetry import setup_tracing
+
+
+def load_configured_connectors(settings: DispatchSettings) -> dict[str, BrazeConnector]:
+    """Connectors from ``connectors_file``, else from ``$CROWD_BRAZE_CONNECTORS``."""
+    if settings.connectors_file is not None:
+        return load_connectors(settings.connectors_file)
+    return load_connectors_from_env()
+
+
+async def create_server(
+    settings: DispatchSettings,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    worker_settings: WorkerSettings | None = None,
+) -> ManagedServer:
+    """Build the dispatch service (not started). Tests pass port 0 and their own tracer."""
+    connectors = load_configured_connectors(settings)
+    provider = tracer_provider or setup_tracing(settings.otel_service_name)
+    # The storage code is written against redis.asyncio.Redis; RedisCluster exposes the same
+    # command API and every multi-key script stays within one hash tag.
+    redis = cast(Redis, await create_redis(settings.redis_url, cluster=settings.redis_cluster))
+    store = ActionStore(redis, settings.partitions, connectors.keys())
+    session = create_session(provider)
+    worker: DispatchWorker | None = None
+    if settings.workers:
+        deliveries = braze_deliveries(connectors, redis, settings.partitions, session, provider)
+        worker = DispatchWorker(
+            store,
+            deliveries,
+            consumer_name=settings.consumer_name or f"{socket.gethostname()}:{os.getpid()}",
+            settings=worker_settings,
+        )
+    servicer = DispatchServicer(store)
+
+    async def start_worker() -> None:
+        await store.ensure_queues()
+        if worker is not None:
+            await worker.start()
+
+    async def stop_worker() -> None:
+        if worker is not None:
+            await worker.stop(settings.shutdown_grace_seconds)
+
+    managed = build_server(
+        settings,
+        ServerSpec(
+            service_names=[DISPATCH_SERVICE],
+            register=lambda server: dispatch_service_pb2_grpc.add_DispatchServiceServicer_to_server(
+                servicer, server
+            ),
+            method_scopes=METHOD_SCOPES,
+            on_start=[start_worker],
+            on_shutdown=[stop_worker, session.close, redis.aclose],
+        ),
+        tracer_provider=provider,
+    )
+    return managed

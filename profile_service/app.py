@@ -1,0 +1,214 @@
+"""`ProfileApp`: the engine and the Redis storage behind the profile service's RPCs.
+
+It implements `profile_service.api.backend.ProfileBackend`: it takes one definitions
+snapshot per batch (so no event sees half of two versions), hands the events to the
+store, and turns the engine's outcomes and stored states into API messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from crowd.profile.v1 import definitions_pb2, event_pb2, profile_pb2, trace_pb2
+from profile_service.definitions.compiler import digest
+from profile_service.definitions.errors import (
+    InvalidDefinitionsError,
+    definition_errors_to_proto,
+    definition_errors_to_violations,
+)
+from profile_service.definitions.model import CompiledDefinitions
+from profile_service.definitions.validator import validate
+from profile_service.engine.processor import (
+    to_attribute_value,
+    visit_attribute_values,
+    visitor_attribute_values,
+)
+from profile_service.engine.state import NormalizedEvent, Outcome, ProfileState
+from profile_service.engine.values import timestamp_from_ms
+from profile_service.storage import (
+    DefinitionsStore,
+    DefinitionsWatcher,
+    EventApplyResult,
+    ProfileReader,
+    ProfileStore,
+    TraceLog,
+)
+from service_common.errors import InvalidArgument
+
+
+def event_result(
+    defs: CompiledDefinitions, applied: EventApplyResult, event: NormalizedEvent
+) -> event_pb2.EventResult:
+    """The API view of what one event did."""
+    result = event_pb2.EventResult(
+        index=applied.index,
+        event_id=event.event_id,
+        profile_id=applied.profile_id,
+        duplicate=applied.duplicate,
+        definitions_version=defs.version,
+    )
+    outcome: Outcome | None = applied.outcome
+    if outcome is None:
+        return result
+    result.visit_started = outcome.visit_started
+    result.new_visitor = outcome.new_visitor
+    for attribute_id, value in outcome.changed_attributes.items():
+        change = result.changed_attributes.add(attribute_id=attribute_id)
+        definition = defs.attributes.get(attribute_id)
+        typed = None
+        if definition is not None and value is not None:
+            typed = to_attribute_value(
+                definition, value, outcome.state.tally_touched.get(attribute_id)
+            )
+        if typed is not None:
+            change.value.CopyFrom(typed)
+    result.badges_assigned.extend(outcome.badges_assigned)
+    result.badges_removed.extend(outcome.badges_removed)
+    result.audiences_joined.extend(outcome.audiences_joined)
+    result.audiences_left.extend(outcome.audiences_left)
+    for fired in outcome.actions:
+        result.actions_fired.add(action_id=fired.action_id, idempotency_key=fired.idempotency_key)
+    return result
+
+
+def profile_message(
+    defs: CompiledDefinitions, state: ProfileState, retention_ms: int
+) -> profile_pb2.Profile:
+    """The API view of a stored profile."""
+    badges = sorted(
+        attribute_id
+        for attribute_id, definition in defs.attributes.items()
+        if definition.type == definitions_pb2.ATTRIBUTE_TYPE_BADGE
+        and state.attributes.get(attribute_id) is True
+    )
+    identities = {
+        attribute_id: str(state.attributes[attribute_id])
+        for attribute_id in defs.visitor_id_attributes
+        if isinstance(state.attributes.get(attribute_id), str)
+    }
+    profile = profile_pb2.Profile(
+        profile_id=state.profile_id,
+        visitor_ids=state.visitor_ids or [state.profile_id],
+        identities=identities,
+        attributes=visitor_attribute_values(defs, state),
+        badges=badges,
+        audiences=[
+            profile_pb2.AudienceMembership(
+                audience_id=audience_id, joined_at=timestamp_from_ms(joined_ms)
+            )
+            for audience_id, joined_ms in sorted(state.audiences.items())
+        ],
+        created_at=timestamp_from_ms(state.created_ms),
+        updated_at=timestamp_from_ms(state.updated_ms),
+        expires_at=timestamp_from_ms(state.updated_ms + retention_ms),
+    )
+    visit = state.visit
+    if visit is not None:
+        profile.current_visit.CopyFrom(
+            profile_pb2.Visit(
+                visit_id=visit.visit_id,
+                started_at=timestamp_from_ms(visit.started_ms),
+                last_event_at=timestamp_from_ms(visit.last_event_ms),
+                expires_at=timestamp_from_ms(visit.expires_ms(defs.limits.max_visit_length_ms)),
+                event_count=visit.event_count,
+                attributes=visit_attribute_values(defs, state),
+            )
+        )
+    return profile
+
+
+class ProfileApp:
+    """Implements `ProfileBackend` on the storage layer and the engine."""
+
+    def __init__(
+        self,
+        *,
+        store: ProfileStore,
+        reader: ProfileReader,
+        trace_log: TraceLog,
+        definitions_store: DefinitionsStore,
+        watcher: DefinitionsWatcher,
+    ) -> None:
+        self._store = store
+        self._reader = reader
+        self._trace_log = trace_log
+        self._definitions_store = definitions_store
+        self._watcher = watcher
+
+    @property
+    def definitions(self) -> CompiledDefinitions:
+        """The current compiled definitions of this replica."""
+        return self._watcher.current
+
+    async def track(self, events: Sequence[NormalizedEvent]) -> list[event_pb2.EventResult]:
+        defs = self._watcher.current  # one snapshot for the whole batch
+        applied = await self._store.apply_events(defs, events)
+        return [event_result(defs, a, events[a.index]) for a in applied]
+
+    async def resolve(self, lookup: event_pb2.VisitorLookup) -> str | None:
+        if lookup.WhichOneof("by") == "visitor_id_value":
+            by_value = lookup.visitor_id_value
+            found = await self._reader.find_by_identity(by_value.attribute_id, by_value.value)
+        else:
+            found = await self._reader.get_profile(lookup.visitor_id)
+        return found.profile_id if found is not None else None
+
+    async def get_profile(self, profile_id: str) -> profile_pb2.Profile | None:
+        found = await self._reader.get_profile(profile_id)
+        if found is None:
+            return None
+        defs = self._watcher.current
+        return profile_message(defs, found.state, defs.limits.visitor_retention_ms)
+
+    async def delete_profile(self, profile_id: str) -> list[str]:
+        deleted = await self._reader.delete_profile(profile_id, self._watcher.current)
+        return deleted.visitor_ids if deleted is not None else []
+
+    def audience_exists(self, audience_id: str) -> bool:
+        return audience_id in self._watcher.current.audiences
+
+    async def audience_size(self, audience_id: str) -> int:
+        return await self._reader.audience_size(audience_id)
+
+    async def audience_members(
+        self, audience_id: str, page_size: int, page_token: str
+    ) -> tuple[list[str], str]:
+        page = await self._reader.audience_members(audience_id, page_size, page_token)
+        return page.profile_ids, page.next_page_token
+
+    async def trace(
+        self, *, profile_id: str = "", trace_id: str = "", after: str = ""
+    ) -> AsyncIterator[trace_pb2.TraceEntry]:
+        stream = (
+            self._trace_log.trace_id_stream(trace_id)
+            if trace_id
+            else await self._trace_log.visitor_stream(profile_id)
+        )
+        async for entry in self._trace_log.follow(stream, after):
+            yield entry
+
+    def validate_definitions(
+        self, definitions: definitions_pb2.Definitions
+    ) -> list[definitions_pb2.DefinitionError]:
+        return definition_errors_to_proto(validate(definitions))
+
+    async def publish_definitions(
+        self, definitions: definitions_pb2.Definitions, expected_current_version: str
+    ) -> definitions_pb2.DefinitionsVersion:
+        try:
+            published = await self._definitions_store.publish(definitions, expected_current_version)
+        except InvalidDefinitionsError as exc:
+            raise InvalidArgument(
+                definition_errors_to_violations(exc.errors),
+                f"the definitions have {len(exc.errors)} error(s); nothing was published",
+                reason="INVALID_DEFINITIONS",
+            ) from None
+        # Switch this replica at once; the others follow within their poll interval.
+        await self._watcher.refresh()
+        return published.version
+
+    async def get_definitions(self, version: str) -> definitions_pb2.DefinitionsVersion | None:
+        return await self._definitions_store.find(version)
+
+
+__all__ = ["ProfileApp", "digest", "event_result", "profile_message"]

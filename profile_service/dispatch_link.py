@@ -1,0 +1,46 @@
+"""The profile service's link to the dispatch service: the outbox forwarder's ``submit``."""
+
+from __future__ import annotations
+
+import re
+
+import grpc
+import grpc.aio
+
+from crowd.dispatch.v1 import action_pb2, dispatch_service_pb2, dispatch_service_pb2_grpc
+from profile_service.storage import SubmitRejected
+from service_common.errors import decode_error
+
+_ACTION_INDEX = re.compile(r"^actions\[(\d+)\]")
+
+SUBMIT_TIMEOUT_S = 30.0
+
+
+class DispatchSubmitter:
+    """Submits fired actions with ``SubmitActions`` (the dispatch service dedups by key).
+
+    Transient failures (dispatch down, timeouts) raise, so the forwarder keeps the actions
+    and retries. INVALID_ARGUMENT names the refused actions by index: they can never be
+    accepted, so they are reported as `SubmitRejected` and the rest is retried.
+    """
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = dispatch_service_pb2_grpc.DispatchServiceStub(channel)
+
+    async def __call__(self, actions: list[action_pb2.Action]) -> None:
+        try:
+            await self._stub.SubmitActions(
+                dispatch_service_pb2.SubmitActionsRequest(actions=actions),
+                timeout=SUBMIT_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                raise
+            _, _, violations = decode_error(exc)
+            refused = {
+                actions[int(m.group(1))].idempotency_key
+                for v in violations
+                if (m := _ACTION_INDEX.match(v.field)) and int(m.group(1)) < len(actions)
+            }
+            reasons = "; ".join(f"{v.field}: {v.description}" for v in violations[:5])
+            raise SubmitRejected(refused, reasons) from None
