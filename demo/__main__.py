@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import secrets
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from google.protobuf import duration_pb2, json_format
 
@@ -30,19 +33,20 @@ SEED_DEFINITIONS = Path("examples/definitions/seed_vip.yaml")
 DEMO_VISIT_TIMEOUT = timedelta(seconds=5)
 """The seed uses 30 minutes; the demo shortens it so the visit ends while you watch."""
 BRAZE_KEY_ENV = "DEMO_BRAZE_API_KEY"
+T = TypeVar("T")
 
 
 def _say(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
-async def _wait_for(predicate_coro, what: str, within_s: float = 30.0) -> object:  # type: ignore[no-untyped-def]
-    """Poll ``predicate_coro()`` until it returns something truthy (the demo has no events
-    to await across process boundaries)."""
+async def _wait_for(check: Callable[[], Awaitable[T]], what: str, within_s: float = 30.0) -> T:
+    """Poll ``check()`` until it returns something truthy (the demo has no events to await
+    across process boundaries)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within_s
     while loop.time() < deadline:
-        found = await predicate_coro()
+        found = await check()
         if found:
             return found
         await asyncio.sleep(0.2)
@@ -78,7 +82,7 @@ async def play(profile_target: str, dispatch_target: str, api_key: str, sandbox_
         visitor = f"demo-visitor-{secrets.token_hex(3)}"
         customer = f"customer-{secrets.token_hex(3)}"
         _say(f"visitor {visitor} (customer {customer}) shops")
-        visits = [
+        visits: list[list[tuple[str, dict[str, object]]]] = [
             [
                 ("page_view", {"customer_id": customer}),
                 ("purchase", {"order_total": 320.0}),
@@ -120,20 +124,22 @@ async def play(profile_target: str, dispatch_target: str, api_key: str, sandbox_
             return [r for r in requests if customer in json.dumps(r.get("body"))]
 
         found = await _wait_for(delivered, "the Track User request at the sandbox")
-        request = found[0]  # type: ignore[index]
+        request = found[0]
         print(json.dumps(request.get("body"), indent=2))
-        print(f"  traceparent sent to Braze: {request.get('traceparent') or request.get('headers', {}).get('traceparent')}")
+        headers = request.get("headers") or {}
+        traceparent = request.get("traceparent") or headers.get("traceparent")  # type: ignore[attr-defined]
+        print(f"  traceparent sent to Braze: {traceparent}")
 
         _say("the visitor's live trace (stored history)")
+
         async def show_trace() -> None:
             async for entry in crowd.stream_trace(visitor, after="0"):
                 kind = json_format.MessageToDict(entry).get("kind", "")
                 print(f"  {kind.removeprefix('TRACE_ENTRY_KIND_'):<20} {entry.message}")
 
-        try:
+        # The trace stream never ends by itself: show what is stored, then move on.
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(show_trace(), 2.0)
-        except TimeoutError:
-            pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,16 +158,28 @@ def main(argv: list[str] | None = None) -> int:
         sandbox = stack.start(
             "braze-sandbox",
             [
-                PYTHON, "-m", "dispatch_service.braze_sandbox",
-                "--port", str(sandbox_port),
-                "--api-key", f"{braze_key}:users.track,users.delete,users.identify",
+                PYTHON,
+                "-m",
+                "dispatch_service.braze_sandbox",
+                "--port",
+                str(sandbox_port),
+                "--api-key",
+                f"{braze_key}:users.track,users.delete,users.identify",
             ],
         )
         connectors = RUN_DIR / "connectors.yaml"
         connectors.write_text(
             json.dumps(
-                {"connectors": [{"id": "braze", "url": sandbox_url, "api_key_env": BRAZE_KEY_ENV,
-                                 "linger_ms": 200}]}
+                {
+                    "connectors": [
+                        {
+                            "id": "braze",
+                            "url": sandbox_url,
+                            "api_key_env": BRAZE_KEY_ENV,
+                            "linger_ms": 200,
+                        }
+                    ]
+                }
             )
         )
         common = {"CROWD_REDIS_URL": redis_url}
@@ -206,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.exit:
             return 0
         _say("stack running; try the CLI in another shell:")
-        print(f"  export CROWD_PROFILE_TARGET={profile_target} CROWD_DISPATCH_TARGET={dispatch_target}")
+        print(f"  export CROWD_PROFILE_TARGET={profile_target}")
+        print(f"  export CROWD_DISPATCH_TARGET={dispatch_target}")
         print(f"  export CROWD_API_KEY={api_key}")
         print("  .venv/bin/crowd audience size vip_cart_abandoners")
         print("Ctrl-C stops everything.", flush=True)

@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): ingest and dispatch, against the real services and Redis."""
