@@ -9,7 +9,7 @@ from service_common.server import run_service
 
 def main() -> None:
     """Serve until SIGTERM/SIGINT (``--help`` lists every setting)."""
-    run_service(ProfileSettings, create_server)
+    run_service(ProfileSettings, create_server, prog="crowd-profile")
 
 
 if __name__ == "__main__":

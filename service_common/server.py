@@ -328,6 +328,8 @@ def run_service(
     settings_cls: type[S],
     create_server: Callable[[S], Awaitable[ManagedServer]],
     argv: Sequence[str] | None = None,
+    *,
+    prog: str | None = None,
 ) -> None:
     """Entry point for a service's ``main``: settings from CLI/env/file, logging, serve.
 
@@ -336,8 +338,9 @@ def run_service(
         create_server: Builds the service's server from its settings (async: it may connect
             to Redis first).
         argv: Command-line arguments (default ``sys.argv[1:]``).
+        prog: Program name shown by ``--help``.
     """
-    settings = settings_cli(settings_cls, argv)
+    settings = settings_cli(settings_cls, argv, prog=prog)
     configure_logging(settings.log_level, settings.log_format)
 
     async def main() -> None:

@@ -148,7 +148,7 @@ class ServiceSettings(BaseSettings):
     redis_cluster: bool = Field(False, description="Connect to a Redis Cluster.")
     api_keys: ApiKeys = Field(
         default_factory=dict,
-        description='API key → scopes, as a JSON object, e.g. {"<key>": ["track", "read"]}. '
+        description='API key → scopes, as a JSON object, e.g. {"<key>": ["ingest", "read"]}. '
         f"Keys need at least {MIN_API_KEY_LENGTH} printable characters.",
     )
     api_keys_file: Path | None = Field(
