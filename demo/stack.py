@@ -1,7 +1,8 @@
 """Starts and stops the demo's processes: redis-server, the Braze sandbox and both services.
 
-Every process writes its log to ``.run/<name>.log``; on exit (Ctrl-C included) each one gets
-SIGTERM, then SIGKILL if it has not stopped within its grace period.
+Every process writes its log to ``<run dir>/<name>.log`` (``.run/`` for the demo; the
+benchmark uses its own run dir); on exit (Ctrl-C included) each one gets SIGTERM, then
+SIGKILL if it has not stopped within its grace period.
 """
 
 from __future__ import annotations
@@ -62,14 +63,16 @@ class Process:
 
 @dataclass
 class Stack:
-    """The demo's child processes, stopped in reverse order on exit."""
+    """Child processes, stopped in reverse order on exit."""
 
     processes: list[Process] = field(default_factory=list)
+    run_dir: Path = RUN_DIR
+    """Where logs (and Redis data) go."""
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Process:
-        """Start ``argv`` with its output in ``.run/<name>.log``."""
-        RUN_DIR.mkdir(exist_ok=True)
-        log_path = RUN_DIR / f"{name}.log"
+        """Start ``argv`` with its output in ``<run dir>/<name>.log``."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.run_dir / f"{name}.log"
         log = log_path.open("wb")
         popen = subprocess.Popen(
             argv,
@@ -96,13 +99,19 @@ class Stack:
             process.stop()
 
 
-def start_redis(stack: Stack) -> str:
-    """Start a private redis-server (AOF on, data in .run/redis) and return its URL."""
+def start_redis(stack: Stack, *, fresh: bool = False) -> str:
+    """Start a private redis-server (AOF on, data in ``<run dir>/redis``) and return its URL.
+
+    ``fresh`` deletes the data left there by an earlier run first (the benchmark's empty
+    dataset); the demo keeps it.
+    """
     binary = shutil.which("redis-server")
     if binary is None:
         raise SystemExit("redis-server is not installed (make run installs it with apt-get)")
     port = free_port()
-    data_dir = RUN_DIR / "redis"
+    data_dir = stack.run_dir / "redis"
+    if fresh:
+        shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True, exist_ok=True)
     process = stack.start(
         "redis",

@@ -8,6 +8,7 @@ spans are flushed.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from typing import cast
@@ -18,6 +19,7 @@ from redis.asyncio import Redis
 from crowd.dispatch.v1 import dispatch_service_pb2_grpc
 from dispatch_service.braze import BrazeConnector, create_session, load_connectors
 from dispatch_service.braze.connector import load_connectors_from_env
+from dispatch_service.cohorts import CohortStore, CohortWorker, CohortWorkerSettings, cohort_senders
 from dispatch_service.delivery import braze_deliveries
 from dispatch_service.queue import ActionStore
 from dispatch_service.scopes import DISPATCH_SERVICE, METHOD_SCOPES
@@ -41,6 +43,7 @@ async def create_server(
     *,
     tracer_provider: TracerProvider | None = None,
     worker_settings: WorkerSettings | None = None,
+    cohort_worker_settings: CohortWorkerSettings | None = None,
 ) -> ManagedServer:
     """Build the dispatch service (not started). Tests pass port 0 and their own tracer."""
     connectors = load_configured_connectors(settings)
@@ -59,16 +62,30 @@ async def create_server(
             consumer_name=settings.consumer_name or f"{socket.gethostname()}:{os.getpid()}",
             settings=worker_settings,
         )
-    servicer = DispatchServicer(store)
+    cohort_store = CohortStore(redis, settings.partitions, connectors)
+    cohort_worker: CohortWorker | None = None
+    if settings.workers:
+        cohort_worker = CohortWorker(
+            cohort_store,
+            cohort_senders(connectors, redis, settings.partitions, session, provider),
+            consumer_name=settings.consumer_name or f"{socket.gethostname()}:{os.getpid()}",
+            settings=cohort_worker_settings,
+        )
+    servicer = DispatchServicer(store, cohort_store)
 
     async def start_worker() -> None:
         await store.ensure_queues()
+        await cohort_store.ensure_queues()
         if worker is not None:
             await worker.start()
+        if cohort_worker is not None:
+            await cohort_worker.start()
 
     async def stop_worker() -> None:
-        if worker is not None:
-            await worker.stop(settings.shutdown_grace_seconds)
+        # Both workers drain within the same grace period, side by side.
+        grace = settings.shutdown_grace_seconds
+        stopping = [w.stop(grace) for w in (worker, cohort_worker) if w is not None]
+        await asyncio.gather(*stopping)
 
     managed = build_server(
         settings,

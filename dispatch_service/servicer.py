@@ -9,6 +9,7 @@ import grpc
 import grpc.aio
 
 from crowd.dispatch.v1 import dispatch_service_pb2, dispatch_service_pb2_grpc
+from dispatch_service.cohorts import CohortStore
 from dispatch_service.queue import ActionStore
 from service_common.errors import NotFound
 
@@ -18,8 +19,9 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class DispatchServicer(dispatch_service_pb2_grpc.DispatchServiceServicer):
     """Implements crowd.dispatch.v1.DispatchService on an `ActionStore`."""
 
-    def __init__(self, store: ActionStore) -> None:
+    def __init__(self, store: ActionStore, cohorts: CohortStore | None = None) -> None:
         self._store = store
+        self._cohorts = cohorts
 
     async def SubmitActions(
         self, request: dispatch_service_pb2.SubmitActionsRequest, context: Context
@@ -64,6 +66,16 @@ class DispatchServicer(dispatch_service_pb2_grpc.DispatchServiceServicer):
         request_iterator: AsyncIterator[dispatch_service_pb2.SyncCohortRequest],
         context: Context,
     ) -> dispatch_service_pb2.SyncCohortResponse:
-        # Cohort sync is part of the v1 contract but not built yet: say so plainly.
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "SyncCohort is not implemented yet")
-        raise AssertionError("unreachable")
+        # The whole stream is read and validated before anything is written: an invalid
+        # stream writes nothing, and a valid one is stored in one atomic step (see
+        # dispatch_service.cohorts.store) before the response says it is accepted.
+        if self._cohorts is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "cohort sync is not configured")
+            raise AssertionError("unreachable")
+        intake = self._cohorts.intake()
+        async for request in request_iterator:
+            intake.add(request)
+        receipt = await self._cohorts.write(intake.finish())
+        return dispatch_service_pb2.SyncCohortResponse(
+            accepted=receipt.accepted, requests_planned=receipt.requests_planned
+        )

@@ -7,7 +7,7 @@ store, and turns the engine's outcomes and stored states into API messages.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from crowd.profile.v1 import definitions_pb2, event_pb2, profile_pb2, trace_pb2
 from profile_service.definitions.compiler import digest
@@ -177,14 +177,19 @@ class ProfileApp:
         return page.profile_ids, page.next_page_token
 
     async def trace(
-        self, *, profile_id: str = "", trace_id: str = "", after: str = ""
+        self,
+        *,
+        profile_id: str = "",
+        trace_id: str = "",
+        after: str = "",
+        active: Callable[[], bool] | None = None,
     ) -> AsyncIterator[trace_pb2.TraceEntry]:
         stream = (
             self._trace_log.trace_id_stream(trace_id)
             if trace_id
             else await self._trace_log.visitor_stream(profile_id)
         )
-        async for entry in self._trace_log.follow(stream, after):
+        async for entry in self._trace_log.follow(stream, after, active=active):
             yield entry
 
     def validate_definitions(

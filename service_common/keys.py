@@ -284,3 +284,84 @@ def rate_limit_pause(connector_id: str, endpoint_group: str) -> str:
     TTL: the pause itself (the key vanishes when the pause ends).
     """
     return f"{PREFIX}:ratelimit:{_rate_limit_tag(connector_id, endpoint_group)}:paused"
+
+
+# --- cohort sync (dispatch service) ------------------------------------------------------
+
+
+def cohort_partition(connector_id: str, cohort_id: str, partitions: int) -> int:
+    """The dispatch partition of one cohort: every key of a cohort shares its tag, so an
+    intake or a settle step is one atomic call in one slot."""
+    return partition_of(f"{connector_id}\x00{cohort_id}", partitions)
+
+
+def cohort_member(connector_id: str, cohort_id: str) -> str:
+    """Member of :attr:`CohortKeys.dirty` (and queue entry value) naming one cohort.
+
+    Connector ids never contain NUL (``[A-Za-z0-9_.-]``), so the split is unambiguous.
+    Used as a hash input too, so it must stay stable.
+    """
+    return f"{connector_id}\x00{cohort_id}"
+
+
+@dataclass(frozen=True)
+class CohortKeys:
+    """Key shapes of cohort sync in one dispatch partition (cohorts are partitioned by
+    ``connector id NUL cohort id``, see :func:`cohort_partition`). Cohort ids are printable text
+    (no control characters, checked at intake); they follow the tag and the connector id in
+    every key, so a ``{`` in a cohort id cannot move the hash tag.
+    """
+
+    partition: int
+
+    @property
+    def tag(self) -> str:
+        return partition_tag(self.partition)
+
+    @property
+    def queue(self) -> str:
+        """Stream: cohorts with changes to send; consumer group ``cohort-senders``.
+
+        Entry fields: ``c`` = :func:`cohort_member`. At most one waiting entry per cohort
+        (see :attr:`dirty`); an entry is acknowledged and deleted once its cohort's pending
+        changes are sent or dead-lettered. No MAXLEN and no TTL.
+        """
+        return f"{PREFIX}:cohort:{self.tag}:queue"
+
+    @property
+    def dirty(self) -> str:
+        """Set: :func:`cohort_member` of cohorts whose queue entry nobody has started on yet
+        (intake adds an entry only when it adds the member; a sender removes the member
+        before it reads the pending changes). No TTL."""
+        return f"{PREFIX}:cohort:{self.tag}:dirty"
+
+    def pending(self, connector_id: str, cohort_id: str) -> str:
+        """Hash: identifier -> wanted membership (``1`` add, ``0`` remove) not yet sent.
+
+        Identifier fields: ``e:<external_id>``, ``d:<device_id>``, ``a:<JSON [alias_label,
+        alias_name]>`` (``dispatch_service.cohorts.identifiers``). A later change of the same
+        identifier overwrites the field (the last change wins); a sender deletes a field only
+        if it still holds the value it sent.
+        No TTL (emptied by sending).
+        """
+        return f"{PREFIX}:cohort:{self.tag}:pending:{connector_id}:{cohort_id}"
+
+    def meta(self, connector_id: str, cohort_id: str) -> str:
+        """Hash: ``name`` (wanted), ``exported_name`` (last one Braze accepted), ``created_at``
+        (ISO-8601, first intake), ``traceparent`` (of the last intake). No TTL."""
+        return f"{PREFIX}:cohort:{self.tag}:meta:{connector_id}:{cohort_id}"
+
+    def lease(self, connector_id: str, cohort_id: str) -> str:
+        """String: random token of the sender working on a cohort (one at a time, so that a
+        cohort's changes reach Braze in order). TTL: the lease time, renewed while working."""
+        return f"{PREFIX}:cohort:{self.tag}:lease:{connector_id}:{cohort_id}"
+
+    @property
+    def failed(self) -> str:
+        """Stream: cohort dead letters (requests Braze refused for good). No MAXLEN, no TTL.
+
+        Entry fields: ``c`` connector id, ``i`` cohort id, ``k`` kind (``members`` or ``name``),
+        ``s`` HTTP status (0: none), ``r`` reason, ``t`` time (ms), ``n`` number of ids,
+        ``b`` the refused request body as JSON, credentials left out.
+        """
+        return f"{PREFIX}:cohort:{self.tag}:failed"

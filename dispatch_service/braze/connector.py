@@ -118,6 +118,8 @@ class BrazeConnector(BaseModel):
     """Shared budget of /users/track requests (all replicas together)."""
     admin_rate: Rate = Rate(requests=20000, per_seconds=60.0)
     """Shared budget of /users/delete, /users/identify, /users/alias/new and /users/merge."""
+    cohort_rate: Rate = Rate(requests=250_000, per_seconds=3600.0)
+    """Shared budget of the partner cohort endpoints (Braze: 250,000 requests per hour)."""
     rate_margin_s: float = Field(default=0.1, ge=0, le=10)
     """Added to each rate window: requests granted N per window can still arrive bunched after
     network jitter, and Braze counts arrivals; the margin absorbs that jitter."""
@@ -205,6 +207,8 @@ class BrazeConnector(BaseModel):
 
     def rate_for(self, group: RateGroup) -> Rate:
         """The configured budget of an endpoint group."""
+        if group is RateGroup.COHORTS:
+            return self.cohort_rate
         return self.track_rate if group is RateGroup.TRACK else self.admin_rate
 
     def redacted(self) -> dict[str, Any]:

@@ -48,6 +48,8 @@ class RateGroup(StrEnum):
     """/users/track: 3,000 requests per 3 seconds by default."""
     ADMIN = "admin"
     """/users/delete, /users/identify, /users/alias/new, /users/merge: 20,000 per minute."""
+    COHORTS = "cohorts"
+    """/partners/{partner}/cohorts and /cohorts/users: 250,000 requests per hour."""
 
 
 class Endpoint(StrEnum):

@@ -7,7 +7,7 @@ and the Redis storage. Keeping the boundary explicit lets the servicers stay thi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Protocol
 
 from crowd.profile.v1 import definitions_pb2, event_pb2, profile_pb2, trace_pb2
@@ -48,9 +48,15 @@ class ProfileBackend(Protocol):
         ...
 
     def trace(
-        self, *, profile_id: str = "", trace_id: str = "", after: str = ""
+        self,
+        *,
+        profile_id: str = "",
+        trace_id: str = "",
+        after: str = "",
+        active: Callable[[], bool] | None = None,
     ) -> AsyncIterator[trace_pb2.TraceEntry]:
-        """Yield stored entries after ``after`` (if given), then new ones as they happen."""
+        """Yield stored entries after ``after`` (if given), then new ones as they happen,
+        until ``active()`` turns false (the caller went away)."""
         ...
 
     def validate_definitions(

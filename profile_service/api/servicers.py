@@ -23,7 +23,12 @@ from crowd.profile.v1 import (
     profile_service_pb2_grpc,
 )
 from profile_service.api.backend import ProfileBackend
-from profile_service.api.validation import MAX_BATCH_EVENTS, MAX_ID_LENGTH, normalize_batch
+from profile_service.api.validation import (
+    MAX_BATCH_EVENTS,
+    MAX_ID_LENGTH,
+    normalize_batch,
+    normalize_event,
+)
 from service_common.errors import FieldViolation, InvalidArgument, NotFound, Violations
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -96,11 +101,15 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
     ) -> profile_service_pb2.TrackEventResponse:
         if not request.HasField("event"):
             raise _invalid("event", "is required")
-        events = normalize_batch(
-            [request.event], _now_ms(), field="event", traceparent=_current_traceparent()
-        )
-        # normalize_batch names fields "event[0]..."; a single event reads better as "event".
-        results = await self._backend.track(events)
+        # Validated on its own (not as a batch of one) so violations name the request's field
+        # "event.visitor_id", not "event[0].visitor_id".
+        own = Violations()
+        event = normalize_event(request.event, _now_ms(), own, traceparent=_current_traceparent())
+        violations = Violations()
+        violations.extend_prefixed("event", own)
+        violations.raise_if_any()
+        assert event is not None  # normalize_event returns None only with violations
+        results = await self._backend.track([event])
         return profile_service_pb2.TrackEventResponse(result=results[0])
 
     async def TrackEvents(
@@ -250,11 +259,15 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
         if target == "visitor_id":
             lookup = event_pb2.VisitorLookup(visitor_id=request.visitor_id)
             profile_id = await self._resolve(lookup, "visitor_id")
-            entries = self._backend.trace(profile_id=profile_id, after=request.after)
+            entries = self._backend.trace(
+                profile_id=profile_id, after=request.after, active=lambda: not context.done()
+            )
         else:
             if not request.trace_id or len(request.trace_id) > MAX_ID_LENGTH:
                 raise _invalid("trace_id", f"must have 1 to {MAX_ID_LENGTH} characters")
-            entries = self._backend.trace(trace_id=request.trace_id, after=request.after)
+            entries = self._backend.trace(
+                trace_id=request.trace_id, after=request.after, active=lambda: not context.done()
+            )
         async for entry in entries:
             yield profile_service_pb2.StreamTraceResponse(entry=entry)
 

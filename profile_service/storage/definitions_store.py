@@ -16,7 +16,6 @@ the ingest path takes the snapshot once per batch, so no event sees two versions
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import redis.exceptions
 from crowd.profile.v1 import definitions_pb2 as pb
 from profile_service.definitions.errors import DefinitionError, InvalidDefinitionsError
 from profile_service.definitions.model import CompiledDefinitions
+from profile_service.storage.background import BackgroundLoop
 from profile_service.storage.layout import Clock, system_clock_ms
 from profile_service.storage.lua import LuaScript
 from profile_service.storage.replies import as_bytes, as_text
@@ -214,7 +214,7 @@ class DefinitionsWatcher:
         self._poll_interval_s = poll_interval_s
         self._switched = asyncio.Event()
         self._refresh_lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundLoop("definitions-watcher")
 
     @property
     def current(self) -> CompiledDefinitions:
@@ -265,24 +265,19 @@ class DefinitionsWatcher:
     async def start(self) -> None:
         """Load the current version, then follow changes in a background task."""
         await self.refresh()
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="definitions-watcher")
+        self._loop.start(self._run)
 
-    async def stop(self) -> None:
-        """Stop following changes."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop following changes (within one poll interval)."""
+        await self._loop.stop(grace_s)
 
     async def _run(self) -> None:
-        while True:
+        while not self._loop.stopping:
             try:
                 async with self._client.pubsub() as pubsub:
                     await pubsub.subscribe(keys.DEFINITIONS_CHANNEL)
                     await self.refresh()  # anything published while (re)subscribing
-                    while True:
+                    while not self._loop.stopping:
                         # Returns on an announcement or after the poll interval: either way
                         # compare the pointer (the poll covers lost announcements).
                         await pubsub.get_message(
@@ -291,4 +286,4 @@ class DefinitionsWatcher:
                         await self.refresh()
             except (redis.exceptions.RedisError, OSError) as exc:
                 logger.warning("definitions watch interrupted (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(self._poll_interval_s)
+                await self._loop.pause(self._poll_interval_s)

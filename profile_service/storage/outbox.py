@@ -39,6 +39,7 @@ import redis.exceptions
 from google.protobuf.message import DecodeError
 
 from crowd.dispatch.v1 import action_pb2
+from profile_service.storage.background import BackgroundLoop
 from profile_service.storage.layout import Layout
 from profile_service.storage.replies import StreamEntry, as_text, range_entries, stream_entries
 from service_common.keys import PartitionKeys
@@ -136,7 +137,7 @@ class OutboxForwarder:
         self._next_claim = 0.0
         self._claim_cursors = ["0-0"] * layout.partitions
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundLoop("outbox-forwarder")
         self._groups_ready = False
         self.stats = ForwarderStats()
 
@@ -168,14 +169,18 @@ class OutboxForwarder:
         pending += await self._read_new()
         if not pending:
             return 0
-        readable = [p for p in pending if p.action is not None]
-        for bad in (p for p in pending if p.action is None):
+        done = [p for p in pending if p.action is None]
+        for bad in done:
             logger.error("dropping an unreadable outbox entry %s (key %r)", bad.entry_id, bad.key)
+        readable = [p for p in pending if p.action is not None]
         for start in range(0, len(readable), MAX_SUBMIT):
-            await self._submit_with_retry(readable[start : start + MAX_SUBMIT])
-        await self._acknowledge(pending)
-        self.stats.forwarded += len(readable)
-        return len(pending)
+            chunk = readable[start : start + MAX_SUBMIT]
+            if not await self._submit_with_retry(chunk):
+                break  # stopping: the rest stays pending and will be claimed later
+            done += chunk
+            self.stats.forwarded += len(chunk)
+        await self._acknowledge(done)
+        return len(done)
 
     async def _read_new(self) -> list[_Pending]:
         partitions = self._layout.all_partitions()
@@ -239,15 +244,18 @@ class OutboxForwarder:
             action.idempotency_key = key
         return _Pending(partition, entry_id, key, action)
 
-    async def _submit_with_retry(self, batch: Sequence[_Pending]) -> None:
-        """Submit until the dispatch service accepts; meanwhile keep the entries claimed."""
+    async def _submit_with_retry(self, batch: Sequence[_Pending]) -> bool:
+        """Submit until the dispatch service accepts (True) or the forwarder stops (False);
+        meanwhile keep the entries claimed."""
         remaining = list(batch)
         delay = self._initial_backoff_s
         last_refresh = time.monotonic()
         while remaining:
+            if self._loop.stopping:
+                return False
             try:
                 await self._submit([p.action for p in remaining if p.action is not None])
-                return
+                return True
             except SubmitRejected as rejected:
                 refused = [p for p in remaining if p.key in rejected.idempotency_keys]
                 for p in refused:
@@ -269,11 +277,12 @@ class OutboxForwarder:
                     type(exc).__name__,
                     delay,
                 )
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            await self._loop.pause(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, self._max_backoff_s)
             if (time.monotonic() - last_refresh) * 1000 > self._claim_idle_ms / 2:
                 await self._keep_claimed(remaining)
                 last_refresh = time.monotonic()
+        return True
 
     async def _keep_claimed(self, entries: Sequence[_Pending]) -> None:
         """Reset the entries' idle time so no other forwarder takes them while we retry."""
@@ -287,6 +296,8 @@ class OutboxForwarder:
                 await pipe.execute(raise_on_error=False)
 
     async def _acknowledge(self, entries: Sequence[_Pending]) -> None:
+        if not entries:
+            return
         async with self._client.pipeline(transaction=False) as pipe:
             for partition, ids in _ids_by_partition(entries).items():
                 outbox = PartitionKeys(partition).outbox
@@ -295,38 +306,31 @@ class OutboxForwarder:
             await pipe.execute()
 
     async def run(self) -> None:
-        """Forward until cancelled; Redis failures are logged and retried."""
+        """Forward until `stop`; Redis failures are logged and retried."""
         delay = self._initial_backoff_s
-        while True:
+        while not self._loop.stopping:
             try:
                 handled = await self.forward_once()
                 delay = self._initial_backoff_s
             except (redis.exceptions.RedisError, OSError) as exc:
                 logger.warning("outbox forwarding failed (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(delay)
+                await self._loop.pause(delay)
                 delay = min(delay * 2, self._max_backoff_s)
                 continue
             if handled == 0:
-                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
-                # cancellation that races with the wake-up, and stop() would then hang.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._idle_interval_s):
-                        await self._wake.wait()
+                await self._loop.pause(self._idle_interval_s, self._wake)
                 self._wake.clear()
 
     def start(self) -> None:
         """Start forwarding in a background task."""
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="outbox-forwarder")
+        self._loop.start(self.run)
 
-    async def stop(self) -> None:
-        """Stop the background task. Entries it had read but not acknowledged stay pending
-        and are claimed by a forwarder after ``claim_idle_ms``."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Stop forwarding: the current round finishes (a submit being retried is given
+        up), then the task ends; it is cancelled if that takes longer than ``grace_s``.
+        Entries read but not acknowledged stay pending and are claimed by a forwarder
+        after ``claim_idle_ms``."""
+        await self._loop.stop(grace_s)
 
 
 def _ids_by_partition(entries: Sequence[_Pending]) -> dict[int, list[str]]:

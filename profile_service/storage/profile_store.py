@@ -65,6 +65,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+ENGINE_FAILURE_RETRY_MS = 60_000
+"""When the engine fails to end a visit, the sweeper tries again this much later."""
+
 FIX_VISIT_DUE_SCRIPT = LuaScript("fix_visit_due")
 MOVE_DELAYED_SCRIPT = LuaScript("move_delayed")
 _SCRIPTS = (COMMIT_SCRIPT, FIX_VISIT_DUE_SCRIPT, MOVE_DELAYED_SCRIPT)
@@ -493,7 +496,14 @@ class ProfileStore:
                 fixes.append((profile_id, version, str(due)))
                 continue
             initial_audiences = list(state.audiences)
-            outcome = self._engine.end_visit(defs, state, now_ms)
+            try:
+                outcome = self._engine.end_visit(defs, state, now_ms)
+            except Exception:
+                # One profile the engine cannot handle must not stall every visit end:
+                # log it and look at it again later.
+                logger.exception("ending the visit of profile %s failed", profile_id)
+                fixes.append((profile_id, version, str(now_ms + ENGINE_FAILURE_RETRY_MS)))
+                continue
             writes.append(
                 build_write(
                     layout=self._layout,
@@ -589,7 +599,11 @@ class ProfileStore:
                 fired = None
                 if entry is not None and state is not None:
                     trace_key = pkeys.trace(entry["p"])
-                    fired = self._engine.evaluate_delayed(defs, state, entry["a"], now_ms)
+                    try:
+                        fired = self._engine.evaluate_delayed(defs, state, entry["a"], now_ms)
+                    except Exception:
+                        logger.exception("re-evaluating delayed action %s failed", entry["k"])
+                        continue  # stays due: retried by the next sweep
                     record = _delayed_trace_record(entry["a"], fired is not None)
                     args[3] = encode_entry(record, profile_id=entry["p"], time_ms=now_ms)
                 if fired is not None:
@@ -597,7 +611,7 @@ class ProfileStore:
                     args[2] = fired.action.SerializeToString()
                 fired_flags.append(fired is not None)
                 MOVE_DELAYED_SCRIPT.queue(pipe, [pkeys.delayed, pkeys.outbox, trace_key], args)
-            replies = await self._execute(pipe) if parsed else []
+            replies = await self._execute(pipe) if fired_flags else []
         _raise_errors(replies)
         fired_count = dropped = 0
         for was_fired, reply in zip(fired_flags, replies, strict=True):

@@ -13,8 +13,6 @@ idempotent.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +21,7 @@ import redis.asyncio
 import redis.exceptions
 
 from profile_service.definitions.model import CompiledDefinitions
+from profile_service.storage.background import BackgroundLoop
 from profile_service.storage.layout import Layout
 from profile_service.storage.lua import LuaScript, load_all
 from profile_service.storage.replies import as_text
@@ -60,7 +59,7 @@ class AudienceReconciler:
         self._definitions = definitions
         self._interval_s = interval_s
         self._scan_count = scan_count
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundLoop("audience-reconciler")
 
     async def reconcile_once(self) -> int:
         """One full pass; returns the number of memberships removed."""
@@ -99,23 +98,18 @@ class AudienceReconciler:
         return sum(int(r) for r in results)
 
     async def run(self) -> None:
-        """Reconcile every ``interval_s`` until cancelled."""
-        while True:
+        """Reconcile every ``interval_s`` until `stop`."""
+        while not self._loop.stopping:
             try:
                 await self.reconcile_once()
             except (redis.exceptions.RedisError, OSError) as exc:
                 logger.warning("audience reconciliation failed (%s)", type(exc).__name__)
-            await asyncio.sleep(self._interval_s)
+            await self._loop.pause(self._interval_s)
 
     def start(self) -> None:
         """Start reconciling in a background task."""
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="audience-reconciler")
+        self._loop.start(self.run)
 
-    async def stop(self) -> None:
-        """Stop the background task."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Stop after the current pass (cancelled after ``grace_s``)."""
+        await self._loop.stop(grace_s)

@@ -14,8 +14,6 @@ that replicas mostly work on different profiles when there is a backlog.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -25,6 +23,7 @@ import redis.asyncio
 import redis.exceptions
 
 from profile_service.definitions.model import CompiledDefinitions
+from profile_service.storage.background import BackgroundLoop
 from profile_service.storage.layout import Clock, system_clock_ms
 from profile_service.storage.profile_store import ProfileStore
 from profile_service.storage.replies import as_text
@@ -77,7 +76,7 @@ class VisitSweeper:
         self._clock = clock
         self._order = list(range(store.layout.partitions))
         random.shuffle(self._order)
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundLoop("visit-sweeper")
         self.sweeps = 0
 
     async def sweep_once(self, now_ms: int | None = None) -> SweepReport:
@@ -114,8 +113,8 @@ class VisitSweeper:
         )
 
     async def run(self) -> None:
-        """Sweep until cancelled; Redis failures are logged and retried next interval."""
-        while True:
+        """Sweep until `stop`; failures are logged and retried next interval."""
+        while not self._loop.stopping:
             try:
                 report = await self.sweep_once()
             except (redis.exceptions.RedisError, OSError) as exc:
@@ -125,17 +124,13 @@ class VisitSweeper:
                 logger.exception("visit sweep failed")
                 report = SweepReport()
             if not report.more:
-                await asyncio.sleep(self._interval_s)
+                await self._loop.pause(self._interval_s)
 
     def start(self) -> None:
         """Start sweeping in a background task."""
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="visit-sweeper")
+        self._loop.start(self.run)
 
-    async def stop(self) -> None:
-        """Stop the background task (a sweep in progress is abandoned; its CAS keeps it safe)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Stop after the current sweep (cancelled after ``grace_s``; its compare-and-set
+        writes keep even an interrupted sweep safe)."""
+        await self._loop.stop(grace_s)

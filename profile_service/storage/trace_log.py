@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
 import redis.asyncio
@@ -150,20 +150,33 @@ class TraceLog:
         raw = await self._client.xrange(stream, min=start, max="+", count=count)
         return [decode_entry(entry_id, fields) for entry_id, fields in range_entries(raw)]
 
-    async def follow(self, stream: str, after: str = "") -> AsyncIterator[trace_pb2.TraceEntry]:
-        """Yield entries after ``after`` and then new ones as they are written, forever.
-
-        ``after``: ``""`` = only entries written from now on, ``"0"`` = all stored history
-        first, otherwise the cursor of the last entry already seen. Cancel the consuming task
-        to stop.
-        """
+    async def start_cursor(self, stream: str, after: str = "") -> str:
+        """Resolve where following starts: ``after`` itself, or for ``""`` the newest entry
+        now stored (so that only entries written from this call on are followed)."""
         _check_cursor(after)
         if after:
-            last = "0-0" if after == "0" else after
-        else:
-            newest = await self._client.xrevrange(stream, max="+", min="-", count=1)
-            last = as_text(newest[0][0]) if newest else "0-0"
-        while True:
+            return "0-0" if after == "0" else after
+        newest = await self._client.xrevrange(stream, max="+", min="-", count=1)
+        return as_text(newest[0][0]) if newest else "0-0"
+
+    async def follow(
+        self,
+        stream: str,
+        after: str = "",
+        *,
+        active: Callable[[], bool] | None = None,
+    ) -> AsyncGenerator[trace_pb2.TraceEntry, None]:
+        """Yield entries after ``after`` and then new ones as they are written.
+
+        ``after``: ``""`` = only entries written from now on, ``"0"`` = all stored history
+        first, otherwise the cursor of the last entry already seen (see `start_cursor`).
+        The generator runs until ``active()`` returns False (checked at least every
+        ``block_ms``; pass e.g. ``lambda: not context.done()`` from a gRPC handler) or the
+        consumer stops iterating. Do not rely on cancelling the consuming task alone:
+        redis-py's blocking read can swallow a cancellation on Python 3.11.
+        """
+        last = await self.start_cursor(stream, after)
+        while active is None or active():
             reply = await self._client.xread({stream: last}, count=100, block=self._block_ms)
             for entry_id, fields in stream_entries(reply):
                 last = entry_id

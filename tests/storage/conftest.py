@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import pytest
 import pytest_asyncio
 import redis.asyncio
 
@@ -22,7 +23,7 @@ async def client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
         await redis_client.aclose()
 
 
-@pytest_asyncio.fixture
+@pytest.fixture
 def layout() -> Layout:
     return Layout(PARTITIONS)
 
@@ -34,6 +35,6 @@ async def store(client: redis.asyncio.Redis, layout: Layout) -> ProfileStore:
     return profile_store
 
 
-@pytest_asyncio.fixture
+@pytest.fixture
 def reader(client: redis.asyncio.Redis, layout: Layout) -> ProfileReader:
     return ProfileReader(client, layout)

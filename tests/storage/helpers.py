@@ -35,7 +35,8 @@ from profile_service.engine.state import (
     TraceRecord,
     VisitState,
 )
-from profile_service.storage import EngineFunctions
+from profile_service.storage import EngineFunctions, Layout
+from profile_service.storage.replies import range_entries
 
 T0 = 1_700_000_000_000
 BIG_AT = 3
@@ -188,6 +189,20 @@ STAND_IN_ENGINE = EngineFunctions(
 )
 
 
+async def stream(client: redis.asyncio.Redis, key: str) -> list[tuple[str, dict[str, bytes]]]:
+    """Every entry of a stream (id, fields), oldest first."""
+    return range_entries(await client.xrange(key))
+
+
+async def outbox_actions(
+    client: redis.asyncio.Redis, layout: Layout, visitor_id: str
+) -> list[action_pb2.Action]:
+    """The visitor's actions in its partition's outbox, in order."""
+    entries = await stream(client, layout.keys_for(visitor_id).outbox)
+    actions = [action_pb2.Action.FromString(fields["a"]) for _, fields in entries]
+    return [a for a in actions if a.visitor_id == visitor_id]
+
+
 class CountingConnection(redis.asyncio.Connection):
     """A connection that counts what it sends: one send = one network round trip."""
 
@@ -231,5 +246,5 @@ class RecordingSubmit:
             raise ConnectionError("dispatch service unavailable")
         self.accepted.extend(actions)
 
-    def keys(self) -> list[str]:
+    def idempotency_keys(self) -> list[str]:
         return [a.idempotency_key for a in self.accepted]

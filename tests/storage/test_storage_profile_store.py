@@ -29,6 +29,7 @@ from tests.storage.helpers import (
     event,
     make_defs,
     process_event,
+    stream,
 )
 
 
@@ -194,10 +195,10 @@ async def test_the_commit_writes_audiences_outbox_visit_expiry_and_retention(
     assert await client.zscore(pkeys.visits_due, "v") == T0 + 60_000
     ttl = await client.pttl(pkeys.profile("v"))
     assert defs.limits.visitor_retention_ms - 60_000 < ttl <= defs.limits.visitor_retention_ms
-    entries = await client.xrange(pkeys.outbox)
-    fired = [action_pb2.Action.FromString(fields[b"a"]) for _, fields in entries]
+    entries = await stream(client, pkeys.outbox)
+    fired = [action_pb2.Action.FromString(fields["a"]) for _, fields in entries]
     assert [a.idempotency_key for a in fired] == ["v:feed:e0", "v:joined_big:e2"]
-    assert [fields[b"k"] for _, fields in entries] == [b"v:feed:e0", b"v:joined_big:e2"]
+    assert [fields["k"] for _, fields in entries] == [b"v:feed:e0", b"v:joined_big:e2"]
 
 
 async def test_leaving_an_audience_removes_the_membership(
@@ -255,8 +256,8 @@ async def test_events_with_a_live_trace_id_are_also_written_to_that_trace_stream
         make_defs(), [event("v", "e1", trace_id="debug-1"), event("v", "e2")], T0
     )
 
-    entries = await client.xrange(keys.trace_by_id("debug-1"))
-    assert [json.loads(fields[b"e"])["ev"] for _, fields in entries] == ["e1"]
+    entries = await stream(client, keys.trace_by_id("debug-1"))
+    assert [json.loads(fields["e"])["ev"] for _, fields in entries] == ["e1"]
     assert 0 < await client.pttl(keys.trace_by_id("debug-1")) <= 12 * 3600 * 1000
 
 

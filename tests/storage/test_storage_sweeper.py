@@ -9,11 +9,27 @@ from collections.abc import AsyncIterator
 import pytest_asyncio
 import redis.asyncio
 
-from crowd.dispatch.v1 import action_pb2
 from profile_service.definitions.model import CompiledDefinitions
-from profile_service.storage import Layout, ProfileReader, ProfileStore, VisitSweeper
+from profile_service.engine.state import Outcome, ProfileState
+from profile_service.storage import (
+    EngineFunctions,
+    Layout,
+    ProfileReader,
+    ProfileStore,
+    VisitSweeper,
+)
 from profile_service.storage.layout import system_clock_ms
-from tests.storage.helpers import STAND_IN_ENGINE, T0, event, eventually, make_defs
+from tests.storage.helpers import (
+    STAND_IN_ENGINE,
+    T0,
+    end_visit,
+    evaluate_delayed,
+    event,
+    eventually,
+    make_defs,
+    outbox_actions,
+    process_event,
+)
 
 
 @pytest_asyncio.fixture
@@ -40,9 +56,7 @@ def _sweepers(
 
 async def _outbox_keys(client: redis.asyncio.Redis, layout: Layout, visitor_id: str) -> list[str]:
     """Idempotency keys of the visitor's actions in its partition's outbox, in order."""
-    entries = await client.xrange(layout.keys_for(visitor_id).outbox)
-    actions = [action_pb2.Action.FromString(fields[b"a"]) for _, fields in entries]
-    return [a.idempotency_key for a in actions if a.visitor_id == visitor_id]
+    return [a.idempotency_key for a in await outbox_actions(client, layout, visitor_id)]
 
 
 async def test_a_visit_ends_by_inactivity_exactly_once_with_two_sweepers_running(
@@ -175,3 +189,29 @@ async def test_a_due_delayed_action_fires_once_if_the_visitor_still_qualifies(
     assert "w:delayed_end:delayed-1" not in await _outbox_keys(client, layout, "w")
     for visitor_id in ("v", "w"):
         assert await client.zcard(layout.keys_for(visitor_id).delayed) == 0
+
+
+async def test_an_engine_failure_on_one_profile_does_not_stop_other_visits_ending(
+    client: redis.asyncio.Redis, layout: Layout, reader: ProfileReader
+) -> None:
+    def end_visit_failing_for_bad(
+        defs: CompiledDefinitions, state: ProfileState, now_ms: int
+    ) -> Outcome:
+        if state.profile_id == "bad":
+            raise ValueError("engine bug")
+        return end_visit(defs, state, now_ms)
+
+    store = ProfileStore(
+        client, layout, EngineFunctions(process_event, end_visit_failing_for_bad, evaluate_delayed)
+    )
+    await store.prepare()
+    defs = make_defs(visit_timeout_ms=1000)
+    await store.apply_events(defs, [event("good", "e1"), event("bad", "e1")], T0)
+
+    report = await VisitSweeper(client, store, lambda: defs).sweep_once(T0 + 1000)
+
+    assert report.visits_ended == 1
+    good = await reader.get_profile("good")
+    assert good is not None and good.state.visit is None
+    # The failing one is looked at again a minute later instead of every sweep.
+    assert await client.zscore(layout.keys_for("bad").visits_due, "bad") == T0 + 61_000

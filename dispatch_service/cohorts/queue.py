@@ -1,0 +1,186 @@
+"""The cohort queues: one Redis stream per dispatch partition, read by ``cohort-senders``.
+
+An entry names a cohort with changes to send (field ``c``, ``connector NUL cohort``); the
+changes themselves wait in the cohort's pending hash. Entries stay pending in the consumer
+group until the sender has sent or dead-lettered every change it found, then they are
+acknowledged and deleted. A worker that dies loses nothing: after ``claim_idle_ms`` another
+takes its entries over with ``XAUTOCLAIM``; live workers refresh theirs (``XCLAIM ... JUSTID``).
+
+One sender works on a cohort at a time (a lease with a token and a TTL, renewed while it
+works), so a cohort's changes reach Braze in the order they were accepted.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from dispatch_service.braze.lua import LuaScript
+from service_common.keys import CohortKeys, cohort_member
+
+__all__ = [
+    "GROUP",
+    "Entry",
+    "Lease",
+    "acknowledge",
+    "claim_stale",
+    "ensure_groups",
+    "read_new",
+    "touch",
+]
+
+GROUP = "cohort-senders"
+
+# KEYS[1] lease. ARGV[1] token, ARGV[2] ttl ms. Takes a free lease or extends our own.
+_ACQUIRE = LuaScript("""
+local current = redis.call('GET', KEYS[1])
+if not current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if current == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+""")
+
+# KEYS[1] lease. ARGV[1] token. Frees the lease only if it is still ours.
+_RELEASE = LuaScript("""
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+""")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A queue entry this worker holds (pending under its consumer name)."""
+
+    partition: int
+    entry_id: bytes
+    connector_id: str
+    cohort_id: str
+
+    @property
+    def member(self) -> str:
+        """The cohort as named in the dirty set."""
+        return cohort_member(self.connector_id, self.cohort_id)
+
+
+async def ensure_groups(redis: aioredis.Redis, partitions: int) -> None:
+    """Create each partition's stream and consumer group if missing (group at ``0``, so that
+    entries written before any worker ran are read too)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for partition in range(partitions):
+            pipe.xgroup_create(CohortKeys(partition).queue, GROUP, id="0", mkstream=True)
+        replies = await pipe.execute(raise_on_error=False)
+    for reply in replies:
+        if isinstance(reply, ResponseError) and "BUSYGROUP" not in str(reply):
+            raise reply
+
+
+def _entry(partition: int, raw: Any) -> Entry | None:
+    entry_id, fields = raw
+    if not fields or b"c" not in fields:
+        return None  # deleted meanwhile (XAUTOCLAIM may still list it)
+    connector_id, _, cohort_id = fields[b"c"].decode("utf-8").partition("\x00")
+    return Entry(partition, bytes(entry_id), connector_id, cohort_id)
+
+
+async def read_new(
+    redis: aioredis.Redis, partitions: int, consumer: str, count: int, block_ms: int
+) -> list[Entry]:
+    """Take up to ``count`` new entries across all partitions, waiting up to ``block_ms``."""
+    streams = {CohortKeys(p).queue: ">" for p in range(partitions)}
+    reply = await redis.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)  # type: ignore[arg-type]
+    by_name = {CohortKeys(p).queue.encode(): p for p in range(partitions)}
+    items = reply.items() if isinstance(reply, dict) else (reply or [])
+    taken: list[Entry] = []
+    for name, entries in items:
+        partition = by_name[name if isinstance(name, bytes) else str(name).encode()]
+        for raw in entries[0] if isinstance(reply, dict) else entries:
+            if (entry := _entry(partition, raw)) is not None:
+                taken.append(entry)
+    return taken
+
+
+async def claim_stale(
+    redis: aioredis.Redis, partitions: int, consumer: str, min_idle_ms: int, count: int
+) -> list[Entry]:
+    """Take over entries pending with any consumer for longer than ``min_idle_ms``."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for partition in range(partitions):
+            pipe.xautoclaim(
+                CohortKeys(partition).queue, GROUP, consumer, min_idle_ms, "0-0", count=count
+            )
+        replies = await pipe.execute()
+    taken: list[Entry] = []
+    for partition, reply in enumerate(replies):
+        for raw in reply[1]:
+            if (entry := _entry(partition, raw)) is not None:
+                taken.append(entry)
+    return taken
+
+
+def _by_partition(entries: Sequence[Entry]) -> dict[int, list[bytes]]:
+    grouped: dict[int, list[bytes]] = {}
+    for entry in entries:
+        grouped.setdefault(entry.partition, []).append(entry.entry_id)
+    return grouped
+
+
+async def touch(redis: aioredis.Redis, consumer: str, entries: Sequence[Entry]) -> None:
+    """Reset the idle time of entries this worker is still working on."""
+    grouped = _by_partition(entries)
+    if not grouped:
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        for partition, ids in grouped.items():
+            pipe.xclaim(CohortKeys(partition).queue, GROUP, consumer, 0, ids, justid=True)  # type: ignore[arg-type]
+        await pipe.execute()
+
+
+async def acknowledge(redis: aioredis.Redis, entries: Sequence[Entry]) -> None:
+    """Acknowledge and delete finished entries (one round trip)."""
+    grouped = _by_partition(entries)
+    if not grouped:
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        for partition, ids in grouped.items():
+            queue = CohortKeys(partition).queue
+            pipe.xack(queue, GROUP, *ids)
+            pipe.xdel(queue, *ids)
+        await pipe.execute()
+
+
+class Lease:
+    """The right to send one cohort's changes; see the module docstring."""
+
+    def __init__(self, redis: aioredis.Redis, entry: Entry, ttl_ms: int) -> None:
+        self._redis = redis
+        self._key = CohortKeys(entry.partition).lease(entry.connector_id, entry.cohort_id)
+        self._ttl_ms = ttl_ms
+        self._token = secrets.token_hex(16)
+        self.held = False
+
+    async def acquire(self) -> bool:
+        """Take the lease if it is free (or extend it if ours); True if we hold it now."""
+        self.held = bool(await _ACQUIRE.run(self._redis, [self._key], [self._token, self._ttl_ms]))
+        return self.held
+
+    async def renew(self) -> bool:
+        """Extend the lease; False if it expired and someone else took it."""
+        return await self.acquire()
+
+    async def release(self) -> None:
+        """Free the lease if it is still ours."""
+        if self.held:
+            self.held = False
+            await _RELEASE.run(self._redis, [self._key], [self._token])
