@@ -7,6 +7,7 @@ canonical status codes with ``google.rpc`` details.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -29,6 +30,7 @@ from profile_service.api.validation import (
     normalize_batch,
     normalize_event,
 )
+from profile_service.engine.state import NormalizedEvent
 from service_common.errors import FieldViolation, InvalidArgument, NotFound, Violations
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -38,6 +40,12 @@ DEFAULT_PAGE_SIZE = 100
 IMPORT_PLATFORM = "import"
 """Imported records get this platform: their visits last one minute unless the
 definitions set ``platform_visit_timeouts.import`` (Tealium file-import semantics)."""
+
+
+def _prefixed(prefix: str, violations: Violations) -> Violations:
+    nested = Violations()
+    nested.extend_prefixed(prefix, violations)
+    return nested
 
 
 def _invalid(field: str, description: str) -> InvalidArgument:
@@ -163,63 +171,62 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
         request_iterator: AsyncIterator[profile_service_pb2.ImportRecordsRequest],
         context: Context,
     ) -> profile_service_pb2.ImportRecordsResponse:
+        # Records are validated one by one: a bad record is reported by its position in the
+        # whole stream ("records[<i>]") and skipped; the others of its chunk are imported.
         response = profile_service_pb2.ImportRecordsResponse()
-        offset = 0
+        position = 0
         async for request in request_iterator:
-            events: list[event_pb2.Event] = []
-            positions: list[int] = []
-            for index, record in enumerate(request.records):
-                position = offset + index
-                field = f"records[{position}]"
-                try:
-                    _check_lookup(record.visitor, f"{field}.visitor")
-                    visitor_id = await self._backend.resolve(record.visitor)
-                except InvalidArgument as exc:
+            events: list[NormalizedEvent] = []
+            for record in request.records:
+                violations = Violations()
+                event = await self._import_event(record, violations)
+                if event is None:
                     response.violations.extend(
                         value_pb2.FieldViolation(field=v.field, description=v.description)
-                        for v in exc.violations
+                        for v in _prefixed(f"records[{position}]", violations)
                     )
-                    continue
-                if visitor_id is None:
-                    # An unknown visitor-ID value starts a profile keyed by that value.
-                    visitor_id = record.visitor.visitor_id or (
-                        f"{record.visitor.visitor_id_value.attribute_id}:"
-                        f"{record.visitor.visitor_id_value.value}"
-                    )
-                event = event_pb2.Event(
-                    visitor_id=visitor_id,
-                    event_id=record.record_id,
-                    name=record.name or "import",
-                    data=record.data,
-                    platform=IMPORT_PLATFORM,
-                )
-                if record.HasField("time"):
-                    event.time.CopyFrom(record.time)
-                events.append(event)
-                positions.append(position)
-            offset += len(request.records)
-            if not events:
-                continue
-            try:
-                normalized = normalize_batch(events, _now_ms(), field="records")
-            except InvalidArgument as exc:
-                # Map batch indexes back to stream positions and skip the bad records only.
-                bad = {_record_index(v.field) for v in exc.violations}
-                for v in exc.violations:
-                    index = _record_index(v.field)
-                    suffix = v.field.split("]", 1)[1] if "]" in v.field else ""
-                    field = f"records[{positions[index]}]{suffix}" if index >= 0 else v.field
-                    response.violations.append(
-                        value_pb2.FieldViolation(field=field, description=v.description)
-                    )
-                keep = [e for i, e in enumerate(events) if i not in bad]
-                if not keep:
-                    continue
-                normalized = normalize_batch(keep, _now_ms(), field="records")
-            results = await self._backend.track(normalized)
-            response.duplicates += sum(1 for r in results if r.duplicate)
-            response.imported += sum(1 for r in results if not r.duplicate)
+                else:
+                    events.append(event)
+                position += 1
+            if events:
+                results = await self._backend.track(events)
+                response.duplicates += sum(1 for r in results if r.duplicate)
+                response.imported += sum(1 for r in results if not r.duplicate)
         return response
+
+    async def _import_event(
+        self, record: profile_service_pb2.ImportRecord, violations: Violations
+    ) -> NormalizedEvent | None:
+        """The event one offline record becomes, or None after recording its violations."""
+        lookup = record.visitor
+        try:
+            _check_lookup(lookup, "visitor")
+        except InvalidArgument as exc:
+            violations.extend_prefixed("", exc.violations)
+            return None
+        identities: dict[str, str] = {}
+        visitor_id = await self._backend.resolve(lookup)
+        if lookup.WhichOneof("by") == "visitor_id_value":
+            identities[lookup.visitor_id_value.attribute_id] = lookup.visitor_id_value.value
+            if visitor_id is None:
+                # An unknown visitor-ID value starts a profile keyed by that value; the value
+                # is assigned to the attribute, so later lookups and events find it.
+                visitor_id = (
+                    f"{lookup.visitor_id_value.attribute_id}:{lookup.visitor_id_value.value}"
+                )
+        event = event_pb2.Event(
+            visitor_id=visitor_id or lookup.visitor_id,
+            event_id=record.record_id,
+            name=record.name or "import",
+            data=record.data,
+            platform=IMPORT_PLATFORM,
+        )
+        if record.HasField("time"):
+            event.time.CopyFrom(record.time)
+        normalized = normalize_event(event, _now_ms(), violations)
+        if normalized is None:
+            return None
+        return dataclasses.replace(normalized, identities=identities)
 
     async def GetAudienceSize(
         self, request: profile_service_pb2.GetAudienceSizeRequest, context: Context
@@ -270,13 +277,6 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
             )
         async for entry in entries:
             yield profile_service_pb2.StreamTraceResponse(entry=entry)
-
-
-def _record_index(field: str) -> int:
-    """The index in ``records[<i>]...``, or -1."""
-    if field.startswith("records[") and "]" in field:
-        return int(field[len("records[") : field.index("]")])
-    return -1
 
 
 class DefinitionServicer(definition_service_pb2_grpc.DefinitionServiceServicer):

@@ -18,8 +18,9 @@ Mapping semantics (documented for the README):
   audience the visitor is in, in document order) and/or ``In <audience name>`` (true for
   every current audience, false for each audience left by this change).
 - Frequency caps are copied from the definition, with the cooldown group's wait.
-- ``trace_context.traceparent`` is the triggering event's traceparent; ``fired_at`` is the
-  processing time.
+- ``trace_context.traceparent`` is the triggering event's traceparent (for visit-end and
+  delayed actions: the latest event's), so one trace runs from the caller to Braze;
+  ``fired_at`` is the processing time.
 """
 
 from __future__ import annotations
@@ -382,6 +383,7 @@ def fire(
     getattr(action, field).CopyFrom(payload)
     if plan.frequency_cap is not None:
         action.frequency_cap.CopyFrom(plan.frequency_cap)
-    if c.event is not None and c.event.traceparent:
-        action.trace_context.traceparent = c.event.traceparent
+    traceparent = c.event.traceparent if c.event is not None else c.state.last_traceparent
+    if traceparent:
+        action.trace_context.traceparent = traceparent
     return FiredAction(plan.id, idempotency_key, action, delay_ms)

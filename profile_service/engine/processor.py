@@ -140,6 +140,8 @@ def process_event(
 
     state.event_count += 1
     state.updated_ms = max(state.updated_ms, at_ms)
+    if event.traceparent:
+        state.last_traceparent = event.traceparent
     visit = state.visit
     if visit is None:
         visit = start_visit(state, event, at_ms, limits)
@@ -155,6 +157,7 @@ def process_event(
     visit.last_event_ms = max(visit.last_event_ms, at_ms)
 
     c = _context(plan, state, event, now_ms, event.time_ms, previous)
+    _assign_identities(plan, c, event)
     if new_visitor:
         _run(plan.new_visitor, c)
     if outcome.visit_started:
@@ -188,6 +191,18 @@ def process_event(
             fire_and_record(action, c, key, left_names, outcome, cause)
     record_notes(c, outcome)
     return merge(earlier, outcome) if earlier is not None else outcome
+
+
+def _assign_identities(plan: EnginePlan, c: EvalContext, event: NormalizedEvent) -> None:
+    """Assign visitor-ID values the event is known to belong to (an imported record looked up
+    by one), before the enrichments run; like the SET enrichment, only while unassigned."""
+    for attribute_id, value in event.identities.items():
+        meta = plan.metas.get(attribute_id)
+        if meta is None or meta.type != pb.ATTRIBUTE_TYPE_VISITOR_ID or not value:
+            continue
+        if c.get(meta) is values.MISSING:
+            c.begin(meta)
+            c.put(meta, value)
 
 
 def _event_cause(

@@ -84,6 +84,9 @@ class ProfileState:
     """When the visitor's most recent visit ended (built-in ``last_visit``)."""
     last_visit_id: str = ""
     """Id of the most recently ended visit (names its delayed end-of-visit actions)."""
+    last_traceparent: str = ""
+    """W3C traceparent of the latest event that carried one: actions fired without an event
+    (visit end, delayed actions) continue that event's trace."""
 
     def to_bytes(self) -> bytes:
         """Serialise to compact JSON."""
@@ -123,6 +126,9 @@ class NormalizedEvent:
     platform: str = ""
     traceparent: str = ""
     """W3C traceparent of the ingesting RPC, copied onto fired actions."""
+    identities: dict[str, str] = field(default_factory=dict)
+    """Visitor-ID attribute values known to belong to this visitor (an imported record
+    looked up by one); assigned before the enrichments run when still unassigned."""
 
 
 @dataclass(frozen=True)

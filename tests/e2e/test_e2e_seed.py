@@ -229,8 +229,8 @@ def test_braze_request_continues_the_trace_that_carried_the_action(seed_run: See
     #   forwarder SubmitActions CLIENT (profile) → child: SubmitActions SERVER (dispatch)
     #   → child: "braze POST /users/track" (also *linked* to that same context)
     #   → child: HTTP CLIENT span = the traceparent the sandbox received.
-    # Once visit-end actions carry a TrackEvent's context (see the xfail test below), the
-    # parent becomes that TrackEvent SERVER span; everything asserted here still holds.
+    # Visit-end actions carry the context of the visitor's latest TrackEvent, so the parent
+    # is that TrackEvent SERVER span (see the test below).
     exporter = seed_run.tracing.exporter
     [request] = seed_run.track_requests
     braze = only(find_spans(exporter, lambda s: s.name == BRAZE_TRACK_SPAN), "Braze request")
@@ -262,12 +262,6 @@ def test_braze_request_continues_the_trace_that_carried_the_action(seed_run: See
     assert is_server_span(parent, "SubmitActions") or is_server_span(parent, "TrackEvent")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="actions fired at visit end carry no trace context: the engine builds them without "
-    "an event (profile_service/engine/actions.py fire(): c.event is None), so the seed's "
-    "Braze request is not in any caller's TrackEvent trace (issue 4 §6/§8)",
-)
 def test_seed_braze_request_is_in_a_callers_track_event_trace(seed_run: SeedRun) -> None:
     braze = only(
         find_spans(seed_run.tracing.exporter, lambda s: s.name == BRAZE_TRACK_SPAN),

@@ -294,12 +294,6 @@ async def test_stream_trace_of_unknown_visitor_is_not_found(counting: CrowdClien
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ImportRecords keys a profile for an unknown visitor-ID value as "
-    "'<attribute>:<value>' but never assigns the visitor-ID attribute, so the identity "
-    "index has no entry and later lookups by that value find nothing",
-)
 async def test_import_by_unknown_visitor_id_value_is_found_by_it(client: CrowdClient) -> None:
     await client.publish_definitions(shop_definitions())
 
