@@ -24,7 +24,8 @@ from typing import TypeVar
 
 from google.protobuf import duration_pb2, json_format
 
-from crowd.client import CrowdClient
+from crowd.client import CrowdClient, make_event
+from crowd.profile.v1 import profile_service_pb2
 from demo.stack import PYTHON, RUN_DIR, Stack, free_port, start_redis, wait_serving
 from dispatch_service.braze_sandbox import BrazeSandbox  # noqa: F401  (documents the API used)
 from profile_service.definitions.loader import load_definitions
@@ -94,10 +95,19 @@ async def play(profile_target: str, dispatch_target: str, api_key: str, sandbox_
         async def visit_ended() -> bool:
             return not (await crowd.get_profile(visitor)).HasField("current_visit")
 
+        last_trace_id = ""
         for number, steps in enumerate(visits, start=1):
             print(f"  visit {number}:")
             for name, data in steps:
-                result = await crowd.track_event(visitor, name, data)
+                # Each call starts its own W3C trace, as an instrumented backend would.
+                trace_id = secrets.token_hex(16)
+                traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
+                response = await crowd.profiles.TrackEvent(
+                    profile_service_pb2.TrackEventRequest(event=make_event(visitor, name, data)),
+                    metadata=(*crowd.metadata, ("traceparent", traceparent)),
+                )
+                result = response.result
+                last_trace_id = trace_id
                 changed = sorted(c.attribute_id for c in result.changed_attributes)
                 print(
                     f"    {name:<10} changed={changed} badges+={list(result.badges_assigned)}"
@@ -126,9 +136,14 @@ async def play(profile_target: str, dispatch_target: str, api_key: str, sandbox_
         found = await _wait_for(delivered, "the Track User request at the sandbox")
         request = found[0]
         print(json.dumps(request.get("body"), indent=2))
-        headers = request.get("headers") or {}
-        traceparent = request.get("traceparent") or headers.get("traceparent")  # type: ignore[attr-defined]
-        print(f"  traceparent sent to Braze: {traceparent}")
+        headers = request.get("headers")
+        sent = headers.get("traceparent") if isinstance(headers, dict) else None
+        braze_traceparent = str(request.get("traceparent") or sent)
+        print(f"  traceparent sent to Braze: {braze_traceparent}")
+        print(
+            f"  the caller's last TrackEvent started trace {last_trace_id}: "
+            + ("the same trace reached Braze" if last_trace_id in braze_traceparent else "MISMATCH")
+        )
 
         _say("the visitor's live trace (stored history)")
 

@@ -268,13 +268,16 @@ def _rate_limit_tag(connector_id: str, endpoint_group: str) -> str:
     return f"{{rl:{connector_id}:{endpoint_group}}}"
 
 
-def rate_limit_log(connector_id: str, endpoint_group: str) -> str:
-    """List: grant times (server ms, newest first) of the last N requests of one connector's
-    endpoint group (N = the group's limit), for the shared sliding-window limiter.
+def rate_limit_slots(connector_id: str, endpoint_group: str) -> str:
+    """Sorted set: the request slots of one connector's endpoint group still inside the
+    shared sliding window (at most N members, N = the group's limit).
 
-    TTL: twice the window, refreshed on every grant.
+    Member: a random slot id (hex). Score: server time in microseconds at which the slot's
+    request is known to have reached Braze (the time its answer came back), or, while the
+    request is in flight, the grant time plus the longest a request may stay in flight.
+    TTL: twice (window + longest in-flight time), refreshed on every grant.
     """
-    return f"{PREFIX}:ratelimit:{_rate_limit_tag(connector_id, endpoint_group)}:log"
+    return f"{PREFIX}:ratelimit:{_rate_limit_tag(connector_id, endpoint_group)}:slots"
 
 
 def rate_limit_pause(connector_id: str, endpoint_group: str) -> str:

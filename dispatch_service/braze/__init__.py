@@ -28,7 +28,7 @@ from dispatch_service.braze.deltas import DeltaStore, DeltaView
 from dispatch_service.braze.endpoints import INSTANCE_ENDPOINTS, Endpoint, RateGroup
 from dispatch_service.braze.payload import InvalidAction, Violation, build_objects
 from dispatch_service.braze.planner import DeliveryItem, Plan, PlannedRequest, plan_requests
-from dispatch_service.braze.rate_limit import SharedRateLimiter
+from dispatch_service.braze.rate_limit import RateSlot, SharedRateLimiter
 from dispatch_service.braze.results import ActionResult, Outcome
 from dispatch_service.braze.retry import backoff_delay, next_retry_delay, retry_after_from_headers
 
@@ -52,6 +52,7 @@ __all__ = [
     "PlannedRequest",
     "Rate",
     "RateGroup",
+    "RateSlot",
     "SharedRateLimiter",
     "Violation",
     "backoff_delay",

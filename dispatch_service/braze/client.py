@@ -134,15 +134,19 @@ class BrazeClient:
 
     async def _send_in_span(self, request: PlannedRequest, span: Span) -> list[ActionResult]:
         group = request.endpoint.rate_group
+        # The body is already serialised (request.encoded): the slot is the last thing taken
+        # before the bytes go out, and it is held until the answer is back (rate_limit.py).
         try:
-            waited = await self._limiter.acquire(group, self._connector.max_rate_wait_s)
+            slot = await self._limiter.reserve(group, self._connector.max_rate_wait_s)
         except Throttled as exc:
             span.set_attribute("braze.rate_limit.throttled", True)
             return [retry(key, f"not sent: {exc}", after=exc.wait_s) for key in request.keys]
         except RedisError as exc:
             reason = f"rate limiter unavailable, not sent: {type(exc).__name__}"
             return [retry(key, reason) for key in request.keys]
-        span.set_attribute("braze.rate_limit.wait_s", round(waited, 3))
+        span.set_attribute("braze.rate_limit.wait_s", round(slot.waited_s, 3))
+        # Without an answer the slot is not released: Braze may still count the request, so
+        # the slot stays in flight until its lease ends.
         try:
             response = await self._post(request)
         except TimeoutError:
@@ -153,6 +157,7 @@ class BrazeClient:
             reason = self.scrub(_truncate(f"connection error: {type(exc).__name__}: {exc}"))
             log.warning("braze %s %s: %s", self._connector.id, request.endpoint.value, reason)
             return [retry(key, reason) for key in request.keys]
+        await slot.release()
         span.set_attribute("http.response.status_code", response.status)
         return await self._classify(request, response, group)
 

@@ -121,8 +121,9 @@ class BrazeConnector(BaseModel):
     cohort_rate: Rate = Rate(requests=250_000, per_seconds=3600.0)
     """Shared budget of the partner cohort endpoints (Braze: 250,000 requests per hour)."""
     rate_margin_s: float = Field(default=0.1, ge=0, le=10)
-    """Added to each rate window: requests granted N per window can still arrive bunched after
-    network jitter, and Braze counts arrivals; the margin absorbs that jitter."""
+    """Added to each rate window. The send delay after a grant no longer needs it (a slot is
+    held until Braze answered, see rate_limit.py); it absorbs what happens inside Braze
+    (counting at a load balancer, clock drift)."""
     max_rate_wait_s: float = Field(default=10.0, gt=0, le=600)
     """Longest a send waits for a rate-limit slot (or a shared pause) before handing its
     actions back as RETRY with the remaining wait."""

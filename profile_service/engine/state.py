@@ -30,6 +30,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from crowd.dispatch.v1 import action_pb2
 
 STATE_FORMAT = 1
@@ -96,12 +98,20 @@ class ProfileState:
         if self.visit is not None:
             doc["visit"] = dict(self.visit.__dict__)
         doc["format"] = STATE_FORMAT
-        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        try:
+            # orjson writes the same compact UTF-8 JSON as json.dumps, several times faster.
+            return orjson.dumps(doc)
+        except TypeError:
+            # Beyond orjson (an int over 64 bits, a non-string key): the slower, laxer json.
+            return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> ProfileState:
-        """Parse what `to_bytes` wrote."""
-        doc = json.loads(raw)
+        """Parse what `to_bytes` wrote (by either encoder)."""
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            doc = json.loads(raw)  # e.g. an int over 64 bits, which orjson rejects
         doc.pop("format", None)
         visit = doc.pop("visit", None)
         state = cls(**doc)

@@ -16,6 +16,7 @@ import json
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio
 
@@ -27,7 +28,8 @@ from profile_service.storage.replies import RedisArg
 from profile_service.storage.trace_log import (
     TRACE_MAXLEN,
     TRACE_TTL_MS,
-    encode_entry,
+    encode_entries,
+    entry_doc,
     otel_trace_id,
 )
 from service_common import keys
@@ -71,7 +73,7 @@ class ProfileWrite:
     keys: list[str]
     args: list[RedisArg]
     side_writes: list[SideWrite] = field(default_factory=list)
-    trace_id_entries: list[tuple[str, str]] = field(default_factory=list)
+    trace_id_entries: list[tuple[str, bytes]] = field(default_factory=list)
     """``(live-trace id, entry JSON)`` to append once the commit succeeded."""
     outbox_entries: int = 0
 
@@ -115,6 +117,35 @@ def _alias_refreshes(layout: Layout, state: ProfileState, retention_ms: int) -> 
     return writes
 
 
+def _trace_docs(
+    profile_id: str,
+    now_ms: int,
+    event: NormalizedEvent | None,
+    outcome: Outcome,
+    trace_id_entries: list[tuple[str, bytes]],
+) -> list[dict[str, Any]]:
+    """The stored form of one step's trace records; appends the entries of the event's
+    live-trace stream (if it has a live-trace id) to ``trace_id_entries``."""
+    event_id = trace_id = otel_id = ""
+    if event is not None:
+        event_id, trace_id = event.event_id, event.trace_id
+        otel_id = otel_trace_id(event.traceparent)  # once per event, not per record
+    docs = [
+        entry_doc(
+            record,
+            profile_id=profile_id,
+            time_ms=now_ms,
+            event_id=event_id,
+            trace_id=trace_id,
+            otel_id=otel_id,
+        )
+        for record in outcome.trace
+    ]
+    if trace_id:
+        trace_id_entries += [(trace_id, encode_entries([doc])[1]) for doc in docs]
+    return docs
+
+
 def build_write(
     *,
     layout: Layout,
@@ -149,8 +180,8 @@ def build_write(
 
     outbox: list[RedisArg] = []
     delayed: list[RedisArg] = []
-    trace: list[RedisArg] = []
-    trace_id_entries: list[tuple[str, str]] = []
+    trace_docs: list[dict[str, Any]] = []
+    trace_id_entries: list[tuple[str, bytes]] = []
     for event, outcome in steps:
         for fired in outcome.actions:
             if fired.delay_ms > 0:
@@ -158,18 +189,10 @@ def build_write(
                 delayed += [now_ms + fired.delay_ms, member]
             else:
                 outbox += [fired.idempotency_key, fired.action.SerializeToString()]
-        for record in outcome.trace:
-            entry = encode_entry(
-                record,
-                profile_id=profile_id,
-                time_ms=now_ms,
-                event_id=event.event_id if event else "",
-                trace_id=event.trace_id if event else "",
-                otel_id=otel_trace_id(event.traceparent) if event else "",
-            )
-            trace.append(entry)
-            if event is not None and event.trace_id:
-                trace_id_entries.append((event.trace_id, entry))
+        if outcome.trace:
+            trace_docs += _trace_docs(profile_id, now_ms, event, outcome, trace_id_entries)
+    # All records of the commit go into one stream entry (one XADD; see trace_log).
+    trace: list[RedisArg] = list(encode_entries(trace_docs)) if trace_docs else []
 
     visit_due = ""
     if final.visit is not None:
@@ -201,7 +224,7 @@ def build_write(
         len(new_event_ids),
         len(outbox) // 2,
         len(delayed) // 2,
-        len(trace),
+        len(trace) // 2,
         *new_event_ids,
         *outbox,
         *delayed,

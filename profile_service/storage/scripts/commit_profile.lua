@@ -21,9 +21,13 @@
 -- ARGV[10] trace MAXLEN (approximate)
 -- ARGV[11] trace TTL in ms
 -- ARGV[12] n_join   ARGV[13] n_leave
--- ARGV[14] n_dedup  ARGV[15] n_outbox  ARGV[16] n_delayed  ARGV[17] n_trace
+-- ARGV[14] n_dedup  ARGV[15] n_outbox  ARGV[16] n_delayed  ARGV[17] n_trace (0 or 1)
 -- ARGV[18 ..] n_dedup event ids, then n_outbox (idempotency key, action bytes) pairs,
---             then n_delayed (due ms, member) pairs, then n_trace entry JSON strings.
+--             then n_delayed (due ms, member) pairs, then n_trace (field, JSON) pairs: the
+--             trace stream entry ("e" = one record, "b" = an array of them; trace_log.py).
+--
+-- Every write is one command per key: a commit is the hot path of ingest, and Redis counts
+-- (and spends time on) each command a script runs.
 --
 -- Returns 1 when written, 0 when the stored version differs (nothing is written).
 
@@ -61,8 +65,15 @@ local at = 18
 if n_dedup > 0 then
   local now = tonumber(ARGV[7])
   local window = tonumber(ARGV[8])
-  for i = 0, n_dedup - 1 do
-    redis.call('ZADD', KEYS[2], ARGV[7], ARGV[at + i])
+  -- One ZADD per 1000 event ids rather than one per id (unpack must stay far below
+  -- Lua's C stack limit of 8000 values).
+  for first = 0, n_dedup - 1, 1000 do
+    local pairs = {}
+    for i = first, math.min(first + 999, n_dedup - 1) do
+      pairs[#pairs + 1] = ARGV[7]
+      pairs[#pairs + 1] = ARGV[at + i]
+    end
+    redis.call('ZADD', KEYS[2], unpack(pairs))
   end
   -- string.format('%d') keeps a 13-digit millisecond time out of scientific notation.
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('(%d', now - window))
@@ -86,7 +97,7 @@ at = at + 2 * n_delayed
 
 if n_trace > 0 then
   for i = 0, n_trace - 1 do
-    redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[10], '*', 'e', ARGV[at + i])
+    redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[10], '*', ARGV[at + 2 * i], ARGV[at + 2 * i + 1])
   end
   redis.call('PEXPIRE', KEYS[6], ARGV[11])
 end
