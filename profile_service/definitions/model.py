@@ -18,6 +18,14 @@ DEFAULT_MAX_STRING_LENGTH = 1000
 DEFAULT_MAX_COLLECTION_SIZE = 30_000
 DEFAULT_EVENT_DEDUP_WINDOW_MS = 24 * 60 * 60 * 1000
 TIMELINE_MAX_ENTRIES = 100
+MOBILE_VISIT_TIMEOUT_MS = 2 * 60 * 1000
+IMPORT_VISIT_TIMEOUT_MS = 60 * 1000
+DEFAULT_PLATFORM_VISIT_TIMEOUTS_MS: dict[str, int] = {
+    # Tealium's session lengths: mobile platforms 2 minutes, file imports 1 minute; any
+    # other platform (web, custom) uses the visit timeout. Definitions may override each.
+    **dict.fromkeys(("android", "ios", "win", "bb10", "native_mobile"), MOBILE_VISIT_TIMEOUT_MS),
+    "import": IMPORT_VISIT_TIMEOUT_MS,
+}
 
 
 @dataclass(frozen=True)
@@ -34,8 +42,12 @@ class EngineLimits:
     date_formats: tuple[str, ...] = ()
 
     def visit_timeout_for(self, platform: str) -> int:
-        """Return the inactivity timeout of a visit started on ``platform``."""
-        return self.platform_visit_timeout_ms.get(platform, self.visit_timeout_ms)
+        """Return the inactivity timeout of a visit started on ``platform``: the configured
+        one, else Tealium's default for the platform, else the visit timeout."""
+        configured = self.platform_visit_timeout_ms.get(platform)
+        if configured is not None:
+            return configured
+        return DEFAULT_PLATFORM_VISIT_TIMEOUTS_MS.get(platform, self.visit_timeout_ms)
 
 
 @dataclass(frozen=True)

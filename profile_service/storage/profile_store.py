@@ -3,7 +3,8 @@
 One batch costs a small constant number of round trips, whatever its size:
 
 1. **Read** (one pipeline): for every visitor id of the batch its alias, its profile
-   (state + version token) and which of its event ids were already seen. Visitor ids that
+   (state + version token) and which of its event ids were already seen (one
+   ``read_visitor.lua`` call per visitor id). Visitor ids that
    turn out to be aliases of another profile cost one more pipeline (1b) to read the
    survivors.
 2. **Compute** in Python: the engine runs over each profile's events in batch order.
@@ -56,6 +57,7 @@ from service_common.errors import Aborted
 __all__ = [
     "FIX_VISIT_DUE_SCRIPT",
     "MOVE_DELAYED_SCRIPT",
+    "READ_VISITOR_SCRIPT",
     "DelayedReport",
     "EventApplyResult",
     "ProfileConflictError",
@@ -70,7 +72,8 @@ ENGINE_FAILURE_RETRY_MS = 60_000
 
 FIX_VISIT_DUE_SCRIPT = LuaScript("fix_visit_due")
 MOVE_DELAYED_SCRIPT = LuaScript("move_delayed")
-_SCRIPTS = (COMMIT_SCRIPT, FIX_VISIT_DUE_SCRIPT, MOVE_DELAYED_SCRIPT)
+READ_VISITOR_SCRIPT = LuaScript("read_visitor")
+_SCRIPTS = (COMMIT_SCRIPT, FIX_VISIT_DUE_SCRIPT, MOVE_DELAYED_SCRIPT, READ_VISITOR_SCRIPT)
 
 
 class ProfileConflictError(Aborted):
@@ -285,29 +288,19 @@ class ProfileStore:
         for index in pending:
             by_visitor.setdefault(events[index].visitor_id, []).append(index)
 
-        async with self._client.pipeline(transaction=False) as pipe:
-            for visitor_id, indexes in by_visitor.items():
-                pkeys = self._layout.keys_for(visitor_id)
-                pipe.get(pkeys.alias(visitor_id))
-                pipe.hmget(pkeys.profile(visitor_id), ["s", "v"])
-                ids = [events[i].event_id for i in indexes if events[i].event_id]
-                if ids:
-                    pipe.zmscore(pkeys.dedup(visitor_id), ids)
-            replies = await self._execute(pipe)
-        _raise_errors(replies)
-
+        ids_of = {
+            visitor_id: [events[i].event_id for i in indexes if events[i].event_id]
+            for visitor_id, indexes in by_visitor.items()
+        }
+        replies = await self._read_visitors(ids_of)
         direct: dict[str, _Loaded] = {}  # each visitor id's own profile, aliased or not
         survivor_of: dict[str, str] = {}
-        at = 0
-        for visitor_id, indexes in by_visitor.items():
-            alias, profile = replies[at], replies[at + 1]
-            at += 2
-            ids = [events[i].event_id for i in indexes if events[i].event_id]
+        for (visitor_id, ids), reply in zip(ids_of.items(), replies, strict=True):
+            alias, raw_state, raw_version = reply[0], reply[1], reply[2]
             seen: dict[str, float] = {}
             if ids:
-                seen = {i: float(s) for i, s in zip(ids, replies[at], strict=True) if s is not None}
-                at += 1
-            state, version = _parse_profile(profile)
+                seen = {i: float(s) for i, s in zip(ids, reply[3:], strict=True) if s is not None}
+            state, version = _parse_profile((raw_state, raw_version))
             direct[visitor_id] = _Loaded(visitor_id, state, version, seen)
             survivor_of[visitor_id] = as_text(alias) if alias else visitor_id
 
@@ -329,6 +322,28 @@ class ProfileStore:
         for indexes in groups.values():
             indexes.sort()  # batch order within a profile, whatever visitor id it came by
         return loaded, groups
+
+    async def _read_visitors(self, ids_of: dict[str, list[str]]) -> list[Any]:
+        """One `READ_VISITOR_SCRIPT` reply per visitor id of ``ids_of`` (visitor id -> its
+        event ids), in one pipeline (run again if Redis had lost the script)."""
+        replies: list[Any] = []
+        for _ in range(2):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for visitor_id, ids in ids_of.items():
+                    pkeys = self._layout.keys_for(visitor_id)
+                    script_keys = [
+                        pkeys.alias(visitor_id),
+                        pkeys.profile(visitor_id),
+                        pkeys.dedup(visitor_id),
+                    ]
+                    READ_VISITOR_SCRIPT.queue(pipe, script_keys, ids)
+                replies = await self._execute(pipe)
+            if not any(is_noscript(r) for r in replies):
+                break  # else `_execute` has just loaded the scripts again
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
     async def _read_survivors(
         self,

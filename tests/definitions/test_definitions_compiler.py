@@ -364,3 +364,12 @@ def test_builtin_table_and_resolution() -> None:
     assert ltv.source is AttributeSource.DEFINED
     assert resolve_attribute("ltv.favorite", defined) is None
     assert resolve_attribute("nope", defined) is None
+
+
+def test_platform_defaults_follow_tealium_unless_configured() -> None:
+    limits = EngineLimits(visit_timeout_ms=600_000, platform_visit_timeout_ms={"ios": 300_000})
+    assert limits.visit_timeout_for("ios") == 300_000  # configured wins
+    assert limits.visit_timeout_for("android") == 120_000  # mobile: 2 minutes
+    assert limits.visit_timeout_for("import") == 60_000  # file import: 1 minute
+    assert limits.visit_timeout_for("web") == 600_000
+    assert limits.visit_timeout_for("") == 600_000
