@@ -147,16 +147,18 @@ class CohortClient:
             return result
 
     async def _send(self, path: str, body: Mapping[str, Any], span: trace.Span) -> CohortResult:
+        # Serialise first: the rate-limit slot is the last thing taken before the bytes go out
+        # and is held until Braze answers (see dispatch_service.braze.rate_limit).
+        encoded = json.dumps({**self._credentials, **body}, ensure_ascii=False).encode("utf-8")
         try:
-            waited = await self._limiter.acquire(RateGroup.COHORTS, self._connector.max_rate_wait_s)
+            slot = await self._limiter.reserve(RateGroup.COHORTS, self._connector.max_rate_wait_s)
         except Throttled as exc:
             span.set_attribute("braze.rate_limit.throttled", True)
             return CohortResult(Outcome.RETRY, 0, f"not sent: {exc}", exc.wait_s)
         except RedisError as exc:
             reason = f"rate limiter unavailable, not sent: {type(exc).__name__}"
             return CohortResult(Outcome.RETRY, 0, reason)
-        span.set_attribute("braze.rate_limit.wait_s", round(waited, 3))
-        encoded = json.dumps({**self._credentials, **body}, ensure_ascii=False).encode("utf-8")
+        span.set_attribute("braze.rate_limit.wait_s", round(slot.waited_s, 3))
         timeout = aiohttp.ClientTimeout(total=self._connector.timeout_s)
         try:
             async with self._session.post(
@@ -168,6 +170,8 @@ class CohortClient:
                 raw = await resp.content.read(_MAX_RESPONSE_BYTES)
                 status, headers = resp.status, resp.headers
         except TimeoutError:
+            # No answer: Braze may still count the request, so the slot is not released
+            # early; it frees up when its lease ends.
             reason = f"no answer from Braze within {self._connector.timeout_s:g}s"
             log.warning("braze %s POST %s: %s", self._connector.id, path, reason)
             return CohortResult(Outcome.RETRY, 0, reason)
@@ -175,6 +179,7 @@ class CohortClient:
             reason = self.scrub(_truncate(f"connection error: {type(exc).__name__}: {exc}"))
             log.warning("braze %s POST %s: %s", self._connector.id, path, reason)
             return CohortResult(Outcome.RETRY, 0, reason)
+        await slot.release()
         span.set_attribute("http.response.status_code", status)
         return await self._classify(path, status, headers, raw)
 

@@ -245,10 +245,11 @@ def _binary(
     formats: tuple[str, ...],
     condition: pb.Condition,
 ) -> Predicate:
-    if operator == pb.OPERATOR_EQUALS:
-        return lambda c: values_equal(read(c), value(c), ignore_case, formats)
-    if operator == pb.OPERATOR_NOT_EQUALS:
-        return lambda c: not values_equal(read(c), value(c), ignore_case, formats)
+    if operator in (pb.OPERATOR_EQUALS, pb.OPERATOR_NOT_EQUALS):
+        equals = _equals(read, value, ignore_case, formats, condition)
+        if operator == pb.OPERATOR_EQUALS:
+            return equals
+        return lambda c: not equals(c)
     if operator == pb.OPERATOR_CONTAINS:
         return lambda c: value_contains(read(c), value(c), ignore_case)
     if operator == pb.OPERATOR_NOT_CONTAINS:
@@ -275,6 +276,29 @@ def _binary(
 
 _NO_CONTEXT: Any = None
 """Passed to constant readers, which ignore their context."""
+
+
+def _equals(
+    read: Reader,
+    value: Reader,
+    ignore_case: bool,
+    formats: tuple[str, ...],
+    condition: pb.Condition,
+) -> Predicate:
+    """EQUALS; against a constant text (e.g. an event name, the most common rule) the text
+    case is compared directly, the rest goes through `values_equal` as usual."""
+    constant = value(_NO_CONTEXT) if condition.value.WhichOneof("source") == "constant" else None
+    if not isinstance(constant, str):
+        return lambda c: values_equal(read(c), value(c), ignore_case, formats)
+    text = constant.casefold() if ignore_case else constant
+
+    def equals_text(c: EvalContext) -> bool:
+        current = read(c)
+        if type(current) is str:
+            return (current.casefold() if ignore_case else current) == text
+        return values_equal(current, constant, ignore_case, formats)
+
+    return equals_text
 
 
 def _ordering(

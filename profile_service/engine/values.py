@@ -366,6 +366,12 @@ def fill_attribute_value(
         target.string_value = value
     elif attribute_type == pb.ATTRIBUTE_TYPE_BOOLEAN and kind is bool:
         target.bool_value = value
+    elif kind is list and attribute_type in _LIST_FIELDS:
+        if not all(isinstance(item, _LIST_ITEM_TYPES[attribute_type]) for item in value):
+            return False
+        items = getattr(target, _LIST_FIELDS[attribute_type])
+        items.SetInParent()  # an empty list is still a value of this kind
+        items.values.extend(value)
     else:
         typed = to_attribute_value(attribute_type, value, tally_touched)
         if typed is None:
@@ -380,6 +386,15 @@ _LIST_ITEM_TYPES: Final[dict[int, type | tuple[type, ...]]] = {
     pb.ATTRIBUTE_TYPE_NUMBER_ARRAY: float,
     pb.ATTRIBUTE_TYPE_BOOLEAN_ARRAY: bool,
 }
+
+
+_LIST_FIELDS: Final[dict[int, str]] = {
+    pb.ATTRIBUTE_TYPE_STRING_SET: "string_set_value",
+    pb.ATTRIBUTE_TYPE_STRING_ARRAY: "string_array_value",
+    pb.ATTRIBUTE_TYPE_NUMBER_ARRAY: "number_array_value",
+    pb.ATTRIBUTE_TYPE_BOOLEAN_ARRAY: "bool_array_value",
+}
+"""The ``AttributeValue`` field of each list type (the item types: `_LIST_ITEM_TYPES`)."""
 
 
 def _typed_value(

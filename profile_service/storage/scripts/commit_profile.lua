@@ -11,7 +11,7 @@
 --
 -- ARGV[1]  expected version token ("" = the profile must not exist)
 -- ARGV[2]  new version token
--- ARGV[3]  new state bytes
+-- ARGV[3]  unused ("": the state bytes come last, see below)
 -- ARGV[4]  retention in ms (PEXPIRE of the profile)
 -- ARGV[5]  profile id (member of visits_due and of the audience sets)
 -- ARGV[6]  visit due time in ms ("" = no open visit: remove from visits_due)
@@ -24,7 +24,10 @@
 -- ARGV[14] n_dedup  ARGV[15] n_outbox  ARGV[16] n_delayed  ARGV[17] n_trace (0 or 1)
 -- ARGV[18 ..] n_dedup event ids, then n_outbox (idempotency key, action bytes) pairs,
 --             then n_delayed (due ms, member) pairs, then n_trace (field, JSON) pairs: the
---             trace stream entry ("e" = one record, "b" = an array of them; trace_log.py).
+--             trace stream entry ("e" = one record, "b" = an array of them; trace_log.py),
+--             and last the new state bytes (ARGV[#ARGV]). The state is the largest
+--             argument and redis-py copies what it has packed of a command once per further
+--             argument, so it goes last.
 --
 -- Every write is one command per key: a commit is the hot path of ingest, and Redis counts
 -- (and spends time on) each command a script runs.
@@ -38,7 +41,7 @@ if current ~= ARGV[1] then
 end
 
 local profile_id = ARGV[5]
-redis.call('HSET', KEYS[1], 's', ARGV[3], 'v', ARGV[2])
+redis.call('HSET', KEYS[1], 's', ARGV[#ARGV], 'v', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 
 if ARGV[6] == '' then
