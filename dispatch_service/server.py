@@ -25,6 +25,7 @@ from dispatch_service.queue import ActionStore
 from dispatch_service.scopes import DISPATCH_SERVICE, METHOD_SCOPES
 from dispatch_service.servicer import DispatchServicer
 from dispatch_service.settings import DispatchSettings
+from dispatch_service.visitor_trace import VisitorTrace
 from dispatch_service.worker import DispatchWorker, WorkerSettings
 from service_common.redis import create_redis
 from service_common.server import ManagedServer, ServerSpec, build_server
@@ -51,7 +52,8 @@ async def create_server(
     # The storage code is written against redis.asyncio.Redis; RedisCluster exposes the same
     # command API and every multi-key script stays within one hash tag.
     redis = cast(Redis, await create_redis(settings.redis_url, cluster=settings.redis_cluster))
-    store = ActionStore(redis, settings.partitions, connectors.keys())
+    visitor_trace = VisitorTrace(redis)
+    store = ActionStore(redis, settings.partitions, connectors.keys(), trace=visitor_trace)
     session = create_session(provider)
     worker: DispatchWorker | None = None
     if settings.workers:
@@ -61,6 +63,7 @@ async def create_server(
             deliveries,
             consumer_name=settings.consumer_name or f"{socket.gethostname()}:{os.getpid()}",
             settings=worker_settings,
+            trace=visitor_trace,
         )
     cohort_store = CohortStore(redis, settings.partitions, connectors)
     cohort_worker: CohortWorker | None = None

@@ -57,6 +57,7 @@ from dispatch_service.queue.queues import (
     touch,
 )
 from dispatch_service.queue.store import ActionStore
+from dispatch_service.visitor_trace import VisitorTrace, delivery_note
 
 __all__ = ["DispatchWorker", "WorkerSettings"]
 
@@ -103,6 +104,7 @@ class DispatchWorker:
         deliveries: Connector id -> how to deliver its actions.
         consumer_name: This worker's stable name in the consumer group (e.g. host:pid).
         settings: Tuning; see :class:`WorkerSettings`.
+        trace: Where final results are noted in the visitors' live traces (optional).
     """
 
     def __init__(
@@ -112,12 +114,14 @@ class DispatchWorker:
         *,
         consumer_name: str,
         settings: WorkerSettings | None = None,
+        trace: VisitorTrace | None = None,
     ) -> None:
         self._store = store
         self._redis = store.redis
         self._deliveries = dict(deliveries)
         self.consumer_name = consumer_name
         self.settings = settings or WorkerSettings()
+        self._trace = trace
         self._buffers: dict[str, _Buffer] = {c: _Buffer() for c in self._deliveries}
         self._sending: dict[str, asyncio.Task[None]] = {}
         self._held: dict[tuple[int, bytes], Taken] = {}  # entries taken and not yet recorded
@@ -366,6 +370,8 @@ class DispatchWorker:
                 reason=reason,
                 retry_due_ms=due_ms,
                 attempted=result.outcome is not Outcome.SKIPPED,
+                visitor_id=queued.action.visitor_id,
+                action_id=queued.action.action_id,
             )
 
         if result.outcome is Outcome.DELIVERED:
@@ -404,6 +410,20 @@ class DispatchWorker:
             taken = completion.taken
             if self._held.pop((taken.partition, taken.entry_id), None) is not None:
                 self._held_keys.discard(taken.key)
+        if self._trace is not None:
+            notes = [
+                delivery_note(
+                    c.visitor_id,
+                    c.taken.key,
+                    c.action_id,
+                    c.connector_id,
+                    c.result,
+                    c.reason,
+                    c.http_status,
+                )
+                for c in completions
+            ]
+            await self._trace.record([n for n in notes if n is not None])
 
     # --- maintenance ---------------------------------------------------------------------
 

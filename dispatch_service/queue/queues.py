@@ -84,6 +84,9 @@ class Completion:
     reason: str = ""
     retry_due_ms: int = 0
     attempted: bool = True
+    visitor_id: str = ""
+    """The action's visitor, for its live trace (empty for a bare ``drop``)."""
+    action_id: str = ""
 
 
 async def ensure_groups(redis: aioredis.Redis, partitions: int) -> None:

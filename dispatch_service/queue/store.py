@@ -19,6 +19,7 @@ from dispatch_service.queue.intake import current_trace_context, plan_submission
 from dispatch_service.queue.queues import ensure_groups
 from dispatch_service.scripts import run_scripts
 from dispatch_service.validation import MAX_IDEMPOTENCY_KEY_LENGTH, validate_actions
+from dispatch_service.visitor_trace import VisitorTrace, suppression_note
 from service_common.errors import FieldViolation, InvalidArgument
 from service_common.keys import DISPATCH_META_PARTITIONS
 
@@ -50,6 +51,7 @@ class ActionStore:
         connector_ids: Collection[str],
         *,
         retention_s: float = DEFAULT_RETENTION_S,
+        trace: VisitorTrace | None = None,
     ) -> None:
         if redis.connection_pool.connection_kwargs.get("decode_responses"):
             raise ValueError("ActionStore needs a Redis client with decode_responses=False")
@@ -59,6 +61,7 @@ class ActionStore:
         self.partitions = partitions
         self.connector_ids = frozenset(connector_ids)
         self.retention_ms = int(retention_s * 1000)
+        self._trace = trace
 
     async def ensure_queues(self) -> None:
         """Check the partition count and create every queue and consumer group (idempotent).
@@ -105,7 +108,16 @@ class ActionStore:
             actions, self.partitions, now_ms, self.retention_ms, default_trace
         )
         results = await run_scripts(self.redis, calls)
-        return read_outcomes(actions, batches, results, origin)
+        outcomes = read_outcomes(actions, batches, results, origin)
+        if self._trace is not None:
+            await self._trace.record(
+                [
+                    suppression_note(a.visitor_id, o.idempotency_key, a.action_id, o.reason)
+                    for a, o in zip(actions, outcomes, strict=True)
+                    if o.state == action_pb2.ACTION_STATE_SUPPRESSED and not o.duplicate
+                ]
+            )
+        return outcomes
 
     async def get(self, idempotency_key: str) -> action_pb2.ActionStatus | None:
         """The status of an action, or ``None`` if the key is unknown (or expired).

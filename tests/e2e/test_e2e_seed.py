@@ -8,6 +8,7 @@ the tests below assert on what it recorded.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -82,6 +83,8 @@ class SeedRun:
     track_requests_at_end: list[RecordedRequest] = field(default_factory=list)
     """/users/track requests for the customer after a further event and a later request."""
     log_records: list[logging.LogRecord] = field(default_factory=list)
+    delivered_entry: trace_pb2.TraceEntry | None = None
+    """The visitor's trace entry noting the Track User delivery (written by dispatch)."""
 
 
 def track_requests_for(sandbox: BrazeSandbox, customer: str) -> list[RecordedRequest]:
@@ -129,6 +132,10 @@ async def play(servers: Servers, sandbox: BrazeSandbox, tmp: Path) -> SeedRun:
         entries = await read_trace(client, trace_pb2.TRACE_ENTRY_KIND_ACTION_TRIGGERED)
         fired_key = entries[-1].details["idempotency_key"].string_value
         status = await dispatch_client.get_action(fired_key)
+        # The dispatch service notes the delivery in the visitor's live trace.
+        delivered = await asyncio.wait_for(
+            read_trace(client, trace_pb2.TRACE_ENTRY_KIND_ACTION_DELIVERED), timeout=30
+        )
         run = SeedRun(
             sandbox=sandbox,
             tracing=servers.tracing,
@@ -141,6 +148,7 @@ async def play(servers: Servers, sandbox: BrazeSandbox, tmp: Path) -> SeedRun:
             fired_key=fired_key,
             action_status=status,
             trace_entries=entries,
+            delivered_entry=delivered[-1],
         )
 
         # A further event (a new visit; still in the audience) must not send it again. As a
@@ -212,6 +220,15 @@ def test_track_user_arrives_once_with_the_mapped_values(seed_run: SeedRun) -> No
     assert status.state == action_pb2.ACTION_STATE_DELIVERED
     assert (status.action_id, status.visitor_id) == (SEED_ACTION, VISITOR)
     assert status.last_http_status == 201
+
+
+def test_the_visitors_trace_shows_the_delivery(seed_run: SeedRun) -> None:
+    entry = seed_run.delivered_entry
+    assert entry is not None
+    assert entry.kind == trace_pb2.TRACE_ENTRY_KIND_ACTION_DELIVERED
+    assert entry.details["idempotency_key"].string_value == seed_run.fired_key
+    assert entry.details["connector_id"].string_value == "braze"
+    assert "braze_vip_cart_abandoner" in entry.message
 
 
 def test_a_further_event_does_not_send_it_again(seed_run: SeedRun) -> None:
