@@ -15,12 +15,13 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from dispatch_service import streams
 from dispatch_service.braze.lua import LuaScript
+from dispatch_service.streams import RawEntry
 from service_common.keys import CohortKeys, cohort_member
 
 __all__ = [
@@ -86,47 +87,34 @@ async def ensure_groups(redis: aioredis.Redis, partitions: int) -> None:
             raise reply
 
 
-def _entry(partition: int, raw: Any) -> Entry | None:
-    entry_id, fields = raw
-    if not fields or b"c" not in fields:
-        return None  # deleted meanwhile (XAUTOCLAIM may still list it)
+def _entry(raw: RawEntry) -> Entry | None:
+    partition, entry_id, fields = raw
+    if b"c" not in fields:
+        return None
     connector_id, _, cohort_id = fields[b"c"].decode("utf-8").partition("\x00")
-    return Entry(partition, bytes(entry_id), connector_id, cohort_id)
+    return Entry(partition, entry_id, connector_id, cohort_id)
+
+
+def _queues(partitions: int) -> list[str]:
+    return [CohortKeys(p).queue for p in range(partitions)]
 
 
 async def read_new(
     redis: aioredis.Redis, partitions: int, consumer: str, count: int, block_ms: int
 ) -> list[Entry]:
     """Take up to ``count`` new entries across all partitions, waiting up to ``block_ms``."""
-    streams = {CohortKeys(p).queue: ">" for p in range(partitions)}
-    reply = await redis.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)  # type: ignore[arg-type]
-    by_name = {CohortKeys(p).queue.encode(): p for p in range(partitions)}
-    items = reply.items() if isinstance(reply, dict) else (reply or [])
-    taken: list[Entry] = []
-    for name, entries in items:
-        partition = by_name[name if isinstance(name, bytes) else str(name).encode()]
-        for raw in entries[0] if isinstance(reply, dict) else entries:
-            if (entry := _entry(partition, raw)) is not None:
-                taken.append(entry)
-    return taken
+    raws = await streams.read_new(redis, _queues(partitions), GROUP, consumer, count, block_ms)
+    return [e for raw in raws if (e := _entry(raw)) is not None]
 
 
 async def claim_stale(
     redis: aioredis.Redis, partitions: int, consumer: str, min_idle_ms: int, count: int
 ) -> list[Entry]:
     """Take over entries pending with any consumer for longer than ``min_idle_ms``."""
-    async with redis.pipeline(transaction=False) as pipe:
-        for partition in range(partitions):
-            pipe.xautoclaim(
-                CohortKeys(partition).queue, GROUP, consumer, min_idle_ms, "0-0", count=count
-            )
-        replies = await pipe.execute()
-    taken: list[Entry] = []
-    for partition, reply in enumerate(replies):
-        for raw in reply[1]:
-            if (entry := _entry(partition, raw)) is not None:
-                taken.append(entry)
-    return taken
+    raws = await streams.claim_stale(
+        redis, _queues(partitions), GROUP, consumer, min_idle_ms, count
+    )
+    return [e for raw in raws if (e := _entry(raw)) is not None]
 
 
 def _by_partition(entries: Sequence[Entry]) -> dict[int, list[bytes]]:

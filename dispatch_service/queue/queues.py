@@ -16,13 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from crowd.dispatch.v1 import action_pb2
+from dispatch_service import streams
 from dispatch_service.scripts import ScriptArg, ScriptCall, load_script, run_scripts
+from dispatch_service.streams import RawEntry
 from service_common.keys import DispatchKeys, failed_member
 
 __all__ = [
@@ -104,50 +106,33 @@ async def ensure_groups(redis: aioredis.Redis, partitions: int) -> None:
             raise reply
 
 
-def _partition_of_stream(partitions: int) -> dict[bytes, int]:
-    return {DispatchKeys(p).queue.encode(): p for p in range(partitions)}
+def _taken(raw: RawEntry) -> Taken | None:
+    partition, entry_id, fields = raw
+    if b"k" not in fields:
+        return None
+    return Taken(partition, entry_id, fields[b"k"].decode("utf-8"))
 
 
-def _taken(partition: int, entry: Any) -> Taken | None:
-    entry_id, fields = entry
-    if not fields or b"k" not in fields:
-        return None  # deleted meanwhile (XAUTOCLAIM may still list it)
-    return Taken(partition, bytes(entry_id), fields[b"k"].decode("utf-8"))
+def _queues(partitions: int) -> list[str]:
+    return [DispatchKeys(p).queue for p in range(partitions)]
 
 
 async def read_new(
     redis: aioredis.Redis, partitions: int, consumer: str, count: int, block_ms: int
 ) -> list[Taken]:
     """Take up to ``count`` new entries across all partitions, waiting up to ``block_ms``."""
-    streams = {DispatchKeys(p).queue: ">" for p in range(partitions)}
-    reply = await redis.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)  # type: ignore[arg-type]
-    by_name = _partition_of_stream(partitions)
-    items = reply.items() if isinstance(reply, dict) else (reply or [])
-    taken: list[Taken] = []
-    for name, entries in items:
-        partition = by_name[name if isinstance(name, bytes) else str(name).encode()]
-        for entry in entries[0] if isinstance(reply, dict) else entries:
-            if (item := _taken(partition, entry)) is not None:
-                taken.append(item)
-    return taken
+    raws = await streams.read_new(redis, _queues(partitions), GROUP, consumer, count, block_ms)
+    return [t for raw in raws if (t := _taken(raw)) is not None]
 
 
 async def claim_stale(
     redis: aioredis.Redis, partitions: int, consumer: str, min_idle_ms: int, count: int
 ) -> list[Taken]:
     """Take over entries pending with any consumer for longer than ``min_idle_ms``."""
-    async with redis.pipeline(transaction=False) as pipe:
-        for partition in range(partitions):
-            pipe.xautoclaim(
-                DispatchKeys(partition).queue, GROUP, consumer, min_idle_ms, "0-0", count=count
-            )
-        replies = await pipe.execute()
-    taken: list[Taken] = []
-    for partition, reply in enumerate(replies):
-        for entry in reply[1]:
-            if (item := _taken(partition, entry)) is not None:
-                taken.append(item)
-    return taken
+    raws = await streams.claim_stale(
+        redis, _queues(partitions), GROUP, consumer, min_idle_ms, count
+    )
+    return [t for raw in raws if (t := _taken(raw)) is not None]
 
 
 async def touch(redis: aioredis.Redis, consumer: str, taken: Sequence[Taken]) -> None:

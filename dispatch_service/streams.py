@@ -1,0 +1,69 @@
+"""Consumer-group reads over a set of partitioned Redis streams.
+
+Both dispatch queues (actions and cohort changes) are one stream per partition read by a
+consumer group: new entries with one blocking ``XREADGROUP`` over every partition, and
+entries of dead consumers taken over with one pipelined ``XAUTOCLAIM`` per partition.
+Callers give the stream names (index = partition) and get ``(partition, entry id, fields)``
+back; entries deleted meanwhile (``XAUTOCLAIM`` may still list them) are skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+
+RawEntry = tuple[int, bytes, dict[bytes, bytes]]
+"""``(partition, entry id, fields)`` of one stream entry."""
+
+
+def _raw(partition: int, entry: Any) -> RawEntry | None:
+    entry_id, fields = entry
+    if not fields:
+        return None  # deleted meanwhile
+    return partition, bytes(entry_id), fields
+
+
+async def read_new(
+    redis: aioredis.Redis,
+    streams: Sequence[str],
+    group: str,
+    consumer: str,
+    count: int,
+    block_ms: int,
+) -> list[RawEntry]:
+    """Take up to ``count`` new entries across ``streams``, waiting up to ``block_ms``."""
+    wanted: dict[Any, Any] = dict.fromkeys(streams, ">")
+    reply = await redis.xreadgroup(group, consumer, wanted, count=count, block=block_ms)
+    partition_of = {name.encode(): p for p, name in enumerate(streams)}
+    # RESP3 answers a map of stream -> [entries]; RESP2 a list of [stream, entries].
+    items = reply.items() if isinstance(reply, dict) else (reply or [])
+    taken: list[RawEntry] = []
+    for name, entries in items:
+        partition = partition_of[name if isinstance(name, bytes) else str(name).encode()]
+        for entry in entries[0] if isinstance(reply, dict) else entries:
+            if (raw := _raw(partition, entry)) is not None:
+                taken.append(raw)
+    return taken
+
+
+async def claim_stale(
+    redis: aioredis.Redis,
+    streams: Sequence[str],
+    group: str,
+    consumer: str,
+    min_idle_ms: int,
+    count: int,
+) -> list[RawEntry]:
+    """Take over entries pending with any consumer for longer than ``min_idle_ms``."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for stream in streams:
+            pipe.xautoclaim(stream, group, consumer, min_idle_ms, "0-0", count=count)
+        replies = await pipe.execute()
+    taken: list[RawEntry] = []
+    for partition, reply in enumerate(replies):
+        for entry in reply[1]:
+            if (raw := _raw(partition, entry)) is not None:
+                taken.append(raw)
+    return taken
