@@ -14,6 +14,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from service_common.keys import DISPATCH_META_PARTITIONS
+
 RawEntry = tuple[int, bytes, dict[bytes, bytes]]
 """``(partition, entry id, fields)`` of one stream entry."""
 
@@ -67,3 +69,18 @@ async def claim_stale(
             if (raw := _raw(partition, entry)) is not None:
                 taken.append(raw)
     return taken
+
+
+async def check_partitions(redis: aioredis.Redis, partitions: int) -> None:
+    """Record the dispatch partition count in a new dataset, or check it against the recorded
+    one (changing it would hide every queued entry of a re-homed partition).
+
+    Raises:
+        ValueError: the dataset was created with another partition count.
+    """
+    await redis.set(DISPATCH_META_PARTITIONS, partitions, nx=True)
+    recorded = await redis.get(DISPATCH_META_PARTITIONS)
+    if recorded is not None and int(recorded) != partitions:
+        raise ValueError(
+            f"this Redis holds dispatch data for {int(recorded)} partitions, not {partitions}"
+        )

@@ -25,8 +25,8 @@ from dispatch_service.braze.connector import BrazeConnector
 from dispatch_service.braze.lua import LuaScript
 from dispatch_service.cohorts.intake import CohortIntake, CohortSync, can_sync_cohorts
 from dispatch_service.cohorts.queue import ensure_groups
+from dispatch_service.streams import check_partitions
 from service_common.keys import (
-    DISPATCH_META_PARTITIONS,
     CohortKeys,
     cohort_member,
     cohort_partition,
@@ -121,13 +121,7 @@ class CohortStore:
 
     async def ensure_queues(self) -> None:
         """Check the partition count and create the queues' consumer groups (idempotent)."""
-        await self.redis.set(DISPATCH_META_PARTITIONS, self.partitions, nx=True)
-        recorded = await self.redis.get(DISPATCH_META_PARTITIONS)
-        if recorded is not None and int(recorded) != self.partitions:
-            raise ValueError(
-                f"this Redis holds dispatch data for {int(recorded)} partitions, "
-                f"not {self.partitions}"
-            )
+        await check_partitions(self.redis, self.partitions)
         await ensure_groups(self.redis, self.partitions)
 
     def intake(self) -> CohortIntake:
