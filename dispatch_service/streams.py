@@ -9,10 +9,12 @@ back; entries deleted meanwhile (``XAUTOCLAIM`` may still list them) are skipped
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from service_common.keys import DISPATCH_META_PARTITIONS
 
@@ -34,20 +36,58 @@ async def read_new(
     consumer: str,
     count: int,
     block_ms: int,
+    *,
+    per_stream: bool | None = None,
 ) -> list[RawEntry]:
-    """Take up to ``count`` new entries across ``streams``, waiting up to ``block_ms``."""
+    """Take up to ``count`` new entries across ``streams``, waiting up to ``block_ms``.
+
+    One blocking multi-stream ``XREADGROUP`` by default. Redis Cluster refuses a command over
+    keys in several slots, so with ``per_stream`` (default: when the client is a cluster
+    client) each stream is read without blocking in one pipeline (routed per slot), and an
+    empty round waits ``block_ms`` before returning.
+    """
+    if per_stream is None:
+        per_stream = isinstance(redis, RedisCluster)
+    if per_stream:
+        return await _read_each(redis, streams, group, consumer, count, block_ms)
     wanted: dict[Any, Any] = dict.fromkeys(streams, ">")
     reply = await redis.xreadgroup(group, consumer, wanted, count=count, block=block_ms)
     partition_of = {name.encode(): p for p, name in enumerate(streams)}
-    # RESP3 answers a map of stream -> [entries]; RESP2 a list of [stream, entries].
-    items = reply.items() if isinstance(reply, dict) else (reply or [])
     taken: list[RawEntry] = []
-    for name, entries in items:
+    for name, entries in _stream_replies(reply):
         partition = partition_of[name if isinstance(name, bytes) else str(name).encode()]
-        for entry in entries[0] if isinstance(reply, dict) else entries:
-            if (raw := _raw(partition, entry)) is not None:
-                taken.append(raw)
+        taken += [raw for entry in entries if (raw := _raw(partition, entry)) is not None]
     return taken
+
+
+def _stream_replies(reply: Any) -> list[tuple[Any, list[Any]]]:
+    """``[(stream name, entries)]`` from an XREADGROUP reply: RESP3 answers a map of
+    stream -> [entries], RESP2 a list of [stream, entries]."""
+    if isinstance(reply, dict):
+        return [(name, value[0]) for name, value in reply.items()]
+    return [(name, entries) for name, entries in reply or []]
+
+
+async def _read_each(
+    redis: aioredis.Redis,
+    streams: Sequence[str],
+    group: str,
+    consumer: str,
+    count: int,
+    block_ms: int,
+) -> list[RawEntry]:
+    per_stream_count = max(1, count // len(streams)) if streams else count
+    async with redis.pipeline(transaction=False) as pipe:
+        for stream in streams:
+            pipe.xreadgroup(group, consumer, {stream: ">"}, count=per_stream_count)
+        replies = await pipe.execute()
+    taken: list[RawEntry] = []
+    for partition, reply in enumerate(replies):
+        for _, entries in _stream_replies(reply):
+            taken += [raw for entry in entries if (raw := _raw(partition, entry)) is not None]
+    if not taken and block_ms > 0:
+        await asyncio.sleep(block_ms / 1000)
+    return taken  # all of it: entries read are already pending under this consumer
 
 
 async def claim_stale(
