@@ -83,8 +83,9 @@ def identity_index(attribute_id: str, value: str, partitions: int) -> str:
 def trace_by_id(trace_id: str) -> str:
     """Stream: trace entries of events carrying a live-trace id. Capped; TTL 12 hours.
 
-    Entries have the same encoding as `PartitionKeys.trace`. Written after the profile
-    commit (this key is in another slot than the profile).
+    Entries have the same encoding as `PartitionKeys.trace` (written one record per entry,
+    field ``e``). Written after the profile commit (this key is in another slot than the
+    profile).
     """
     return f"{PREFIX}:trace:id:{trace_id}"
 
@@ -105,10 +106,11 @@ class PartitionKeys:
     def profile(self, profile_id: str) -> str:
         """Hash: ``s`` = serialised ``ProfileState`` (JSON bytes), ``v`` = version token.
 
-        The version token is a random string replaced on every write: writers compare it
-        (compare-and-set in Lua) so that concurrent replicas never lose an update, and a
-        random token cannot repeat after a delete (no ABA). TTL: visitor retention,
-        refreshed per event.
+        The version token is a string replaced on every write (a random prefix per process
+        and a counter): writers compare it (compare-and-set in Lua) so that concurrent
+        replicas never lose an update, and a token cannot repeat after a delete (no ABA).
+        The state is JSON, versioned by its ``format`` field (`ProfileState`). TTL: visitor
+        retention, refreshed per event.
         """
         return f"{PREFIX}:{self.tag}:profile:{profile_id}"
 
@@ -158,9 +160,13 @@ class PartitionKeys:
     def trace(self, profile_id: str) -> str:
         """Stream: trace entries of one profile. Capped (MAXLEN ~1000); TTL 12 hours.
 
-        Each entry has one field ``e``: JSON ``{"k": TraceEntryKind, "m": message,
-        "d": details, "t": time ms, "p": profile id, "ev": event id, "tr": live-trace id,
-        "o": OpenTelemetry trace id}``.
+        Each entry holds one or more trace records, each the JSON object ``{"k":
+        TraceEntryKind, "m": message, "d": details, "t": time ms, "p": profile id, "ev":
+        event id, "tr": live-trace id, "o": OpenTelemetry trace id}``: an entry with one
+        record has the field ``e`` = that object; an entry written by a commit with several
+        records has the field ``b`` = a JSON array of them, in order (one XADD per commit).
+        Readers accept both. A record's cursor is the entry id, or ``<entry id>.<index>``
+        for a record of a ``b`` entry other than its last.
         """
         return f"{PREFIX}:{self.tag}:trace:{profile_id}"
 

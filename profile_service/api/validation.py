@@ -48,6 +48,11 @@ def _check_id(violations: Violations, field: str, value: str, limit: int, requir
         violations.add(field, "must not contain leading/trailing spaces or control characters")
 
 
+def _data_field(key: str) -> str:
+    """The field path of an event data key in a violation (built only when reporting one)."""
+    return f"data[{key!r}]" if key else "data"
+
+
 def normalize_event(
     event: event_pb2.Event,
     now_ms: int,
@@ -78,14 +83,15 @@ def normalize_event(
         violations.add("data", f"has more than {limits.max_data_fields} fields")
     data = {}
     for key, value in event.data.items():
-        field = f"data[{key!r}]" if key else "data"
         if not key or len(key) > MAX_FIELD_NAME_LENGTH:
-            violations.add(field, f"field names must have 1 to {MAX_FIELD_NAME_LENGTH} characters")
+            violations.add(
+                _data_field(key), f"field names must have 1 to {MAX_FIELD_NAME_LENGTH} characters"
+            )
             continue
         try:
             data[key] = from_value(value)
         except ValueError_ as exc:
-            violations.add(field, str(exc))
+            violations.add(_data_field(key), str(exc))
     if len(violations) > before:
         return None
     return NormalizedEvent(
@@ -119,7 +125,8 @@ def normalize_batch(
         for index, event in enumerate(events):
             own = Violations()
             result = normalize_event(event, now_ms, own, traceparent=traceparent, limits=limits)
-            violations.extend_prefixed(f"{field}[{index}]", own)
+            if len(own):  # most events are valid: no prefix to build
+                violations.extend_prefixed(f"{field}[{index}]", own)
             if result is not None:
                 normalized.append(result)
     violations.raise_if_any()

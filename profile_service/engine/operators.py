@@ -231,6 +231,10 @@ def _compile(
         date_input = operands.static_type(condition.input) == pb.ATTRIBUTE_TYPE_DATE
         if date_input or value is None or condition.HasField("offset"):
             return _date_ordering(read, value, operator, offset_ms(condition.offset), formats)
+        if condition.value.WhichOneof("source") == "constant":
+            threshold = to_number(value(_NO_CONTEXT))
+            if threshold is not None:
+                return _number_ordering(read, value, threshold, _ORDERINGS[operator], formats)
         return _ordering(read, value, _ORDERINGS[operator], formats)
     if value is None:
         raise _Never
@@ -309,6 +313,27 @@ def _ordering(
         return pair is not None and compare(pair[0], pair[1])
 
     return ordered
+
+
+def _number_ordering(
+    read: Reader,
+    value: Reader,
+    threshold: float,
+    compare: Callable[[Any, Any], bool],
+    formats: tuple[str, ...],
+) -> Predicate:
+    """`_ordering` against a constant number (e.g. an audience threshold), converted once;
+    a value that is not a number takes the general path (a date compared with a date)."""
+
+    def ordered_number(c: EvalContext) -> bool:
+        current = read(c)
+        number = to_number(current)
+        if number is not None:
+            return compare(number, threshold)
+        pair = _ordered_pair(current, value(c), formats)
+        return pair is not None and compare(pair[0], pair[1])
+
+    return ordered_number
 
 
 def _date_ordering(

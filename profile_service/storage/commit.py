@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import redis.asyncio
 
 from profile_service.definitions.model import CompiledDefinitions
@@ -185,20 +186,20 @@ def build_write(
     left = sorted(before - after)
 
     outbox: list[RedisArg] = []
-    delayed: list[RedisArg] = []
+    delayed: list[list[str]] = []
     trace_docs: list[dict[str, Any]] = []
     trace_id_entries: list[tuple[str, bytes]] = []
     for event, outcome in steps:
         for fired in outcome.actions:
             if fired.delay_ms > 0:
                 member = delayed_member(profile_id, fired.action_id, fired.idempotency_key)
-                delayed += [now_ms + fired.delay_ms, member]
+                delayed.append([str(now_ms + fired.delay_ms), member])
             else:
                 outbox += [fired.idempotency_key, fired.action.SerializeToString()]
         if outcome.trace:
             trace_docs += _trace_docs(profile_id, now_ms, event, outcome, trace_id_entries)
     # All records of the commit go into one stream entry (one XADD; see trace_log).
-    trace: list[RedisArg] = list(encode_entries(trace_docs)) if trace_docs else []
+    trace_field, trace_value = encode_entries(trace_docs) if trace_docs else ("", b"")
 
     visit_due = ""
     if final.visit is not None:
@@ -213,30 +214,30 @@ def build_write(
         *(pkeys.audience(a) for a in joined),
         *(pkeys.audience(a) for a in left),
     ]
-    args: list[RedisArg] = [
-        expected_version,
-        new_version_token(),
-        "",  # the state goes last (see the script)
-        limits.visitor_retention_ms,
-        profile_id,
-        visit_due,
-        now_ms,
-        limits.event_dedup_window_ms,
-        dedup_max_entries,
-        TRACE_MAXLEN,
-        TRACE_TTL_MS,
-        len(joined),
-        len(left),
-        len(new_event_ids),
-        len(outbox) // 2,
-        len(delayed) // 2,
-        len(trace) // 2,
-        *new_event_ids,
-        *outbox,
-        *delayed,
-        *trace,
-        final.to_bytes(),
-    ]
+    # The text parameters travel as one JSON argument (see the script): redis-py packs
+    # every argument in Python, and one per parameter cost more than the rest of the commit.
+    header = {
+        "e": expected_version,
+        "n": new_version_token(),
+        "r": str(limits.visitor_retention_ms),
+        "p": profile_id,
+        "d": visit_due,
+        "t": str(now_ms),
+        "w": str(limits.event_dedup_window_ms),
+        "k": str(dedup_max_entries),
+        "m": str(TRACE_MAXLEN),
+        "x": str(TRACE_TTL_MS),
+        "j": len(joined),
+        "l": len(left),
+        "i": list(new_event_ids),
+        "y": delayed,
+        "o": len(outbox) // 2,
+        "f": trace_field,
+    }
+    args: list[RedisArg] = [orjson.dumps(header), *outbox]
+    if trace_field:
+        args.append(trace_value)
+    args.append(final.to_bytes())
     retention = limits.visitor_retention_ms
     return ProfileWrite(
         profile_id=profile_id,

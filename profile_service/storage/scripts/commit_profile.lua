@@ -6,103 +6,93 @@
 -- KEYS[4]  the partition's outbox stream
 -- KEYS[5]  the partition's delayed-actions sorted set
 -- KEYS[6]  the profile's trace stream
--- KEYS[7 .. 6+n_join]            audience sets the profile joins
--- KEYS[7+n_join .. 6+n_join+n_leave]  audience sets the profile leaves
+-- KEYS[7 .. 6+j]        audience sets the profile joins
+-- KEYS[7+j .. 6+j+l]    audience sets the profile leaves
 --
--- ARGV[1]  expected version token ("" = the profile must not exist)
--- ARGV[2]  new version token
--- ARGV[3]  unused ("": the state bytes come last, see below)
--- ARGV[4]  retention in ms (PEXPIRE of the profile)
--- ARGV[5]  profile id (member of visits_due and of the audience sets)
--- ARGV[6]  visit due time in ms ("" = no open visit: remove from visits_due)
--- ARGV[7]  now in ms (dedup score)
--- ARGV[8]  dedup window in ms
--- ARGV[9]  dedup: most event ids kept
--- ARGV[10] trace MAXLEN (approximate)
--- ARGV[11] trace TTL in ms
--- ARGV[12] n_join   ARGV[13] n_leave
--- ARGV[14] n_dedup  ARGV[15] n_outbox  ARGV[16] n_delayed  ARGV[17] n_trace (0 or 1)
--- ARGV[18 ..] n_dedup event ids, then n_outbox (idempotency key, action bytes) pairs,
---             then n_delayed (due ms, member) pairs, then n_trace (field, JSON) pairs: the
---             trace stream entry ("e" = one record, "b" = an array of them; trace_log.py),
---             and last the new state bytes (ARGV[#ARGV]). The state is the largest
---             argument and redis-py copies what it has packed of a command once per further
---             argument, so it goes last.
+-- ARGV[1]  a JSON object of the text parameters (numbers that go to Redis as text, so
+--          that Lua's number formatting never touches a 13-digit time):
+--            e  expected version token ("" = the profile must not exist)
+--            n  new version token
+--            r  retention in ms (PEXPIRE of the profile)
+--            p  profile id (member of visits_due and of the audience sets)
+--            d  visit due time in ms ("" = no open visit: remove from visits_due)
+--            t  now in ms (dedup score)     w  dedup window in ms
+--            k  dedup: most event ids kept
+--            m  trace MAXLEN (approximate)  x  trace TTL in ms
+--            j  n_join, l  n_leave (numbers: how many audience keys of each kind)
+--            i  event ids to remember for deduplication (array)
+--            y  delayed actions: array of [due ms, member]
+--            o  n_outbox (number)
+--            f  trace field: "e" (one record) or "b" (an array of them), "" = no trace
+-- ARGV[2 .. 1+2*o]  outbox (idempotency key, action bytes) pairs
+-- then, if f ~= "", the trace stream entry's value (JSON; see trace_log.py)
+-- ARGV[#ARGV]       the new state bytes
 --
--- Every write is one command per key: a commit is the hot path of ingest, and Redis counts
--- (and spends time on) each command a script runs.
+-- Everything small travels in ARGV[1] because redis-py packs each argument in Python (the
+-- cost per argument exceeded the rest of a commit); the large values stay separate
+-- arguments, the state last (redis-py copies what it has packed once per further argument).
+-- Each key gets one command per kind of write: Redis counts (and spends time on) every one.
 --
 -- Returns 1 when written, 0 when the stored version differs (nothing is written).
 
+local h = cjson.decode(ARGV[1])
+
 local current = redis.call('HGET', KEYS[1], 'v')
 if current == false then current = '' end
-if current ~= ARGV[1] then
+if current ~= h.e then
   return 0
 end
 
-local profile_id = ARGV[5]
-redis.call('HSET', KEYS[1], 's', ARGV[#ARGV], 'v', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local profile_id = h.p
+redis.call('HSET', KEYS[1], 's', ARGV[#ARGV], 'v', h.n)
+redis.call('PEXPIRE', KEYS[1], h.r)
 
-if ARGV[6] == '' then
+if h.d == '' then
   redis.call('ZREM', KEYS[3], profile_id)
 else
-  redis.call('ZADD', KEYS[3], ARGV[6], profile_id)
+  redis.call('ZADD', KEYS[3], h.d, profile_id)
 end
 
-local n_join = tonumber(ARGV[12])
-local n_leave = tonumber(ARGV[13])
-for i = 1, n_join do
+for i = 1, h.j do
   redis.call('SADD', KEYS[6 + i], profile_id)
 end
-for i = 1, n_leave do
-  redis.call('SREM', KEYS[6 + n_join + i], profile_id)
+for i = 1, h.l do
+  redis.call('SREM', KEYS[6 + h.j + i], profile_id)
 end
 
-local n_dedup = tonumber(ARGV[14])
-local n_outbox = tonumber(ARGV[15])
-local n_delayed = tonumber(ARGV[16])
-local n_trace = tonumber(ARGV[17])
-local at = 18
-
-if n_dedup > 0 then
-  local now = tonumber(ARGV[7])
-  local window = tonumber(ARGV[8])
+local ids = h.i
+if #ids > 0 then
   -- One ZADD per 1000 event ids rather than one per id (unpack must stay far below
   -- Lua's C stack limit of 8000 values).
-  for first = 0, n_dedup - 1, 1000 do
-    local pairs = {}
-    for i = first, math.min(first + 999, n_dedup - 1) do
-      pairs[#pairs + 1] = ARGV[7]
-      pairs[#pairs + 1] = ARGV[at + i]
+  for first = 1, #ids, 1000 do
+    local scored = {}
+    for i = first, math.min(first + 999, #ids) do
+      scored[#scored + 1] = h.t
+      scored[#scored + 1] = ids[i]
     end
-    redis.call('ZADD', KEYS[2], unpack(pairs))
+    redis.call('ZADD', KEYS[2], unpack(scored))
   end
   -- string.format('%d') keeps a 13-digit millisecond time out of scientific notation.
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('(%d', now - window))
-  local keep = tonumber(ARGV[9])
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf',
+    string.format('(%d', tonumber(h.t) - tonumber(h.w)))
+  local keep = tonumber(h.k)
   if redis.call('ZCARD', KEYS[2]) > keep then
     redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(keep + 1))
   end
-  redis.call('PEXPIRE', KEYS[2], window)
+  redis.call('PEXPIRE', KEYS[2], h.w)
 end
-at = at + n_dedup
 
-for i = 0, n_outbox - 1 do
-  redis.call('XADD', KEYS[4], '*', 'k', ARGV[at + 2 * i], 'a', ARGV[at + 2 * i + 1])
+for i = 0, h.o - 1 do
+  redis.call('XADD', KEYS[4], '*', 'k', ARGV[2 + 2 * i], 'a', ARGV[3 + 2 * i])
 end
-at = at + 2 * n_outbox
 
-for i = 0, n_delayed - 1 do
-  redis.call('ZADD', KEYS[5], ARGV[at + 2 * i], ARGV[at + 2 * i + 1])
+for _, due in ipairs(h.y) do
+  redis.call('ZADD', KEYS[5], due[1], due[2])
 end
-at = at + 2 * n_delayed
 
-if n_trace > 0 then
-  for i = 0, n_trace - 1 do
-    redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[10], '*', ARGV[at + 2 * i], ARGV[at + 2 * i + 1])
-  end
-  redis.call('PEXPIRE', KEYS[6], ARGV[11])
+if h.f ~= '' then
+  redis.call('XADD', KEYS[6], 'MAXLEN', '~', h.m, '*', h.f, ARGV[2 + 2 * h.o])
+  redis.call('PEXPIRE', KEYS[6], h.x)
 end
 
 return 1
