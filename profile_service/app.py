@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from crowd.profile.v1 import definitions_pb2, event_pb2, profile_pb2, trace_pb2
-from profile_service.definitions.compiler import digest
 from profile_service.definitions.errors import (
     InvalidDefinitionsError,
     definition_errors_to_proto,
@@ -227,4 +226,4 @@ class ProfileApp:
         return await self._definitions_store.find(version)
 
 
-__all__ = ["ProfileApp", "digest", "event_result", "profile_message"]
+__all__ = ["ProfileApp", "event_result", "profile_message"]

@@ -25,7 +25,6 @@ from crowd.profile.v1 import (
 )
 from profile_service.api.backend import ProfileBackend
 from profile_service.api.validation import (
-    MAX_BATCH_EVENTS,
     MAX_ID_LENGTH,
     normalize_batch,
     normalize_event,
@@ -113,9 +112,7 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
         # "event.visitor_id", not "event[0].visitor_id".
         own = Violations()
         event = normalize_event(request.event, _now_ms(), own, traceparent=_current_traceparent())
-        violations = Violations()
-        violations.extend_prefixed("event", own)
-        violations.raise_if_any()
+        _prefixed("event", own).raise_if_any()
         assert event is not None  # normalize_event returns None only with violations
         results = await self._backend.track([event])
         return profile_service_pb2.TrackEventResponse(result=results[0])
@@ -313,4 +310,4 @@ class DefinitionServicer(definition_service_pb2_grpc.DefinitionServiceServicer):
         return definition_service_pb2.GetDefinitionsResponse(version=version)
 
 
-__all__ = ["MAX_BATCH_EVENTS", "DefinitionServicer", "ProfileServicer"]
+__all__ = ["DefinitionServicer", "ProfileServicer"]
