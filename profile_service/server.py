@@ -44,6 +44,8 @@ from service_common.telemetry import setup_tracing
 
 logger = logging.getLogger(__name__)
 
+FORWARDER_IDLE_POLL_S = 0.5
+
 
 async def create_server(
     settings: ProfileSettings, *, tracer_provider: TracerProvider | None = None
@@ -72,7 +74,11 @@ async def create_server(
         channel = create_channel(
             settings.dispatch_target, api_key=api_key, tracer_provider=provider
         )
-        forwarder = OutboxForwarder(redis, layout, DispatchSubmitter(channel))
+        # Local commits wake the forwarder at once; the idle poll only picks up actions other
+        # replicas committed (one XREADGROUP per partition per poll, so not too often).
+        forwarder = OutboxForwarder(
+            redis, layout, DispatchSubmitter(channel), idle_interval_s=FORWARDER_IDLE_POLL_S
+        )
 
     store = ProfileStore(
         redis,
