@@ -76,8 +76,14 @@ async def create_server(
         )
         # Local commits wake the forwarder at once; the idle poll only picks up actions other
         # replicas committed (one XREADGROUP per partition per poll, so not too often).
+        claim_idle_s = settings.outbox_claim_idle_seconds
         forwarder = OutboxForwarder(
-            redis, layout, DispatchSubmitter(channel), idle_interval_s=FORWARDER_IDLE_POLL_S
+            redis,
+            layout,
+            DispatchSubmitter(channel),
+            idle_interval_s=FORWARDER_IDLE_POLL_S,
+            claim_idle_ms=int(claim_idle_s * 1000),
+            claim_interval_s=min(5.0, claim_idle_s / 3),
         )
 
     store = ProfileStore(

@@ -40,6 +40,13 @@ class ProfileSettings(ServiceSettings):
     sweep_interval_seconds: float = Field(
         1.0, gt=0, le=60, description="How often due visits and delayed actions are processed."
     )
+    outbox_claim_idle_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Outbox entries a forwarder read but did not finish for this long are "
+        "taken over by another replica (the first is presumed dead).",
+    )
     background_workers: bool = Field(
         True,
         description="Run the visit sweeper and the outbox forwarder in this process (turn off "

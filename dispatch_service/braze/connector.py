@@ -133,8 +133,10 @@ class BrazeConnector(BaseModel):
     """Send only attributes whose value differs from what Braze last accepted."""
     delta_ttl_days: int = Field(default=30, ge=1, le=3650)
     """Lifetime of the per-user delta memory (refreshed on every write)."""
-    max_attempts: int = Field(default=8, ge=1, le=1000)
-    """Delivery attempts before an action is dead-lettered."""
+    max_attempts: int = Field(default=200, ge=1, le=10_000)
+    """Delivery attempts (all transient: 408, 429, 5xx, timeouts, connection errors) before an
+    action is dead-lettered. With the default backoff (capped at 60 s, full jitter) 200
+    attempts ride out roughly 1.5 hours of Braze failing; ``max_age_s`` bounds it too."""
     max_age_s: float = Field(default=86_400.0, gt=0)
     """Age after which a still-failing action is dead-lettered."""
     timeout_s: float = Field(default=30.0, gt=0, le=600)

@@ -63,7 +63,7 @@ def test_custom_url_wins_and_defaults_match_braze(monkeypatch: pytest.MonkeyPatc
     assert connector.rate_for(RateGroup.ADMIN).requests == 20000
     assert connector.rate_for(RateGroup.ADMIN).per_seconds == 60.0
     assert (connector.linger_ms, connector.deltas, connector.delta_ttl_days) == (500, True, 30)
-    assert connector.max_attempts == 8
+    assert connector.max_attempts == 200
 
 
 def test_key_from_file(tmp_path: Path) -> None:

@@ -1,0 +1,33 @@
+"""Fixtures of the robustness tests: the Braze sandbox (real HTTP) and span collection."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import pytest_asyncio
+
+from dispatch_service.braze_sandbox import ALL_PERMISSIONS, BrazeSandbox, SandboxConfig
+from tests.profile_api.helpers import BRAZE_KEY
+from tests.profile_api.servers import Tracing
+
+
+@pytest.fixture
+def tracing() -> Iterator[Tracing]:
+    tracing = Tracing()
+    try:
+        yield tracing
+    finally:
+        tracing.shutdown()
+
+
+@pytest_asyncio.fixture
+async def sandbox() -> AsyncIterator[BrazeSandbox]:
+    sandbox = BrazeSandbox(
+        SandboxConfig(api_keys={BRAZE_KEY: ALL_PERMISSIONS}, window_alignment="first_request")
+    )
+    await sandbox.start()
+    try:
+        yield sandbox
+    finally:
+        await sandbox.stop()
