@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import grpc
+import grpc.aio
 import pytest
 
 from crowd.client import CrowdClient
@@ -63,7 +65,12 @@ async def test_queued_actions_survive_a_redis_crash_while_braze_is_down(
             sandbox.faults.set(down=False)
 
             async def all_delivered() -> bool:
-                statuses = [await client.get_action(key) for key in keys]
+                try:
+                    statuses = [await client.get_action(key) for key in keys]
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() is grpc.StatusCode.UNAVAILABLE:
+                        return False  # Redis is back but this connection was not yet
+                    raise
                 return all(s.state == DELIVERED for s in statuses)
 
             await wait_for(all_delivered, "every accepted action to be DELIVERED", within_s=25)
