@@ -126,6 +126,8 @@ class DispatchWorker:
         self._sending: dict[str, asyncio.Task[None]] = {}
         self._held: dict[tuple[int, bytes], Taken] = {}  # entries taken and not yet recorded
         self._held_keys: set[str] = set()
+        # Further entries of held keys, left pending until the held entry is recorded.
+        self._deferred: dict[tuple[int, bytes], Taken] = {}
         self._wake = asyncio.Event()
         self._stopping = False
         self._reader: asyncio.Task[None] | None = None
@@ -213,30 +215,36 @@ class DispatchWorker:
     async def _take(self, taken: Sequence[Taken]) -> None:
         """Load taken entries and buffer their actions per connector."""
         fresh: list[Taken] = []
-        repeats: list[Completion] = []
         for item in taken:
-            if (item.partition, item.entry_id) in self._held:
+            entry = (item.partition, item.entry_id)
+            if entry in self._held or entry in self._deferred:
                 continue  # our own entry, reclaimed while we work on it
             if item.key in self._held_keys:
                 # A second entry of an action we already hold (e.g. a stale entry taken over
-                # after its retry was queued): one delivery serves both.
-                repeats.append(Completion(item, "drop"))
+                # after its retry was queued, or the retry of the held entry itself, queued
+                # again while its result was being recorded). It must not be acknowledged
+                # now: the held entry's result may already be in Redis, making this entry
+                # the action's only way back. It stays pending and is taken again once the
+                # held entry is recorded (then dropped if the action is finished).
+                self._deferred[entry] = item
                 continue
-            self._held[(item.partition, item.entry_id)] = item
+            self._held[entry] = item
             self._held_keys.add(item.key)
             fresh.append(item)
         if not fresh:
-            if repeats:
-                await self._record(repeats)
             return
         try:
             ready, stale = await load_actions(self._redis, fresh)
         except BaseException:
+            keys = {item.key for item in fresh}
             for item in fresh:
                 del self._held[(item.partition, item.entry_id)]
                 self._held_keys.discard(item.key)
+            # Their deferred entries too: all stay pending and are taken over together.
+            for entry in [e for e, item in self._deferred.items() if item.key in keys]:
+                del self._deferred[entry]
             raise
-        completions = [*repeats, *(Completion(t, "drop") for t in stale)]
+        completions = [Completion(t, "drop") for t in stale]
         now = time.monotonic()
         for queued in ready:
             connector_id = queued.action.connector_id
@@ -406,10 +414,12 @@ class DispatchWorker:
                     break
                 await asyncio.sleep(pause)
                 pause = min(1.0, pause * 2)
+        released: set[str] = set()
         for completion in completions:
             taken = completion.taken
             if self._held.pop((taken.partition, taken.entry_id), None) is not None:
                 self._held_keys.discard(taken.key)
+                released.add(taken.key)
         if self._trace is not None:
             notes = [
                 delivery_note(
@@ -424,6 +434,22 @@ class DispatchWorker:
                 for c in completions
             ]
             await self._trace.record([n for n in notes if n is not None])
+        await self._take_deferred(released)
+
+    async def _take_deferred(self, released: set[str]) -> None:
+        """Take the entries deferred behind keys whose held entry was just recorded."""
+        if not released or not self._deferred:
+            return
+        ready = [item for item in self._deferred.values() if item.key in released]
+        for item in ready:
+            del self._deferred[(item.partition, item.entry_id)]
+        try:
+            await self._take(ready)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Still pending under this worker: taken over again after claim_idle_ms.
+            logger.exception("taking %d deferred entries failed", len(ready))
 
     # --- maintenance ---------------------------------------------------------------------
 
@@ -440,7 +466,11 @@ class DispatchWorker:
                 )
                 if now - last_touch >= touch_every:
                     last_touch = now
-                    await touch(self._redis, self.consumer_name, list(self._held.values()))
+                    await touch(
+                        self._redis,
+                        self.consumer_name,
+                        [*self._held.values(), *self._deferred.values()],
+                    )
                 if now - last_claim >= claim_every and not self._stopping:
                     last_claim = now
                     claimed = await claim_stale(

@@ -9,15 +9,19 @@ out the Redis outage (redis-py reconnects) and deliver everything once Braze is 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import grpc
 import grpc.aio
 import pytest
+import redis.asyncio as aioredis
 
 from crowd.client import CrowdClient
 from crowd.dispatch.v1 import action_pb2
 from dispatch_service.braze_sandbox import BrazeSandbox
+from dispatch_service.queue.queues import GROUP
 from dispatch_service.worker import WorkerSettings
+from service_common.keys import DISPATCH_META_PARTITIONS, dispatch_keys_for
 from tests.dispatch.helpers import track_action
 from tests.harness import RedisServer
 from tests.profile_api.helpers import DISPATCH_KEY, wait_for
@@ -27,6 +31,43 @@ from tests.robustness.helpers import CONNECTOR, delivered_events, write_patient_
 ACTIONS = 300
 EVENT = "restart_survivor"
 DELIVERED = action_pb2.ACTION_STATE_DELIVERED
+
+
+async def _whereabouts(url: str, keys: list[str]) -> str:
+    """Where each undelivered action is: its record, queue entries, pending and retry state
+    (so a failure says whether an action was lost or merely late)."""
+    redis = aioredis.from_url(url)
+    try:
+        partitions = int(await redis.get(DISPATCH_META_PARTITIONS) or 0)
+        lines = []
+        for i, key in enumerate(keys):
+            dk = dispatch_keys_for(user(i), partitions)
+            state = await redis.hget(dk.action(key), "state")
+            if state == str(DELIVERED).encode():
+                continue
+            entries = [
+                e_id
+                for e_id, fields in cast(Any, await redis.xrange(dk.queue))
+                if fields.get(b"k") == key.encode()
+            ]
+            pending = (
+                [
+                    p["message_id"]
+                    for p in await redis.xpending_range(dk.queue, GROUP, "-", "+", 10_000)
+                    if p["message_id"] in entries
+                ]
+                if entries
+                else []
+            )
+            retry = await redis.zscore(dk.retry, key)
+            record = await redis.hgetall(dk.action(key))
+            lines.append(
+                f"{key}: state={state!r} entries={entries!r} pending={pending!r} retry={retry} "
+                f"attempts={record.get(b'attempts')!r} reason={record.get(b'reason')!r}"
+            )
+        return "undelivered: " + "; ".join(lines)
+    finally:
+        await redis.aclose()
 
 
 def user(i: int) -> str:
@@ -73,7 +114,12 @@ async def test_queued_actions_survive_a_redis_crash_while_braze_is_down(
                     raise
                 return all(s.state == DELIVERED for s in statuses)
 
-            await wait_for(all_delivered, "every accepted action to be DELIVERED", within_s=25)
+            try:
+                await wait_for(all_delivered, "every accepted action to be DELIVERED", within_s=25)
+            except AssertionError as exc:
+                raise AssertionError(
+                    f"{exc}; {await _whereabouts(durable_redis.url, keys)}"
+                ) from exc
 
         counts = delivered_events(sandbox, EVENT)
         assert set(counts) == {user(i) for i in range(ACTIONS)}
