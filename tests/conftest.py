@@ -16,6 +16,10 @@ import pytest
 
 from tests.harness import RedisServer, free_port
 
+# The API-level suites (profile_api, e2e, robustness) share `tracing` and `sandbox`; suites
+# with their own `sandbox` fixture override it in their conftest.
+pytest_plugins = ["tests.profile_api.fixtures"]
+
 __all__ = ["free_port"]
 
 

@@ -4,18 +4,17 @@ their ``create_server`` on port 0 against the real Redis of tests/conftest.py.""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import pytest_asyncio
 
 from crowd.client import CrowdClient
-from dispatch_service.braze_sandbox import ALL_PERMISSIONS, BrazeSandbox, SandboxConfig
+from dispatch_service.braze_sandbox import BrazeSandbox
 from dispatch_service.worker import WorkerSettings
 from service_common.server import ManagedServer
-from tests.profile_api.helpers import ADMIN_KEY, BRAZE_KEY, DISPATCH_KEY
+from tests.profile_api.helpers import ADMIN_KEY, DISPATCH_KEY
 from tests.profile_api.servers import Servers, Tracing, write_connectors
 
 
@@ -29,27 +28,6 @@ class Stack:
     client: CrowdClient
     """Admin key at the profile service; dispatch key at the dispatch service."""
     tracing: Tracing
-
-
-@pytest.fixture
-def tracing() -> Iterator[Tracing]:
-    tracing = Tracing()
-    try:
-        yield tracing
-    finally:
-        tracing.shutdown()
-
-
-@pytest_asyncio.fixture
-async def sandbox() -> AsyncIterator[BrazeSandbox]:
-    sandbox = BrazeSandbox(
-        SandboxConfig(api_keys={BRAZE_KEY: ALL_PERMISSIONS}, window_alignment="first_request")
-    )
-    await sandbox.start()
-    try:
-        yield sandbox
-    finally:
-        await sandbox.stop()
 
 
 @pytest_asyncio.fixture

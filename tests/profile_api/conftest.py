@@ -3,24 +3,14 @@ real Redis of tests/conftest.py, and async clients over real gRPC channels."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
-import pytest
 import pytest_asyncio
 
 from crowd.client import CrowdClient
 from service_common.server import ManagedServer
 from tests.profile_api.helpers import ADMIN_KEY, counter_definitions
 from tests.profile_api.servers import Servers, Tracing
-
-
-@pytest.fixture
-def tracing() -> Iterator[Tracing]:
-    tracing = Tracing()
-    try:
-        yield tracing
-    finally:
-        tracing.shutdown()
 
 
 @pytest_asyncio.fixture

@@ -1,4 +1,5 @@
-"""Fixtures of the robustness tests: the Braze sandbox (real HTTP) and span collection."""
+"""Fixtures shared by the API-level suites (profile_api, e2e, robustness): span collection
+and a Braze sandbox over real HTTP (registered in tests/conftest.py as a plugin)."""
 
 from __future__ import annotations
 
