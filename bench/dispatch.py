@@ -1,7 +1,7 @@
 """Dispatch benchmark: Track User actions through the real dispatch service into the sandbox.
 
 Processes: a fresh redis-server, the Braze sandbox (``python -m
-dispatch_service.braze_sandbox``, Braze's default /users/track limit of 3,000 requests per
+braze_sandbox``, Braze's default /users/track limit of 3,000 requests per
 3 s unless ``rate`` says otherwise) and the dispatch service (``python -m
 dispatch_service``) with two connectors to the sandbox that differ only in ``deltas``.
 
@@ -412,7 +412,7 @@ async def run_dispatch(config: DispatchConfig, run_dir: Path) -> DispatchResult:
             [
                 PYTHON,
                 "-m",
-                "dispatch_service.braze_sandbox",
+                "braze_sandbox",
                 "--port",
                 str(sandbox_port),
                 "--api-key",

@@ -24,10 +24,10 @@ from typing import TypeVar
 
 from google.protobuf import duration_pb2, json_format
 
+from braze_sandbox import BrazeSandbox  # noqa: F401  (documents the API used)
 from crowd.client import CrowdClient, make_event
 from crowd.profile.v1 import profile_service_pb2
 from demo.stack import PYTHON, RUN_DIR, Stack, free_port, start_redis, wait_serving
-from dispatch_service.braze_sandbox import BrazeSandbox  # noqa: F401  (documents the API used)
 from profile_service.definitions.loader import load_definitions
 
 SEED_DEFINITIONS = Path("examples/definitions/seed_vip.yaml")
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             [
                 PYTHON,
                 "-m",
-                "dispatch_service.braze_sandbox",
+                "braze_sandbox",
                 "--port",
                 str(sandbox_port),
                 "--api-key",

@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import SecretStr
 
+from braze_sandbox import ALL_PERMISSIONS, BrazeSandbox, SandboxConfig
 from dispatch_service.braze import (
     BrazeClient,
     BrazeConnector,
@@ -24,7 +25,6 @@ from dispatch_service.braze import (
     SharedRateLimiter,
     create_session,
 )
-from dispatch_service.braze_sandbox import ALL_PERMISSIONS, BrazeSandbox, SandboxConfig
 from tests.braze.helpers import API_KEY, CONNECTOR_ID
 
 PARTITIONS = 16

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from braze_sandbox import BrazeSandbox
 from crowd.dispatch.v1.action_pb2 import UserIds
 from dispatch_service.braze import Outcome, PendingAction
-from dispatch_service.braze_sandbox import BrazeSandbox
 from tests.braze.conftest import SandboxFactory, StackFactory
 from tests.braze.helpers import API_KEY, delete_action, identify_action, track_action
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
+from braze_sandbox import BrazeSandbox
 from crowd.common.v1.value_pb2 import StringList
 from crowd.dispatch.v1.action_pb2 import Action, Attribute, UserIds
 from dispatch_service.braze import Outcome, PendingAction
 from dispatch_service.braze.deltas import SKIP_REASON
-from dispatch_service.braze_sandbox import BrazeSandbox
 from tests.braze.conftest import StackFactory
 from tests.braze.helpers import delete_action, identify_action, track_action
 

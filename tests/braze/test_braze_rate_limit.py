@@ -12,9 +12,9 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 
+from braze_sandbox import RateLimit
 from dispatch_service.braze import Outcome, PendingAction, RateGroup
 from dispatch_service.braze.rate_limit import SharedRateLimiter, Throttled
-from dispatch_service.braze_sandbox import RateLimit
 from tests.braze.conftest import SandboxFactory, StackFactory
 from tests.braze.helpers import track_action
 

@@ -10,8 +10,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 
+from braze_sandbox import BrazeSandbox
 from dispatch_service.braze import Outcome, PendingAction
-from dispatch_service.braze_sandbox import BrazeSandbox
 from tests.braze.conftest import SandboxFactory, StackFactory
 from tests.braze.helpers import API_KEY, track_action
 

@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import pytest_asyncio
 
-from dispatch_service.braze_sandbox import (
+from braze_sandbox import (
     ALL_PERMISSIONS,
     PERM_TRACK,
     BrazeSandbox,

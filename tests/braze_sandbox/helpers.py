@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from dispatch_service.braze_sandbox import (
+from braze_sandbox import (
     DEFAULT_CLIENT_SECRET,
     DEFAULT_PARTNER,
     DEFAULT_PARTNER_API_KEY,

@@ -12,10 +12,10 @@ import sys
 import aiohttp
 import pytest
 
-from dispatch_service.braze_sandbox import ALL_PERMISSIONS, BatchMode, RateLimit
-from dispatch_service.braze_sandbox.cli import build_parser, config_from_args, main
+from braze_sandbox import ALL_PERMISSIONS, BatchMode, RateLimit
+from braze_sandbox.cli import build_parser, config_from_args, main
 
-MODULE = "dispatch_service.braze_sandbox"
+MODULE = "braze_sandbox"
 
 
 def parse(*argv: str):

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from dispatch_service.braze_sandbox import FaultSettings
+from braze_sandbox import FaultSettings
 from tests.braze_sandbox.helpers import FakeClock, SandboxFactory, attrs, event, get, post, track
 
 ONE = {"attributes": [attrs(a=1)]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 
-from dispatch_service.braze_sandbox import RateLimit
+from braze_sandbox import RateLimit
 from tests.braze_sandbox.helpers import FakeClock, SandboxFactory, attrs, get, post, track
 
 ONE = {"attributes": [attrs(a=1)]}

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from dispatch_service.braze_sandbox import fingerprint
+from braze_sandbox import fingerprint
 from tests.braze_sandbox.helpers import (
     KEY,
     TRACEPARENT,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from dispatch_service.braze_sandbox import BrazeSandbox
+from braze_sandbox import BrazeSandbox
 from tests.braze_sandbox.helpers import SandboxFactory, attrs, event, get, post, purchase, track
 
 ALIAS = {"alias_name": "anon-1", "alias_label": "crowd_visitor"}

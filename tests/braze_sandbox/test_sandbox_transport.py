@@ -8,7 +8,7 @@ import logging
 import aiohttp
 import pytest
 
-from dispatch_service.braze_sandbox import BrazeSandbox
+from braze_sandbox import BrazeSandbox
 from tests.braze_sandbox.helpers import KEY, TRACK_ONLY_KEY, SandboxFactory, attrs, post, track
 
 VALID = {"attributes": [attrs(plan="gold")]}

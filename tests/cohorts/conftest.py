@@ -17,8 +17,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from braze_sandbox import ALL_PERMISSIONS, BrazeSandbox, SandboxConfig
 from crowd.dispatch.v1 import dispatch_service_pb2_grpc
-from dispatch_service.braze_sandbox import ALL_PERMISSIONS, BrazeSandbox, SandboxConfig
 from dispatch_service.cohorts import CohortStore, CohortWorkerSettings
 from dispatch_service.server import create_server, load_configured_connectors
 from dispatch_service.settings import DispatchSettings

@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from braze_sandbox import BrazeSandbox, RecordedRequest
 from crowd.dispatch.v1 import action_pb2, dispatch_service_pb2
-from dispatch_service.braze_sandbox import BrazeSandbox, RecordedRequest
 
 T = TypeVar("T")
 

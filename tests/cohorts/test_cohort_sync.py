@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from braze_sandbox import fingerprint
 from crowd.dispatch.v1 import action_pb2
-from dispatch_service.braze_sandbox import fingerprint
 from tests.cohorts.conftest import Service
 from tests.cohorts.helpers import (
     CLIENT_SECRET,

@@ -11,8 +11,8 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 from pydantic import SecretStr
 
+from braze_sandbox import BrazeSandbox
 from dispatch_service.braze import BrazeConnector, create_session
-from dispatch_service.braze_sandbox import BrazeSandbox
 from dispatch_service.cohorts import CohortStore, CohortWorker, CohortWorkerSettings, cohort_senders
 from dispatch_service.cohorts.queue import GROUP, Lease, read_new
 from service_common.keys import CohortKeys

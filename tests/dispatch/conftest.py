@@ -11,8 +11,8 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 from pydantic import SecretStr
 
+from braze_sandbox import ALL_PERMISSIONS, BrazeSandbox, SandboxConfig
 from dispatch_service.braze import BrazeConnector, create_session
-from dispatch_service.braze_sandbox import ALL_PERMISSIONS, BrazeSandbox, SandboxConfig
 from dispatch_service.delivery import braze_deliveries
 from dispatch_service.queue import ActionStore
 from dispatch_service.worker import DispatchWorker, WorkerSettings

@@ -6,15 +6,15 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
-from crowd.dispatch.v1 import action_pb2
-from dispatch_service.braze import Rate
-from dispatch_service.braze_sandbox import (
+from braze_sandbox import (
     ALL_PERMISSIONS,
     BrazeSandbox,
     RateLimit,
     SandboxConfig,
     default_rate_limits,
 )
+from crowd.dispatch.v1 import action_pb2
+from dispatch_service.braze import Rate
 from dispatch_service.queue import ActionStore
 from dispatch_service.queue.queues import GROUP, read_new
 from dispatch_service.worker import DispatchWorker

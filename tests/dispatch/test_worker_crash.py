@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from braze_sandbox import BrazeSandbox
 from crowd.dispatch.v1 import action_pb2
-from dispatch_service.braze_sandbox import BrazeSandbox
 from dispatch_service.queue import ActionStore
 from dispatch_service.queue.queues import GROUP
 from service_common.keys import DispatchKeys

@@ -16,9 +16,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from braze_sandbox import BrazeSandbox
 from crowd.dispatch.v1 import action_pb2
 from dispatch_service.braze import create_session
-from dispatch_service.braze_sandbox import BrazeSandbox
 from dispatch_service.delivery import braze_deliveries
 from dispatch_service.queue import ActionStore
 from dispatch_service.queue.queues import (

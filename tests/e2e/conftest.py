@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest_asyncio
 
+from braze_sandbox import BrazeSandbox
 from crowd.client import CrowdClient
-from dispatch_service.braze_sandbox import BrazeSandbox
 from dispatch_service.worker import WorkerSettings
 from service_common.server import ManagedServer
 from tests.profile_api.helpers import ADMIN_KEY, DISPATCH_KEY

@@ -19,16 +19,16 @@ import pytest
 import pytest_asyncio
 from opentelemetry.trace import SpanKind
 
-from crowd.client import CrowdClient
-from crowd.dispatch.v1 import action_pb2
-from crowd.profile.v1 import trace_pb2
-from dispatch_service.braze_sandbox import (
+from braze_sandbox import (
     ALL_PERMISSIONS,
     BrazeSandbox,
     RecordedRequest,
     SandboxConfig,
     fingerprint,
 )
+from crowd.client import CrowdClient
+from crowd.dispatch.v1 import action_pb2
+from crowd.profile.v1 import trace_pb2
 from dispatch_service.worker import WorkerSettings
 from tests.e2e.tracing import (
     BRAZE_TRACK_SPAN,

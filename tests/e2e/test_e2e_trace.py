@@ -28,9 +28,9 @@ import logging
 import pytest
 from opentelemetry.trace import SpanKind, format_trace_id
 
+from braze_sandbox import fingerprint
 from crowd.client import CrowdClient
 from crowd.dispatch.v1 import action_pb2
-from dispatch_service.braze_sandbox import fingerprint
 from tests.e2e.conftest import Stack
 from tests.e2e.tracing import (
     BRAZE_DELETE_SPAN,

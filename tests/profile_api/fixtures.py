@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 
-from dispatch_service.braze_sandbox import ALL_PERMISSIONS, BrazeSandbox, SandboxConfig
+from braze_sandbox import ALL_PERMISSIONS, BrazeSandbox, SandboxConfig
 from tests.profile_api.helpers import BRAZE_KEY
 from tests.profile_api.servers import Tracing
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from dispatch_service.braze_sandbox import BrazeSandbox
+from braze_sandbox import BrazeSandbox
 from profile_service.storage.outbox import FORWARDER_GROUP
 from service_common.keys import DEFAULT_PARTITIONS, PartitionKeys
 from tests.profile_api.helpers import BRAZE_KEY

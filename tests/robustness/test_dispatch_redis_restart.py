@@ -16,9 +16,9 @@ import grpc.aio
 import pytest
 import redis.asyncio as aioredis
 
+from braze_sandbox import BrazeSandbox
 from crowd.client import CrowdClient
 from crowd.dispatch.v1 import action_pb2
-from dispatch_service.braze_sandbox import BrazeSandbox
 from dispatch_service.queue.queues import GROUP
 from dispatch_service.worker import WorkerSettings
 from service_common.keys import DISPATCH_META_PARTITIONS, dispatch_keys_for

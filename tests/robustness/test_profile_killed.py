@@ -24,9 +24,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from braze_sandbox import BrazeSandbox
 from crowd.client import CrowdClient
 from crowd.dispatch.v1 import action_pb2
-from dispatch_service.braze_sandbox import BrazeSandbox
 from dispatch_service.worker import WorkerSettings
 from tests.harness import free_port
 from tests.profile_api.helpers import ADMIN_KEY, DISPATCH_KEY, PROFILE_KEYS, wait_for

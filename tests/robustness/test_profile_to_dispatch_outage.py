@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from braze_sandbox import BrazeSandbox
 from crowd.client import CrowdClient
 from crowd.dispatch.v1 import action_pb2
-from dispatch_service.braze_sandbox import BrazeSandbox
 from dispatch_service.worker import WorkerSettings
 from tests.harness import free_port
 from tests.profile_api.helpers import ADMIN_KEY, DISPATCH_KEY, wait_for

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dispatch_service.braze_sandbox.context import HandlerContext, Reply, error
-from dispatch_service.braze_sandbox.store import STANDARD_FIELDS, User
-from dispatch_service.braze_sandbox.timestamps import isoformat
-from dispatch_service.braze_sandbox.validation import (
+from braze_sandbox.context import HandlerContext, Reply, error
+from braze_sandbox.store import STANDARD_FIELDS, User
+from braze_sandbox.timestamps import isoformat
+from braze_sandbox.validation import (
     is_valid_email,
     parse_user_alias,
     validate_external_id,

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from dispatch_service.braze_sandbox.attributes import operation_of
-from dispatch_service.braze_sandbox.config import SandboxConfig
-from dispatch_service.braze_sandbox.store import Identifier, StoredEvent, StoredPurchase
-from dispatch_service.braze_sandbox.timestamps import parse_datetime
+from braze_sandbox.attributes import operation_of
+from braze_sandbox.config import SandboxConfig
+from braze_sandbox.store import Identifier, StoredEvent, StoredPurchase
+from braze_sandbox.timestamps import parse_datetime
 
 ERR_IDENTIFIER_REQUIRED = "'external_id', 'braze_id', 'user_alias', 'email' or 'phone' is required"
 ERR_MULTIPLE_PRIMARY = (

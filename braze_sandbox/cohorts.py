@@ -9,10 +9,10 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from dispatch_service.braze_sandbox.context import HandlerContext, Reply, error
-from dispatch_service.braze_sandbox.store import User
-from dispatch_service.braze_sandbox.timestamps import parse_datetime
-from dispatch_service.braze_sandbox.validation import parse_user_alias
+from braze_sandbox.context import HandlerContext, Reply, error
+from braze_sandbox.store import User
+from braze_sandbox.timestamps import parse_datetime
+from braze_sandbox.validation import parse_user_alias
 
 MSG_INVALID_PARTNER_KEY = "Invalid Partner API key"
 MSG_INVALID_CLIENT_SECRET = "Invalid client secret"

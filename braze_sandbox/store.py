@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from dispatch_service.braze_sandbox.attributes import apply_attribute
-from dispatch_service.braze_sandbox.timestamps import isoformat
+from braze_sandbox.attributes import apply_attribute
+from braze_sandbox.timestamps import isoformat
 
 IdentifierKind = Literal["external_id", "braze_id", "user_alias", "email", "phone"]
 #: Profile fields that live at the top level of an export rather than in custom_attributes.

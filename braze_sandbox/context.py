@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from dispatch_service.braze_sandbox.config import SandboxConfig
-from dispatch_service.braze_sandbox.faults import FaultInjector
-from dispatch_service.braze_sandbox.recorder import DataPoints
-from dispatch_service.braze_sandbox.store import UserStore
+from braze_sandbox.config import SandboxConfig
+from braze_sandbox.faults import FaultInjector
+from braze_sandbox.recorder import DataPoints
+from braze_sandbox.store import UserStore
 
 
 @dataclass

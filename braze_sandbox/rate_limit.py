@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from dispatch_service.braze_sandbox.config import RateLimit
+from braze_sandbox.config import RateLimit
 
 #: Window used for traffic statistics of groups without a configured limit.
 _UNLIMITED_STATS_WINDOW = 1.0

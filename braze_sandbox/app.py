@@ -24,8 +24,8 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
-from dispatch_service.braze_sandbox.cohorts import handle_cohort, handle_cohort_users
-from dispatch_service.braze_sandbox.config import (
+from braze_sandbox.cohorts import handle_cohort, handle_cohort_users
+from braze_sandbox.config import (
     PERM_DELETE,
     PERM_EXPORT_IDS,
     PERM_IDENTIFY,
@@ -33,24 +33,24 @@ from dispatch_service.braze_sandbox.config import (
     EndpointGroup,
     SandboxConfig,
 )
-from dispatch_service.braze_sandbox.context import HandlerContext, Reply, error
-from dispatch_service.braze_sandbox.control import add_control_routes
-from dispatch_service.braze_sandbox.identity import (
+from braze_sandbox.context import HandlerContext, Reply, error
+from braze_sandbox.control import add_control_routes
+from braze_sandbox.identity import (
     handle_delete,
     handle_export_ids,
     handle_identify,
 )
-from dispatch_service.braze_sandbox.rate_limit import RateDecision
-from dispatch_service.braze_sandbox.recorder import (
+from braze_sandbox.rate_limit import RateDecision
+from braze_sandbox.recorder import (
     RecordedRequest,
     fingerprint,
     redact_body,
     redact_headers,
 )
-from dispatch_service.braze_sandbox.state import SandboxState
-from dispatch_service.braze_sandbox.track import handle_track
+from braze_sandbox.state import SandboxState
+from braze_sandbox.track import handle_track
 
-log = logging.getLogger("dispatch_service.braze_sandbox")
+log = logging.getLogger("braze_sandbox")
 
 Handler = Callable[[web.Request, Any, HandlerContext], Reply]
 _PARTNER_PATH = re.compile(r"^/partners/[^/]+/cohorts(/users)?/+$")

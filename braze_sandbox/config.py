@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
-from dispatch_service.braze_sandbox.faults import FaultSettings
+from braze_sandbox.faults import FaultSettings
 
 #: Permissions a REST API key may carry (Braze "User Data" permissions the sandbox serves).
 PERM_TRACK = "users.track"

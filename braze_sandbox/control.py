@@ -11,8 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
-from dispatch_service.braze_sandbox.state import SandboxState
-from dispatch_service.braze_sandbox.store import Cohort
+from braze_sandbox.state import SandboxState
+from braze_sandbox.store import Cohort
 
 
 def _cohort_dict(state: SandboxState, cohort: Cohort) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m dispatch_service.braze_sandbox [options]``.
+"""Command line: ``python -m braze_sandbox [options]``.
 
 Every flag also reads an environment variable (``BRAZE_SANDBOX_<NAME>``); flags win.
 """
@@ -12,7 +12,7 @@ import os
 import signal
 from collections.abc import Sequence
 
-from dispatch_service.braze_sandbox.config import (
+from braze_sandbox.config import (
     DEFAULT_API_KEY,
     DEFAULT_CLIENT_SECRET,
     DEFAULT_PARTNER,
@@ -24,11 +24,11 @@ from dispatch_service.braze_sandbox.config import (
     default_rate_limits,
     parse_api_key,
 )
-from dispatch_service.braze_sandbox.faults import FaultSettings
-from dispatch_service.braze_sandbox.logs import configure_logging
-from dispatch_service.braze_sandbox.sandbox import BrazeSandbox
+from braze_sandbox.faults import FaultSettings
+from braze_sandbox.logs import configure_logging
+from braze_sandbox.sandbox import BrazeSandbox
 
-log = logging.getLogger("dispatch_service.braze_sandbox")
+log = logging.getLogger("braze_sandbox")
 _ENV = "BRAZE_SANDBOX_"
 _OFF = frozenset({"off", "none", "unlimited", "0"})
 
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         return str(_env(f"{group.upper()}_RATE", str(limits[group])))
 
     p = argparse.ArgumentParser(
-        prog="python -m dispatch_service.braze_sandbox",
+        prog="python -m braze_sandbox",
         description="Strict Braze-compatible REST sandbox (users/track, delete, identify, "
         "export/ids, partner cohorts) with rate limiting, fault injection and a request "
         "recorder under /_sandbox. Every option also reads BRAZE_SANDBOX_<OPTION> "
@@ -233,7 +233,7 @@ async def serve(config: SandboxConfig, host: str, port: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m dispatch_service.braze_sandbox`` and ``crowd-braze-sandbox``."""
+    """Entry point of ``python -m braze_sandbox`` and ``crowd-braze-sandbox``."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

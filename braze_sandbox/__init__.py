@@ -2,13 +2,13 @@
 
 Public in-process API::
 
-    from dispatch_service.braze_sandbox import BrazeSandbox, SandboxConfig
+    from braze_sandbox import BrazeSandbox, SandboxConfig
 
     async with BrazeSandbox(SandboxConfig(api_keys={"k": frozenset({"users.track"})})) as sb:
         ...  # send requests to sb.url, then inspect sb.requests / sb.get_user(...)
 """
 
-from dispatch_service.braze_sandbox.config import (
+from braze_sandbox.config import (
     ALL_PERMISSIONS,
     DEFAULT_API_KEY,
     DEFAULT_CLIENT_SECRET,
@@ -24,16 +24,16 @@ from dispatch_service.braze_sandbox.config import (
     SandboxConfig,
     default_rate_limits,
 )
-from dispatch_service.braze_sandbox.faults import (
+from braze_sandbox.faults import (
     FaultInjector,
     FaultSettings,
     ForcedMinorError,
     ForcedRateLimit,
 )
-from dispatch_service.braze_sandbox.rate_limit import GroupTraffic
-from dispatch_service.braze_sandbox.recorder import DataPoints, RecordedRequest, fingerprint
-from dispatch_service.braze_sandbox.sandbox import BrazeSandbox
-from dispatch_service.braze_sandbox.store import Cohort, StoredEvent, StoredPurchase, User
+from braze_sandbox.rate_limit import GroupTraffic
+from braze_sandbox.recorder import DataPoints, RecordedRequest, fingerprint
+from braze_sandbox.sandbox import BrazeSandbox
+from braze_sandbox.store import Cohort, StoredEvent, StoredPurchase, User
 
 __all__ = [
     "ALL_PERMISSIONS",

@@ -8,13 +8,13 @@ from typing import Self
 
 from aiohttp import web
 
-from dispatch_service.braze_sandbox.app import build_app
-from dispatch_service.braze_sandbox.config import SandboxConfig
-from dispatch_service.braze_sandbox.faults import FaultInjector
-from dispatch_service.braze_sandbox.rate_limit import GroupTraffic, RateLimiter
-from dispatch_service.braze_sandbox.recorder import DataPoints, RecordedRequest, Recorder
-from dispatch_service.braze_sandbox.state import SandboxState
-from dispatch_service.braze_sandbox.store import Cohort, User, UserStore
+from braze_sandbox.app import build_app
+from braze_sandbox.config import SandboxConfig
+from braze_sandbox.faults import FaultInjector
+from braze_sandbox.rate_limit import GroupTraffic, RateLimiter
+from braze_sandbox.recorder import DataPoints, RecordedRequest, Recorder
+from braze_sandbox.state import SandboxState
+from braze_sandbox.store import Cohort, User, UserStore
 
 
 class BrazeSandbox:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dispatch_service.braze_sandbox.config import SandboxConfig
-from dispatch_service.braze_sandbox.context import HandlerContext
-from dispatch_service.braze_sandbox.faults import FaultInjector
-from dispatch_service.braze_sandbox.rate_limit import RateLimiter
-from dispatch_service.braze_sandbox.recorder import Recorder
-from dispatch_service.braze_sandbox.store import UserStore
+from braze_sandbox.config import SandboxConfig
+from braze_sandbox.context import HandlerContext
+from braze_sandbox.faults import FaultInjector
+from braze_sandbox.rate_limit import RateLimiter
+from braze_sandbox.recorder import Recorder
+from braze_sandbox.store import UserStore
 
 
 @dataclass

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from dispatch_service.braze_sandbox.config import BatchMode
-from dispatch_service.braze_sandbox.context import HandlerContext, Reply, error
-from dispatch_service.braze_sandbox.store import Identifier, User
-from dispatch_service.braze_sandbox.validation import (
+from braze_sandbox.config import BatchMode
+from braze_sandbox.context import HandlerContext, Reply, error
+from braze_sandbox.store import Identifier, User
+from braze_sandbox.validation import (
     AttributesUpdate,
     EventUpdate,
     PurchaseUpdate,
