@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from crowd.common.v1 import value_pb2
 from crowd.dispatch.v1 import action_pb2, dispatch_service_pb2
-from dispatch_service import status
+from dispatch_service.queue import status
 from dispatch_service.queue.intake import current_trace_context, plan_submission, read_outcomes
 from dispatch_service.queue.queues import ensure_groups
 from dispatch_service.scripts import run_scripts
