@@ -3,8 +3,8 @@
 A visitor's live trace (``ProfileService.StreamTrace``) should show what happened to the
 actions it fired: suppressed by a frequency cap, delivered to Braze, or failed with Braze's
 reason. When the dispatch service shares its Redis with the profile service, it appends
-those entries to the visitor's trace stream, in the profile service's entry format
-(`profile_service.storage.trace_log`). The profile service records its partition count in
+those entries to the visitor's trace stream, in the shared trace entry format
+(`service_common.trace_entries`). The profile service records its partition count in
 ``META_PARTITIONS``; without that key (the services use separate Redis instances) nothing
 is written.
 
@@ -24,9 +24,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from crowd.profile.v1 import trace_pb2
-from profile_service.engine.state import TraceRecord
-from profile_service.storage.trace_log import TRACE_MAXLEN, TRACE_TTL_MS, encode_entry
 from service_common import keys
+from service_common.trace_entries import TRACE_MAXLEN, TRACE_TTL_MS, TraceRecord, encode_entry
 
 __all__ = ["DeliveryNote", "VisitorTrace"]
 

@@ -34,6 +34,9 @@ import orjson
 
 from crowd.dispatch.v1 import action_pb2
 
+# The record shape is part of the trace entry format the dispatch service writes too.
+from service_common.trace_entries import TraceRecord as TraceRecord
+
 STATE_FORMAT = 1
 """Bumped when the serialised layout changes incompatibly."""
 
@@ -151,16 +154,6 @@ class FiredAction:
     action: action_pb2.Action
     delay_ms: int = 0
     """Non-zero for delayed end-of-visit actions (re-evaluated when due)."""
-
-
-@dataclass(frozen=True)
-class TraceRecord:
-    """One trace entry to append to the profile's trace stream."""
-
-    kind: int
-    """A ``crowd.profile.v1.TraceEntryKind`` value."""
-    message: str
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
