@@ -16,18 +16,17 @@ Scopes are opaque strings and never imply one another: ``admin`` grants exactly 
 mapped to ``admin`` and nothing else. Give a key every scope it needs explicitly; that keeps a
 key's powers readable from its configuration alone.
 
-The authenticated caller is available to servicers and log lines as :func:`current_principal`:
-its ``key_id`` is the first 6 hex characters of the key's SHA-256 digest, never the key.
+The authenticated caller is available to servicers and log lines as :func:`current_principal`
+(`service_common.principal`, re-exported here): its ``key_id`` is the first 6 hex characters of
+the key's SHA-256 digest, never the key.
 """
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
 import hmac
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -42,6 +41,12 @@ from service_common.errors import (
     abort_with_error,
 )
 from service_common.logging import register_secret
+from service_common.principal import (
+    Principal,
+    current_principal,
+    reset_current_principal,
+    set_current_principal,
+)
 
 __all__ = [
     "OPEN_METHOD_PREFIXES",
@@ -61,30 +66,6 @@ OPEN_METHOD_PREFIXES: tuple[str, ...] = (
 
 _BEARER_RE = re.compile(r"^Bearer +(\S+)$", re.IGNORECASE)
 _FULL_METHOD_RE = re.compile(r"^/[A-Za-z_][\w.]*/[A-Za-z_]\w*$")
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """The caller an RPC runs for.
-
-    Attributes:
-        key_id: First 6 hex characters of the SHA-256 of its API key: safe to log.
-        scopes: Scopes the key grants.
-    """
-
-    key_id: str
-    scopes: frozenset[str]
-
-
-_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
-    "crowd_principal", default=None
-)
-
-
-def current_principal() -> Principal | None:
-    """The principal of the RPC being served, or ``None`` (auth disabled, open method, or
-    outside an RPC)."""
-    return _principal.get()
 
 
 def key_id(key: str) -> str:
@@ -243,11 +224,11 @@ def _acting_as(
 
     def unary(behavior: Behavior) -> Callable[..., Awaitable[Any]]:
         async def run(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            token = _principal.set(principal)
+            token = set_current_principal(principal)
             try:
                 return await call_unary(behavior, request, context)
             finally:
-                _principal.reset(token)
+                reset_current_principal(token)
 
         return run
 
@@ -257,7 +238,7 @@ def _acting_as(
         ) -> AsyncIterator[Any]:
             # Each RPC runs in its own asyncio task (a copy of the context), so the value set
             # here cannot leak into other RPCs even while this generator is suspended.
-            _principal.set(principal)
+            set_current_principal(principal)
             async for response in iterate_stream(behavior, request, context):
                 yield response
 

@@ -30,6 +30,8 @@ from typing import Any, Literal, TextIO
 
 from opentelemetry import trace
 
+from service_common.principal import current_principal
+
 __all__ = [
     "MIN_SECRET_LENGTH",
     "REDACTED",
@@ -156,9 +158,6 @@ def _context_fields() -> dict[str, str]:
     if span_context.is_valid:
         fields["trace_id"] = format(span_context.trace_id, "032x")
         fields["span_id"] = format(span_context.span_id, "016x")
-    # Imported here: auth imports errors, which imports this module.
-    from service_common.auth import current_principal
-
     principal = current_principal()
     if principal is not None:
         fields["principal"] = principal.key_id
