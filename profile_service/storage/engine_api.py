@@ -1,19 +1,22 @@
-"""The engine functions the storage layer calls, injected so that tests can pass simple ones.
+"""The engine functions the storage layer calls.
 
-Production passes `EngineFunctions.real()`, i.e. ``profile_service.engine.processor``'s
-``process_event``, ``end_visit`` and ``evaluate_delayed``. The storage layer treats them as
-pure: the same inputs give the same outcome, and a call that loses a compare-and-set race is
-simply recomputed from freshly read state.
+The storage layer receives them (dependency injection) rather than calling
+``profile_service.engine.processor`` directly, so that its tests can pass small stand-ins with
+outcomes they control (an engine that fails for one visitor, one that races a concurrent
+write) and test atomicity, retries and the sweeper apart from the engine's rules. Production
+passes `EngineFunctions.real()`, i.e. the processor's ``process_event``, ``end_visit`` and
+``evaluate_delayed``. The storage layer treats them as pure: the same inputs give the same
+outcome, and a call that loses a compare-and-set race is simply recomputed from freshly read
+state.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
 
 from profile_service.definitions.model import CompiledDefinitions
+from profile_service.engine import processor
 from profile_service.engine.state import FiredAction, NormalizedEvent, Outcome, ProfileState
 
 __all__ = ["EndVisit", "EngineFunctions", "EvaluateDelayed", "ProcessEvent"]
@@ -41,11 +44,8 @@ class EngineFunctions:
     @classmethod
     def real(cls) -> EngineFunctions:
         """The production engine (``profile_service.engine.processor``)."""
-        # Imported by name so that the storage layer does not depend on the engine module at
-        # import time (they are developed and tested separately).
-        processor = importlib.import_module("profile_service.engine.processor")
         return cls(
-            process_event=cast(ProcessEvent, processor.process_event),
-            end_visit=cast(EndVisit, processor.end_visit),
-            evaluate_delayed=cast(EvaluateDelayed, processor.evaluate_delayed),
+            process_event=processor.process_event,
+            end_visit=processor.end_visit,
+            evaluate_delayed=processor.evaluate_delayed,
         )
