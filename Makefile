@@ -9,7 +9,9 @@
 #   make proto        regenerate Python code from protos/ into clients/python
 #   make proto-check  fail if the committed generated code differs from a fresh generation
 #   make buf-lint     buf lint (protos/buf.yaml)
-#   make lint         ruff check + ruff format --check + mypy + buf-lint + proto-check
+#   make lint         ruff check + ruff format --check + mypy + import contracts + buf-lint +
+#                     proto-check
+#   make import-lint  lint-imports: which package may import which (docs/architecture.md)
 #   make test         venv + redis-server + lint, then pytest (extra args: PYTEST_ARGS=...)
 #   make bench        run the benchmarks (python -m bench)
 #   make run          run the demo stack in the foreground (python -m demo); Ctrl-C stops it
@@ -33,10 +35,10 @@ SUDO := $(shell if [ "$$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; the
 # Only our own protos are compiled/linted; the targets skip cleanly while none exist yet.
 PROTO_FILES := $(shell find protos/crowd -name '*.proto' 2>/dev/null | sort)
 
-.PHONY: help venv redis-server buf proto proto-check buf-lint lint test bench run clean
+.PHONY: help venv redis-server buf proto proto-check buf-lint import-lint lint test bench run clean
 
 help:
-	@sed -n '3,17p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,19p' Makefile | sed 's/^# \{0,1\}//'
 
 # --- Python environment -------------------------------------------------------------------------
 
@@ -100,12 +102,20 @@ endif
 
 # --- Quality gates ------------------------------------------------------------------------------
 
+# The import contracts ([tool.importlinter] in pyproject.toml): clients import no service, the
+# services do not import each other, the shared layer and the sandbox import no service, no import
+# cycles inside a package. --no-cache: the check takes well under a second and leaves nothing in
+# the tree.
+import-lint: $(VENV_STAMP)
+	$(VENV)/bin/lint-imports --no-cache --no-logo
+
 # Generated *_pb2* files are excluded from ruff in pyproject.toml; mypy's file list and overrides
 # are there too.
 lint: $(VENV_STAMP) buf
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(MAKE) --no-print-directory import-lint
 	$(MAKE) --no-print-directory buf-lint
 	$(MAKE) --no-print-directory proto-check
 
