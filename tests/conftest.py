@@ -4,15 +4,18 @@
 - redis_url     (function) that server's URL, FLUSHALLed before the test
 - durable_redis (function) a fresh server with appendonly yes + appendfsync always, for
                            restart/crash tests; stopped and its dir removed after the test
+- redis_client  (function) an asyncio client on redis_url, closed after the test
 
 free_port() (re-exported from tests.harness) gives a free loopback TCP port.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
 
 from tests.harness import RedisServer, free_port
 
@@ -54,3 +57,12 @@ def durable_redis() -> Iterator[RedisServer]:
         yield server
     finally:
         server.cleanup()
+
+
+@pytest_asyncio.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()

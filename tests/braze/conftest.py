@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import SecretStr
 
-from braze_sandbox import ALL_PERMISSIONS, BrazeSandbox, SandboxConfig
+from braze_sandbox import ALL_PERMISSIONS, BrazeSandbox
 from dispatch_service.braze import (
     BrazeClient,
     BrazeConnector,
@@ -26,6 +26,7 @@ from dispatch_service.braze import (
     create_session,
 )
 from tests.braze.helpers import API_KEY, CONNECTOR_ID
+from tests.harness import SandboxStarter
 
 PARTITIONS = 16
 
@@ -48,36 +49,14 @@ StackFactory = Callable[..., Awaitable[Stack]]
 
 @pytest_asyncio.fixture
 async def make_sandbox() -> AsyncIterator[SandboxFactory]:
-    started: list[BrazeSandbox] = []
-
-    async def factory(**overrides: Any) -> BrazeSandbox:
-        settings: dict[str, Any] = {
-            "api_keys": {API_KEY: ALL_PERMISSIONS},
-            "window_alignment": "first_request",
-        }
-        settings.update(overrides)
-        sandbox = BrazeSandbox(SandboxConfig(**settings))
-        await sandbox.start()
-        started.append(sandbox)
-        return sandbox
-
-    yield factory
-    for sandbox in started:
-        await sandbox.stop()
+    starter = SandboxStarter(api_keys={API_KEY: ALL_PERMISSIONS})
+    yield starter
+    await starter.stop_all()
 
 
 @pytest_asyncio.fixture
 async def sandbox(make_sandbox: SandboxFactory) -> BrazeSandbox:
     return await make_sandbox()
-
-
-@pytest_asyncio.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture

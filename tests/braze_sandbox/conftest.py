@@ -3,40 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import pytest_asyncio
 
-from braze_sandbox import (
-    ALL_PERMISSIONS,
-    PERM_TRACK,
-    BrazeSandbox,
-    SandboxConfig,
-)
+from braze_sandbox import ALL_PERMISSIONS, PERM_TRACK, BrazeSandbox
 from tests.braze_sandbox.helpers import KEY, TRACK_ONLY_KEY, SandboxFactory
+from tests.harness import SandboxStarter
 
 
 @pytest_asyncio.fixture
 async def make_sandbox() -> AsyncIterator[SandboxFactory]:
     """Start sandboxes with SandboxConfig overrides; all are stopped after the test."""
-    started: list[BrazeSandbox] = []
-
-    async def factory(**overrides: Any) -> BrazeSandbox:
-        settings: dict[str, Any] = {
-            "api_keys": {KEY: ALL_PERMISSIONS, TRACK_ONLY_KEY: frozenset({PERM_TRACK})},
-            # Windows open at the first request, so no test straddles a clock boundary.
-            "window_alignment": "first_request",
-        }
-        settings.update(overrides)
-        sandbox = BrazeSandbox(SandboxConfig(**settings))
-        await sandbox.start()
-        started.append(sandbox)
-        return sandbox
-
-    yield factory
-    for sandbox in started:
-        await sandbox.stop()
+    starter = SandboxStarter(
+        api_keys={KEY: ALL_PERMISSIONS, TRACK_ONLY_KEY: frozenset({PERM_TRACK})}
+    )
+    yield starter
+    await starter.stop_all()
 
 
 @pytest_asyncio.fixture

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from braze_sandbox import ALL_PERMISSIONS, BrazeSandbox, SandboxConfig
+from braze_sandbox import ALL_PERMISSIONS, BrazeSandbox
 from crowd.dispatch.v1 import dispatch_service_pb2_grpc
 from dispatch_service.cohorts import CohortStore, CohortWorkerSettings
 from dispatch_service.server import create_server, load_configured_connectors
@@ -35,6 +35,7 @@ from tests.cohorts.helpers import (
     PARTNER_KEY,
     WRONG_SECRET,
 )
+from tests.harness import running_sandbox
 
 PARTITIONS = 16
 
@@ -53,28 +54,12 @@ class Service:
 
 @pytest_asyncio.fixture
 async def sandbox() -> AsyncIterator[BrazeSandbox]:
-    sandbox = BrazeSandbox(
-        SandboxConfig(
-            api_keys={API_KEY: ALL_PERMISSIONS},
-            partners={PARTNER: PARTNER_KEY},
-            client_secrets={CLIENT_SECRET: frozenset({PARTNER})},
-            window_alignment="first_request",
-        )
-    )
-    await sandbox.start()
-    try:
+    async with running_sandbox(
+        api_keys={API_KEY: ALL_PERMISSIONS},
+        partners={PARTNER: PARTNER_KEY},
+        client_secrets={CLIENT_SECRET: frozenset({PARTNER})},
+    ) as sandbox:
         yield sandbox
-    finally:
-        await sandbox.stop()
-
-
-@pytest_asyncio.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def write_connectors(path: Path, sandbox_url: str) -> Path:

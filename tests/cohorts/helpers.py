@@ -1,18 +1,14 @@
-"""Constants, builders and waiting helpers of the cohort sync tests."""
+"""Constants and builders of the cohort sync tests (waiting: `tests.harness.eventually`)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import aiohttp
 
 from braze_sandbox import BrazeSandbox, RecordedRequest
 from crowd.dispatch.v1 import action_pb2, dispatch_service_pb2
-
-T = TypeVar("T")
 
 #: Distinctive values, so that a leak is easy to grep for.
 API_KEY = "sk-cohort-rest-7d1e9c3b5a2f4e6d"
@@ -91,21 +87,3 @@ def sent_ids(request: RecordedRequest, *, removed: bool) -> list[str]:
         if item.get("should_remove", False) is removed
         for user_id in item.get("user_ids", [])
     ]
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]],
-    done: Callable[[T], bool],
-    *,
-    within: float = 20.0,
-    what: str = "condition",
-) -> T:
-    """Poll ``probe`` until ``done(result)`` (for state in Redis, which offers no event)."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await probe()
-        if done(result):
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last: {result!r}")
-        await asyncio.sleep(0.05)

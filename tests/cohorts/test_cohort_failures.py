@@ -20,12 +20,12 @@ from tests.cohorts.helpers import (
     add,
     cohort_message,
     create_users,
-    eventually,
     partner_requests,
     remove,
     sent_ids,
     stream,
 )
+from tests.harness import eventually
 
 SECRETS = (PARTNER_KEY, CLIENT_SECRET, WRONG_SECRET)
 

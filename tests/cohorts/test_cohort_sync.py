@@ -14,12 +14,12 @@ from tests.cohorts.helpers import (
     add,
     cohort_message,
     create_users,
-    eventually,
     partner_requests,
     remove,
     sent_ids,
     stream,
 )
+from tests.harness import eventually
 
 
 async def _until_synced(service: Service, cohort_id: str, connector: str = CONNECTOR) -> None:

@@ -26,11 +26,10 @@ from tests.cohorts.helpers import (
     add,
     cohort_message,
     create_users,
-    eventually,
     remove,
     stream,
 )
-from tests.harness import RedisServer
+from tests.harness import RedisServer, eventually
 
 WorkerFactory = Callable[..., Awaitable[CohortWorker]]
 

@@ -11,25 +11,17 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 from pydantic import SecretStr
 
-from braze_sandbox import ALL_PERMISSIONS, BrazeSandbox, SandboxConfig
+from braze_sandbox import ALL_PERMISSIONS, BrazeSandbox
 from dispatch_service.braze import BrazeConnector, create_session
 from dispatch_service.delivery import braze_deliveries
 from dispatch_service.queue import ActionStore
 from dispatch_service.worker import DispatchWorker, WorkerSettings
 from tests.dispatch.helpers import API_KEY, CONNECTOR, OTHER_CONNECTOR
+from tests.harness import running_sandbox
 
 PARTITIONS = 16
 
 WorkerFactory = Callable[..., Awaitable[DispatchWorker]]
-
-
-@pytest_asyncio.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 @pytest_asyncio.fixture
@@ -41,14 +33,8 @@ async def store(redis_client: aioredis.Redis) -> ActionStore:
 
 @pytest_asyncio.fixture
 async def sandbox() -> AsyncIterator[BrazeSandbox]:
-    sandbox = BrazeSandbox(
-        SandboxConfig(api_keys={API_KEY: ALL_PERMISSIONS}, window_alignment="first_request")
-    )
-    await sandbox.start()
-    try:
+    async with running_sandbox(api_keys={API_KEY: ALL_PERMISSIONS}) as sandbox:
         yield sandbox
-    finally:
-        await sandbox.stop()
 
 
 def connector_for(sandbox: BrazeSandbox, **overrides: Any) -> BrazeConnector:

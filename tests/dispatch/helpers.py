@@ -1,19 +1,14 @@
-"""Builders and waiting helpers shared by the dispatch tests."""
+"""Builders shared by the dispatch tests (waiting: `tests.harness.eventually`)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from google.protobuf import duration_pb2
 
 from crowd.common.v1 import value_pb2
 from crowd.dispatch.v1 import action_pb2
 from service_common.keys import DispatchKeys
-
-T = TypeVar("T")
 
 CONNECTOR = "braze-main"
 OTHER_CONNECTOR = "braze-eu"
@@ -69,28 +64,6 @@ def _value(value: Any) -> value_pb2.Value:
     if isinstance(value, (int, float)):
         return value_pb2.Value(number_value=float(value))
     return value_pb2.Value(string_value=str(value))
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]],
-    done: Callable[[T], bool],
-    *,
-    within: float = 20.0,
-    interval: float = 0.05,
-    what: str = "condition",
-) -> T:
-    """Poll ``probe`` until ``done(result)``; fail with the last result after ``within`` s.
-
-    For state kept in Redis, which offers no event to await.
-    """
-    deadline = time.monotonic() + within
-    while True:
-        result = await probe()
-        if done(result):
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last: {result!r}")
-        await asyncio.sleep(interval)
 
 
 async def queued_keys(redis: Any, partitions: int) -> list[str]:

@@ -20,7 +20,8 @@ from dispatch_service.queue.queues import GROUP, read_new
 from dispatch_service.worker import DispatchWorker
 from service_common.keys import DispatchKeys, partition_of
 from tests.dispatch.conftest import PARTITIONS, WorkerFactory, connector_for
-from tests.dispatch.helpers import API_KEY, OTHER_CONNECTOR, eventually, track_action
+from tests.dispatch.helpers import API_KEY, OTHER_CONNECTOR, track_action
+from tests.harness import eventually
 
 ACCEPTED = action_pb2.ACTION_STATE_ACCEPTED
 DELIVERED = action_pb2.ACTION_STATE_DELIVERED

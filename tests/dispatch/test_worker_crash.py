@@ -18,7 +18,8 @@ from dispatch_service.queue import ActionStore
 from dispatch_service.queue.queues import GROUP
 from service_common.keys import DispatchKeys
 from tests.dispatch.conftest import PARTITIONS, WorkerFactory
-from tests.dispatch.helpers import API_KEY, CONNECTOR, eventually, track_action
+from tests.dispatch.helpers import API_KEY, CONNECTOR, track_action
+from tests.harness import eventually
 
 DELIVERED = action_pb2.ACTION_STATE_DELIVERED
 REPO = Path(__file__).resolve().parents[2]

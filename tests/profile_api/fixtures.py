@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 
-from braze_sandbox import ALL_PERMISSIONS, BrazeSandbox, SandboxConfig
+from braze_sandbox import ALL_PERMISSIONS, BrazeSandbox
+from tests.harness import running_sandbox
 from tests.profile_api.helpers import BRAZE_KEY
 from tests.profile_api.servers import Tracing
 
@@ -24,11 +25,5 @@ def tracing() -> Iterator[Tracing]:
 
 @pytest_asyncio.fixture
 async def sandbox() -> AsyncIterator[BrazeSandbox]:
-    sandbox = BrazeSandbox(
-        SandboxConfig(api_keys={BRAZE_KEY: ALL_PERMISSIONS}, window_alignment="first_request")
-    )
-    await sandbox.start()
-    try:
+    async with running_sandbox(api_keys={BRAZE_KEY: ALL_PERMISSIONS}) as sandbox:
         yield sandbox
-    finally:
-        await sandbox.stop()

@@ -5,7 +5,6 @@ Shared by tests/profile_api and tests/e2e (both start real servers with ``create
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -14,6 +13,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from crowd.profile.v1 import definitions_pb2
 from profile_service.definitions.loader import definitions_from_dict
+from tests.harness import eventually
 
 T = TypeVar("T")
 
@@ -44,20 +44,13 @@ def bearer(key: str) -> tuple[tuple[str, str]]:
 async def wait_for(
     check: Callable[[], Awaitable[T]], what: str, within_s: float = 20.0, interval: float = 0.05
 ) -> T:
-    """Poll ``check()`` until it returns something truthy; fail after ``within_s`` seconds.
+    """Poll ``check()`` until it returns something truthy; fail after ``within_s`` seconds
+    (`tests.harness.eventually` with this suite's argument order).
 
     Used where no in-process event can be awaited (state in Redis changed by a background
     task of a server); the deadline bounds the wait, the assertion is on the state.
     """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while True:
-        found = await check()
-        if found:
-            return found
-        if loop.time() >= deadline:
-            raise AssertionError(f"timed out after {within_s}s waiting for {what}")
-        await asyncio.sleep(interval)
+    return await eventually(check, within=within_s, interval=interval, what=what)
 
 
 def counter_definitions(

@@ -1,4 +1,5 @@
-"""Helpers of the storage tests: a tiny stand-in engine, definitions, clients, polling.
+"""Helpers of the storage tests: a tiny stand-in engine, definitions, clients (waiting:
+`tests.harness.eventually`).
 
 The stand-in engine is deliberately simple but follows the real engine's contract
 (`profile_service.storage.engine_api`): it is pure (works on a copy of the state), starts
@@ -14,10 +15,7 @@ idempotency keys:
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -218,17 +216,6 @@ def counting_client(url: str) -> tuple[redis.asyncio.Redis, type[CountingConnect
     connection_class = type("Counting", (CountingConnection,), {"sends": 0})
     client = redis.asyncio.Redis.from_url(url, connection_class=connection_class)
     return client, connection_class
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, timeout_s: float = 10.0, what: str = "condition"
-) -> None:
-    """Poll ``check`` until it is true; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @dataclass

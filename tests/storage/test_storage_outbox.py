@@ -12,12 +12,12 @@ import redis.asyncio
 from crowd.dispatch.v1 import action_pb2
 from profile_service.storage import Layout, OutboxForwarder, ProfileStore, SubmitRejected
 from profile_service.storage.outbox import FORWARDER_GROUP
+from tests.harness import eventually
 from tests.storage.helpers import (
     STAND_IN_ENGINE,
     T0,
     RecordingSubmit,
     event,
-    eventually,
     make_defs,
 )
 
@@ -190,7 +190,7 @@ async def test_wake_forwards_without_waiting_for_the_idle_poll(
         # After its first (empty) round the forwarder idles for 10 minutes unless woken.
         await eventually(lambda: _rounds_at_least(forwarder, 1), what="a first round")
         await store.apply_events(make_defs(), [event("v", "e1", name="fire")], T0)
-        await eventually(lambda: _has(submit, "v:feed:e1"), timeout_s=10, what="the action")
+        await eventually(lambda: _has(submit, "v:feed:e1"), within=10, what="the action")
     finally:
         await forwarder.stop()
 

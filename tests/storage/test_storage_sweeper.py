@@ -19,13 +19,13 @@ from profile_service.storage import (
     VisitSweeper,
 )
 from profile_service.storage.layout import system_clock_ms
+from tests.harness import eventually
 from tests.storage.helpers import (
     STAND_IN_ENGINE,
     T0,
     end_visit,
     evaluate_delayed,
     event,
-    eventually,
     make_defs,
     outbox_actions,
     process_event,
@@ -77,7 +77,7 @@ async def test_a_visit_ends_by_inactivity_exactly_once_with_two_sweepers_running
             found = await reader.get_profile("v")
             return found is not None and found.state.visit is None
 
-        await eventually(visit_ended, timeout_s=10, what="the visit to end")
+        await eventually(visit_ended, within=10, what="the visit to end")
         # Both sweepers keep running over the same data: still only one ending.
         runs = [s.sweeps for s in sweepers]
 
