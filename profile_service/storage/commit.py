@@ -27,14 +27,14 @@ from profile_service.engine.state import NormalizedEvent, Outcome, ProfileState
 from profile_service.storage.layout import Layout
 from profile_service.storage.lua import LuaScript
 from profile_service.storage.replies import RedisArg
-from profile_service.storage.trace_log import (
+from service_common import keys
+from service_common.trace_entries import (
     TRACE_MAXLEN,
     TRACE_TTL_MS,
     encode_entries,
     entry_doc,
     otel_trace_id,
 )
-from service_common import keys
 
 __all__ = [
     "COMMIT_SCRIPT",

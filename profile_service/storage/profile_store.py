@@ -50,9 +50,9 @@ from profile_service.storage.keyed_locks import KeyedLocks
 from profile_service.storage.layout import Clock, Layout, system_clock_ms
 from profile_service.storage.lua import LuaScript, is_noscript, load_all
 from profile_service.storage.replies import RedisArg, as_text
-from profile_service.storage.trace_log import TRACE_MAXLEN, TRACE_TTL_MS, encode_entry
 from service_common import keys
 from service_common.errors import Aborted
+from service_common.trace_entries import TRACE_MAXLEN, TRACE_TTL_MS, encode_entry
 
 __all__ = [
     "FIX_VISIT_DUE_SCRIPT",

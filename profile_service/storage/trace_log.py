@@ -24,31 +24,9 @@ from profile_service.storage.layout import Layout
 from profile_service.storage.replies import as_text, range_entries, stream_entries
 from service_common import keys
 from service_common.errors import FieldViolation, InvalidArgument
+from service_common.trace_entries import decode_entries
 
-# Re-exported: the storage writers (commit, profile_store) import the entry format from here;
-# code outside profile_service.storage imports service_common.trace_entries itself.
-from service_common.trace_entries import (
-    TRACE_MAXLEN,
-    TRACE_TTL_MS,
-    decode_entries,
-    decode_entry,
-    encode_entries,
-    encode_entry,
-    entry_doc,
-    otel_trace_id,
-)
-
-__all__ = [
-    "TRACE_MAXLEN",
-    "TRACE_TTL_MS",
-    "TraceLog",
-    "decode_entries",
-    "decode_entry",
-    "encode_entries",
-    "encode_entry",
-    "entry_doc",
-    "otel_trace_id",
-]
+__all__ = ["TraceLog"]
 
 _CURSOR = re.compile(r"^(\d{1,20}(?:-\d{1,20})?)(?:\.(\d{1,9}))?$")
 
