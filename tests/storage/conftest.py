@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 import pytest_asyncio
 import redis.asyncio
@@ -14,13 +12,10 @@ from tests.storage.helpers import STAND_IN_ENGINE
 PARTITIONS = 8
 
 
-@pytest_asyncio.fixture
-async def client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    redis_client = redis.asyncio.Redis.from_url(redis_url)
-    try:
-        yield redis_client
-    finally:
-        await redis_client.aclose()
+@pytest.fixture
+def client(redis_client: redis.asyncio.Redis) -> redis.asyncio.Redis:
+    """The shared ``redis_client`` (tests/conftest.py) under this suite's name."""
+    return redis_client
 
 
 @pytest.fixture
