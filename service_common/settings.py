@@ -146,6 +146,13 @@ class ServiceSettings(BaseSettings):
         "the config file, not on the command line.",
     )
     redis_cluster: bool = Field(False, description="Connect to a Redis Cluster.")
+    redis_watchdog_interval_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often Redis is pinged once serving; health is NOT_SERVING while it "
+        "does not answer. (At start-up Redis is retried forever, at most 5 s apart.)",
+    )
     api_keys: ApiKeys = Field(
         default_factory=dict,
         description='API key → scopes, as a JSON object, e.g. {"<key>": ["ingest", "read"]}. '
