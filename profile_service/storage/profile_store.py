@@ -48,7 +48,7 @@ from profile_service.storage.commit import (
 from profile_service.storage.engine_api import EngineFunctions
 from profile_service.storage.keyed_locks import KeyedLocks
 from profile_service.storage.layout import Clock, Layout, system_clock_ms
-from profile_service.storage.lua import LuaScript, is_noscript, load_all
+from profile_service.storage.lua import is_noscript, load_scripts, storage_script
 from profile_service.storage.replies import RedisArg, as_text
 from profile_service.storage.trace_log import TRACE_MAXLEN, TRACE_TTL_MS, encode_entry
 from service_common import keys
@@ -70,9 +70,9 @@ logger = logging.getLogger(__name__)
 ENGINE_FAILURE_RETRY_MS = 60_000
 """When the engine fails to end a visit, the sweeper tries again this much later."""
 
-FIX_VISIT_DUE_SCRIPT = LuaScript("fix_visit_due")
-MOVE_DELAYED_SCRIPT = LuaScript("move_delayed")
-READ_VISITOR_SCRIPT = LuaScript("read_visitor")
+FIX_VISIT_DUE_SCRIPT = storage_script("fix_visit_due")
+MOVE_DELAYED_SCRIPT = storage_script("move_delayed")
+READ_VISITOR_SCRIPT = storage_script("read_visitor")
 _SCRIPTS = (COMMIT_SCRIPT, FIX_VISIT_DUE_SCRIPT, MOVE_DELAYED_SCRIPT, READ_VISITOR_SCRIPT)
 
 
@@ -207,7 +207,7 @@ class ProfileStore:
 
     async def prepare(self) -> None:
         """Load the Lua scripts (call once at start-up; one round trip, not counted)."""
-        await load_all(self._client, _SCRIPTS)
+        await load_scripts(self._client, _SCRIPTS)
 
     async def _execute(self, pipe: redis.asyncio.client.Pipeline) -> list[Any]:
         self.stats.round_trips += 1

@@ -25,15 +25,15 @@ import redis.asyncio
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.engine.state import ProfileState
 from profile_service.storage.layout import Layout
-from profile_service.storage.lua import LuaScript, load_all
+from profile_service.storage.lua import load_scripts, storage_script
 from profile_service.storage.replies import as_text
 from service_common import keys
 from service_common.errors import FieldViolation, InvalidArgument
 
 __all__ = ["AudiencePage", "DeletedProfile", "ProfileReader", "StoredProfile"]
 
-DELETE_SCRIPT = LuaScript("delete_profile")
-DELETE_IF_OWNER_SCRIPT = LuaScript("delete_if_owner")
+DELETE_SCRIPT = storage_script("delete_profile")
+DELETE_IF_OWNER_SCRIPT = storage_script("delete_if_owner")
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
@@ -161,7 +161,7 @@ class ProfileReader:
                 raise errors[0]
             # NOSCRIPT after a Redis restart: load the scripts and do it all again (every
             # step is idempotent).
-            await load_all(self._client, [DELETE_SCRIPT, DELETE_IF_OWNER_SCRIPT])
+            await load_scripts(self._client, [DELETE_SCRIPT, DELETE_IF_OWNER_SCRIPT])
         return DeletedProfile(profile_id, [profile_id, *aliases])
 
     async def _delete(

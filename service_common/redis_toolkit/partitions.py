@@ -33,6 +33,6 @@ async def check_partitions(redis: Redis, key: str, partitions: int, what: str) -
     recorded = raw.decode() if isinstance(raw, bytes) else raw
     if recorded is not None and recorded != str(partitions):
         raise PartitionMismatchError(
-            f"this replica uses {partitions} {what} partitions but the Redis dataset was "
-            f"created with {recorded}"
+            f"this Redis holds {what} data for {recorded} partitions, not {partitions} "
+            "(the partition count is fixed for the life of a dataset)"
         )
