@@ -58,6 +58,7 @@ from dispatch_service.queue.queues import (
 )
 from dispatch_service.queue.store import ActionStore
 from dispatch_service.visitor_trace import VisitorTrace, delivery_note
+from service_common.redis_toolkit.retry import REDIS_LOOP, REDIS_RECORD, FailureBackoff
 
 __all__ = ["DispatchWorker", "WorkerSettings"]
 
@@ -183,7 +184,7 @@ class DispatchWorker:
     # --- reading -------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        failures = 0
+        backoff = FailureBackoff(REDIS_LOOP)
         while not self._stopping:
             try:
                 if len(self._held) >= self.settings.max_buffered:
@@ -198,11 +199,10 @@ class DispatchWorker:
                     self.settings.block_ms,
                 )
                 await self._take(taken)
-                failures = 0
+                backoff.succeeded()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                failures += 1
                 if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
                     # The queues are gone (Redis restarted without persistence): recreate.
                     logger.warning("dispatch consumer groups missing; creating them")
@@ -210,7 +210,7 @@ class DispatchWorker:
                         await self._store.ensure_queues()
                 else:
                     logger.exception("reading the dispatch queues failed")
-                await asyncio.sleep(min(5.0, 0.05 * 2**failures))
+                await backoff.failed()
 
     async def _take(self, taken: Sequence[Taken]) -> None:
         """Load taken entries and buffer their actions per connector."""
@@ -397,7 +397,7 @@ class DispatchWorker:
     async def _record(self, completions: Sequence[Completion]) -> None:
         """Record results; retried while Redis is unreachable, then left to reclaiming."""
         deadline = time.monotonic() + self.settings.record_retry_s
-        pause = 0.05
+        backoff = FailureBackoff(REDIS_RECORD)
         while True:
             try:
                 await complete(
@@ -412,8 +412,7 @@ class DispatchWorker:
                         "recording %d results failed; their entries stay pending", len(completions)
                     )
                     break
-                await asyncio.sleep(pause)
-                pause = min(1.0, pause * 2)
+                await backoff.failed()
         released: set[str] = set()
         for completion in completions:
             taken = completion.taken

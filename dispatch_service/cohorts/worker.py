@@ -59,6 +59,7 @@ from dispatch_service.cohorts.queue import (
 from dispatch_service.cohorts.sender import CohortSender, RunState
 from dispatch_service.cohorts.store import CohortStore
 from service_common.keys import CohortKeys
+from service_common.redis_toolkit.retry import REDIS_LOOP, FailureBackoff
 
 __all__ = ["CohortWorker", "CohortWorkerSettings", "cohort_senders"]
 
@@ -200,7 +201,7 @@ class CohortWorker:
     # --- reading -------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        failures = 0
+        backoff = FailureBackoff(REDIS_LOOP)
         settings = self.settings
         while not self._stopping.is_set():
             try:
@@ -215,18 +216,17 @@ class CohortWorker:
                     settings.block_ms,
                 )
                 self._take(taken)
-                failures = 0
+                backoff.succeeded()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                failures += 1
                 if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
                     logger.warning("cohort consumer groups missing; creating them")
                     with contextlib.suppress(Exception):
                         await self._store.ensure_queues()
                 else:
                     logger.exception("reading the cohort queues failed")
-                await asyncio.sleep(min(5.0, 0.05 * 2**failures))
+                await backoff.failed()
 
     def _take(self, entries: list[Entry]) -> None:
         for entry in entries:

@@ -42,6 +42,7 @@ from crowd.dispatch.v1 import action_pb2
 from profile_service.storage.background import BackgroundLoop
 from profile_service.storage.layout import Layout
 from service_common.redis_toolkit import streams
+from service_common.redis_toolkit.retry import Backoff, FailureBackoff
 
 __all__ = ["FORWARDER_GROUP", "ForwarderStats", "OutboxForwarder", "Submit", "SubmitRejected"]
 
@@ -131,8 +132,7 @@ class OutboxForwarder:
         self._idle_interval_s = idle_interval_s
         self._claim_idle_ms = claim_idle_ms
         self._claim_interval_s = claim_interval_s
-        self._initial_backoff_s = initial_backoff_s
-        self._max_backoff_s = max_backoff_s
+        self._backoff = Backoff(initial_backoff_s, max_backoff_s)
         self._next_claim = 0.0
         self._claim_cursors = ["0-0"] * layout.partitions
         self._outboxes = [pkeys.outbox for pkeys in layout.all_partitions()]
@@ -224,7 +224,7 @@ class OutboxForwarder:
         """Submit until the dispatch service accepts (True) or the forwarder stops (False);
         meanwhile keep the entries claimed."""
         remaining = list(batch)
-        delay = self._initial_backoff_s
+        backoff = FailureBackoff(self._backoff)
         last_refresh = time.monotonic()
         while remaining:
             if self._loop.stopping:
@@ -247,14 +247,14 @@ class OutboxForwarder:
                 raise
             except Exception as exc:
                 self.stats.submit_failures += 1
+                delay = backoff.next_delay()
                 logger.warning(
                     "submitting %d actions failed (%s); retrying in %.2fs",
                     len(remaining),
                     type(exc).__name__,
                     delay,
                 )
-            await self._loop.pause(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, self._max_backoff_s)
+                await self._loop.pause(delay)
             if (time.monotonic() - last_refresh) * 1000 > self._claim_idle_ms / 2:
                 await self._keep_claimed(remaining)
                 last_refresh = time.monotonic()
@@ -276,15 +276,14 @@ class OutboxForwarder:
 
     async def run(self) -> None:
         """Forward until `stop`; Redis failures are logged and retried."""
-        delay = self._initial_backoff_s
+        backoff = FailureBackoff(self._backoff)
         while not self._loop.stopping:
             try:
                 handled = await self.forward_once()
-                delay = self._initial_backoff_s
+                backoff.succeeded()
             except (redis.exceptions.RedisError, OSError) as exc:
                 logger.warning("outbox forwarding failed (%s); retrying", type(exc).__name__)
-                await self._loop.pause(delay)
-                delay = min(delay * 2, self._max_backoff_s)
+                await self._loop.pause(backoff.next_delay())
                 continue
             if handled == 0:
                 await self._loop.pause(self._idle_interval_s, self._wake)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +52,7 @@ from profile_service.storage.replies import RedisArg, as_text
 from profile_service.storage.trace_log import TRACE_MAXLEN, TRACE_TTL_MS, encode_entry
 from service_common import keys
 from service_common.errors import Aborted
+from service_common.redis_toolkit.retry import CAS_CONFLICT
 
 __all__ = [
     "FIX_VISIT_DUE_SCRIPT",
@@ -249,7 +249,7 @@ class ProfileStore:
                     raise ProfileConflictError(sorted({events[i].visitor_id for i in pending}))
                 if attempt > 1:
                     # Jitter, so that two replicas that collided do not collide again.
-                    await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2**attempt)))
+                    await asyncio.sleep(CAS_CONFLICT.delay(attempt - 1))
                 plans = await self._plan(defs, events, pending, now)
                 done = await self._write_plans(plans)
                 pending = []
@@ -482,7 +482,7 @@ class ProfileStore:
                 if not pending:
                     break
                 if attempt > 1:
-                    await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2**attempt)))
+                    await asyncio.sleep(CAS_CONFLICT.delay(attempt - 1))
                 pending = await self._end_visits_attempt(defs, pending, now_ms, ended)
             else:
                 if pending:

@@ -25,6 +25,7 @@ __all__ = [
     "BRAZE_DELIVERY",
     "CAS_CONFLICT",
     "REDIS_LOOP",
+    "REDIS_RECORD",
     "REDIS_STARTUP",
     "Backoff",
     "FailureBackoff",
@@ -65,6 +66,9 @@ class Backoff:
 REDIS_STARTUP = Backoff(initial_s=0.1, cap_s=5.0)
 #: A transient Redis error inside a background loop (read, claim, record).
 REDIS_LOOP = Backoff(initial_s=0.1, cap_s=5.0)
+#: Recording delivery results while Redis is briefly away (the worker holds them meanwhile,
+#: so it retries often; bounded by the worker's ``record_retry_s``).
+REDIS_RECORD = Backoff(initial_s=0.05, cap_s=1.0)
 #: Braze delivery (the retry schedule persisted with each action; attempts and age are the
 #: connector's ``max_attempts`` / ``max_age_s``).
 BRAZE_DELIVERY = Backoff(initial_s=0.5, cap_s=60.0)
