@@ -28,7 +28,7 @@ import redis.exceptions
 from redis.asyncio import Redis, RedisCluster
 
 from service_common._handlers import Behavior, rewrap_handler
-from service_common.errors import Unavailable, abort_with_error
+from service_common.errors import Unavailable
 from service_common.redis import log_redis_attempt
 from service_common.redis_toolkit.retry import REDIS_STARTUP, retrying
 
@@ -160,21 +160,24 @@ class ReadinessInterceptor(grpc.aio.ServerInterceptor):
 
 
 def _unavailable(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
-    error = Unavailable("Redis is not reachable yet; retry later", reason="REDIS_UNAVAILABLE")
+    """The same kind of handler, raising ``Unavailable`` before the servicer runs (the
+    error-mapping interceptor outside this one turns it into the status)."""
 
     def unary(_: Behavior) -> Callable[..., Awaitable[Any]]:
-        async def refuse(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            await abort_with_error(context, error)
+        async def refuse(_request: Any, _context: Any) -> Any:
+            raise _not_ready()
 
         return refuse
 
     def stream(_: Behavior) -> Callable[..., AsyncIterator[Any]]:
-        async def refuse(
-            _request: Any, context: grpc.aio.ServicerContext[Any, Any]
-        ) -> AsyncIterator[Any]:
-            await abort_with_error(context, error)
+        async def refuse(_request: Any, _context: Any) -> AsyncIterator[Any]:
+            raise _not_ready()
             yield  # pragma: no cover - makes this an async generator, never reached
 
         return refuse
 
     return rewrap_handler(handler, unary_response=unary, stream_response=stream)
+
+
+def _not_ready() -> Unavailable:
+    return Unavailable("Redis is not reachable yet; retry later", reason="REDIS_UNAVAILABLE")
