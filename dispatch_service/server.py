@@ -31,6 +31,7 @@ from dispatch_service.visitor_trace import VisitorTrace
 from dispatch_service.worker import DispatchWorker, WorkerSettings
 from service_common.readiness import RedisReadiness
 from service_common.redis import connect_redis, redis_target
+from service_common.redis_toolkit.retry import REDIS_STARTUP, Backoff
 from service_common.server import ManagedServer, ServerSpec, build_server
 from service_common.telemetry import setup_tracing
 
@@ -65,7 +66,7 @@ async def create_server(
             store,
             deliveries,
             consumer_name=settings.consumer_name or f"{socket.gethostname()}:{os.getpid()}",
-            settings=worker_settings,
+            settings=worker_settings or settings.worker_settings(),
             trace=visitor_trace,
         )
     cohort_store = CohortStore(redis, settings.partitions, connectors)
@@ -75,7 +76,7 @@ async def create_server(
             cohort_store,
             cohort_senders(connectors, redis, settings.partitions, session, provider),
             consumer_name=settings.consumer_name or f"{socket.gethostname()}:{os.getpid()}",
-            settings=cohort_worker_settings,
+            settings=cohort_worker_settings or settings.cohort_worker_settings(),
         )
     servicer = DispatchServicer(store, cohort_store)
 
@@ -113,6 +114,9 @@ async def create_server(
                 redis_target(settings.redis_url),
                 [prepare],
                 watchdog_interval_s=settings.redis_watchdog_interval_seconds,
+                connect_backoff=Backoff(
+                    REDIS_STARTUP.initial_s, settings.redis_connect_retry_max_seconds
+                ),
             ),
         ),
         tracer_provider=provider,

@@ -43,12 +43,11 @@ from profile_service.storage import (
 from service_common.client import create_channel
 from service_common.readiness import RedisReadiness
 from service_common.redis import connect_redis, redis_target
+from service_common.redis_toolkit.retry import REDIS_STARTUP, Backoff
 from service_common.server import ManagedServer, ServerSpec, build_server
 from service_common.telemetry import setup_tracing
 
 logger = logging.getLogger(__name__)
-
-FORWARDER_IDLE_POLL_S = 0.5
 
 
 async def create_server(
@@ -67,7 +66,12 @@ async def create_server(
         if settings.definitions_file is not None
         else None
     )
-    watcher = DefinitionsWatcher(redis, definitions_store, compile_definitions)
+    watcher = DefinitionsWatcher(
+        redis,
+        definitions_store,
+        compile_definitions,
+        poll_interval_s=settings.definitions_poll_interval_seconds,
+    )
 
     channel = None
     forwarder = None
@@ -85,9 +89,12 @@ async def create_server(
             redis,
             layout,
             DispatchSubmitter(channel),
-            idle_interval_s=FORWARDER_IDLE_POLL_S,
+            read_count=settings.outbox_read_count,
+            idle_interval_s=settings.outbox_poll_interval_seconds,
             claim_idle_ms=int(claim_idle_s * 1000),
-            claim_interval_s=min(5.0, claim_idle_s / 3),
+            claim_interval_s=min(settings.outbox_claim_interval_seconds, claim_idle_s / 3),
+            initial_backoff_s=settings.outbox_retry_initial_seconds,
+            max_backoff_s=settings.outbox_retry_max_seconds,
         )
 
     store = ProfileStore(
@@ -95,15 +102,28 @@ async def create_server(
         layout,
         EngineFunctions.real(),
         on_outbox_write=forwarder.wake if forwarder is not None else None,
+        max_attempts=settings.commit_max_attempts,
     )
     background: list[Any] = []  # each has start() and async stop()
     if settings.background_workers:
         background.append(
             VisitSweeper(
-                redis, store, lambda: watcher.current, interval_s=settings.sweep_interval_seconds
+                redis,
+                store,
+                lambda: watcher.current,
+                interval_s=settings.sweep_interval_seconds,
+                batch_limit=settings.sweep_batch_limit,
             )
         )
-        background.append(AudienceReconciler(redis, layout, lambda: watcher.current))
+        background.append(
+            AudienceReconciler(
+                redis,
+                layout,
+                lambda: watcher.current,
+                interval_s=settings.reconcile_interval_seconds,
+                scan_count=settings.reconcile_scan_count,
+            )
+        )
         if forwarder is not None:
             background.append(forwarder)
 
@@ -159,6 +179,9 @@ async def create_server(
                 redis_target(settings.redis_url),
                 [prepare],
                 watchdog_interval_s=settings.redis_watchdog_interval_seconds,
+                connect_backoff=Backoff(
+                    REDIS_STARTUP.initial_s, settings.redis_connect_retry_max_seconds
+                ),
             ),
         ),
         tracer_provider=provider,

@@ -4,7 +4,8 @@ its Redis-dependent start-up is done, then follows Redis with a watchdog.
 :class:`RedisReadiness` runs in the background of a started server
 (:class:`service_common.server.ManagedServer`):
 
-1. PING until Redis answers, forever, with the start-up backoff (``REDIS_STARTUP``), one
+1. PING until Redis answers, forever, with the start-up backoff (``REDIS_STARTUP`` or the
+   ``redis_connect_retry_max_seconds`` setting), one
    log line per failed attempt naming ``host:port`` only;
 2. run the service's ``prepare`` hooks (check partitions, load scripts and definitions,
    start workers); a Redis error there starts again from 1, any other error is fatal;
@@ -30,7 +31,7 @@ from redis.asyncio import Redis, RedisCluster
 from service_common._handlers import Behavior, rewrap_handler
 from service_common.errors import Unavailable
 from service_common.redis import log_redis_attempt
-from service_common.redis_toolkit.retry import REDIS_STARTUP, retrying
+from service_common.redis_toolkit.retry import REDIS_STARTUP, Backoff, retrying
 
 __all__ = ["ReadinessInterceptor", "RedisReadiness"]
 
@@ -61,6 +62,7 @@ class RedisReadiness:
         target: ``host:port`` for the logs (never the URL: it may hold the password).
         prepare: Start-up work that needs Redis, awaited in order once it answers.
         watchdog_interval_s: How often Redis is pinged once serving.
+        connect_backoff: The backoff between start-up attempts.
     """
 
     def __init__(
@@ -70,7 +72,9 @@ class RedisReadiness:
         prepare: Sequence[Hook] = (),
         *,
         watchdog_interval_s: float = 1.0,
+        connect_backoff: Backoff = REDIS_STARTUP,
     ) -> None:
+        self._connect_backoff = connect_backoff
         self._redis = redis
         self._target = target
         self._prepare = list(prepare)
@@ -116,7 +120,7 @@ class RedisReadiness:
             log_attempt(attempt, error, delay)
 
         async for attempt in retrying(
-            REDIS_STARTUP, retry_on=Exception, give_up_on=_fatal, log=log
+            self._connect_backoff, retry_on=Exception, give_up_on=_fatal, log=log
         ):
             with attempt:
                 await self._redis.ping()

@@ -151,7 +151,14 @@ class ServiceSettings(BaseSettings):
         gt=0,
         le=60,
         description="How often Redis is pinged once serving; health is NOT_SERVING while it "
-        "does not answer. (At start-up Redis is retried forever, at most 5 s apart.)",
+        "does not answer.",
+    )
+    redis_connect_retry_max_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="Cap of the backoff (full jitter, doubling from 0.1 s) between attempts "
+        "to reach Redis at start-up; the service retries forever, reporting NOT_SERVING.",
     )
     api_keys: ApiKeys = Field(
         default_factory=dict,
