@@ -30,8 +30,7 @@ from dispatch_service.settings import DispatchSettings
 from dispatch_service.visitor_trace import VisitorTrace
 from dispatch_service.worker import DispatchWorker, WorkerSettings
 from service_common.readiness import RedisReadiness
-from service_common.redis import connect_redis, redis_target
-from service_common.redis_toolkit.retry import REDIS_STARTUP, Backoff
+from service_common.redis import connect_redis
 from service_common.server import ManagedServer, ServerSpec, build_server
 from service_common.telemetry import setup_tracing
 
@@ -109,15 +108,7 @@ async def create_server(
             ),
             method_scopes=METHOD_SCOPES,
             on_shutdown=[stop_worker, session.close, redis.aclose],
-            readiness=RedisReadiness(
-                redis,
-                redis_target(settings.redis_url),
-                [prepare],
-                watchdog_interval_s=settings.redis_watchdog_interval_seconds,
-                connect_backoff=Backoff(
-                    REDIS_STARTUP.initial_s, settings.redis_connect_retry_max_seconds
-                ),
-            ),
+            readiness=RedisReadiness.for_settings(redis, settings, [prepare]),
         ),
         tracer_provider=provider,
     )

@@ -40,8 +40,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from redis.exceptions import ResponseError
-
 from dispatch_service.braze.results import ActionResult, Outcome
 from dispatch_service.delivery import ConnectorDelivery, DeliveryOutcome
 from dispatch_service.queue.queues import (
@@ -58,7 +56,8 @@ from dispatch_service.queue.queues import (
 )
 from dispatch_service.queue.store import ActionStore
 from dispatch_service.visitor_trace import VisitorTrace, delivery_note
-from service_common.redis_toolkit.retry import REDIS_LOOP, REDIS_RECORD, FailureBackoff
+from service_common.redis_toolkit.retry import REDIS_RECORD, FailureBackoff
+from service_common.redis_toolkit.streams import read_loop
 
 __all__ = ["DispatchWorker", "WorkerSettings"]
 
@@ -184,33 +183,26 @@ class DispatchWorker:
     # --- reading -------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        backoff = FailureBackoff(REDIS_LOOP)
-        while not self._stopping:
-            try:
-                if len(self._held) >= self.settings.max_buffered:
-                    # Back-pressure: the destination is slower than the queue fills.
-                    await asyncio.sleep(self.settings.block_ms / 1000)
-                    continue
-                taken = await read_new(
-                    self._redis,
-                    self._store.partitions,
-                    self.consumer_name,
-                    self.settings.read_count,
-                    self.settings.block_ms,
-                )
-                await self._take(taken)
-                backoff.succeeded()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-                    # The queues are gone (Redis restarted without persistence): recreate.
-                    logger.warning("dispatch consumer groups missing; creating them")
-                    with contextlib.suppress(Exception):
-                        await self._store.ensure_queues()
-                else:
-                    logger.exception("reading the dispatch queues failed")
-                await backoff.failed()
+        settings = self.settings
+
+        async def read_round() -> None:
+            taken = await read_new(
+                self._redis,
+                self._store.partitions,
+                self.consumer_name,
+                settings.read_count,
+                settings.block_ms,
+            )
+            await self._take(taken)
+
+        await read_loop(
+            read_round,
+            stopping=lambda: self._stopping,
+            held_full=lambda: len(self._held) >= settings.max_buffered,
+            pause_s=settings.block_ms / 1000,
+            ensure_groups=self._store.ensure_queues,
+            what="dispatch queues",
+        )
 
     async def _take(self, taken: Sequence[Taken]) -> None:
         """Load taken entries and buffer their actions per connector."""

@@ -42,8 +42,7 @@ from profile_service.storage import (
 )
 from service_common.client import create_channel
 from service_common.readiness import RedisReadiness
-from service_common.redis import connect_redis, redis_target
-from service_common.redis_toolkit.retry import REDIS_STARTUP, Backoff
+from service_common.redis import connect_redis
 from service_common.server import ManagedServer, ServerSpec, build_server
 from service_common.telemetry import setup_tracing
 
@@ -174,15 +173,7 @@ async def create_server(
             register=register,
             method_scopes=METHOD_SCOPES,
             on_shutdown=[stop_background, redis.aclose],
-            readiness=RedisReadiness(
-                redis,
-                redis_target(settings.redis_url),
-                [prepare],
-                watchdog_interval_s=settings.redis_watchdog_interval_seconds,
-                connect_backoff=Backoff(
-                    REDIS_STARTUP.initial_s, settings.redis_connect_retry_max_seconds
-                ),
-            ),
+            readiness=RedisReadiness.for_settings(redis, settings, [prepare]),
         ),
         tracer_provider=provider,
     )

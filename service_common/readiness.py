@@ -30,8 +30,9 @@ from redis.asyncio import Redis, RedisCluster
 
 from service_common._handlers import Behavior, rewrap_handler
 from service_common.errors import Unavailable
-from service_common.redis import log_redis_attempt
+from service_common.redis import log_redis_attempt, redis_target
 from service_common.redis_toolkit.retry import REDIS_STARTUP, Backoff, retrying
+from service_common.settings import ServiceSettings
 
 __all__ = ["ReadinessInterceptor", "RedisReadiness"]
 
@@ -82,6 +83,22 @@ class RedisReadiness:
         self.prepared = False
         self.redis_up = False
         self._first_outcome = asyncio.Event()
+
+    @classmethod
+    def for_settings(
+        cls, redis: Redis | RedisCluster, settings: ServiceSettings, prepare: Sequence[Hook]
+    ) -> RedisReadiness:
+        """The readiness of a service configured by ``settings`` (Redis target, watchdog
+        interval, start-up backoff cap)."""
+        return cls(
+            redis,
+            redis_target(settings.redis_url),
+            prepare,
+            watchdog_interval_s=settings.redis_watchdog_interval_seconds,
+            connect_backoff=Backoff(
+                REDIS_STARTUP.initial_s, settings.redis_connect_retry_max_seconds
+            ),
+        )
 
     async def wait_first_outcome(self) -> None:
         """Return once the first attempt is over: prepared, or Redis found unreachable."""

@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 import aiohttp
 import redis.asyncio as aioredis
 from opentelemetry.trace import TracerProvider
-from redis.exceptions import ResponseError
 
 from dispatch_service.braze.connector import BrazeConnector
 from dispatch_service.braze.rate_limit import SharedRateLimiter
@@ -59,7 +58,7 @@ from dispatch_service.cohorts.queue import (
 from dispatch_service.cohorts.sender import CohortSender, RunState
 from dispatch_service.cohorts.store import CohortStore
 from service_common.keys import CohortKeys
-from service_common.redis_toolkit.retry import REDIS_LOOP, FailureBackoff
+from service_common.redis_toolkit.streams import read_loop
 
 __all__ = ["CohortWorker", "CohortWorkerSettings", "cohort_senders"]
 
@@ -201,32 +200,26 @@ class CohortWorker:
     # --- reading -------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        backoff = FailureBackoff(REDIS_LOOP)
         settings = self.settings
-        while not self._stopping.is_set():
-            try:
-                if len(self._held) >= settings.max_held:
-                    await asyncio.sleep(settings.block_ms / 1000)  # back-pressure
-                    continue
-                taken = await read_new(
-                    self._redis,
-                    self._store.partitions,
-                    self.consumer_name,
-                    settings.read_count,
-                    settings.block_ms,
-                )
-                self._take(taken)
-                backoff.succeeded()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-                    logger.warning("cohort consumer groups missing; creating them")
-                    with contextlib.suppress(Exception):
-                        await self._store.ensure_queues()
-                else:
-                    logger.exception("reading the cohort queues failed")
-                await backoff.failed()
+
+        async def read_round() -> None:
+            taken = await read_new(
+                self._redis,
+                self._store.partitions,
+                self.consumer_name,
+                settings.read_count,
+                settings.block_ms,
+            )
+            self._take(taken)
+
+        await read_loop(
+            read_round,
+            stopping=self._stopping.is_set,
+            held_full=lambda: len(self._held) >= settings.max_held,
+            pause_s=settings.block_ms / 1000,
+            ensure_groups=self._store.ensure_queues,
+            what="cohort queues",
+        )
 
     def _take(self, entries: list[Entry]) -> None:
         for entry in entries:

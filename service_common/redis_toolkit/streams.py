@@ -15,13 +15,16 @@ group that vanished (the dataset was flushed) is created again on the spot, from
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
+
+from service_common.redis_toolkit.retry import REDIS_LOOP, FailureBackoff
 
 __all__ = [
     "RawEntry",
@@ -29,6 +32,7 @@ __all__ = [
     "claim_stale",
     "create_groups",
     "keep_claimed",
+    "read_loop",
     "read_new",
 ]
 
@@ -218,3 +222,40 @@ async def ack(
                 if delete:
                     pipe.xdel(streams[partition], *entry_ids)
         await pipe.execute()
+
+
+async def read_loop(
+    read_round: Callable[[], Awaitable[None]],
+    *,
+    stopping: Callable[[], bool],
+    held_full: Callable[[], bool],
+    pause_s: float,
+    ensure_groups: Callable[[], Awaitable[None]],
+    what: str,
+) -> None:
+    """A worker's reading: run ``read_round`` (read new entries and take them) until
+    ``stopping()``.
+
+    While ``held_full()`` the loop pauses ``pause_s`` instead of reading (back-pressure:
+    the destination is slower than the queue fills). A missing group (Redis restarted
+    without persistence) is created again with ``ensure_groups``; any other failure is
+    logged and retried with the shared ``REDIS_LOOP`` backoff.
+    """
+    backoff = FailureBackoff(REDIS_LOOP)
+    while not stopping():
+        try:
+            if held_full():
+                await asyncio.sleep(pause_s)
+                continue
+            await read_round()
+            backoff.succeeded()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if _is_missing_group(exc):
+                logger.warning("%s consumer groups missing; creating them", what)
+                with contextlib.suppress(Exception):
+                    await ensure_groups()
+            else:
+                logger.exception("reading the %s failed", what)
+            await backoff.failed()
