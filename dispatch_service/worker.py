@@ -39,6 +39,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from dispatch_service.braze.results import ActionResult, Outcome
 from dispatch_service.delivery import ConnectorDelivery, DeliveryOutcome
@@ -185,18 +186,17 @@ class DispatchWorker:
     async def _read_loop(self) -> None:
         settings = self.settings
 
-        async def read_round() -> None:
-            taken = await read_new(
-                self._redis,
-                self._store.partitions,
-                self.consumer_name,
-                settings.read_count,
-                settings.block_ms,
-            )
-            await self._take(taken)
-
+        read = partial(
+            read_new,
+            self._redis,
+            self._store.partitions,
+            self.consumer_name,
+            settings.read_count,
+            settings.block_ms,
+        )
         await read_loop(
-            read_round,
+            read,
+            self._take,
             stopping=lambda: self._stopping,
             held_full=lambda: len(self._held) >= settings.max_buffered,
             pause_s=settings.block_ms / 1000,

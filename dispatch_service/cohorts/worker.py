@@ -37,6 +37,7 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -202,18 +203,17 @@ class CohortWorker:
     async def _read_loop(self) -> None:
         settings = self.settings
 
-        async def read_round() -> None:
-            taken = await read_new(
-                self._redis,
-                self._store.partitions,
-                self.consumer_name,
-                settings.read_count,
-                settings.block_ms,
-            )
-            self._take(taken)
-
+        read = partial(
+            read_new,
+            self._redis,
+            self._store.partitions,
+            self.consumer_name,
+            settings.read_count,
+            settings.block_ms,
+        )
         await read_loop(
-            read_round,
+            read,
+            self._take,
             stopping=self._stopping.is_set,
             held_full=lambda: len(self._held) >= settings.max_held,
             pause_s=settings.block_ms / 1000,

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 RawEntry = tuple[int, bytes, dict[bytes, bytes]]
 """``(partition, entry id, fields)`` of one stream entry."""
@@ -225,7 +227,8 @@ async def ack(
 
 
 async def read_loop(
-    read_round: Callable[[], Awaitable[None]],
+    read: Callable[[], Awaitable[T]],
+    take: Callable[[T], Awaitable[None] | None],
     *,
     stopping: Callable[[], bool],
     held_full: Callable[[], bool],
@@ -233,8 +236,7 @@ async def read_loop(
     ensure_groups: Callable[[], Awaitable[None]],
     what: str,
 ) -> None:
-    """A worker's reading: run ``read_round`` (read new entries and take them) until
-    ``stopping()``.
+    """A worker's reading: ``take(await read())`` until ``stopping()``.
 
     While ``held_full()`` the loop pauses ``pause_s`` instead of reading (back-pressure:
     the destination is slower than the queue fills). A missing group (Redis restarted
@@ -247,7 +249,9 @@ async def read_loop(
             if held_full():
                 await asyncio.sleep(pause_s)
                 continue
-            await read_round()
+            taking = take(await read())
+            if taking is not None:
+                await taking
             backoff.succeeded()
         except asyncio.CancelledError:
             raise
