@@ -1,5 +1,9 @@
 """The delivery worker: queue → batches → destination → recorded results.
 
+(Over 400 lines on purpose: one class whose held/deferred/buffered bookkeeping must stay
+consistent across reading, sending, recording and takeover; split, its invariants would
+be spread over modules. Reading and retry timing already live in the shared toolkit.)
+
 One :class:`DispatchWorker` per process (any number of processes): it reads every
 partition's queue as one consumer of the ``dispatchers`` group, buffers actions per
 connector, lingers until a request is full or the connector's linger has passed, sends
