@@ -1,9 +1,11 @@
 """`create_server(settings)`: the dispatch service assembled from its parts.
 
-Startup: connect to Redis (bounded retries), load the connectors, prepare the queues, start
-the delivery worker. Shutdown (SIGTERM): health NOT_SERVING, in-flight RPCs finish, the
-worker sends what it buffered and records the results, the HTTP session and Redis close,
-spans are flushed.
+Startup: load the connectors, listen at once and report NOT_SERVING; once Redis answers
+(retried forever, see :mod:`service_common.readiness`) prepare the queues, start the
+delivery workers and report SERVING.
+
+Shutdown (SIGTERM): health NOT_SERVING, in-flight RPCs finish, the worker sends what it
+buffered and records the results, the HTTP session and Redis close, spans are flushed.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from dispatch_service.servicer import DispatchServicer
 from dispatch_service.settings import DispatchSettings
 from dispatch_service.visitor_trace import VisitorTrace
 from dispatch_service.worker import DispatchWorker, WorkerSettings
-from service_common.redis import create_redis
+from service_common.readiness import RedisReadiness
+from service_common.redis import connect_redis
 from service_common.server import ManagedServer, ServerSpec, build_server
 from service_common.telemetry import setup_tracing
 
@@ -51,7 +54,7 @@ async def create_server(
     provider = tracer_provider or setup_tracing(settings.otel_service_name)
     # The storage code is written against redis.asyncio.Redis; RedisCluster exposes the same
     # command API and every multi-key script stays within one hash tag.
-    redis = cast(Redis, await create_redis(settings.redis_url, cluster=settings.redis_cluster))
+    redis = cast(Redis, connect_redis(settings.redis_url, cluster=settings.redis_cluster))
     visitor_trace = VisitorTrace(redis)
     store = ActionStore(redis, settings.partitions, connectors.keys(), trace=visitor_trace)
     session = create_session(provider)
@@ -62,7 +65,7 @@ async def create_server(
             store,
             deliveries,
             consumer_name=settings.consumer_name or f"{socket.gethostname()}:{os.getpid()}",
-            settings=worker_settings,
+            settings=worker_settings or settings.worker_settings(),
             trace=visitor_trace,
         )
     cohort_store = CohortStore(redis, settings.partitions, connectors)
@@ -72,17 +75,23 @@ async def create_server(
             cohort_store,
             cohort_senders(connectors, redis, settings.partitions, session, provider),
             consumer_name=settings.consumer_name or f"{socket.gethostname()}:{os.getpid()}",
-            settings=cohort_worker_settings,
+            settings=cohort_worker_settings or settings.cohort_worker_settings(),
         )
     servicer = DispatchServicer(store, cohort_store)
 
-    async def start_worker() -> None:
+    started = False
+
+    async def prepare() -> None:
+        """Start-up work that needs Redis (rerun from the top if Redis drops meanwhile)."""
+        nonlocal started
         await store.ensure_queues()
         await cohort_store.ensure_queues()
-        if worker is not None:
-            await worker.start()
-        if cohort_worker is not None:
-            await cohort_worker.start()
+        if not started:
+            started = True
+            if worker is not None:
+                await worker.start()
+            if cohort_worker is not None:
+                await cohort_worker.start()
 
     async def stop_worker() -> None:
         # Both workers drain within the same grace period, side by side.
@@ -98,8 +107,8 @@ async def create_server(
                 servicer, server
             ),
             method_scopes=METHOD_SCOPES,
-            on_start=[start_worker],
             on_shutdown=[stop_worker, session.close, redis.aclose],
+            readiness=RedisReadiness.for_settings(redis, settings, [prepare]),
         ),
         tracer_provider=provider,
     )

@@ -1,5 +1,9 @@
 """The delivery worker: queue → batches → destination → recorded results.
 
+(Over 400 lines on purpose: one class whose held/deferred/buffered bookkeeping must stay
+consistent across reading, sending, recording and takeover; split, its invariants would
+be spread over modules. Reading and retry timing already live in the shared toolkit.)
+
 One :class:`DispatchWorker` per process (any number of processes): it reads every
 partition's queue as one consumer of the ``dispatchers`` group, buffers actions per
 connector, lingers until a request is full or the connector's linger has passed, sends
@@ -39,8 +43,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-
-from redis.exceptions import ResponseError
+from functools import partial
 
 from dispatch_service.braze.results import ActionResult, Outcome
 from dispatch_service.delivery import ConnectorDelivery, DeliveryOutcome
@@ -58,6 +61,8 @@ from dispatch_service.queue.queues import (
 )
 from dispatch_service.queue.store import ActionStore
 from dispatch_service.visitor_trace import VisitorTrace, delivery_note
+from service_common.redis_toolkit.retry import REDIS_RECORD, FailureBackoff
+from service_common.redis_toolkit.streams import read_loop
 
 __all__ = ["DispatchWorker", "WorkerSettings"]
 
@@ -183,34 +188,25 @@ class DispatchWorker:
     # --- reading -------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        failures = 0
-        while not self._stopping:
-            try:
-                if len(self._held) >= self.settings.max_buffered:
-                    # Back-pressure: the destination is slower than the queue fills.
-                    await asyncio.sleep(self.settings.block_ms / 1000)
-                    continue
-                taken = await read_new(
-                    self._redis,
-                    self._store.partitions,
-                    self.consumer_name,
-                    self.settings.read_count,
-                    self.settings.block_ms,
-                )
-                await self._take(taken)
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                failures += 1
-                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-                    # The queues are gone (Redis restarted without persistence): recreate.
-                    logger.warning("dispatch consumer groups missing; creating them")
-                    with contextlib.suppress(Exception):
-                        await self._store.ensure_queues()
-                else:
-                    logger.exception("reading the dispatch queues failed")
-                await asyncio.sleep(min(5.0, 0.05 * 2**failures))
+        settings = self.settings
+
+        read = partial(
+            read_new,
+            self._redis,
+            self._store.partitions,
+            self.consumer_name,
+            settings.read_count,
+            settings.block_ms,
+        )
+        await read_loop(
+            read,
+            self._take,
+            stopping=lambda: self._stopping,
+            held_full=lambda: len(self._held) >= settings.max_buffered,
+            pause_s=settings.block_ms / 1000,
+            ensure_groups=self._store.ensure_queues,
+            what="dispatch queues",
+        )
 
     async def _take(self, taken: Sequence[Taken]) -> None:
         """Load taken entries and buffer their actions per connector."""
@@ -397,7 +393,7 @@ class DispatchWorker:
     async def _record(self, completions: Sequence[Completion]) -> None:
         """Record results; retried while Redis is unreachable, then left to reclaiming."""
         deadline = time.monotonic() + self.settings.record_retry_s
-        pause = 0.05
+        backoff = FailureBackoff(REDIS_RECORD)
         while True:
             try:
                 await complete(
@@ -412,8 +408,7 @@ class DispatchWorker:
                         "recording %d results failed; their entries stay pending", len(completions)
                     )
                     break
-                await asyncio.sleep(pause)
-                pause = min(1.0, pause * 2)
+                await backoff.failed()
         released: set[str] = set()
         for completion in completions:
             taken = completion.taken

@@ -22,7 +22,10 @@ from profile_service.engine.processor import (
     visitor_attribute_values,
 )
 from profile_service.engine.state import NormalizedEvent, Outcome, ProfileState
-from profile_service.engine.values import fill_attribute_value, timestamp_from_ms
+from profile_service.engine.value_protos import (
+    fill_attribute_value,
+    timestamp_from_ms,
+)
 from profile_service.storage import (
     DefinitionsStore,
     DefinitionsWatcher,

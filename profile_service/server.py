@@ -1,10 +1,13 @@
 """`create_server(settings)`: the profile service assembled from its parts.
 
-Startup: connect to Redis (bounded retries), check the partition count, load the storage
-scripts, take the current definitions (publishing ``definitions_file`` first when it
-differs), then start the definitions watcher and, unless turned off, the visit sweeper, the
-audience reconciler and the outbox forwarder. Shutdown (SIGTERM): health NOT_SERVING,
-in-flight RPCs finish, background tasks stop, channels and Redis close, spans are flushed.
+Startup: the server listens at once and reports NOT_SERVING; once Redis answers (retried
+forever, see :mod:`service_common.readiness`) it checks the partition count, loads the
+storage scripts, takes the current definitions (publishing ``definitions_file`` first when
+it differs), starts the definitions watcher and, unless turned off, the visit sweeper, the
+audience reconciler and the outbox forwarder, then reports SERVING.
+
+Shutdown (SIGTERM): health NOT_SERVING, in-flight RPCs finish, background tasks stop,
+channels and Redis close, spans are flushed.
 """
 
 from __future__ import annotations
@@ -38,13 +41,12 @@ from profile_service.storage import (
     VisitSweeper,
 )
 from service_common.client import create_channel
-from service_common.redis import create_redis
+from service_common.readiness import RedisReadiness
+from service_common.redis import connect_redis
 from service_common.server import ManagedServer, ServerSpec, build_server
 from service_common.telemetry import setup_tracing
 
 logger = logging.getLogger(__name__)
-
-FORWARDER_IDLE_POLL_S = 0.5
 
 
 async def create_server(
@@ -54,16 +56,21 @@ async def create_server(
     provider = tracer_provider or setup_tracing(settings.otel_service_name)
     # The storage code is written against redis.asyncio.Redis; RedisCluster exposes the same
     # command API and every multi-key script stays within one hash tag.
-    redis = cast(Redis, await create_redis(settings.redis_url, cluster=settings.redis_cluster))
+    redis = cast(Redis, connect_redis(settings.redis_url, cluster=settings.redis_cluster))
     layout = Layout(settings.partitions)
-    await layout.check_partitions(redis)
-
     definitions_store = DefinitionsStore(redis, validate=validate, digest=digest)
-    if settings.definitions_file is not None:
-        published = await definitions_store.publish(load_definitions(settings.definitions_file))
-        logger.info("definitions from %s: %s", settings.definitions_file, published.version.version)
-    watcher = DefinitionsWatcher(redis, definitions_store, compile_definitions)
-    await watcher.refresh()
+    # Read (and fail on a bad file) now; it is published once Redis answers.
+    seed = (
+        load_definitions(settings.definitions_file)
+        if settings.definitions_file is not None
+        else None
+    )
+    watcher = DefinitionsWatcher(
+        redis,
+        definitions_store,
+        compile_definitions,
+        poll_interval_s=settings.definitions_poll_interval_seconds,
+    )
 
     channel = None
     forwarder = None
@@ -81,9 +88,12 @@ async def create_server(
             redis,
             layout,
             DispatchSubmitter(channel),
-            idle_interval_s=FORWARDER_IDLE_POLL_S,
+            read_count=settings.outbox_read_count,
+            idle_interval_s=settings.outbox_poll_interval_seconds,
             claim_idle_ms=int(claim_idle_s * 1000),
-            claim_interval_s=min(5.0, claim_idle_s / 3),
+            claim_interval_s=min(settings.outbox_claim_interval_seconds, claim_idle_s / 3),
+            initial_backoff_s=settings.outbox_retry_initial_seconds,
+            max_backoff_s=settings.outbox_retry_max_seconds,
         )
 
     store = ProfileStore(
@@ -91,16 +101,28 @@ async def create_server(
         layout,
         EngineFunctions.real(),
         on_outbox_write=forwarder.wake if forwarder is not None else None,
+        max_attempts=settings.commit_max_attempts,
     )
-    await store.prepare()
     background: list[Any] = []  # each has start() and async stop()
     if settings.background_workers:
         background.append(
             VisitSweeper(
-                redis, store, lambda: watcher.current, interval_s=settings.sweep_interval_seconds
+                redis,
+                store,
+                lambda: watcher.current,
+                interval_s=settings.sweep_interval_seconds,
+                batch_limit=settings.sweep_batch_limit,
             )
         )
-        background.append(AudienceReconciler(redis, layout, lambda: watcher.current))
+        background.append(
+            AudienceReconciler(
+                redis,
+                layout,
+                lambda: watcher.current,
+                interval_s=settings.reconcile_interval_seconds,
+                scan_count=settings.reconcile_scan_count,
+            )
+        )
         if forwarder is not None:
             background.append(forwarder)
 
@@ -118,10 +140,24 @@ async def create_server(
         profile_service_pb2_grpc.add_ProfileServiceServicer_to_server(profiles, server)
         definition_service_pb2_grpc.add_DefinitionServiceServicer_to_server(definitions, server)
 
-    async def start_background() -> None:
-        await watcher.start()
-        for task in background:
-            task.start()
+    started = False
+
+    async def prepare() -> None:
+        """Start-up work that needs Redis (rerun from the top if Redis drops meanwhile)."""
+        nonlocal started
+        await layout.check_partitions(redis)
+        if seed is not None:
+            published = await definitions_store.publish(seed)
+            logger.info(
+                "definitions from %s: %s", settings.definitions_file, published.version.version
+            )
+        await watcher.refresh()
+        await store.prepare()
+        if not started:
+            started = True
+            await watcher.start()
+            for task in background:
+                task.start()
 
     async def stop_background() -> None:
         for task in reversed(background):
@@ -136,8 +172,8 @@ async def create_server(
             service_names=[PROFILE_SERVICE, DEFINITION_SERVICE],
             register=register,
             method_scopes=METHOD_SCOPES,
-            on_start=[start_background],
             on_shutdown=[stop_background, redis.aclose],
+            readiness=RedisReadiness.for_settings(redis, settings, [prepare]),
         ),
         tracer_provider=provider,
     )

@@ -40,12 +40,66 @@ class ProfileSettings(ServiceSettings):
     sweep_interval_seconds: float = Field(
         1.0, gt=0, le=60, description="How often due visits and delayed actions are processed."
     )
+    sweep_batch_limit: int = Field(
+        100,
+        ge=1,
+        le=100_000,
+        description="Most due visits (and, apart, delayed actions) taken per partition per sweep.",
+    )
     outbox_claim_idle_seconds: float = Field(
         30.0,
         gt=0,
         le=3600,
         description="Outbox entries a forwarder read but did not finish for this long are "
         "taken over by another replica (the first is presumed dead).",
+    )
+    outbox_claim_interval_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="How often a forwarder looks for outbox entries to take over (at most a "
+        "third of outbox_claim_idle_seconds is used).",
+    )
+    outbox_poll_interval_seconds: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="Pause of an idle forwarder before it reads the outboxes again (local "
+        "commits wake it at once; the poll picks up other replicas' actions).",
+    )
+    outbox_read_count: int = Field(
+        100, ge=1, le=10_000, description="Most outbox entries read per partition per round."
+    )
+    outbox_retry_initial_seconds: float = Field(
+        0.1,
+        gt=0,
+        le=60,
+        description="First retry delay (full jitter, doubling) while the dispatch service or "
+        "Redis fails a forward.",
+    )
+    outbox_retry_max_seconds: float = Field(
+        10.0, gt=0, le=3600, description="Cap of the forwarder's retry delay."
+    )
+    reconcile_interval_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="How often audience memberships of expired profiles are removed.",
+    )
+    reconcile_scan_count: int = Field(
+        500, ge=1, le=100_000, description="SSCAN batch of the audience reconciler."
+    )
+    definitions_poll_interval_seconds: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="How often the current definitions version is checked (besides pub/sub).",
+    )
+    commit_max_attempts: int = Field(
+        32,
+        ge=1,
+        le=1000,
+        description="Compare-and-set attempts per visitor when replicas update it at once "
+        "(then the request fails with ABORTED).",
     )
     background_workers: bool = Field(
         True,

@@ -11,7 +11,6 @@ server's ``on_shutdown`` hooks).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any, Literal, overload
 from urllib.parse import SplitResult, urlsplit, urlunsplit
@@ -21,8 +20,16 @@ import redis.asyncio.cluster
 import redis.exceptions
 
 from service_common.logging import redact, register_secret
+from service_common.redis_toolkit.retry import Backoff, RetryLog, retrying
 
-__all__ = ["RedisUnavailableError", "create_redis", "redact_url", "redis_target"]
+__all__ = [
+    "RedisUnavailableError",
+    "connect_redis",
+    "create_redis",
+    "log_redis_attempt",
+    "redact_url",
+    "redis_target",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +62,57 @@ def redis_target(url: str) -> str:
     return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
 
 
+def connect_redis(
+    url: str, *, cluster: bool = False, **client_options: Any
+) -> redis.asyncio.Redis | redis.asyncio.RedisCluster:
+    """A client for ``url`` that has not talked to Redis yet (no PING; see :func:`create_redis`
+    for the options). The services build theirs this way so they can start, report
+    NOT_SERVING and wait for Redis (:mod:`service_common.readiness`).
+
+    Raises:
+        ValueError: For an unusable URL/option combination.
+    """
+    parts = urlsplit(url)
+    register_secret(parts.password)
+    if cluster and parts.scheme == "unix":
+        raise ValueError("Redis Cluster needs a redis:// or rediss:// URL, not unix://")
+    client_options.setdefault("socket_connect_timeout", 5.0)
+    client_options.setdefault("socket_timeout", 5.0)
+    if cluster:
+        return redis.asyncio.RedisCluster.from_url(url, **client_options)
+    client_options.setdefault("health_check_interval", 30)
+    return redis.asyncio.from_url(url, **client_options)
+
+
+def _heals(error: BaseException) -> bool:
+    # AuthenticationError is a ConnectionError subclass but will not heal with time.
+    return not isinstance(error, redis.exceptions.AuthenticationError)
+
+
+def log_redis_attempt(target: str, attempts: int | None = None) -> RetryLog:
+    """The one log line per failed attempt to reach Redis at ``target`` (never the URL,
+    which may hold the password)."""
+
+    def log(attempt: int, error: BaseException, delay: float) -> None:
+        of = f"/{attempts}" if attempts is not None else ""
+        logger.warning(
+            "Redis at %s not ready (%s); attempt %d%s, retrying in %.2fs",
+            target,
+            type(error).__name__,
+            attempt,
+            of,
+            delay,
+        )
+
+    return log
+
+
 @overload
 async def create_redis(
     url: str,
     *,
     cluster: Literal[False] = False,
-    max_attempts: int = ...,
+    max_attempts: int | None = ...,
     initial_backoff: float = ...,
     max_backoff: float = ...,
     **client_options: Any,
@@ -72,7 +124,7 @@ async def create_redis(
     url: str,
     *,
     cluster: Literal[True],
-    max_attempts: int = ...,
+    max_attempts: int | None = ...,
     initial_backoff: float = ...,
     max_backoff: float = ...,
     **client_options: Any,
@@ -84,7 +136,7 @@ async def create_redis(
     url: str,
     *,
     cluster: bool,
-    max_attempts: int = ...,
+    max_attempts: int | None = ...,
     initial_backoff: float = ...,
     max_backoff: float = ...,
     **client_options: Any,
@@ -95,7 +147,7 @@ async def create_redis(
     url: str,
     *,
     cluster: bool = False,
-    max_attempts: int = 5,
+    max_attempts: int | None = 5,
     initial_backoff: float = 0.1,
     max_backoff: float = 2.0,
     **client_options: Any,
@@ -106,8 +158,8 @@ async def create_redis(
         url: ``redis://``, ``rediss://`` or ``unix://`` URL (``unix://`` is not valid for a
             cluster). Options in the query string (``?db=1``) are honoured by redis-py.
         cluster: Build a ``RedisCluster`` (the URL names any one node).
-        max_attempts: PINGs tried before giving up (at least 1).
-        initial_backoff: Seconds slept after the first failure; doubles after each one.
+        max_attempts: PINGs tried before giving up (at least 1); ``None`` tries forever.
+        initial_backoff: Ceiling of the first (jittered) sleep; doubles after each failure.
         max_backoff: Upper bound of one sleep.
         **client_options: Passed to ``from_url``. Defaults set here: ``socket_connect_timeout``
             and ``socket_timeout`` 5 s, ``health_check_interval`` 30 s (so a connection idle
@@ -120,47 +172,30 @@ async def create_redis(
             password.
         ValueError: For an unusable URL/option combination.
     """
-    if max_attempts < 1:
+    if max_attempts is not None and max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
-    parts = urlsplit(url)
-    register_secret(parts.password)
-    if cluster and parts.scheme == "unix":
-        raise ValueError("Redis Cluster needs a redis:// or rediss:// URL, not unix://")
-    client_options.setdefault("socket_connect_timeout", 5.0)
-    client_options.setdefault("socket_timeout", 5.0)
-    if not cluster:
-        client_options.setdefault("health_check_interval", 30)
-
     target = redis_target(url)
-    delay = initial_backoff
-    last_error: Exception | None = None
-    for attempt in range(1, max_attempts + 1):
-        # A fresh client per attempt: RedisCluster discovers its nodes during initialisation,
-        # and a failed discovery leaves the instance unusable.
-        client: redis.asyncio.Redis | redis.asyncio.RedisCluster
-        if cluster:
-            client = redis.asyncio.RedisCluster.from_url(url, **client_options)
-        else:
-            client = redis.asyncio.from_url(url, **client_options)
-        try:
-            await client.ping()
-            return client
-        except (redis.exceptions.RedisError, OSError) as exc:
-            # AuthenticationError is a ConnectionError subclass but will not heal with time.
-            last_error = exc
-            await client.aclose()
-            if isinstance(exc, redis.exceptions.AuthenticationError) or attempt == max_attempts:
-                break
-            logger.warning(
-                "Redis at %s not ready (%s); attempt %d/%d, retrying in %.2fs",
-                target,
-                type(exc).__name__,
-                attempt,
-                max_attempts,
-                delay,
-            )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, max_backoff)
+    last_error: BaseException | None = None
+    try:
+        async for attempt in retrying(
+            Backoff(initial_backoff, max_backoff),
+            retry_on=(redis.exceptions.RedisError, OSError),
+            attempts=max_attempts,
+            give_up_on=lambda error: not _heals(error),
+            log=log_redis_attempt(target, max_attempts),
+        ):
+            with attempt:
+                # A fresh client per attempt: RedisCluster discovers its nodes during
+                # initialisation, and a failed discovery leaves the instance unusable.
+                client = connect_redis(url, cluster=cluster, **client_options)
+                try:
+                    await client.ping()
+                except BaseException:
+                    await client.aclose()
+                    raise
+                return client
+    except (redis.exceptions.RedisError, OSError) as exc:
+        last_error = exc
     reason = f"{type(last_error).__name__}: {last_error}" if last_error else "unknown error"
     # redis-py's messages name host and port only; redact anyway in case a URL slipped in.
     reason = redact(reason.replace(url, redact_url(url)))

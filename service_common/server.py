@@ -41,6 +41,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from service_common.auth import ApiKeyStore, AuthInterceptor
 from service_common.errors import ErrorMappingInterceptor
 from service_common.logging import configure_logging
+from service_common.readiness import ReadinessInterceptor, RedisReadiness
 from service_common.settings import ServiceSettings, settings_cli
 from service_common.telemetry import server_interceptor, setup_tracing, shutdown_tracing
 
@@ -72,6 +73,10 @@ class ServerSpec:
         on_start: Awaited in order before the server accepts RPCs (start background tasks).
         on_shutdown: Awaited in order after in-flight RPCs finished (flush work, close Redis).
             They also run if ``start`` failed part-way, so they must tolerate that.
+        readiness: The service's Redis readiness: the server then listens at once, reports
+            NOT_SERVING (and answers RPCs UNAVAILABLE) until Redis answers and its
+            ``prepare`` hooks ran, and follows Redis with a watchdog afterwards (see
+            :mod:`service_common.readiness`). ``None``: SERVING right after ``on_start``.
     """
 
     service_names: Sequence[str]
@@ -79,6 +84,7 @@ class ServerSpec:
     method_scopes: Mapping[str, str] = field(default_factory=dict)
     on_start: Sequence[Hook] = ()
     on_shutdown: Sequence[Hook] = ()
+    readiness: RedisReadiness | None = None
 
 
 class ManagedServer:
@@ -115,6 +121,9 @@ class ManagedServer:
         self._started = False
         self._stop_task: asyncio.Task[None] | None = None
         self._terminated = asyncio.Event()
+        self._readiness_task: asyncio.Task[None] | None = None
+        self.failure: BaseException | None = None
+        """A fatal error of the background start-up (it stopped the server)."""
 
     @property
     def address(self) -> str:
@@ -136,8 +145,10 @@ class ManagedServer:
             for hook in self._spec.on_start:
                 await hook()
             await self.server.start()
-            for name in names:
-                await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+            if self._spec.readiness is None:
+                await self._report(True)
+            else:
+                await self._start_readiness(self._spec.readiness)
         except BaseException:
             await self.stop(0)
             raise
@@ -147,6 +158,43 @@ class ManagedServer:
             self.address,
             extra={"port": self.port},
         )
+
+    async def _report(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        if self._stop_task is not None:
+            return  # stopping: health stays NOT_SERVING
+        for name in ["", *self._spec.service_names]:
+            await self.health.set(name, status)
+
+    async def _start_readiness(self, readiness: RedisReadiness) -> None:
+        """Follow Redis in the background; return once it answered and the service is
+        prepared, or once the first attempt failed (health then stays NOT_SERVING)."""
+        self._readiness_task = asyncio.ensure_future(self._follow_redis(readiness))
+        first = asyncio.ensure_future(readiness.wait_first_outcome())
+        try:
+            await asyncio.wait({first, self._readiness_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            first.cancel()
+        if self.failure is not None:
+            raise self.failure
+
+    async def _follow_redis(self, readiness: RedisReadiness) -> None:
+        try:
+            await readiness.run(self._report)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Not an outage (those are retried) but a bad start (e.g. a partition mismatch):
+            # the process must end with the error, as it would have when starting in the
+            # foreground.
+            logger.error("start-up failed: %s", exc)
+            self.failure = exc
+            if self._stop_task is None:
+                self._stop_task = asyncio.ensure_future(self._stop(0))
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop gracefully; safe to call many times and concurrently (all wait for one stop).
@@ -165,6 +213,12 @@ class ManagedServer:
     async def _stop(self, grace: float) -> None:
         logger.info("stopping (grace %.1fs)", grace)
         try:
+            if (
+                self._readiness_task is not None
+                and self._readiness_task is not asyncio.current_task()
+            ):
+                self._readiness_task.cancel()
+                await asyncio.gather(self._readiness_task, return_exceptions=True)
             # NOT_SERVING first so load balancers drain this replica while RPCs finish.
             await self.health.enter_graceful_shutdown()
             await self.server.stop(grace)
@@ -267,6 +321,8 @@ def build_server(
     else:
         logger.warning("auth is DISABLED: every caller may call every method")
     interceptors.append(ErrorMappingInterceptor())
+    if spec.readiness is not None:
+        interceptors.append(ReadinessInterceptor(spec.readiness))
     interceptors.extend(extra_interceptors)
 
     server = grpc.aio.server(interceptors=interceptors, options=list(options))
@@ -319,6 +375,8 @@ async def serve_until_signal(managed: ManagedServer) -> None:
         if stop_requested.is_set():
             logger.info("termination signal received")
         await managed.stop()
+        if managed.failure is not None:
+            raise managed.failure
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)

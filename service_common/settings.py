@@ -146,6 +146,20 @@ class ServiceSettings(BaseSettings):
         "the config file, not on the command line.",
     )
     redis_cluster: bool = Field(False, description="Connect to a Redis Cluster.")
+    redis_watchdog_interval_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often Redis is pinged once serving; health is NOT_SERVING while it "
+        "does not answer.",
+    )
+    redis_connect_retry_max_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="Cap of the backoff (full jitter, doubling from 0.1 s) between attempts "
+        "to reach Redis at start-up; the service retries forever, reporting NOT_SERVING.",
+    )
     api_keys: ApiKeys = Field(
         default_factory=dict,
         description='API key → scopes, as a JSON object, e.g. {"<key>": ["ingest", "read"]}. '

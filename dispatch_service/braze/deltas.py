@@ -33,12 +33,12 @@ from redis.typing import EncodableT, FieldT
 
 from dispatch_service.braze.attributes import AttributeObject, SetValue
 from dispatch_service.braze.connector import BrazeConnector
-from dispatch_service.braze.lua import LuaScript, execute_with_scripts
 from dispatch_service.braze.payload import IdentifyObject, TrackObjects
 from dispatch_service.braze.planner import DeliveryItem, PlannedRequest
 from dispatch_service.braze.results import ActionResult, skipped
 from dispatch_service.braze.values import canonical_json
 from service_common import keys
+from service_common.redis_toolkit.scripts import LuaScript, execute_with_scripts
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ class DeltaStore:
                 _LOAD_AND_INVALIDATE.queue(pipe, [self.key(user)], args)
 
         try:
-            replies = await execute_with_scripts(self._redis, [_LOAD_AND_INVALIDATE], fill)
+            replies = await execute_with_scripts(self._redis, fill)
         except RedisError as exc:
             log.warning("delta memory unavailable, sending every attribute: %s", exc)
             return DeltaView()

@@ -14,6 +14,9 @@ Rules (reference/braze-rest-api.md §1.2, §3, §7):
 
 Packing is greedy first-fit in arrival order, which stays within a few percent of the minimum
 request count (objects / cap, rounded up) for the workloads the dispatcher sees.
+
+(About 400 lines on purpose: the packing rules above interlock — caps, sizes, coalescing,
+per-user order — and are read and tested as one unit.)
 """
 
 from __future__ import annotations

@@ -53,8 +53,8 @@ from redis.exceptions import RedisError
 
 from dispatch_service.braze.connector import BrazeConnector
 from dispatch_service.braze.endpoints import RateGroup
-from dispatch_service.braze.lua import LuaScript
 from service_common import keys
+from service_common.redis_toolkit.scripts import LuaScript
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
 from dispatch_service.braze.connector import BrazeConnector
+from service_common.redis_toolkit.retry import BRAZE_DELIVERY, Backoff
 
 #: ``X-RateLimit-Reset`` above this is an epoch second, below it a count of seconds: Braze
 #: documents both readings (reference §1.2), and no wait is anywhere near 10^9 seconds.
@@ -16,13 +17,15 @@ MAX_HEADER_WAIT_S = 3600.0
 
 
 def backoff_delay(
-    attempt: int, base: float = 0.5, cap: float = 60.0, rng: random.Random | None = None
+    attempt: int,
+    base: float = BRAZE_DELIVERY.initial_s,
+    cap: float = BRAZE_DELIVERY.cap_s,
+    rng: random.Random | None = None,
 ) -> float:
-    """Seconds to wait before retry number ``attempt`` (1-based): full jitter, i.e. uniform in
-    ``[0, min(cap, base * 2**(attempt-1))]``, so that retries of many actions spread out
-    instead of landing in the same rate-limit window."""
-    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
-    return (rng or random).uniform(0.0, ceiling)
+    """Seconds to wait before retry number ``attempt`` (1-based): the shared policy
+    (full jitter, uniform in ``[0, min(cap, base * 2**(attempt-1))]``), so that retries of
+    many actions spread out instead of landing in the same rate-limit window."""
+    return Backoff(base, cap).delay(attempt, rng)
 
 
 def _seconds(value: str | None) -> float | None:

@@ -17,12 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
 
-from dispatch_service import streams
-from dispatch_service.braze.lua import LuaScript
-from dispatch_service.streams import RawEntry
 from service_common.keys import CohortKeys, cohort_member
+from service_common.redis_toolkit import streams
+from service_common.redis_toolkit.scripts import LuaScript
+from service_common.redis_toolkit.streams import RawEntry
 
 __all__ = [
     "GROUP",
@@ -78,13 +77,7 @@ class Entry:
 async def ensure_groups(redis: aioredis.Redis, partitions: int) -> None:
     """Create each partition's stream and consumer group if missing (group at ``0``, so that
     entries written before any worker ran are read too)."""
-    async with redis.pipeline(transaction=False) as pipe:
-        for partition in range(partitions):
-            pipe.xgroup_create(CohortKeys(partition).queue, GROUP, id="0", mkstream=True)
-        replies = await pipe.execute(raise_on_error=False)
-    for reply in replies:
-        if isinstance(reply, ResponseError) and "BUSYGROUP" not in str(reply):
-            raise reply
+    await streams.create_groups(redis, _queues(partitions), GROUP)
 
 
 def _entry(raw: RawEntry) -> Entry | None:
@@ -124,28 +117,20 @@ def _by_partition(entries: Sequence[Entry]) -> dict[int, list[bytes]]:
     return grouped
 
 
+def _queues_for(grouped: dict[int, list[bytes]]) -> list[str]:
+    return _queues(max(grouped, default=-1) + 1)
+
+
 async def touch(redis: aioredis.Redis, consumer: str, entries: Sequence[Entry]) -> None:
     """Reset the idle time of entries this worker is still working on."""
     grouped = _by_partition(entries)
-    if not grouped:
-        return
-    async with redis.pipeline(transaction=False) as pipe:
-        for partition, ids in grouped.items():
-            pipe.xclaim(CohortKeys(partition).queue, GROUP, consumer, 0, ids, justid=True)  # type: ignore[arg-type]
-        await pipe.execute()
+    await streams.keep_claimed(redis, _queues_for(grouped), GROUP, consumer, grouped)
 
 
 async def acknowledge(redis: aioredis.Redis, entries: Sequence[Entry]) -> None:
     """Acknowledge and delete finished entries (one round trip)."""
     grouped = _by_partition(entries)
-    if not grouped:
-        return
-    async with redis.pipeline(transaction=False) as pipe:
-        for partition, ids in grouped.items():
-            queue = CohortKeys(partition).queue
-            pipe.xack(queue, GROUP, *ids)
-            pipe.xdel(queue, *ids)
-        await pipe.execute()
+    await streams.ack(redis, _queues_for(grouped), GROUP, grouped)
 
 
 class Lease:

@@ -30,7 +30,6 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from dispatch_service.braze.connector import BrazeConnector
-from dispatch_service.braze.lua import LuaScript, ScriptArg, execute_with_scripts
 from dispatch_service.braze.results import Outcome
 from dispatch_service.cohorts.client import COHORTS_PATH, MEMBERS_PATH, CohortClient, CohortResult
 from dispatch_service.cohorts.planner import (
@@ -40,6 +39,7 @@ from dispatch_service.cohorts.planner import (
 )
 from dispatch_service.cohorts.store import text_map
 from service_common.keys import CohortKeys, cohort_partition
+from service_common.redis_toolkit.scripts import LuaScript, ScriptArg, execute_with_scripts
 
 __all__ = ["CohortSender", "RoundResult", "RunState"]
 
@@ -253,7 +253,7 @@ class CohortSender:
             for args in calls:
                 _SETTLE.queue(pipe, script_keys, args)
 
-        await execute_with_scripts(self._redis, [_SETTLE], fill)
+        await execute_with_scripts(self._redis, fill)
 
     async def dead_letter_pending(self, cohort_id: str, reason: str, http_status: int = 0) -> int:
         """Move every pending change of a cohort to the dead letters (giving up on it).

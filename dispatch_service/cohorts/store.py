@@ -22,15 +22,16 @@ import redis.asyncio as aioredis
 from opentelemetry import trace
 
 from dispatch_service.braze.connector import BrazeConnector
-from dispatch_service.braze.lua import LuaScript
 from dispatch_service.cohorts.intake import CohortIntake, CohortSync, can_sync_cohorts
 from dispatch_service.cohorts.queue import ensure_groups
-from dispatch_service.streams import check_partitions
 from service_common.keys import (
+    DISPATCH_META_PARTITIONS,
     CohortKeys,
     cohort_member,
     cohort_partition,
 )
+from service_common.redis_toolkit.partitions import check_partitions
+from service_common.redis_toolkit.scripts import LuaScript
 
 __all__ = ["CohortDeadLetter", "CohortStore", "SyncReceipt", "redis_text", "text_map"]
 
@@ -121,7 +122,7 @@ class CohortStore:
 
     async def ensure_queues(self) -> None:
         """Check the partition count and create the queues' consumer groups (idempotent)."""
-        await check_partitions(self.redis, self.partitions)
+        await check_partitions(self.redis, DISPATCH_META_PARTITIONS, self.partitions, "dispatch")
         await ensure_groups(self.redis, self.partitions)
 
     def intake(self) -> CohortIntake:

@@ -37,11 +37,11 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 import aiohttp
 import redis.asyncio as aioredis
 from opentelemetry.trace import TracerProvider
-from redis.exceptions import ResponseError
 
 from dispatch_service.braze.connector import BrazeConnector
 from dispatch_service.braze.rate_limit import SharedRateLimiter
@@ -59,6 +59,7 @@ from dispatch_service.cohorts.queue import (
 from dispatch_service.cohorts.sender import CohortSender, RunState
 from dispatch_service.cohorts.store import CohortStore
 from service_common.keys import CohortKeys
+from service_common.redis_toolkit.streams import read_loop
 
 __all__ = ["CohortWorker", "CohortWorkerSettings", "cohort_senders"]
 
@@ -200,33 +201,25 @@ class CohortWorker:
     # --- reading -------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        failures = 0
         settings = self.settings
-        while not self._stopping.is_set():
-            try:
-                if len(self._held) >= settings.max_held:
-                    await asyncio.sleep(settings.block_ms / 1000)  # back-pressure
-                    continue
-                taken = await read_new(
-                    self._redis,
-                    self._store.partitions,
-                    self.consumer_name,
-                    settings.read_count,
-                    settings.block_ms,
-                )
-                self._take(taken)
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                failures += 1
-                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-                    logger.warning("cohort consumer groups missing; creating them")
-                    with contextlib.suppress(Exception):
-                        await self._store.ensure_queues()
-                else:
-                    logger.exception("reading the cohort queues failed")
-                await asyncio.sleep(min(5.0, 0.05 * 2**failures))
+
+        read = partial(
+            read_new,
+            self._redis,
+            self._store.partitions,
+            self.consumer_name,
+            settings.read_count,
+            settings.block_ms,
+        )
+        await read_loop(
+            read,
+            self._take,
+            stopping=self._stopping.is_set,
+            held_full=lambda: len(self._held) >= settings.max_held,
+            pause_s=settings.block_ms / 1000,
+            ensure_groups=self._store.ensure_queues,
+            what="cohort queues",
+        )
 
     def _take(self, entries: list[Entry]) -> None:
         for entry in entries:

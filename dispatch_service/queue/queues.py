@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
 
 from crowd.dispatch.v1 import action_pb2
-from dispatch_service import streams
 from dispatch_service.scripts import ScriptArg, ScriptCall, load_script, run_scripts
-from dispatch_service.streams import RawEntry
 from service_common.keys import DispatchKeys, failed_member
+from service_common.redis_toolkit import streams
+from service_common.redis_toolkit.streams import RawEntry
 
 __all__ = [
     "GROUP",
@@ -92,18 +91,9 @@ class Completion:
 
 
 async def ensure_groups(redis: aioredis.Redis, partitions: int) -> None:
-    """Create each partition's stream and consumer group if missing.
-
-    The group starts at ``0``, not ``$``: entries queued before any worker ever ran must be
-    delivered too.
-    """
-    async with redis.pipeline(transaction=False) as pipe:
-        for partition in range(partitions):
-            pipe.xgroup_create(DispatchKeys(partition).queue, GROUP, id="0", mkstream=True)
-        replies = await pipe.execute(raise_on_error=False)
-    for reply in replies:
-        if isinstance(reply, ResponseError) and "BUSYGROUP" not in str(reply):
-            raise reply
+    """Create each partition's stream and consumer group if missing (from ``0``: entries
+    queued before any worker ever ran must be delivered too)."""
+    await streams.create_groups(redis, _queues(partitions), GROUP)
 
 
 def _taken(raw: RawEntry) -> Taken | None:
@@ -137,15 +127,11 @@ async def claim_stale(
 
 async def touch(redis: aioredis.Redis, consumer: str, taken: Sequence[Taken]) -> None:
     """Reset the idle time of entries this worker is still working on."""
-    by_partition: dict[int, list[int | bytes | str | memoryview[int]]] = {}
+    by_partition: dict[int, list[bytes]] = {}
     for item in taken:
         by_partition.setdefault(item.partition, []).append(item.entry_id)
-    if not by_partition:
-        return
-    async with redis.pipeline(transaction=False) as pipe:
-        for partition, ids in by_partition.items():
-            pipe.xclaim(DispatchKeys(partition).queue, GROUP, consumer, 0, ids, justid=True)
-        await pipe.execute()
+    queues = [DispatchKeys(p).queue for p in range(max(by_partition, default=-1) + 1)]
+    await streams.keep_claimed(redis, queues, GROUP, consumer, by_partition)
 
 
 async def load_actions(

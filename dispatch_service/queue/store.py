@@ -18,10 +18,11 @@ from dispatch_service.queue import status
 from dispatch_service.queue.intake import current_trace_context, plan_submission, read_outcomes
 from dispatch_service.queue.queues import ensure_groups
 from dispatch_service.scripts import run_scripts
-from dispatch_service.streams import check_partitions
 from dispatch_service.validation import MAX_IDEMPOTENCY_KEY_LENGTH, validate_actions
 from dispatch_service.visitor_trace import VisitorTrace, suppression_note
 from service_common.errors import FieldViolation, InvalidArgument
+from service_common.keys import DISPATCH_META_PARTITIONS
+from service_common.redis_toolkit.partitions import check_partitions
 
 __all__ = ["DEFAULT_RETENTION_S", "ActionStore"]
 
@@ -70,7 +71,7 @@ class ActionStore:
             ValueError: the dataset was created with another partition count; using it
                 would hide every action of a re-homed visitor.
         """
-        await check_partitions(self.redis, self.partitions)
+        await check_partitions(self.redis, DISPATCH_META_PARTITIONS, self.partitions, "dispatch")
         await ensure_groups(self.redis, self.partitions)
 
     async def submit(

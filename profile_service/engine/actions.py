@@ -35,10 +35,12 @@ from crowd.profile.v1 import definitions_pb2 as pb
 from profile_service.engine.context import EvalContext, Reader
 from profile_service.engine.operands import OperandCompiler
 from profile_service.engine.state import FiredAction
-from profile_service.engine.values import (
+from profile_service.engine.value_protos import (
     duration_from_ms,
     timestamp_from_ms,
     to_common_value,
+)
+from profile_service.engine.values import (
     to_date,
     to_number,
     to_string,

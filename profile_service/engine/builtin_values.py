@@ -26,7 +26,9 @@ from typing import Any, Final
 
 from crowd.profile.v1 import definitions_pb2 as pb
 from profile_service.engine.state import ProfileState
-from profile_service.engine.values import MS_PER_MINUTE
+from profile_service.engine.values import (
+    MS_PER_MINUTE,
+)
 
 BuiltinReader = Callable[[ProfileState], Any]
 

@@ -18,7 +18,10 @@ from typing import Any
 from crowd.profile.v1 import definitions_pb2 as pb
 from profile_service.definitions.model import EngineLimits
 from profile_service.engine.state import NormalizedEvent, ProfileState
-from profile_service.engine.values import MISSING, tally_favorite
+from profile_service.engine.values import (
+    MISSING,
+    tally_favorite,
+)
 
 Reader = Callable[["EvalContext"], Any]
 """Reads a value; conditions get ``None`` for "no value", enrichments get `MISSING`."""

@@ -27,19 +27,35 @@ Common rules (documented for the README):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from crowd.profile.v1 import definitions_pb2 as pb
 from profile_service.definitions.model import EngineLimits
-from profile_service.engine.context import Apply, AttributeMeta, EvalContext, Predicate, Reader
+from profile_service.engine.context import Apply, AttributeMeta, EvalContext, Predicate
+from profile_service.engine.enrichment_collections import (
+    add_to_set,
+    append,
+    increment_tally,
+    increment_tally_key,
+    remove_from_set,
+    remove_tally_key,
+    reset,
+    store_as_set,
+)
+from profile_service.engine.enrichment_spec import (
+    ARRAY_TYPES,
+    STRING_TYPES,
+    Factory,
+    Spec,
+    nothing,
+    save,
+)
+from profile_service.engine.enrichment_timelines import funnel_step, update_timeline
 from profile_service.engine.operands import OperandCompiler
 from profile_service.engine.values import (
     MISSING,
-    TIMELINE_MAX_AGE_MS,
-    timeline_limit,
     to_bool,
     to_bool_list,
     to_date,
@@ -49,14 +65,6 @@ from profile_service.engine.values import (
     to_string_list,
     to_string_set,
     to_tally,
-    trim_newest,
-)
-
-_STRING_TYPES = (pb.ATTRIBUTE_TYPE_STRING, pb.ATTRIBUTE_TYPE_VISITOR_ID)
-_ARRAY_TYPES = (
-    pb.ATTRIBUTE_TYPE_STRING_ARRAY,
-    pb.ATTRIBUTE_TYPE_NUMBER_ARRAY,
-    pb.ATTRIBUTE_TYPE_BOOLEAN_ARRAY,
 )
 
 
@@ -71,84 +79,11 @@ class EnrichmentStep:
     apply: Apply
 
 
-@dataclass(frozen=True, slots=True)
-class _Spec:
-    """What an enrichment factory compiles from."""
-
-    meta: AttributeMeta
-    enrichment: pb.Enrichment
-    attribute: pb.AttributeDefinition
-    operands: OperandCompiler
-    limits: EngineLimits
-    formats: tuple[str, ...]
-
-    def operand(self, index: int) -> Reader:
-        """Reader of operands[index] (`MISSING` when absent or without a value)."""
-        if index >= len(self.enrichment.operands):
-            return lambda _c: MISSING
-        return self.operands.reader(self.enrichment.operands[index], missing=MISSING)
-
-    def has_operand(self, index: int) -> bool:
-        """True if operands[index] is given."""
-        return index < len(self.enrichment.operands)
-
-
-# --- saving with limits ------------------------------------------------------------------------
-
-
-def _fits(c: EvalContext, meta: AttributeMeta, text: str) -> bool:
-    limit = c.limits.max_string_length
-    if len(text) <= limit:
-        return True
-    c.note(f"{meta.id}: a string of {len(text)} characters is longer than {limit}; not saved")
-    return False
-
-
-def _save(c: EvalContext, meta: AttributeMeta, value: Any) -> None:
-    """Store a coerced value of ``meta``'s type, enforcing limits."""
-    kind = meta.type
-    if isinstance(value, str):
-        if not _fits(c, meta, value):
-            return
-        if kind == pb.ATTRIBUTE_TYPE_VISITOR_ID:
-            current = c.get(meta)
-            if current is not MISSING and current != value:
-                return  # a visitor ID never changes once set
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            return
-    elif isinstance(value, list):
-        limit = c.limits.max_collection_size
-        if kind == pb.ATTRIBUTE_TYPE_STRING_SET:
-            value = value[:limit]
-        elif kind in _ARRAY_TYPES:
-            value = trim_newest(value, limit)
-        if kind in (pb.ATTRIBUTE_TYPE_STRING_SET, pb.ATTRIBUTE_TYPE_STRING_ARRAY):
-            value = [item for item in value if _fits(c, meta, item)]
-    elif isinstance(value, dict) and kind == pb.ATTRIBUTE_TYPE_TALLY:
-        limit = c.limits.max_collection_size
-        if len(value) > limit:
-            value = dict(list(value.items())[:limit])
-        touched = c.state.tally_touched.get(meta.id)
-        c.put(meta, value)
-        if touched:
-            # Recency of keys that are gone is meaningless.
-            c.state.tally_touched[meta.id] = {k: s for k, s in touched.items() if k in value}
-        return
-    c.put(meta, value)
-
-
-# --- factories ------------------------------------------------------------------------------
-
-Factory = Callable[[_Spec], Apply]
-
-
-def _nothing(_c: EvalContext) -> None:
-    return None
+# --- scalar factories ----------------------------------------------------------------------
 
 
 def _step(sign: float) -> Factory:
-    def factory(spec: _Spec) -> Apply:
+    def factory(spec: Spec) -> Apply:
         read = spec.operand(0)
         meta = spec.meta
 
@@ -157,19 +92,19 @@ def _step(sign: float) -> Factory:
             if amount is None:
                 return
             current = to_number(c.get(meta)) or 0.0
-            _save(c, meta, current + sign * amount)
+            save(c, meta, current + sign * amount)
 
         return increment
 
     return factory
 
 
-def _coercer(spec: _Spec) -> Callable[[Any], Any] | None:
+def _coercer(spec: Spec) -> Callable[[Any], Any] | None:
     kind = spec.meta.type
     formats = spec.formats
     if kind == pb.ATTRIBUTE_TYPE_NUMBER:
         return to_number
-    if kind in _STRING_TYPES:
+    if kind in STRING_TYPES:
         return to_string
     if kind == pb.ATTRIBUTE_TYPE_BOOLEAN:
         return to_bool
@@ -190,12 +125,12 @@ def _coercer(spec: _Spec) -> Callable[[Any], Any] | None:
     return None
 
 
-def _set(spec: _Spec) -> Apply:
+def _set(spec: Spec) -> Apply:
     read = spec.operand(0)
     meta = spec.meta
     coerce = _coercer(spec)
     if coerce is None:
-        return _nothing
+        return nothing
     is_badge = meta.is_badge
     removable = meta.type != pb.ATTRIBUTE_TYPE_VISITOR_ID
 
@@ -216,13 +151,13 @@ def _set(spec: _Spec) -> Apply:
             else:
                 c.remove(meta)
             return
-        _save(c, meta, coerced)
+        save(c, meta, coerced)
 
     return set_value
 
 
 def _arithmetic(combine: Callable[[float, float], float | None]) -> Factory:
-    def factory(spec: _Spec) -> Apply:
+    def factory(spec: Spec) -> Apply:
         left, right = spec.operand(0), spec.operand(1)
         meta = spec.meta
 
@@ -237,7 +172,7 @@ def _arithmetic(combine: Callable[[float, float], float | None]) -> Factory:
             if result is None:
                 c.note(f"{meta.id}: division by zero; not saved")
                 return
-            _save(c, meta, result)
+            save(c, meta, result)
 
         return compute
 
@@ -248,21 +183,21 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b != 0 else None
 
 
-def _set_size(spec: _Spec) -> Apply:
+def _set_size(spec: Spec) -> Apply:
     read = spec.operand(0)
     meta = spec.meta
 
     def size(c: EvalContext) -> None:
         value = read(c)
         if value is MISSING or value is None:
-            _save(c, meta, 0.0)
+            save(c, meta, 0.0)
         elif isinstance(value, list | dict):
-            _save(c, meta, float(len(value)))
+            save(c, meta, float(len(value)))
 
     return size
 
 
-def _lowercase(spec: _Spec) -> Apply:
+def _lowercase(spec: Spec) -> Apply:
     meta = spec.meta
 
     def lowercase(c: EvalContext) -> None:
@@ -270,12 +205,12 @@ def _lowercase(spec: _Spec) -> Apply:
         if isinstance(current, str):
             lowered = current.lower()
             if lowered != current:
-                _save(c, meta, lowered)
+                save(c, meta, lowered)
 
     return lowercase
 
 
-def _join(spec: _Spec) -> Apply:
+def _join(spec: Spec) -> Apply:
     readers = tuple(spec.operand(i) for i in range(len(spec.enrichment.operands)))
     delimiter = spec.enrichment.delimiter
     meta = spec.meta
@@ -289,301 +224,33 @@ def _join(spec: _Spec) -> Apply:
             elif (text := to_string(value)) is not None:
                 parts.append(text)
         if parts:
-            _save(c, meta, delimiter.join(parts))
+            save(c, meta, delimiter.join(parts))
 
     return join
 
 
-def _remove(spec: _Spec) -> Apply:
+def _remove(spec: Spec) -> Apply:
     meta = spec.meta
     return lambda c: c.remove(meta)
 
 
 def _constant(value: Any) -> Factory:
-    def factory(spec: _Spec) -> Apply:
+    def factory(spec: Spec) -> Apply:
         meta = spec.meta
         return lambda c: c.put(meta, value)
 
     return factory
 
 
-def _capture_date(spec: _Spec) -> Apply:
+def _capture_date(spec: Spec) -> Apply:
     meta = spec.meta
     return lambda c: c.put(meta, c.event_time_ms)
-
-
-def _add_to_tally(c: EvalContext, meta: AttributeMeta, keys: list[str], amount: float) -> None:
-    current = c.get(meta)
-    # Counts are always floats; anything else was stored under an earlier type: dropped.
-    tally: dict[str, float] = (
-        {k: n for k, n in current.items() if type(n) is float} if isinstance(current, dict) else {}
-    )
-    limit = c.limits.max_collection_size
-    c.begin(meta)  # before recency changes, so the favourite before the event is known
-    touched = c.state.tally_touched.setdefault(meta.id, {})
-    changed = False
-    for key in keys:
-        if not key or not _fits(c, meta, key):
-            continue
-        if key not in tally and len(tally) >= limit:
-            c.note(f"{meta.id}: tally is full ({limit} keys); key not added")
-            continue
-        count = tally.get(key, 0.0) + amount
-        if not math.isfinite(count):
-            continue
-        tally[key] = count
-        c.state.sequence += 1
-        touched[key] = c.state.sequence
-        changed = True
-    if changed:
-        c.put(meta, tally)
-    elif not touched:
-        del c.state.tally_touched[meta.id]
-
-
-def _increment_tally(spec: _Spec) -> Apply:
-    read_key = spec.operand(0)
-    read_amount = spec.operand(1) if spec.has_operand(1) else None
-    meta = spec.meta
-
-    def increment(c: EvalContext) -> None:
-        keys = to_string_list(read_key(c))
-        if not keys:
-            return
-        amount = 1.0 if read_amount is None else to_number(read_amount(c))
-        if amount is not None:
-            _add_to_tally(c, meta, keys, amount)
-
-    return increment
-
-
-def _increment_tally_key(spec: _Spec) -> Apply:
-    keys = [spec.enrichment.key]
-    read_amount = spec.operand(0) if spec.has_operand(0) else None
-    meta = spec.meta
-
-    def increment(c: EvalContext) -> None:
-        amount = 1.0 if read_amount is None else to_number(read_amount(c))
-        if amount is not None:
-            _add_to_tally(c, meta, keys, amount)
-
-    return increment
-
-
-def _remove_tally_key(spec: _Spec) -> Apply:
-    key = spec.enrichment.key
-    meta = spec.meta
-
-    def remove_key(c: EvalContext) -> None:
-        current = c.get(meta)
-        if isinstance(current, dict) and key in current:
-            c.begin(meta)
-            c.put(meta, {k: n for k, n in current.items() if k != key})
-            c.state.tally_touched.get(meta.id, {}).pop(key, None)
-
-    return remove_key
-
-
-def _add_to_set(spec: _Spec) -> Apply:
-    read = spec.operand(0)
-    meta = spec.meta
-
-    def add(c: EvalContext) -> None:
-        items = to_string_list(read(c))
-        if items is None:
-            return
-        current = c.get(meta)
-        present = set(to_string_list(current) or ())
-        room = c.limits.max_collection_size - len(present)
-        added: set[str] = set()
-        for item in items:
-            if item in present or item in added or not _fits(c, meta, item):
-                continue
-            if room <= 0:
-                c.note(f"{meta.id}: set is full ({c.limits.max_collection_size}); not added")
-                break
-            added.add(item)
-            room -= 1
-        if added:
-            c.put(meta, sorted(present | added))
-
-    return add
-
-
-def _remove_from_set(spec: _Spec) -> Apply:
-    read = spec.operand(0)
-    meta = spec.meta
-
-    def remove_items(c: EvalContext) -> None:
-        items = to_string_list(read(c))
-        current = c.get(meta)
-        if not items or not isinstance(current, list):
-            return
-        drop = set(items)
-        kept = [member for member in current if isinstance(member, str) and member not in drop]
-        if len(kept) != len(current):
-            c.put(meta, kept)
-
-    return remove_items
-
-
-def _store_as_set(spec: _Spec) -> Apply:
-    read = spec.operand(0)
-    meta = spec.meta
-
-    def store(c: EvalContext) -> None:
-        members = to_string_set(read(c))
-        if members is not None:
-            _save(c, meta, members)
-
-    return store
-
-
-def _append(spec: _Spec) -> Apply:
-    read = spec.operand(0)
-    meta = spec.meta
-    kind = meta.type
-    if kind == pb.ATTRIBUTE_TYPE_STRING_SET:
-        return _add_to_set(spec)
-    coerce: Callable[[Any], list[Any] | None]
-    if kind == pb.ATTRIBUTE_TYPE_STRING_ARRAY:
-        coerce = to_string_list
-    elif kind == pb.ATTRIBUTE_TYPE_NUMBER_ARRAY:
-        coerce = to_number_list
-    elif kind == pb.ATTRIBUTE_TYPE_BOOLEAN_ARRAY:
-        coerce = to_bool_list
-    else:
-        return _nothing
-
-    def append(c: EvalContext) -> None:
-        items = coerce(read(c))
-        if not items:
-            return
-        # Coercing the stored list too drops items stored under an earlier type.
-        current = coerce(c.get(meta)) or []
-        _save(c, meta, current + items)
-
-    return append
-
-
-def _reset(spec: _Spec) -> Apply:
-    meta = spec.meta
-    empty: Callable[[], Any]
-    if meta.type == pb.ATTRIBUTE_TYPE_TALLY:
-        empty = dict
-    elif meta.type in (*_ARRAY_TYPES, pb.ATTRIBUTE_TYPE_STRING_SET, pb.ATTRIBUTE_TYPE_TIMELINE):
-        empty = list
-    else:
-        return _nothing
-
-    def reset(c: EvalContext) -> None:
-        if c.get(meta) != empty():
-            c.put(meta, empty())
-            if meta.is_tally:
-                c.state.tally_touched.pop(meta.id, None)
-
-    return reset
-
-
-def _capture_readers(spec: _Spec) -> tuple[tuple[str, Reader], ...]:
-    return tuple(
-        (attribute_id, spec.operands.attribute_reader(attribute_id, missing=MISSING))
-        for attribute_id in spec.enrichment.capture
-    )
-
-
-def _snapshot(c: EvalContext, captures: tuple[tuple[str, Reader], ...]) -> dict[str, Any]:
-    snapshot: dict[str, Any] = {}
-    for attribute_id, read in captures:
-        value = read(c)
-        if value is not MISSING and value is not None:
-            snapshot[attribute_id] = value
-    return snapshot
-
-
-def _timeline_entries(value: Any) -> list[Any]:
-    if not isinstance(value, list):
-        return []
-    return [
-        entry
-        for entry in value
-        if isinstance(entry, list)
-        and len(entry) == 2
-        and isinstance(entry[0], int)
-        and isinstance(entry[1], dict)
-    ]
-
-
-def _funnel_steps(value: Any) -> list[Any] | None:
-    """The recorded steps of a funnel value, ``None`` once it is completed."""
-    if not isinstance(value, dict):
-        return []
-    if value.get("completed"):
-        return None
-    steps = value.get("steps")
-    if not isinstance(steps, list):
-        return []
-    return [
-        step
-        for step in steps
-        if isinstance(step, list) and len(step) == 3 and isinstance(step[0], str)
-    ]
-
-
-def _update_timeline(spec: _Spec) -> Apply:
-    captures = _capture_readers(spec)
-    meta = spec.meta
-    limit = timeline_limit(spec.limits)
-
-    def update(c: EvalContext) -> None:
-        entries = _timeline_entries(c.get(meta))
-        time_ms = c.event_time_ms
-        entry = [time_ms, _snapshot(c, captures)]
-        if entries and entries[-1][0] > time_ms:
-            entries.append(entry)
-            entries.sort(key=lambda e: e[0])  # stable: equal times keep arrival order
-        else:
-            entries.append(entry)
-        horizon = entries[-1][0] - TIMELINE_MAX_AGE_MS
-        entries = [e for e in entries if e[0] >= horizon]
-        c.put(meta, trim_newest(entries, limit))
-
-    return update
-
-
-def _funnel_step(spec: _Spec) -> Apply:
-    steps = [e for e in spec.attribute.enrichments if e.kind == pb.ENRICHMENT_KIND_FUNNEL_STEP]
-    order = {e.key: index for index, e in reversed(list(enumerate(steps)))}
-    required = [e.required for e in steps]
-    if required:
-        required[-1] = True  # the last step is always required
-    key = spec.enrichment.key
-    index = order.get(key)
-    if index is None:
-        return _nothing
-    last_index = len(steps) - 1
-    captures = _capture_readers(spec)
-    meta = spec.meta
-
-    def record(c: EvalContext) -> None:
-        recorded = _funnel_steps(c.get(meta))
-        if recorded is None:
-            return  # completed
-        latest = order.get(recorded[-1][0], -1) if recorded else -1
-        if index <= latest:
-            return  # already recorded, or an earlier step: no back-fill
-        if any(required[between] for between in range(latest + 1, index)):
-            return  # a required step in between is missing: out of sequence
-        step = [key, c.event_time_ms, _snapshot(c, captures)]
-        c.put(meta, {"steps": [*recorded, step], "completed": index == last_index})
-
-    return record
 
 
 _NUMBER = frozenset({pb.ATTRIBUTE_TYPE_NUMBER})
 _COLLECTIONS = frozenset(
     {
-        *_ARRAY_TYPES,
+        *ARRAY_TYPES,
         pb.ATTRIBUTE_TYPE_STRING_SET,
         pb.ATTRIBUTE_TYPE_TALLY,
         pb.ATTRIBUTE_TYPE_TIMELINE,
@@ -613,7 +280,7 @@ _APPLIES_TO: dict[int, frozenset[int]] = {
     pb.ENRICHMENT_KIND_ADD_TO_SET: frozenset({pb.ATTRIBUTE_TYPE_STRING_SET}),
     pb.ENRICHMENT_KIND_REMOVE_FROM_SET: frozenset({pb.ATTRIBUTE_TYPE_STRING_SET}),
     pb.ENRICHMENT_KIND_STORE_AS_SET: frozenset({pb.ATTRIBUTE_TYPE_STRING_SET}),
-    pb.ENRICHMENT_KIND_APPEND: frozenset({*_ARRAY_TYPES, pb.ATTRIBUTE_TYPE_STRING_SET}),
+    pb.ENRICHMENT_KIND_APPEND: frozenset({*ARRAY_TYPES, pb.ATTRIBUTE_TYPE_STRING_SET}),
     pb.ENRICHMENT_KIND_RESET: _COLLECTIONS,
     pb.ENRICHMENT_KIND_UPDATE_TIMELINE: frozenset({pb.ATTRIBUTE_TYPE_TIMELINE}),
     pb.ENRICHMENT_KIND_FUNNEL_STEP: frozenset({pb.ATTRIBUTE_TYPE_FUNNEL}),
@@ -638,16 +305,16 @@ _FACTORIES: dict[int, Factory] = {
     pb.ENRICHMENT_KIND_CAPTURE_DATE: _capture_date,
     pb.ENRICHMENT_KIND_ASSIGN_BADGE: _constant(True),
     pb.ENRICHMENT_KIND_REMOVE_BADGE: _remove,
-    pb.ENRICHMENT_KIND_INCREMENT_TALLY: _increment_tally,
-    pb.ENRICHMENT_KIND_INCREMENT_TALLY_KEY: _increment_tally_key,
-    pb.ENRICHMENT_KIND_REMOVE_TALLY_KEY: _remove_tally_key,
-    pb.ENRICHMENT_KIND_ADD_TO_SET: _add_to_set,
-    pb.ENRICHMENT_KIND_REMOVE_FROM_SET: _remove_from_set,
-    pb.ENRICHMENT_KIND_STORE_AS_SET: _store_as_set,
-    pb.ENRICHMENT_KIND_APPEND: _append,
-    pb.ENRICHMENT_KIND_RESET: _reset,
-    pb.ENRICHMENT_KIND_UPDATE_TIMELINE: _update_timeline,
-    pb.ENRICHMENT_KIND_FUNNEL_STEP: _funnel_step,
+    pb.ENRICHMENT_KIND_INCREMENT_TALLY: increment_tally,
+    pb.ENRICHMENT_KIND_INCREMENT_TALLY_KEY: increment_tally_key,
+    pb.ENRICHMENT_KIND_REMOVE_TALLY_KEY: remove_tally_key,
+    pb.ENRICHMENT_KIND_ADD_TO_SET: add_to_set,
+    pb.ENRICHMENT_KIND_REMOVE_FROM_SET: remove_from_set,
+    pb.ENRICHMENT_KIND_STORE_AS_SET: store_as_set,
+    pb.ENRICHMENT_KIND_APPEND: append,
+    pb.ENRICHMENT_KIND_RESET: reset,
+    pb.ENRICHMENT_KIND_UPDATE_TIMELINE: update_timeline,
+    pb.ENRICHMENT_KIND_FUNNEL_STEP: funnel_step,
 }
 
 
@@ -662,8 +329,8 @@ def compile_enrichment(
 ) -> EnrichmentStep:
     """Compile one enrichment of ``attribute`` (an unknown kind compiles to a no-op)."""
     formats = ((enrichment.date_format,) if enrichment.date_format else ()) + limits.date_formats
-    spec = _Spec(meta, enrichment, attribute, operands, limits, formats)
+    spec = Spec(meta, enrichment, attribute, operands, limits, formats)
     factory = _FACTORIES.get(enrichment.kind)
     applies = meta.type in _APPLIES_TO.get(enrichment.kind, frozenset())
-    apply = factory(spec) if factory is not None and applies else _nothing
+    apply = factory(spec) if factory is not None and applies else nothing
     return EnrichmentStep(path, meta.id, enrichment.when, rule, apply)

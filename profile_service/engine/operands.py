@@ -15,7 +15,13 @@ from typing import Any
 from crowd.profile.v1 import definitions_pb2 as pb
 from profile_service.engine.builtin_values import BUILTIN_READERS, BUILTIN_TYPES
 from profile_service.engine.context import AttributeMeta, EvalContext, Reader, favorite_id
-from profile_service.engine.values import MISSING, tally_favorite, value_from_proto
+from profile_service.engine.value_protos import (
+    value_from_proto,
+)
+from profile_service.engine.values import (
+    MISSING,
+    tally_favorite,
+)
 
 _UNSET = object()
 EVENT_NAME = "event.name"

@@ -41,7 +41,12 @@ from typing import Any, Final
 from crowd.profile.v1 import definitions_pb2 as pb
 from profile_service.engine.context import EvalContext, Predicate, Reader
 from profile_service.engine.operands import OperandCompiler
-from profile_service.engine.values import to_bool, to_date, to_number, to_string
+from profile_service.engine.values import (
+    to_bool,
+    to_date,
+    to_number,
+    to_string,
+)
 
 UNIT_MS: Final[dict[int, int]] = {
     pb.TIME_UNIT_SECONDS: 1000,

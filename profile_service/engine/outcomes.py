@@ -12,7 +12,13 @@ from profile_service.engine.audiences import Transitions
 from profile_service.engine.context import EvalContext
 from profile_service.engine.plan import EnginePlan
 from profile_service.engine.state import FiredAction, Outcome, TraceRecord
-from profile_service.engine.values import MISSING, display_value, to_common_value
+from profile_service.engine.value_protos import (
+    to_common_value,
+)
+from profile_service.engine.values import (
+    MISSING,
+    display_value,
+)
 
 
 def record_changes(plan: EnginePlan, c: EvalContext, outcome: Outcome) -> None:

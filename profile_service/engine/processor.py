@@ -33,7 +33,7 @@ from typing import Any
 from crowd.profile.v1 import definitions_pb2 as pb
 from crowd.profile.v1 import event_pb2, trace_pb2
 from profile_service.definitions.model import CompiledDefinitions
-from profile_service.engine import values
+from profile_service.engine import value_protos, values
 from profile_service.engine.actions import event_key, fire, visit_end_key
 from profile_service.engine.audiences import evaluate_audiences, is_member
 from profile_service.engine.builtin_values import BUILTIN_TYPES, VISIT_BUILTINS, builtin_values
@@ -320,12 +320,12 @@ def to_attribute_value(
     `BUILTIN_TYPES`); ``tally_touched`` (``state.tally_touched[id]``) breaks favourite ties.
     """
     attribute_type = defn if isinstance(defn, int) else defn.type
-    return values.to_attribute_value(attribute_type, value, tally_touched)
+    return value_protos.to_attribute_value(attribute_type, value, tally_touched)
 
 
 def from_attribute_value(value: event_pb2.AttributeValue) -> Any:
     """An ``AttributeValue`` as the engine's plain value (``None`` when unset)."""
-    return values.from_attribute_value(value)
+    return value_protos.from_attribute_value(value)
 
 
 def attribute_value_of(

@@ -13,7 +13,9 @@ from typing import Any
 
 from profile_service.definitions.model import EngineLimits
 from profile_service.engine.state import NormalizedEvent, ProfileState, VisitState
-from profile_service.engine.values import MS_PER_MINUTE
+from profile_service.engine.values import (
+    MS_PER_MINUTE,
+)
 
 
 def activity_ms(event: NormalizedEvent, now_ms: int) -> int:

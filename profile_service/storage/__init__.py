@@ -1,7 +1,9 @@
 """The profile service's Redis storage layer.
 
 - `profile_store.ProfileStore`: atomic per-visitor application of event batches (and of
-  sweeper visit ends / delayed actions) with a constant number of round trips per batch.
+  sweeper visit ends / delayed actions) with a constant number of round trips per batch;
+  its jobs are split into `store_core` (shared client, scripts, results), `batch_reads`
+  (reading a batch's profiles), `visit_ends` and `delayed_actions`.
 - `sweeper.VisitSweeper`: ends visits after inactivity and fires due delayed actions.
 - `outbox.OutboxForwarder`: delivers fired actions from the outboxes to the dispatch service.
 - `definitions_store.DefinitionsStore` / `DefinitionsWatcher`: versioned definitions with

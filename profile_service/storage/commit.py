@@ -25,7 +25,7 @@ import redis.asyncio
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.engine.state import NormalizedEvent, Outcome, ProfileState
 from profile_service.storage.layout import Layout
-from profile_service.storage.lua import LuaScript
+from profile_service.storage.lua import storage_script
 from profile_service.storage.replies import RedisArg
 from service_common import keys
 from service_common.trace_entries import (
@@ -46,7 +46,7 @@ __all__ = [
     "new_version_token",
 ]
 
-COMMIT_SCRIPT = LuaScript("commit_profile")
+COMMIT_SCRIPT = storage_script("commit_profile")
 
 DEFAULT_DEDUP_MAX_ENTRIES = 10_000
 """Most event ids remembered per profile within the dedup window (oldest dropped first)."""

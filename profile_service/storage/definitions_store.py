@@ -28,7 +28,7 @@ from profile_service.definitions.errors import DefinitionError, InvalidDefinitio
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.storage.background import BackgroundLoop
 from profile_service.storage.layout import Clock, system_clock_ms
-from profile_service.storage.lua import LuaScript
+from profile_service.storage.lua import storage_script
 from profile_service.storage.replies import as_bytes, as_text
 from service_common import keys
 from service_common.errors import Aborted, FailedPrecondition, NotFound
@@ -44,7 +44,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PUBLISH_SCRIPT = LuaScript("publish_definitions")
+PUBLISH_SCRIPT = storage_script("publish_definitions")
 
 Validator = Callable[[pb.Definitions], Sequence[DefinitionError]]
 """Returns every problem of a document (empty when valid)."""

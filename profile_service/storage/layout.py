@@ -14,6 +14,7 @@ import redis.asyncio
 
 from profile_service.storage.replies import as_text
 from service_common import keys
+from service_common.redis_toolkit.partitions import PartitionMismatchError, check_partitions
 
 __all__ = ["Clock", "Layout", "PartitionMismatchError", "system_clock_ms"]
 
@@ -24,10 +25,6 @@ Clock = Callable[[], int]
 def system_clock_ms() -> int:
     """The wall clock in epoch milliseconds."""
     return time.time_ns() // 1_000_000
-
-
-class PartitionMismatchError(RuntimeError):
-    """The dataset was created with another partition count than this replica's."""
 
 
 @dataclass(frozen=True)
@@ -60,10 +57,4 @@ class Layout:
             PartitionMismatchError: The dataset uses another count (changing it would re-home
                 every visitor).
         """
-        await client.set(keys.META_PARTITIONS, str(self.partitions), nx=True)
-        recorded = as_text(await client.get(keys.META_PARTITIONS))
-        if recorded != str(self.partitions):
-            raise PartitionMismatchError(
-                f"this replica uses {self.partitions} partitions but the Redis dataset was "
-                f"created with {recorded}"
-            )
+        await check_partitions(client, keys.META_PARTITIONS, self.partitions, "visitor")

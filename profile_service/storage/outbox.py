@@ -18,7 +18,8 @@ between a successful submit and its acknowledgement (or stalled longer than
 takes effect exactly once.
 
 Reads are one pipeline of one ``XREADGROUP`` per partition (not one multi-stream command),
-so that they also work on Redis Cluster where partitions live in different slots.
+so that they also work on Redis Cluster where partitions live in different slots (the shared
+reader of :mod:`service_common.redis_toolkit.streams`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
 
 import redis.asyncio
 import redis.exceptions
@@ -41,8 +41,8 @@ from google.protobuf.message import DecodeError
 from crowd.dispatch.v1 import action_pb2
 from profile_service.storage.background import BackgroundLoop
 from profile_service.storage.layout import Layout
-from profile_service.storage.replies import StreamEntry, as_text, range_entries, stream_entries
-from service_common.keys import PartitionKeys
+from service_common.redis_toolkit import streams
+from service_common.redis_toolkit.retry import Backoff, FailureBackoff
 
 __all__ = ["FORWARDER_GROUP", "ForwarderStats", "OutboxForwarder", "Submit", "SubmitRejected"]
 
@@ -132,10 +132,10 @@ class OutboxForwarder:
         self._idle_interval_s = idle_interval_s
         self._claim_idle_ms = claim_idle_ms
         self._claim_interval_s = claim_interval_s
-        self._initial_backoff_s = initial_backoff_s
-        self._max_backoff_s = max_backoff_s
+        self._backoff = Backoff(initial_backoff_s, max_backoff_s)
         self._next_claim = 0.0
         self._claim_cursors = ["0-0"] * layout.partitions
+        self._outboxes = [pkeys.outbox for pkeys in layout.all_partitions()]
         self._wake = asyncio.Event()
         self._loop = BackgroundLoop("outbox-forwarder")
         self._groups_ready = False
@@ -147,14 +147,8 @@ class OutboxForwarder:
 
     async def ensure_groups(self) -> None:
         """Create the consumer group on every partition's outbox (idempotent)."""
-        async with self._client.pipeline(transaction=False) as pipe:
-            for pkeys in self._layout.all_partitions():
-                # id "0": entries written before the group existed are forwarded too.
-                pipe.xgroup_create(pkeys.outbox, FORWARDER_GROUP, id="0", mkstream=True)
-            replies = await pipe.execute(raise_on_error=False)
-        for reply in replies:
-            if isinstance(reply, Exception) and "BUSYGROUP" not in str(reply):
-                raise reply
+        # from "0": entries written before the group existed are forwarded too.
+        await streams.create_groups(self._client, self._outboxes, FORWARDER_GROUP)
         self._groups_ready = True
 
     async def forward_once(self) -> int:
@@ -183,56 +177,38 @@ class OutboxForwarder:
         return len(done)
 
     async def _read_new(self) -> list[_Pending]:
-        partitions = self._layout.all_partitions()
-        async with self._client.pipeline(transaction=False) as pipe:
-            for pkeys in partitions:
-                pipe.xreadgroup(
-                    FORWARDER_GROUP, self.consumer, {pkeys.outbox: ">"}, count=self._read_count
-                )
-            replies = await pipe.execute(raise_on_error=False)
-        pending: list[_Pending] = []
-        for pkeys, reply in zip(partitions, replies, strict=True):
-            if isinstance(reply, Exception):
-                if "NOGROUP" in str(reply):
-                    # The stream or group vanished (e.g. the dataset was flushed): recreate.
-                    self._groups_ready = False
-                    continue
-                raise reply
-            pending += [self._parse(pkeys.partition, e) for e in stream_entries(reply)]
-        return pending
+        raws = await streams.read_new(
+            self._client,
+            self._outboxes,
+            FORWARDER_GROUP,
+            self.consumer,
+            count=self._read_count * len(self._outboxes),  # read_count per partition
+            block_ms=0,
+            per_stream=True,
+        )
+        return [self._parse(raw) for raw in raws]
 
     async def _claim_stale(self) -> list[_Pending]:
         self._next_claim = time.monotonic() + self._claim_interval_s
-        partitions = self._layout.all_partitions()
-        async with self._client.pipeline(transaction=False) as pipe:
-            for pkeys in partitions:
-                pipe.xautoclaim(
-                    pkeys.outbox,
-                    FORWARDER_GROUP,
-                    self.consumer,
-                    min_idle_time=self._claim_idle_ms,
-                    start_id=self._claim_cursors[pkeys.partition],
-                    count=self._read_count,
-                )
-            replies = await pipe.execute(raise_on_error=False)
-        claimed: list[_Pending] = []
-        for pkeys, reply in zip(partitions, replies, strict=True):
-            if isinstance(reply, Exception):
-                if "NOGROUP" in str(reply):
-                    self._groups_ready = False
-                    continue
-                raise reply
-            self._claim_cursors[pkeys.partition] = as_text(reply[0])
-            claimed += [self._parse(pkeys.partition, e) for e in range_entries(reply[1])]
-            # reply[2] (Redis 7): ids deleted while pending; XAUTOCLAIM already dropped them.
+        raws = await streams.claim_stale(
+            self._client,
+            self._outboxes,
+            FORWARDER_GROUP,
+            self.consumer,
+            self._claim_idle_ms,
+            self._read_count,
+            cursors=self._claim_cursors,
+        )
+        claimed = [self._parse(raw) for raw in raws]
         self.stats.claimed += len(claimed)
         return claimed
 
     @staticmethod
-    def _parse(partition: int, entry: StreamEntry) -> _Pending:
-        entry_id, fields = entry
-        key = fields.get("k", b"").decode("utf-8", errors="replace")
-        raw = fields.get("a")
+    def _parse(entry: streams.RawEntry) -> _Pending:
+        partition, raw_id, fields = entry
+        entry_id = raw_id.decode()
+        key = fields.get(b"k", b"").decode("utf-8", errors="replace")
+        raw = fields.get(b"a")
         if raw is None:
             return _Pending(partition, entry_id, key, None)
         action = action_pb2.Action()
@@ -248,7 +224,7 @@ class OutboxForwarder:
         """Submit until the dispatch service accepts (True) or the forwarder stops (False);
         meanwhile keep the entries claimed."""
         remaining = list(batch)
-        delay = self._initial_backoff_s
+        backoff = FailureBackoff(self._backoff)
         last_refresh = time.monotonic()
         while remaining:
             if self._loop.stopping:
@@ -271,14 +247,14 @@ class OutboxForwarder:
                 raise
             except Exception as exc:
                 self.stats.submit_failures += 1
+                delay = backoff.next_delay()
                 logger.warning(
                     "submitting %d actions failed (%s); retrying in %.2fs",
                     len(remaining),
                     type(exc).__name__,
                     delay,
                 )
-            await self._loop.pause(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, self._max_backoff_s)
+                await self._loop.pause(delay)
             if (time.monotonic() - last_refresh) * 1000 > self._claim_idle_ms / 2:
                 await self._keep_claimed(remaining)
                 last_refresh = time.monotonic()
@@ -287,35 +263,27 @@ class OutboxForwarder:
     async def _keep_claimed(self, entries: Sequence[_Pending]) -> None:
         """Reset the entries' idle time so no other forwarder takes them while we retry."""
         with contextlib.suppress(redis.exceptions.RedisError, OSError):
-            async with self._client.pipeline(transaction=False) as pipe:
-                for partition, ids in _ids_by_partition(entries).items():
-                    outbox = PartitionKeys(partition).outbox
-                    pipe.xclaim(
-                        outbox, FORWARDER_GROUP, self.consumer, 0, cast(Any, ids), justid=True
-                    )
-                await pipe.execute(raise_on_error=False)
+            await streams.keep_claimed(
+                self._client,
+                self._outboxes,
+                FORWARDER_GROUP,
+                self.consumer,
+                _ids_by_partition(entries),
+            )
 
     async def _acknowledge(self, entries: Sequence[_Pending]) -> None:
-        if not entries:
-            return
-        async with self._client.pipeline(transaction=False) as pipe:
-            for partition, ids in _ids_by_partition(entries).items():
-                outbox = PartitionKeys(partition).outbox
-                pipe.xack(outbox, FORWARDER_GROUP, *ids)
-                pipe.xdel(outbox, *ids)
-            await pipe.execute()
+        await streams.ack(self._client, self._outboxes, FORWARDER_GROUP, _ids_by_partition(entries))
 
     async def run(self) -> None:
         """Forward until `stop`; Redis failures are logged and retried."""
-        delay = self._initial_backoff_s
+        backoff = FailureBackoff(self._backoff)
         while not self._loop.stopping:
             try:
                 handled = await self.forward_once()
-                delay = self._initial_backoff_s
+                backoff.succeeded()
             except (redis.exceptions.RedisError, OSError) as exc:
                 logger.warning("outbox forwarding failed (%s); retrying", type(exc).__name__)
-                await self._loop.pause(delay)
-                delay = min(delay * 2, self._max_backoff_s)
+                await self._loop.pause(backoff.next_delay())
                 continue
             if handled == 0:
                 await self._loop.pause(self._idle_interval_s, self._wake)
@@ -333,8 +301,8 @@ class OutboxForwarder:
         await self._loop.stop(grace_s)
 
 
-def _ids_by_partition(entries: Sequence[_Pending]) -> dict[int, list[str]]:
-    ids: dict[int, list[str]] = {}
+def _ids_by_partition(entries: Sequence[_Pending]) -> dict[int, list[bytes | str]]:
+    ids: dict[int, list[bytes | str]] = {}
     for entry in entries:
         ids.setdefault(entry.partition, []).append(entry.entry_id)
     return ids

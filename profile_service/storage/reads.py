@@ -25,15 +25,16 @@ import redis.asyncio
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.engine.state import ProfileState
 from profile_service.storage.layout import Layout
-from profile_service.storage.lua import LuaScript, load_all
+from profile_service.storage.lua import storage_script
 from profile_service.storage.replies import as_text
 from service_common import keys
 from service_common.errors import FieldViolation, InvalidArgument
+from service_common.redis_toolkit.scripts import execute_with_scripts
 
 __all__ = ["AudiencePage", "DeletedProfile", "ProfileReader", "StoredProfile"]
 
-DELETE_SCRIPT = LuaScript("delete_profile")
-DELETE_IF_OWNER_SCRIPT = LuaScript("delete_if_owner")
+DELETE_SCRIPT = storage_script("delete_profile")
+DELETE_IF_OWNER_SCRIPT = storage_script("delete_if_owner")
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
@@ -152,48 +153,40 @@ class ProfileReader:
             return None
         profile_id, state = found.profile_id, found.state
         aliases = sorted({v for v in [*state.visitor_ids, visitor_id] if v != profile_id})
-        for attempt in (1, 2):
-            replies = await self._delete(profile_id, state, aliases, defs)
-            errors = [r for r in replies if isinstance(r, Exception)]
-            if not errors:
-                break
-            if attempt == 2:
-                raise errors[0]
-            # NOSCRIPT after a Redis restart: load the scripts and do it all again (every
-            # step is idempotent).
-            await load_all(self._client, [DELETE_SCRIPT, DELETE_IF_OWNER_SCRIPT])
+        # After a Redis restart the scripts go again as EVAL (every step is idempotent).
+        await execute_with_scripts(
+            self._client, lambda pipe: self._queue_delete(pipe, profile_id, state, aliases, defs)
+        )
         return DeletedProfile(profile_id, [profile_id, *aliases])
 
-    async def _delete(
+    def _queue_delete(
         self,
+        pipe: redis.asyncio.client.Pipeline,
         profile_id: str,
         state: ProfileState,
         aliases: list[str],
         defs: CompiledDefinitions,
-    ) -> list[Any]:
+    ) -> None:
         pkeys = self._layout.keys_for(profile_id)
         audiences = sorted(set(state.audiences) | set(defs.audiences))
-        async with self._client.pipeline(transaction=False) as pipe:
-            DELETE_SCRIPT.queue(
-                pipe,
-                [
-                    pkeys.profile(profile_id),
-                    pkeys.dedup(profile_id),
-                    pkeys.trace(profile_id),
-                    pkeys.visits_due,
-                    *(pkeys.audience(a) for a in audiences),
-                ],
-                [profile_id],
-            )
-            for alias in aliases:
-                pipe.delete(self._layout.keys_for(alias).alias(alias))
-            for attribute_id in defs.visitor_id_attributes:
-                value = state.attributes.get(attribute_id)
-                if isinstance(value, str) and value:
-                    index = keys.identity_index(attribute_id, value, self._layout.partitions)
-                    DELETE_IF_OWNER_SCRIPT.queue(pipe, [index], [profile_id])
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
-        return replies
+        DELETE_SCRIPT.queue(
+            pipe,
+            [
+                pkeys.profile(profile_id),
+                pkeys.dedup(profile_id),
+                pkeys.trace(profile_id),
+                pkeys.visits_due,
+                *(pkeys.audience(a) for a in audiences),
+            ],
+            [profile_id],
+        )
+        for alias in aliases:
+            pipe.delete(self._layout.keys_for(alias).alias(alias))
+        for attribute_id in defs.visitor_id_attributes:
+            value = state.attributes.get(attribute_id)
+            if isinstance(value, str) and value:
+                index = keys.identity_index(attribute_id, value, self._layout.partitions)
+                DELETE_IF_OWNER_SCRIPT.queue(pipe, [index], [profile_id])
 
     async def audience_size(self, audience_id: str) -> int:
         """The number of profiles in an audience (one pipelined SCARD per partition)."""

@@ -23,7 +23,7 @@ import redis.exceptions
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.storage.background import BackgroundLoop
 from profile_service.storage.layout import Layout
-from profile_service.storage.lua import LuaScript, load_all
+from profile_service.storage.lua import load_scripts, storage_script
 from profile_service.storage.replies import as_text
 from service_common.keys import PartitionKeys
 
@@ -31,7 +31,7 @@ __all__ = ["AudienceReconciler"]
 
 logger = logging.getLogger(__name__)
 
-REMOVE_IF_GONE_SCRIPT = LuaScript("remove_if_gone")
+REMOVE_IF_GONE_SCRIPT = storage_script("remove_if_gone")
 
 
 class AudienceReconciler:
@@ -63,7 +63,7 @@ class AudienceReconciler:
 
     async def reconcile_once(self) -> int:
         """One full pass; returns the number of memberships removed."""
-        await load_all(self._client, [REMOVE_IF_GONE_SCRIPT])
+        await load_scripts(self._client, [REMOVE_IF_GONE_SCRIPT])
         audience_ids = list(self._definitions().audiences)
         removed = 0
         for pkeys in self._layout.all_partitions():

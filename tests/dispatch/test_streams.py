@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as aioredis
 
-from dispatch_service import streams
+from service_common.redis_toolkit import streams
 
 STREAMS = [f"test:{{p{p}}}:queue" for p in range(4)]
 GROUP = "readers"

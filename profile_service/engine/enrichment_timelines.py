@@ -1,0 +1,110 @@
+"""Enrichments that record history: UPDATE_TIMELINE and FUNNEL_STEP (with their captures)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crowd.profile.v1 import definitions_pb2 as pb
+from profile_service.engine.context import Apply, EvalContext, Reader
+from profile_service.engine.enrichment_spec import Spec, nothing
+from profile_service.engine.values import (
+    MISSING,
+    TIMELINE_MAX_AGE_MS,
+    timeline_limit,
+    trim_newest,
+)
+
+
+def _capture_readers(spec: Spec) -> tuple[tuple[str, Reader], ...]:
+    return tuple(
+        (attribute_id, spec.operands.attribute_reader(attribute_id, missing=MISSING))
+        for attribute_id in spec.enrichment.capture
+    )
+
+
+def _snapshot(c: EvalContext, captures: tuple[tuple[str, Reader], ...]) -> dict[str, Any]:
+    snapshot: dict[str, Any] = {}
+    for attribute_id, read in captures:
+        value = read(c)
+        if value is not MISSING and value is not None:
+            snapshot[attribute_id] = value
+    return snapshot
+
+
+def _timeline_entries(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        return []
+    return [
+        entry
+        for entry in value
+        if isinstance(entry, list)
+        and len(entry) == 2
+        and isinstance(entry[0], int)
+        and isinstance(entry[1], dict)
+    ]
+
+
+def _funnel_steps(value: Any) -> list[Any] | None:
+    """The recorded steps of a funnel value, ``None`` once it is completed."""
+    if not isinstance(value, dict):
+        return []
+    if value.get("completed"):
+        return None
+    steps = value.get("steps")
+    if not isinstance(steps, list):
+        return []
+    return [
+        step
+        for step in steps
+        if isinstance(step, list) and len(step) == 3 and isinstance(step[0], str)
+    ]
+
+
+def update_timeline(spec: Spec) -> Apply:
+    captures = _capture_readers(spec)
+    meta = spec.meta
+    limit = timeline_limit(spec.limits)
+
+    def update(c: EvalContext) -> None:
+        entries = _timeline_entries(c.get(meta))
+        time_ms = c.event_time_ms
+        entry = [time_ms, _snapshot(c, captures)]
+        if entries and entries[-1][0] > time_ms:
+            entries.append(entry)
+            entries.sort(key=lambda e: e[0])  # stable: equal times keep arrival order
+        else:
+            entries.append(entry)
+        horizon = entries[-1][0] - TIMELINE_MAX_AGE_MS
+        entries = [e for e in entries if e[0] >= horizon]
+        c.put(meta, trim_newest(entries, limit))
+
+    return update
+
+
+def funnel_step(spec: Spec) -> Apply:
+    steps = [e for e in spec.attribute.enrichments if e.kind == pb.ENRICHMENT_KIND_FUNNEL_STEP]
+    order = {e.key: index for index, e in reversed(list(enumerate(steps)))}
+    required = [e.required for e in steps]
+    if required:
+        required[-1] = True  # the last step is always required
+    key = spec.enrichment.key
+    index = order.get(key)
+    if index is None:
+        return nothing
+    last_index = len(steps) - 1
+    captures = _capture_readers(spec)
+    meta = spec.meta
+
+    def record(c: EvalContext) -> None:
+        recorded = _funnel_steps(c.get(meta))
+        if recorded is None:
+            return  # completed
+        latest = order.get(recorded[-1][0], -1) if recorded else -1
+        if index <= latest:
+            return  # already recorded, or an earlier step: no back-fill
+        if any(required[between] for between in range(latest + 1, index)):
+            return  # a required step in between is missing: out of sequence
+        step = [key, c.event_time_ms, _snapshot(c, captures)]
+        c.put(meta, {"steps": [*recorded, step], "completed": index == last_index})
+
+    return record

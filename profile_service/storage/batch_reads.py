@@ -1,0 +1,135 @@
+"""Round trips 1 and 1b of an event batch: each visitor's alias, profile, version and
+already-seen event ids, and the profiles aliased visitor ids point to."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from profile_service.engine.state import NormalizedEvent, ProfileState
+from profile_service.storage.lua import is_noscript
+from profile_service.storage.replies import as_text
+from profile_service.storage.store_core import (
+    READ_VISITOR_SCRIPT,
+    StoreCore,
+    parse_profile,
+    raise_errors,
+)
+
+__all__ = ["BatchReads", "Loaded"]
+
+
+@dataclass
+class Loaded:
+    """A profile as read: state (``None`` if absent), version token and seen event ids."""
+
+    profile_id: str
+    state: ProfileState | None
+    version: str
+    seen: dict[str, float] = field(default_factory=dict)
+
+
+class BatchReads(StoreCore):
+    """Reads the profiles an event batch needs (part of `ProfileStore`)."""
+
+    async def _read(
+        self, events: Sequence[NormalizedEvent], pending: Sequence[int]
+    ) -> tuple[dict[str, Loaded], dict[str, list[int]]]:
+        """Round trip 1 (and 1b for aliased visitor ids): profiles, versions, seen ids."""
+        by_visitor: dict[str, list[int]] = {}
+        for index in pending:
+            by_visitor.setdefault(events[index].visitor_id, []).append(index)
+
+        ids_of = {
+            visitor_id: [events[i].event_id for i in indexes if events[i].event_id]
+            for visitor_id, indexes in by_visitor.items()
+        }
+        replies = await self._read_visitors(ids_of)
+        direct: dict[str, Loaded] = {}  # each visitor id's own profile, aliased or not
+        survivor_of: dict[str, str] = {}
+        for (visitor_id, ids), reply in zip(ids_of.items(), replies, strict=True):
+            alias, raw_state, raw_version = reply[0], reply[1], reply[2]
+            seen: dict[str, float] = {}
+            if ids:
+                seen = {i: float(s) for i, s in zip(ids, reply[3:], strict=True) if s is not None}
+            state, version = parse_profile((raw_state, raw_version))
+            direct[visitor_id] = Loaded(visitor_id, state, version, seen)
+            survivor_of[visitor_id] = as_text(alias) if alias else visitor_id
+
+        survivors = {s for v, s in survivor_of.items() if s != v}
+        loaded: dict[str, Loaded] = {}
+        if survivors:
+            loaded = await self._read_survivors(events, by_visitor, survivor_of, survivors)
+            for visitor_id, survivor in survivor_of.items():
+                if survivor != visitor_id and loaded[survivor].state is None:
+                    # A stale alias (its survivor expired): the visitor id stands for itself.
+                    survivor_of[visitor_id] = visitor_id
+        groups: dict[str, list[int]] = {}
+        for visitor_id, indexes in by_visitor.items():
+            profile_id = survivor_of[visitor_id]
+            groups.setdefault(profile_id, []).extend(indexes)
+            own_profile = profile_id == visitor_id
+            if own_profile and (profile_id not in loaded or loaded[profile_id].state is None):
+                loaded[profile_id] = direct[visitor_id]
+        for indexes in groups.values():
+            indexes.sort()  # batch order within a profile, whatever visitor id it came by
+        return loaded, groups
+
+    async def _read_visitors(self, ids_of: dict[str, list[str]]) -> list[Any]:
+        """One `READ_VISITOR_SCRIPT` reply per visitor id of ``ids_of`` (visitor id -> its
+        event ids), in one pipeline (run again if Redis had lost the script)."""
+        replies: list[Any] = []
+        for _ in range(2):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for visitor_id, ids in ids_of.items():
+                    pkeys = self._layout.keys_for(visitor_id)
+                    script_keys = [
+                        pkeys.alias(visitor_id),
+                        pkeys.profile(visitor_id),
+                        pkeys.dedup(visitor_id),
+                    ]
+                    READ_VISITOR_SCRIPT.queue(pipe, script_keys, ids)
+                replies = await self._execute(pipe)
+            if not any(is_noscript(r) for r in replies):
+                break  # else `_execute` has just loaded the scripts again
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    async def _read_survivors(
+        self,
+        events: Sequence[NormalizedEvent],
+        by_visitor: dict[str, list[int]],
+        survivor_of: dict[str, str],
+        survivors: set[str],
+    ) -> dict[str, Loaded]:
+        """Round trip 1b: the profiles aliased visitor ids point to, with every event id that
+        may land on them."""
+        ordered = sorted(survivors)
+        ids_of: dict[str, list[str]] = {s: [] for s in ordered}
+        for visitor_id, indexes in by_visitor.items():
+            survivor = survivor_of[visitor_id]
+            if survivor in ids_of:
+                ids_of[survivor] += [events[i].event_id for i in indexes if events[i].event_id]
+        async with self._client.pipeline(transaction=False) as pipe:
+            for profile_id in ordered:
+                pkeys = self._layout.keys_for(profile_id)
+                pipe.hmget(pkeys.profile(profile_id), ["s", "v"])
+                if ids_of[profile_id]:
+                    pipe.zmscore(pkeys.dedup(profile_id), ids_of[profile_id])
+            replies = await self._execute(pipe)
+        raise_errors(replies)
+        loaded: dict[str, Loaded] = {}
+        at = 0
+        for profile_id in ordered:
+            state, version = parse_profile(replies[at])
+            at += 1
+            ids = ids_of[profile_id]
+            seen: dict[str, float] = {}
+            if ids:
+                seen = {i: float(s) for i, s in zip(ids, replies[at], strict=True) if s is not None}
+                at += 1
+            loaded[profile_id] = Loaded(profile_id, state, version, seen)
+        return loaded

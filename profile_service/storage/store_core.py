@@ -1,0 +1,168 @@
+"""The shared core of `ProfileStore`: its results and errors, its Lua scripts, and the
+client, layout, engine and pipeline runner every job of the store (event batches, visit
+ends, delayed actions) uses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio
+
+from profile_service.engine.state import Outcome, ProfileState
+from profile_service.storage.commit import COMMIT_SCRIPT, DEFAULT_DEDUP_MAX_ENTRIES
+from profile_service.storage.engine_api import EngineFunctions
+from profile_service.storage.keyed_locks import KeyedLocks
+from profile_service.storage.layout import Clock, Layout, system_clock_ms
+from profile_service.storage.lua import is_noscript, load_scripts, storage_script
+from profile_service.storage.replies import as_text
+from service_common.errors import Aborted
+
+__all__ = [
+    "FIX_VISIT_DUE_SCRIPT",
+    "MOVE_DELAYED_SCRIPT",
+    "READ_VISITOR_SCRIPT",
+    "DelayedReport",
+    "EventApplyResult",
+    "ProfileConflictError",
+    "StoreCore",
+    "StoreStats",
+    "parse_profile",
+    "raise_errors",
+]
+
+logger = logging.getLogger(__name__)
+
+FIX_VISIT_DUE_SCRIPT = storage_script("fix_visit_due")
+MOVE_DELAYED_SCRIPT = storage_script("move_delayed")
+READ_VISITOR_SCRIPT = storage_script("read_visitor")
+_SCRIPTS = (COMMIT_SCRIPT, FIX_VISIT_DUE_SCRIPT, MOVE_DELAYED_SCRIPT, READ_VISITOR_SCRIPT)
+
+
+class ProfileConflictError(Aborted):
+    """Some profiles kept changing under this replica for every allowed attempt (``ABORTED``).
+
+    Profiles of the batch not named here were committed; retrying the whole batch is safe
+    when its events carry event ids (committed ones are then duplicates).
+    """
+
+    def __init__(self, profile_ids: Sequence[str]) -> None:
+        super().__init__(
+            "too many concurrent updates of the same visitor; retry the request",
+            reason="PROFILE_UPDATE_CONFLICT",
+            metadata={"profileCount": str(len(profile_ids))},
+        )
+        self.profile_ids = list(profile_ids)
+
+
+@dataclass(frozen=True)
+class EventApplyResult:
+    """What applying one event of a batch did.
+
+    Attributes:
+        index: The event's position in the batch.
+        profile_id: The profile the event was applied to (its visitor id or the survivor
+            the visitor id is an alias of).
+        duplicate: The event id was seen within the dedup window; nothing changed.
+        outcome: The engine's outcome; ``None`` for a duplicate.
+    """
+
+    index: int
+    profile_id: str
+    duplicate: bool = False
+    outcome: Outcome | None = None
+
+
+@dataclass(frozen=True)
+class DelayedReport:
+    """What one pass over due delayed actions did."""
+
+    fired: int = 0
+    """Moved to the outbox (the visitor still qualified)."""
+    dropped: int = 0
+    """Removed without firing (no longer qualifies, profile gone, unreadable entry)."""
+
+
+@dataclass
+class StoreStats:
+    """Counters for tests, benchmarks and metrics."""
+
+    round_trips: int = 0
+    """Pipelines and single commands sent to Redis (each one network round trip)."""
+    batches: int = 0
+    conflicts: int = 0
+    """Compare-and-set attempts that found the profile changed and were retried."""
+    visits_ended: int = 0
+
+
+def raise_errors(replies: Sequence[Any]) -> None:
+    for reply in replies:
+        if isinstance(reply, Exception) and not is_noscript(reply):
+            raise reply
+
+
+def parse_profile(reply: Any) -> tuple[ProfileState | None, str]:
+    raw_state, raw_version = reply[0], reply[1]
+    if raw_state is None:
+        return None, ""
+    state_bytes = raw_state if isinstance(raw_state, bytes) else str(raw_state).encode()
+    return ProfileState.from_bytes(state_bytes), as_text(raw_version) if raw_version else ""
+
+
+class StoreCore:
+    """What every job of `ProfileStore` shares: the client, layout, engine, locks, counters
+    and the pipeline runner that reloads lost scripts.
+
+    Args:
+        client: The Redis client (``decode_responses`` either way, RESP2 or RESP3).
+        layout: The dataset's partitioning.
+        engine: The engine entry points (`EngineFunctions.real()` in production).
+        clock: Epoch-milliseconds clock used when no ``now_ms`` is given.
+        max_attempts: Compare-and-set attempts per profile before `ProfileConflictError`.
+        dedup_max_entries: Most event ids remembered per profile (within the dedup window).
+        on_outbox_write: Called after a commit that added actions to an outbox (e.g. the
+            local forwarder's ``wake``), so they leave without waiting for its next poll.
+    """
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        layout: Layout,
+        engine: EngineFunctions,
+        *,
+        clock: Clock = system_clock_ms,
+        max_attempts: int = 32,
+        dedup_max_entries: int = DEFAULT_DEDUP_MAX_ENTRIES,
+        on_outbox_write: Callable[[], None] | None = None,
+    ) -> None:
+        self._client = client
+        self._layout = layout
+        self._engine = engine
+        self._clock = clock
+        self._max_attempts = max_attempts
+        self._dedup_max_entries = dedup_max_entries
+        self._on_outbox_write = on_outbox_write
+        self._locks = KeyedLocks()
+        self.stats = StoreStats()
+
+    @property
+    def layout(self) -> Layout:
+        """The dataset's partitioning."""
+        return self._layout
+
+    async def prepare(self) -> None:
+        """Load the Lua scripts (call once at start-up; one round trip, not counted)."""
+        await load_scripts(self._client, _SCRIPTS)
+
+    async def _execute(self, pipe: redis.asyncio.client.Pipeline) -> list[Any]:
+        self.stats.round_trips += 1
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        if any(is_noscript(r) for r in replies):
+            # Redis lost its script cache (restart, SCRIPT FLUSH): reload; the callers treat
+            # the NOSCRIPT replies like conflicts and retry that work.
+            logger.warning("Redis has lost the storage scripts; loading them again")
+            await self.prepare()
+        return replies
