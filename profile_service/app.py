@@ -9,14 +9,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 
+from crowd.definitions.errors import InvalidDefinitionsError, definition_errors_to_proto
+from crowd.definitions.validator import validate
 from crowd.profile.v1 import definitions_pb2, event_pb2, profile_pb2, trace_pb2
-from profile_service.definitions.errors import (
-    InvalidDefinitionsError,
-    definition_errors_to_proto,
-    definition_errors_to_violations,
-)
 from profile_service.definitions.model import CompiledDefinitions
-from profile_service.definitions.validator import validate
+from profile_service.definitions.violations import field_violations
 from profile_service.engine.processor import (
     visit_attribute_values,
     visitor_attribute_values,
@@ -214,7 +211,7 @@ class ProfileApp:
             published = await self._definitions_store.publish(definitions, expected_current_version)
         except InvalidDefinitionsError as exc:
             raise InvalidArgument(
-                definition_errors_to_violations(exc.errors),
+                field_violations(exc.errors),
                 f"the definitions have {len(exc.errors)} error(s); nothing was published",
                 reason="INVALID_DEFINITIONS",
             ) from None

@@ -46,7 +46,7 @@ def _parse_data(pairs: Sequence[str], raw_json: str | None) -> dict[str, Any]:
 
 def _load_definitions(path: str) -> Any:
     # The service's loader accepts the friendly YAML form (short enum names, "30m" durations).
-    from profile_service.definitions.loader import load_definitions
+    from crowd.definitions.loader import load_definitions
 
     return load_definitions(path)
 

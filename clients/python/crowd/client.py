@@ -88,7 +88,7 @@ def lookup(
 def load_definitions_file(path: str | Path) -> definitions_pb2.Definitions:
     """Read a YAML or JSON definitions document (proto JSON field names).
 
-    The service-side loader (``profile_service.definitions.loader``) also accepts short enum
+    The service-side loader (``crowd.definitions.loader``) also accepts short enum
     names and durations; this one is the strict proto JSON mapping.
     """
     import yaml

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import re
 
-from crowd.profile.v1 import definitions_pb2 as pb
-from profile_service.definitions.catalog import (
+from crowd.definitions.catalog import (
     ATTRIBUTE_ONLY_OPERATORS,
     OFFSET_OPERATORS,
     OPERATOR_INPUTS,
@@ -23,14 +22,15 @@ from profile_service.definitions.catalog import (
     operator_phrase,
     operator_value_types,
 )
-from profile_service.definitions.limits import (
+from crowd.definitions.limits import (
     MAX_CONDITIONS_PER_RULE,
     MAX_EXPRESSION_DEPTH,
     MAX_TIME_OFFSET_MS,
 )
-from profile_service.definitions.normalise import enum_short_names
-from profile_service.definitions.validation_context import ValidationContext, describe
-from profile_service.definitions.value_types import VType, describe_types
+from crowd.definitions.normalise import enum_short_names
+from crowd.definitions.validation_context import ValidationContext, describe
+from crowd.definitions.value_types import VType, describe_types
+from crowd.profile.v1 import definitions_pb2 as pb
 
 Op = pb.Operator
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from profile_service.definitions.model import MAX_VISIT_LENGTH_MS
+from crowd.definitions.defaults import MAX_VISIT_LENGTH_MS
 
 ID_PATTERN = re.compile(r"[a-z0-9_]{1,64}")
 """Ids of attributes, audiences, feeds, actions, cooldown groups, enrichments, funnel steps."""

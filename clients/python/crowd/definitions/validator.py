@@ -19,30 +19,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from crowd.profile.v1 import definitions_pb2 as pb
-from profile_service.definitions.builtins import BUILTIN_ATTRIBUTES
-from profile_service.definitions.dependencies import describe_cycle, find_cycles
-from profile_service.definitions.errors import (
+from crowd.definitions.builtins import BUILTIN_ATTRIBUTES
+from crowd.definitions.dependencies import describe_cycle, find_cycles
+from crowd.definitions.errors import (
     DefinitionError,
     InvalidDefinitionsError,
     definition_errors_to_violations,
 )
-from profile_service.definitions.limits import (
+from crowd.definitions.limits import (
     MAX_ACTIONS,
     MAX_ATTRIBUTES,
     MAX_AUDIENCES,
     MAX_COOLDOWN_GROUPS,
     MAX_EVENT_FEEDS,
 )
-from profile_service.definitions.validate_actions import (
+from crowd.definitions.validate_actions import (
     check_actions,
     check_audiences,
     check_cooldown_groups,
     check_event_feeds,
 )
-from profile_service.definitions.validate_attributes import check_attributes
-from profile_service.definitions.validate_settings import check_settings
-from profile_service.definitions.validation_context import ValidationContext
+from crowd.definitions.validate_attributes import check_attributes
+from crowd.definitions.validate_settings import check_settings
+from crowd.definitions.validation_context import ValidationContext
+from crowd.profile.v1 import definitions_pb2 as pb
 
 __all__ = [
     "DefinitionError",
