@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from crowd.definitions.errors import InvalidDefinitionsError, definition_errors_to_proto
-from crowd.definitions.validator import validate
 from crowd.profile.v1 import definitions_pb2, event_pb2, profile_pb2, trace_pb2
+from profile_service.definitions.checked import validate_off_loop
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.definitions.violations import field_violations
 from profile_service.engine.processor import (
@@ -199,15 +199,19 @@ class ProfileApp:
         async for entry in self._trace_log.follow(stream, after, active=active):
             yield entry
 
-    def validate_definitions(
+    async def validate_definitions(
         self, definitions: definitions_pb2.Definitions
     ) -> list[definitions_pb2.DefinitionError]:
-        return definition_errors_to_proto(validate(definitions))
+        return definition_errors_to_proto(await validate_off_loop(definitions))
 
     async def publish_definitions(
         self, definitions: definitions_pb2.Definitions, expected_current_version: str
     ) -> definitions_pb2.DefinitionsVersion:
         try:
+            # Off the event loop; the store's own check then finds the remembered result.
+            errors = await validate_off_loop(definitions)
+            if errors:
+                raise InvalidDefinitionsError(errors)
             published = await self._definitions_store.publish(definitions, expected_current_version)
         except InvalidDefinitionsError as exc:
             raise InvalidArgument(

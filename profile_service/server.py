@@ -17,11 +17,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from redis.asyncio import Redis
 
 from crowd.definitions.loader import load_definitions
-from crowd.definitions.validator import validate
 from crowd.profile.v1 import definition_service_pb2_grpc, profile_service_pb2_grpc
 from profile_service.api.scopes import DEFINITION_SERVICE, METHOD_SCOPES, PROFILE_SERVICE
 from profile_service.api.servicers import DefinitionServicer, ProfileServicer
 from profile_service.app import ProfileApp
+from profile_service.definitions.checked import validate_remembered
 from profile_service.definitions.compiler import compile_definitions, digest
 from profile_service.dispatch_link import DispatchSubmitter
 from profile_service.settings import ProfileSettings
@@ -58,7 +58,7 @@ async def create_server(
     layout = Layout(settings.partitions)
     await layout.check_partitions(redis)
 
-    definitions_store = DefinitionsStore(redis, validate=validate, digest=digest)
+    definitions_store = DefinitionsStore(redis, validate=validate_remembered, digest=digest)
     if settings.definitions_file is not None:
         published = await definitions_store.publish(load_definitions(settings.definitions_file))
         logger.info("definitions from %s: %s", settings.definitions_file, published.version.version)

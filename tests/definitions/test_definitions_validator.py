@@ -249,7 +249,7 @@ def test_invalid_document_lists_all_its_errors_with_paths_and_sentences() -> Non
         ),
         (
             "attributes[3].enrichments[1].rule.groups[0].conditions[0].value.constant.string_value",
-            "invalid regular expression: missing ), unterminated subpattern at position 0",
+            "invalid regular expression: missing ): (unclosed",
         ),
         (
             "attributes[3].enrichments[1].rule.groups[0].conditions[1].key_operator",

@@ -9,8 +9,6 @@ data; the caller says so through ``no_events``.
 
 from __future__ import annotations
 
-import re
-
 from crowd.definitions.catalog import (
     ATTRIBUTE_ONLY_OPERATORS,
     OFFSET_OPERATORS,
@@ -28,6 +26,7 @@ from crowd.definitions.limits import (
     MAX_TIME_OFFSET_MS,
 )
 from crowd.definitions.normalise import enum_short_names
+from crowd.definitions.patterns import pattern_error
 from crowd.definitions.validation_context import ValidationContext, describe
 from crowd.definitions.value_types import VType, describe_types
 from crowd.profile.v1 import definitions_pb2 as pb
@@ -198,13 +197,9 @@ def _check_regex(
     if value_type is not VType.STRING:
         ctx.add(path, '"matches regex" needs the pattern as a string constant')
         return
-    flags = re.IGNORECASE if condition.ignore_case else 0
-    try:
-        re.compile(value.constant.string_value, flags)
-    except re.error as exc:
-        ctx.add(f"{path}.constant.string_value", f"invalid regular expression: {exc}")
-    except (RecursionError, OverflowError):
-        ctx.add(f"{path}.constant.string_value", "the regular expression is too complex")
+    problem = pattern_error(value.constant.string_value, condition.ignore_case)
+    if problem is not None:
+        ctx.add(f"{path}.constant.string_value", problem)
 
 
 def _check_offset(

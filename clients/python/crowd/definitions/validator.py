@@ -31,6 +31,7 @@ from crowd.definitions.limits import (
     MAX_ATTRIBUTES,
     MAX_AUDIENCES,
     MAX_COOLDOWN_GROUPS,
+    MAX_DOCUMENT_BYTES,
     MAX_EVENT_FEEDS,
 )
 from crowd.definitions.validate_actions import (
@@ -48,6 +49,7 @@ __all__ = [
     "DefinitionError",
     "definition_errors_to_violations",
     "ensure_valid",
+    "size_errors",
     "validate",
 ]
 
@@ -65,9 +67,13 @@ def validate(definitions: pb.Definitions) -> list[DefinitionError]:
     """Every problem of ``definitions``, in document order (dependency cycles last).
 
     Never raises for any message content, however malformed (unknown enum numbers included).
+    A document over a size limit (`size_errors`) gets only those errors: it is refused
+    before the (then long) full validation.
     """
+    oversized = size_errors(definitions)
+    if oversized:
+        return oversized
     ctx = ValidationContext(definitions)
-    _check_sizes(ctx)
     _check_ids(ctx)
     check_settings(ctx)
     check_attributes(ctx)
@@ -87,11 +93,29 @@ def ensure_valid(definitions: pb.Definitions) -> None:
         raise InvalidDefinitionsError(errors)
 
 
-def _check_sizes(ctx: ValidationContext) -> None:
+def size_errors(definitions: pb.Definitions) -> list[DefinitionError]:
+    """The document's size-limit violations: serialized bytes and elements per section.
+
+    Cheap (no traversal in Python), so a server can refuse an oversized document before
+    spending time on it.
+    """
+    errors = []
+    size = definitions.ByteSize()
+    if size > MAX_DOCUMENT_BYTES:
+        errors.append(
+            DefinitionError(
+                "",
+                f"the document is {size:,} bytes (serialized); at most "
+                f"{MAX_DOCUMENT_BYTES:,} allowed",
+            )
+        )
     for field, label, limit in _ID_SECTIONS:
-        count = len(getattr(ctx.definitions, field))
+        count = len(getattr(definitions, field))
         if count > limit:
-            ctx.add(field, f"the document has {count} {label}; at most {limit} allowed")
+            errors.append(
+                DefinitionError(field, f"the document has {count} {label}; at most {limit} allowed")
+            )
+    return errors
 
 
 def _check_ids(ctx: ValidationContext) -> None:
