@@ -9,7 +9,7 @@
 #   make proto        regenerate Python code from protos/ into clients/python
 #   make proto-check  fail if the committed generated code differs from a fresh generation
 #   make buf-lint     buf lint (protos/buf.yaml)
-#   make lint         ruff check + ruff format --check + mypy + buf-lint + proto-check
+#   make lint         ruff check + ruff format --check + mypy + lint-imports + buf-lint + proto-check
 #   make test         venv + redis-server + lint, then pytest (extra args: PYTEST_ARGS=...)
 #   make bench        run the benchmarks (python -m bench)
 #   make run          run the demo stack in the foreground (python -m demo); Ctrl-C stops it
@@ -106,6 +106,7 @@ lint: $(VENV_STAMP) buf
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(MAKE) --no-print-directory buf-lint
 	$(MAKE) --no-print-directory proto-check
 
