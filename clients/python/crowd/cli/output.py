@@ -39,8 +39,8 @@ class Output:
     def __init__(self, mode: OutputMode = OutputMode.AUTO) -> None:
         pretty = mode is OutputMode.PRETTY or (mode is OutputMode.AUTO and sys.stdout.isatty())
         self.pretty = pretty
-        self._console = Console(highlight=False) if pretty else None
-        self._errors = Console(stderr=True, highlight=False) if pretty else None
+        self._console = Console(highlight=False, soft_wrap=True) if pretty else None
+        self._errors = Console(stderr=True, highlight=False, soft_wrap=True) if pretty else None
 
     # --- results (stdout) -----------------------------------------------------------------------
 
