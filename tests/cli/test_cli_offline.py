@@ -150,3 +150,11 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     assert "Broken pipe" not in done.stderr
     assert done.returncode == 0
+
+
+def test_the_clients_load_definitions_file_reads_the_friendly_form() -> None:
+    from crowd.client import load_definitions_file
+
+    definitions = load_definitions_file(EXAMPLE)  # "30m", short enum names
+    assert definitions.settings.visit_timeout.seconds == 30 * 60
+    assert definitions.attributes[0].id == "customer_id"
