@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from crowd.definitions.loader import definitions_from_dict
 from crowd.profile.v1 import definitions_pb2
-from profile_service.definitions.loader import definitions_from_dict
 
 CONNECTOR_ID = "braze"
 """The dispatch connector the actions name (unused when the profile service has no

@@ -26,9 +26,9 @@ from google.protobuf import duration_pb2, json_format
 
 from braze_sandbox import BrazeSandbox  # noqa: F401  (documents the API used)
 from crowd.client import CrowdClient, make_event
+from crowd.definitions.loader import load_definitions
 from crowd.profile.v1 import profile_service_pb2
 from demo.stack import PYTHON, RUN_DIR, Stack, free_port, start_redis, wait_serving
-from profile_service.definitions.loader import load_definitions
 
 SEED_DEFINITIONS = Path("examples/definitions/seed_vip.yaml")
 DEMO_VISIT_TIMEOUT = timedelta(seconds=5)

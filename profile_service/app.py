@@ -9,14 +9,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 
+from crowd.definitions.errors import InvalidDefinitionsError, definition_errors_to_proto
 from crowd.profile.v1 import definitions_pb2, event_pb2, profile_pb2, trace_pb2
-from profile_service.definitions.errors import (
-    InvalidDefinitionsError,
-    definition_errors_to_proto,
-    definition_errors_to_violations,
-)
+from profile_service.definitions.checked import validate_off_loop
 from profile_service.definitions.model import CompiledDefinitions
-from profile_service.definitions.validator import validate
+from profile_service.definitions.violations import field_violations
 from profile_service.engine.processor import (
     visit_attribute_values,
     visitor_attribute_values,
@@ -205,19 +202,23 @@ class ProfileApp:
         async for entry in self._trace_log.follow(stream, after, active=active):
             yield entry
 
-    def validate_definitions(
+    async def validate_definitions(
         self, definitions: definitions_pb2.Definitions
     ) -> list[definitions_pb2.DefinitionError]:
-        return definition_errors_to_proto(validate(definitions))
+        return definition_errors_to_proto(await validate_off_loop(definitions))
 
     async def publish_definitions(
         self, definitions: definitions_pb2.Definitions, expected_current_version: str
     ) -> definitions_pb2.DefinitionsVersion:
         try:
+            # Off the event loop; the store's own check then finds the remembered result.
+            errors = await validate_off_loop(definitions)
+            if errors:
+                raise InvalidDefinitionsError(errors)
             published = await self._definitions_store.publish(definitions, expected_current_version)
         except InvalidDefinitionsError as exc:
             raise InvalidArgument(
-                definition_errors_to_violations(exc.errors),
+                field_violations(exc.errors),
                 f"the definitions have {len(exc.errors)} error(s); nothing was published",
                 reason="INVALID_DEFINITIONS",
             ) from None

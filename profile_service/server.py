@@ -19,13 +19,13 @@ import grpc.aio
 from opentelemetry.sdk.trace import TracerProvider
 from redis.asyncio import Redis
 
+from crowd.definitions.loader import load_definitions
 from crowd.profile.v1 import definition_service_pb2_grpc, profile_service_pb2_grpc
 from profile_service.api.scopes import DEFINITION_SERVICE, METHOD_SCOPES, PROFILE_SERVICE
 from profile_service.api.servicers import DefinitionServicer, ProfileServicer
 from profile_service.app import ProfileApp
+from profile_service.definitions.checked import validate_remembered
 from profile_service.definitions.compiler import compile_definitions, digest
-from profile_service.definitions.loader import load_definitions
-from profile_service.definitions.validator import validate
 from profile_service.dispatch_link import DispatchSubmitter
 from profile_service.settings import ProfileSettings
 from profile_service.storage import (
@@ -58,7 +58,7 @@ async def create_server(
     # command API and every multi-key script stays within one hash tag.
     redis = cast(Redis, connect_redis(settings.redis_url, cluster=settings.redis_cluster))
     layout = Layout(settings.partitions)
-    definitions_store = DefinitionsStore(redis, validate=validate, digest=digest)
+    definitions_store = DefinitionsStore(redis, validate=validate_remembered, digest=digest)
     # Read (and fail on a bad file) now; it is published once Redis answers.
     seed = (
         load_definitions(settings.definitions_file)

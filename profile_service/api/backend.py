@@ -59,10 +59,11 @@ class ProfileBackend(Protocol):
         until ``active()`` turns false (the caller went away)."""
         ...
 
-    def validate_definitions(
+    async def validate_definitions(
         self, definitions: definitions_pb2.Definitions
     ) -> list[definitions_pb2.DefinitionError]:
-        """Return every error of a document (empty if valid)."""
+        """Return every error of a document (empty if valid); raise InvalidArgument for a
+        document over a size limit."""
         ...
 
     async def publish_definitions(

@@ -285,7 +285,7 @@ class DefinitionServicer(definition_service_pb2_grpc.DefinitionServiceServicer):
     async def ValidateDefinitions(
         self, request: definition_service_pb2.ValidateDefinitionsRequest, context: Context
     ) -> definition_service_pb2.ValidateDefinitionsResponse:
-        errors = self._backend.validate_definitions(request.definitions)
+        errors = await self._backend.validate_definitions(request.definitions)
         return definition_service_pb2.ValidateDefinitionsResponse(valid=not errors, errors=errors)
 
     async def PublishDefinitions(

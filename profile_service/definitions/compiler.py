@@ -15,9 +15,10 @@ import json
 
 from google.protobuf import json_format
 
+from crowd.definitions.dependencies import execution_order
+from crowd.definitions.durations import duration_ms
+from crowd.definitions.validator import ensure_valid
 from crowd.profile.v1 import definitions_pb2 as pb
-from profile_service.definitions.dependencies import execution_order
-from profile_service.definitions.durations import duration_ms
 from profile_service.definitions.model import (
     DEFAULT_EVENT_DEDUP_WINDOW_MS,
     DEFAULT_MAX_COLLECTION_SIZE,
@@ -29,7 +30,6 @@ from profile_service.definitions.model import (
     CompiledEnrichment,
     EngineLimits,
 )
-from profile_service.definitions.validator import ensure_valid
 
 
 def compile_definitions(definitions: pb.Definitions, version: str = "") -> CompiledDefinitions:

@@ -9,23 +9,37 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# The defaults live with the definitions package of the client distribution (the offline
+# validator needs them); re-exported here for the engine.
+from crowd.definitions.defaults import (
+    DEFAULT_EVENT_DEDUP_WINDOW_MS,
+    DEFAULT_MAX_COLLECTION_SIZE,
+    DEFAULT_MAX_STRING_LENGTH,
+    DEFAULT_PLATFORM_VISIT_TIMEOUTS_MS,
+    DEFAULT_VISIT_TIMEOUT_MS,
+    DEFAULT_VISITOR_RETENTION_MS,
+    IMPORT_VISIT_TIMEOUT_MS,
+    MAX_VISIT_LENGTH_MS,
+    MOBILE_VISIT_TIMEOUT_MS,
+    TIMELINE_MAX_ENTRIES,
+)
 from crowd.profile.v1 import definitions_pb2 as pb
 
-DEFAULT_VISIT_TIMEOUT_MS = 30 * 60 * 1000
-MAX_VISIT_LENGTH_MS = 24 * 60 * 60 * 1000
-DEFAULT_VISITOR_RETENTION_MS = 395 * 24 * 60 * 60 * 1000
-DEFAULT_MAX_STRING_LENGTH = 1000
-DEFAULT_MAX_COLLECTION_SIZE = 30_000
-DEFAULT_EVENT_DEDUP_WINDOW_MS = 24 * 60 * 60 * 1000
-TIMELINE_MAX_ENTRIES = 100
-MOBILE_VISIT_TIMEOUT_MS = 2 * 60 * 1000
-IMPORT_VISIT_TIMEOUT_MS = 60 * 1000
-DEFAULT_PLATFORM_VISIT_TIMEOUTS_MS: dict[str, int] = {
-    # Tealium's session lengths: mobile platforms 2 minutes, file imports 1 minute; any
-    # other platform (web, custom) uses the visit timeout. Definitions may override each.
-    **dict.fromkeys(("android", "ios", "win", "bb10", "native_mobile"), MOBILE_VISIT_TIMEOUT_MS),
-    "import": IMPORT_VISIT_TIMEOUT_MS,
-}
+__all__ = [
+    "DEFAULT_EVENT_DEDUP_WINDOW_MS",
+    "DEFAULT_MAX_COLLECTION_SIZE",
+    "DEFAULT_MAX_STRING_LENGTH",
+    "DEFAULT_PLATFORM_VISIT_TIMEOUTS_MS",
+    "DEFAULT_VISITOR_RETENTION_MS",
+    "DEFAULT_VISIT_TIMEOUT_MS",
+    "IMPORT_VISIT_TIMEOUT_MS",
+    "MAX_VISIT_LENGTH_MS",
+    "MOBILE_VISIT_TIMEOUT_MS",
+    "TIMELINE_MAX_ENTRIES",
+    "CompiledDefinitions",
+    "CompiledEnrichment",
+    "EngineLimits",
+]
 
 
 @dataclass(frozen=True)

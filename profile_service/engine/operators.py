@@ -12,8 +12,9 @@ Semantics (shared by enrichment rules, event feeds and audiences):
   a key for tallies. A list value must be contained item by item.
 - CONTAINS_PARTIAL: some item of a list or set, or some key of a tally, contains the
   value as a substring (a string input: substring).
-- STARTS_WITH / ENDS_WITH / MATCHES_REGEX apply to strings (``re.search``: any part may
-  match; a list input matches if any item does). An invalid pattern matches nothing.
+- STARTS_WITH / ENDS_WITH / MATCHES_REGEX apply to strings (RE2, linear time whatever the
+  input, ``re.search`` semantics: any part may match; a list input matches if any item
+  does). A pattern RE2 cannot compile matches nothing.
 - LESS_THAN ... GREATER_THAN_OR_EQUAL compare numbers, or dates when the input is a date
   or the condition has an ``offset`` or no ``value``: the date is compared with the value
   (a date) or, without one, with *now*, plus the offset (positive: future).
@@ -33,11 +34,10 @@ Semantics (shared by enrichment rules, event feeds and audiences):
 from __future__ import annotations
 
 import operator as op
-import re
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any, Final
 
+from crowd.definitions.patterns import Pattern, compile_pattern, search
 from crowd.profile.v1 import definitions_pb2 as pb
 from profile_service.engine.context import EvalContext, Predicate, Reader
 from profile_service.engine.operands import OperandCompiler
@@ -164,21 +164,13 @@ def _affix(a: Any, b: Any, ignore_case: bool, starts: bool) -> bool:
     return text.startswith(affix) if starts else text.endswith(affix)
 
 
-@lru_cache(maxsize=1024)
-def _pattern(source: str, ignore_case: bool) -> re.Pattern[str] | None:
-    try:
-        return re.compile(source, re.IGNORECASE if ignore_case else 0)
-    except re.error:
-        return None
-
-
-def _regex_matches(pattern: re.Pattern[str] | None, a: Any) -> bool:
+def _regex_matches(pattern: Pattern | None, a: Any) -> bool:
     if pattern is None:
         return False
     if isinstance(a, str):
-        return pattern.search(a) is not None
+        return search(pattern, a)
     if isinstance(a, list):
-        return any(isinstance(item, str) and pattern.search(item) is not None for item in a)
+        return any(isinstance(item, str) and search(pattern, item) for item in a)
     return False
 
 
@@ -272,12 +264,14 @@ def _binary(
     if operator == pb.OPERATOR_MATCHES_REGEX:
         if condition.value.WhichOneof("source") == "constant":
             source = to_string(value(_NO_CONTEXT))
-            pattern = _pattern(source, ignore_case) if source is not None else None
+            pattern = compile_pattern(source, ignore_case) if source is not None else None
             return lambda c: _regex_matches(pattern, read(c))
 
         def matches_dynamic(c: EvalContext) -> bool:
             source = to_string(value(c))
-            return source is not None and _regex_matches(_pattern(source, ignore_case), read(c))
+            return source is not None and _regex_matches(
+                compile_pattern(source, ignore_case), read(c)
+            )
 
         return matches_dynamic
     raise _Never

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import redis.asyncio
 import redis.exceptions
 
+from crowd.definitions.errors import DefinitionError, InvalidDefinitionsError
 from crowd.profile.v1 import definitions_pb2 as pb
-from profile_service.definitions.errors import DefinitionError, InvalidDefinitionsError
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.storage.background import BackgroundLoop
 from profile_service.storage.layout import Clock, system_clock_ms
@@ -70,7 +70,7 @@ class DefinitionsStore:
 
     Args:
         client: The Redis client.
-        validate: The validator (``profile_service.definitions.validator.validate``).
+        validate: The validator (``crowd.definitions.validator.validate``).
         digest: The canonical digest (``profile_service.definitions`` ``digest``).
         clock: Epoch-milliseconds clock for ``published_at``.
         max_attempts: Publishes retried when another publisher switched in between.

@@ -16,8 +16,8 @@ from profile_service.storage.store_core import (
     StoreCore,
     raise_errors,
 )
-from service_common.trace_entries import TRACE_MAXLEN, TRACE_TTL_MS, encode_entry
 from service_common import keys
+from service_common.trace_entries import TRACE_MAXLEN, TRACE_TTL_MS, encode_entry
 
 __all__ = ["DelayedActions"]
 

@@ -45,10 +45,10 @@ from profile_service.storage.store_core import (
     ProfileConflictError,
     StoreStats,
 )
-from service_common.trace_entries import TRACE_MAXLEN, TRACE_TTL_MS
 from profile_service.storage.visit_ends import ENGINE_FAILURE_RETRY_MS, VisitEnds
 from service_common import keys
 from service_common.redis_toolkit.retry import CAS_CONFLICT
+from service_common.trace_entries import TRACE_MAXLEN, TRACE_TTL_MS
 
 __all__ = [
     "ENGINE_FAILURE_RETRY_MS",

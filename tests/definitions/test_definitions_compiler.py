@@ -8,26 +8,26 @@ from typing import Any
 import pytest
 from google.protobuf import json_format
 
-from crowd.profile.v1 import definitions_pb2 as pb
-from profile_service.definitions.builtins import (
+from crowd.definitions.builtins import (
     BUILTIN_ATTRIBUTES,
     AttributeSource,
     resolve_attribute,
 )
+from crowd.definitions.errors import InvalidDefinitionsError
+from crowd.definitions.loader import (
+    definitions_from_dict,
+    load_definitions,
+    parse_definitions_text,
+)
+from crowd.definitions.validator import validate
+from crowd.profile.v1 import definitions_pb2 as pb
 from profile_service.definitions.compiler import (
     canonical_bytes,
     check_and_compile,
     compile_definitions,
     digest,
 )
-from profile_service.definitions.errors import InvalidDefinitionsError
-from profile_service.definitions.loader import (
-    definitions_from_dict,
-    load_definitions,
-    parse_definitions_text,
-)
 from profile_service.definitions.model import EngineLimits
-from profile_service.definitions.validator import validate
 
 SEED = Path(__file__).resolve().parents[2] / "examples" / "definitions" / "seed_vip.yaml"
 

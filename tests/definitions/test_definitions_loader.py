@@ -9,13 +9,13 @@ import pytest
 import yaml
 from google.protobuf import json_format
 
-from crowd.profile.v1 import definitions_pb2 as pb
-from profile_service.definitions.errors import DefinitionError, DefinitionsLoadError
-from profile_service.definitions.loader import (
+from crowd.definitions.errors import DefinitionError, DefinitionsLoadError
+from crowd.definitions.loader import (
     definitions_from_dict,
     load_definitions,
     parse_definitions_text,
 )
+from crowd.profile.v1 import definitions_pb2 as pb
 
 SEED = Path(__file__).resolve().parents[2] / "examples" / "definitions" / "seed_vip.yaml"
 

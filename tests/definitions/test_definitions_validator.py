@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 
 from crowd.common.v1 import value_pb2
-from crowd.profile.v1 import definitions_pb2 as pb
-from profile_service.definitions.errors import (
+from crowd.definitions.errors import (
+    DefinitionViolation,
     InvalidDefinitionsError,
     definition_errors_to_violations,
 )
-from profile_service.definitions.loader import definitions_from_dict, load_definitions
-from profile_service.definitions.validator import ensure_valid, validate
-from service_common.errors import FieldViolation
+from crowd.definitions.loader import definitions_from_dict, load_definitions
+from crowd.definitions.validator import ensure_valid, validate
+from crowd.profile.v1 import definitions_pb2 as pb
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "definitions"
 
@@ -249,7 +249,7 @@ def test_invalid_document_lists_all_its_errors_with_paths_and_sentences() -> Non
         ),
         (
             "attributes[3].enrichments[1].rule.groups[0].conditions[0].value.constant.string_value",
-            "invalid regular expression: missing ), unterminated subpattern at position 0",
+            "invalid regular expression: missing ): (unclosed",
         ),
         (
             "attributes[3].enrichments[1].rule.groups[0].conditions[1].key_operator",
@@ -305,10 +305,10 @@ def test_invalid_document_lists_all_its_errors_with_paths_and_sentences() -> Non
 def test_errors_become_bad_request_field_violations_under_the_request_field() -> None:
     errors = validate(pb.Definitions(attributes=[pb.AttributeDefinition(id="x")]))
     assert definition_errors_to_violations(errors) == [
-        FieldViolation(
+        DefinitionViolation(
             "definitions.attributes[0].scope", "the scope is not set; use visit or visitor"
         ),
-        FieldViolation(
+        DefinitionViolation(
             "definitions.attributes[0].type",
             "the type is not set; use one of number, string, boolean, date, badge, tally, "
             "string_set, string_array, number_array, boolean_array, timeline, funnel, visitor_id",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from crowd.definitions.loader import definitions_from_dict
 from profile_service.definitions.compiler import compile_definitions
-from profile_service.definitions.loader import definitions_from_dict
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.engine.processor import end_visit, process_event
 from profile_service.engine.state import NormalizedEvent, Outcome, ProfileState

@@ -274,3 +274,16 @@ def test_date_operators_accept_custom_date_formats() -> None:
         normalized = event("view", NOW, {"when": when})
         c = EvalContext(state, normalized, NOW, NOW, defs.limits)
         assert predicate(c) is expected, when
+
+
+def test_a_catastrophic_pattern_returns_on_a_huge_input() -> None:
+    # (a+)+$ against "aaa...!" backtracks exponentially in Python's re; RE2 is linear.
+    profile = {**PROFILE, "text": "a" * 100_000 + "!"}
+    assert evaluate(cond(attr("text"), "matches_regex", const("(a+)+$")), profile) is False
+    profile["text"] = "a" * 100_000
+    assert evaluate(cond(attr("text"), "matches_regex", const("(a+)+$")), profile) is True
+
+
+def test_a_pattern_re2_cannot_compile_matches_nothing() -> None:
+    profile = {**PROFILE, "text": "aa"}
+    assert evaluate(cond(attr("text"), "matches_regex", const(r"(a)\1")), profile) is False

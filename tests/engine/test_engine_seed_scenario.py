@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from crowd.common.v1 import value_pb2
+from crowd.definitions.loader import load_definitions_file
 from profile_service.definitions.compiler import check_and_compile
-from profile_service.definitions.loader import load_definitions_file
 from profile_service.definitions.model import CompiledDefinitions
 from tests.engine.helpers import HOUR, MINUTE, T0, Visitor
 

@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 
 from opentelemetry.sdk.trace import ReadableSpan
 
+from crowd.definitions.loader import definitions_from_dict
 from crowd.profile.v1 import definitions_pb2
-from profile_service.definitions.loader import definitions_from_dict
 from tests.harness import eventually
 
 T = TypeVar("T")

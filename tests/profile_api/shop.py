@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
+from crowd.definitions.loader import definitions_from_dict
 from crowd.profile.v1 import definitions_pb2
-from profile_service.definitions.loader import definitions_from_dict
 
 SEED_FILE = Path(__file__).resolve().parents[2] / "examples" / "definitions" / "seed_vip.yaml"
 

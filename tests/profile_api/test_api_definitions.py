@@ -14,8 +14,8 @@ import grpc.aio
 import pytest
 
 from crowd.client import CrowdClient, make_event
+from crowd.definitions.loader import definitions_from_dict
 from crowd.profile.v1 import event_pb2
-from profile_service.definitions.loader import definitions_from_dict
 from service_common.errors import decode_error
 from tests.profile_api.helpers import ADMIN_KEY, READ_KEY, counter_definitions, wait_for
 from tests.profile_api.servers import Servers

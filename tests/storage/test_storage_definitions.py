@@ -10,8 +10,8 @@ import pytest
 import pytest_asyncio
 import redis.asyncio
 
+from crowd.definitions.errors import DefinitionError, InvalidDefinitionsError
 from crowd.profile.v1 import definitions_pb2 as pb
-from profile_service.definitions.errors import DefinitionError, InvalidDefinitionsError
 from profile_service.definitions.model import CompiledDefinitions, EngineLimits
 from profile_service.storage import DefinitionsStore, DefinitionsWatcher
 from profile_service.storage.replies import as_text

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import redis.asyncio
 
+from crowd.definitions.loader import load_definitions_file
 from profile_service.definitions.compiler import check_and_compile
-from profile_service.definitions.loader import load_definitions_file
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.engine.state import NormalizedEvent
 from profile_service.storage import (

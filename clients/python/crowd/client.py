@@ -15,15 +15,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Self
 
 import grpc
 import grpc.aio
-from google.protobuf import json_format
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from crowd.definitions.loader import load_definitions_file
 from crowd.dispatch.v1 import action_pb2, dispatch_service_pb2, dispatch_service_pb2_grpc
 from crowd.profile.v1 import (
     definition_service_pb2,
@@ -35,6 +34,14 @@ from crowd.profile.v1 import (
     profile_service_pb2_grpc,
 )
 from crowd.values import to_value_map
+
+__all__ = [
+    "CrowdClient",
+    "load_definitions_file",
+    "lookup",
+    "make_event",
+    "violations",
+]
 
 
 def violations(error: grpc.RpcError) -> list[tuple[str, str]]:
@@ -83,18 +90,6 @@ def lookup(
             visitor_id_value=event_pb2.VisitorIdValue(attribute_id=attribute_id, value=value)
         )
     return event_pb2.VisitorLookup(visitor_id=visitor_id)
-
-
-def load_definitions_file(path: str | Path) -> definitions_pb2.Definitions:
-    """Read a YAML or JSON definitions document (proto JSON field names).
-
-    The service-side loader (``profile_service.definitions.loader``) also accepts short enum
-    names and durations; this one is the strict proto JSON mapping.
-    """
-    import yaml
-
-    document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    return json_format.ParseDict(document, definitions_pb2.Definitions())
 
 
 class CrowdClient:

@@ -27,8 +27,8 @@ from typing import Any
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
-from profile_service.definitions.durations import DURATION_HINT, DurationSyntaxError, parse_duration
-from profile_service.definitions.errors import DefinitionError
+from crowd.definitions.durations import DURATION_HINT, DurationSyntaxError, parse_duration
+from crowd.definitions.errors import DefinitionError
 
 _DURATION = "google.protobuf.Duration"
 _TIMESTAMP = "google.protobuf.Timestamp"

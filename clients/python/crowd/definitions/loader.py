@@ -21,9 +21,9 @@ from typing import Any
 import yaml
 from google.protobuf import json_format
 
+from crowd.definitions.errors import DefinitionError, DefinitionsLoadError
+from crowd.definitions.normalise import DocumentNormaliser
 from crowd.profile.v1 import definitions_pb2 as pb
-from profile_service.definitions.errors import DefinitionError, DefinitionsLoadError
-from profile_service.definitions.normalise import DocumentNormaliser
 
 _FILE_SUFFIXES = (".yaml", ".yml", ".json")
 

@@ -12,15 +12,15 @@ from types import MappingProxyType
 
 from google.protobuf.descriptor import EnumDescriptor
 
-from crowd.profile.v1 import definitions_pb2 as pb
-from profile_service.definitions.normalise import enum_prefix
-from profile_service.definitions.value_types import (
+from crowd.definitions.normalise import enum_prefix
+from crowd.definitions.value_types import (
     COLLECTIONS,
     SCALARS,
     STRINGISH,
     VType,
     attribute_vtype,
 )
+from crowd.profile.v1 import definitions_pb2 as pb
 
 T = pb.AttributeType
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from google.protobuf import duration_pb2
 
-from profile_service.definitions.durations import duration_ms, format_duration_ms
-from profile_service.definitions.limits import (
+from crowd.definitions.defaults import DEFAULT_VISIT_TIMEOUT_MS, MAX_VISIT_LENGTH_MS
+from crowd.definitions.durations import duration_ms, format_duration_ms
+from crowd.definitions.limits import (
     MAX_COLLECTION_SIZE_SETTING,
     MAX_DATE_FORMATS,
     MAX_EVENT_DEDUP_WINDOW_MS,
@@ -15,9 +16,8 @@ from profile_service.definitions.limits import (
     MAX_VISITOR_RETENTION_MS,
     MIN_VISIT_TIMEOUT_MS,
 )
-from profile_service.definitions.model import DEFAULT_VISIT_TIMEOUT_MS, MAX_VISIT_LENGTH_MS
-from profile_service.definitions.validate_attributes import check_date_format
-from profile_service.definitions.validation_context import ValidationContext
+from crowd.definitions.validate_attributes import check_date_format
+from crowd.definitions.validation_context import ValidationContext
 
 
 def check_duration_range(

@@ -17,8 +17,8 @@ import heapq
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from crowd.definitions.builtins import AttributeSource, resolve_attribute
 from crowd.profile.v1 import definitions_pb2 as pb
-from profile_service.definitions.builtins import AttributeSource, resolve_attribute
 
 
 def operand_reads(operand: pb.Operand) -> Iterator[str]:

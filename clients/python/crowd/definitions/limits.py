@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import re
 
-from profile_service.definitions.model import MAX_VISIT_LENGTH_MS
+from crowd.definitions.defaults import MAX_VISIT_LENGTH_MS
 
 ID_PATTERN = re.compile(r"[a-z0-9_]{1,64}")
 """Ids of attributes, audiences, feeds, actions, cooldown groups, enrichments, funnel steps."""
 ID_RULE = "lowercase letters, digits and underscores, 1 to 64 characters"
 
+# Document size: checked before anything else, so an oversized document is refused at once
+# (the only errors reported) instead of costing a long validation.
+MAX_DOCUMENT_BYTES = 2 * 1024 * 1024  # serialized protobuf size
 MAX_ATTRIBUTES = 500  # Tealium: 500 visit + visitor attributes per profile
 MAX_AUDIENCES = 1000
 MAX_EVENT_FEEDS = 1000

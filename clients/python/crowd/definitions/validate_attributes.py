@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from crowd.profile.v1 import definitions_pb2 as pb
-from profile_service.definitions.catalog import (
+from crowd.definitions.catalog import (
     ALL_ATTRIBUTE_TYPES,
     KIND_SPECS,
     VISITOR_ONLY_TYPES,
@@ -21,17 +20,18 @@ from profile_service.definitions.catalog import (
     kind_phrase,
     type_phrase,
 )
-from profile_service.definitions.limits import (
+from crowd.definitions.limits import (
     MAX_DATE_FORMAT_LENGTH,
     MAX_DESCRIPTION_LENGTH,
     MAX_ENRICHMENTS_PER_ATTRIBUTE,
     MAX_JOIN_OPERANDS,
     MAX_NAME_LENGTH,
 )
-from profile_service.definitions.normalise import enum_short_names
-from profile_service.definitions.validate_rules import check_rule
-from profile_service.definitions.validation_context import ValidationContext
-from profile_service.definitions.value_types import VType
+from crowd.definitions.normalise import enum_short_names
+from crowd.definitions.validate_rules import check_rule
+from crowd.definitions.validation_context import ValidationContext
+from crowd.definitions.value_types import VType
+from crowd.profile.v1 import definitions_pb2 as pb
 
 T = pb.AttributeType
 K = pb.EnrichmentKind

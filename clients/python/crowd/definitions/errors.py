@@ -11,7 +11,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from crowd.profile.v1 import definitions_pb2 as pb
-from service_common.errors import FieldViolation
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +33,18 @@ class DefinitionError:
     def to_proto(self) -> pb.DefinitionError:
         """The ``crowd.profile.v1.DefinitionError`` message (ValidateDefinitions responses)."""
         return pb.DefinitionError(path=self.path, message=self.message)
+
+
+@dataclass(frozen=True, slots=True)
+class DefinitionViolation:
+    """A `DefinitionError` placed in a request, as a ``google.rpc.BadRequest`` field violation.
+
+    The client distribution has no service code; the service turns these into its own
+    ``service_common.errors.FieldViolation`` at the API edge.
+    """
+
+    field: str
+    description: str
 
 
 class DefinitionsError(Exception):
@@ -62,7 +73,7 @@ class InvalidDefinitionsError(DefinitionsError):
 
 def definition_errors_to_violations(
     errors: Iterable[DefinitionError], prefix: str = "definitions"
-) -> list[FieldViolation]:
+) -> list[DefinitionViolation]:
     """Turn definition errors into ``google.rpc.BadRequest`` field violations.
 
     Args:
@@ -70,10 +81,10 @@ def definition_errors_to_violations(
         prefix: The request field holding the document (``definitions`` in
             ``PublishDefinitionsRequest``); a document-level error gets the prefix itself.
     """
-    violations = []
+    violations: list[DefinitionViolation] = []
     for error in errors:
         field = f"{prefix}.{error.path}" if prefix and error.path else prefix or error.path
-        violations.append(FieldViolation(field=field, description=error.message))
+        violations.append(DefinitionViolation(field=field, description=error.message))
     return violations
 
 

@@ -12,23 +12,22 @@ from collections.abc import Iterable
 from typing import TypeVar
 
 from crowd.common.v1 import value_pb2
-from crowd.profile.v1 import definitions_pb2 as pb
-from profile_service.definitions.builtins import (
+from crowd.definitions.builtins import (
     BUILTIN_ATTRIBUTES,
     AttributeRef,
     favorite_tally_id,
     resolve_attribute,
 )
-from profile_service.definitions.catalog import OperandSpec, type_phrase
-from profile_service.definitions.errors import DefinitionError
-from profile_service.definitions.limits import (
+from crowd.definitions.catalog import OperandSpec, type_phrase
+from crowd.definitions.defaults import DEFAULT_MAX_COLLECTION_SIZE, DEFAULT_MAX_STRING_LENGTH
+from crowd.definitions.errors import DefinitionError
+from crowd.definitions.limits import (
     ID_PATTERN,
     ID_RULE,
     MAX_EVENT_FIELD_LENGTH,
     MAX_STRING_LENGTH_SETTING,
 )
-from profile_service.definitions.model import DEFAULT_MAX_COLLECTION_SIZE, DEFAULT_MAX_STRING_LENGTH
-from profile_service.definitions.value_types import (
+from crowd.definitions.value_types import (
     EVENT_OWN_FIELDS,
     VType,
     attribute_vtype,
@@ -36,6 +35,7 @@ from profile_service.definitions.value_types import (
     describe_types,
     event_field_vtype,
 )
+from crowd.profile.v1 import definitions_pb2 as pb
 
 # google.protobuf.Timestamp's valid range: 0001-01-01 to 9999-12-31.
 _MIN_TIMESTAMP_SECONDS = -62_135_596_800

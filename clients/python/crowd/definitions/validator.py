@@ -19,35 +19,37 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from crowd.profile.v1 import definitions_pb2 as pb
-from profile_service.definitions.builtins import BUILTIN_ATTRIBUTES
-from profile_service.definitions.dependencies import describe_cycle, find_cycles
-from profile_service.definitions.errors import (
+from crowd.definitions.builtins import BUILTIN_ATTRIBUTES
+from crowd.definitions.dependencies import describe_cycle, find_cycles
+from crowd.definitions.errors import (
     DefinitionError,
     InvalidDefinitionsError,
     definition_errors_to_violations,
 )
-from profile_service.definitions.limits import (
+from crowd.definitions.limits import (
     MAX_ACTIONS,
     MAX_ATTRIBUTES,
     MAX_AUDIENCES,
     MAX_COOLDOWN_GROUPS,
+    MAX_DOCUMENT_BYTES,
     MAX_EVENT_FEEDS,
 )
-from profile_service.definitions.validate_actions import (
+from crowd.definitions.validate_actions import (
     check_actions,
     check_audiences,
     check_cooldown_groups,
     check_event_feeds,
 )
-from profile_service.definitions.validate_attributes import check_attributes
-from profile_service.definitions.validate_settings import check_settings
-from profile_service.definitions.validation_context import ValidationContext
+from crowd.definitions.validate_attributes import check_attributes
+from crowd.definitions.validate_settings import check_settings
+from crowd.definitions.validation_context import ValidationContext
+from crowd.profile.v1 import definitions_pb2 as pb
 
 __all__ = [
     "DefinitionError",
     "definition_errors_to_violations",
     "ensure_valid",
+    "size_errors",
     "validate",
 ]
 
@@ -65,9 +67,13 @@ def validate(definitions: pb.Definitions) -> list[DefinitionError]:
     """Every problem of ``definitions``, in document order (dependency cycles last).
 
     Never raises for any message content, however malformed (unknown enum numbers included).
+    A document over a size limit (`size_errors`) gets only those errors: it is refused
+    before the (then long) full validation.
     """
+    oversized = size_errors(definitions)
+    if oversized:
+        return oversized
     ctx = ValidationContext(definitions)
-    _check_sizes(ctx)
     _check_ids(ctx)
     check_settings(ctx)
     check_attributes(ctx)
@@ -87,11 +93,29 @@ def ensure_valid(definitions: pb.Definitions) -> None:
         raise InvalidDefinitionsError(errors)
 
 
-def _check_sizes(ctx: ValidationContext) -> None:
+def size_errors(definitions: pb.Definitions) -> list[DefinitionError]:
+    """The document's size-limit violations: serialized bytes and elements per section.
+
+    Cheap (no traversal in Python), so a server can refuse an oversized document before
+    spending time on it.
+    """
+    errors = []
+    size = definitions.ByteSize()
+    if size > MAX_DOCUMENT_BYTES:
+        errors.append(
+            DefinitionError(
+                "",
+                f"the document is {size:,} bytes (serialized); at most "
+                f"{MAX_DOCUMENT_BYTES:,} allowed",
+            )
+        )
     for field, label, limit in _ID_SECTIONS:
-        count = len(getattr(ctx.definitions, field))
+        count = len(getattr(definitions, field))
         if count > limit:
-            ctx.add(field, f"the document has {count} {label}; at most {limit} allowed")
+            errors.append(
+                DefinitionError(field, f"the document has {count} {label}; at most {limit} allowed")
+            )
+    return errors
 
 
 def _check_ids(ctx: ValidationContext) -> None:

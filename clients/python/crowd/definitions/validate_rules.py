@@ -9,10 +9,7 @@ data; the caller says so through ``no_events``.
 
 from __future__ import annotations
 
-import re
-
-from crowd.profile.v1 import definitions_pb2 as pb
-from profile_service.definitions.catalog import (
+from crowd.definitions.catalog import (
     ATTRIBUTE_ONLY_OPERATORS,
     OFFSET_OPERATORS,
     OPERATOR_INPUTS,
@@ -23,14 +20,16 @@ from profile_service.definitions.catalog import (
     operator_phrase,
     operator_value_types,
 )
-from profile_service.definitions.limits import (
+from crowd.definitions.limits import (
     MAX_CONDITIONS_PER_RULE,
     MAX_EXPRESSION_DEPTH,
     MAX_TIME_OFFSET_MS,
 )
-from profile_service.definitions.normalise import enum_short_names
-from profile_service.definitions.validation_context import ValidationContext, describe
-from profile_service.definitions.value_types import VType, describe_types
+from crowd.definitions.normalise import enum_short_names
+from crowd.definitions.patterns import pattern_error
+from crowd.definitions.validation_context import ValidationContext, describe
+from crowd.definitions.value_types import VType, describe_types
+from crowd.profile.v1 import definitions_pb2 as pb
 
 Op = pb.Operator
 
@@ -198,13 +197,9 @@ def _check_regex(
     if value_type is not VType.STRING:
         ctx.add(path, '"matches regex" needs the pattern as a string constant')
         return
-    flags = re.IGNORECASE if condition.ignore_case else 0
-    try:
-        re.compile(value.constant.string_value, flags)
-    except re.error as exc:
-        ctx.add(f"{path}.constant.string_value", f"invalid regular expression: {exc}")
-    except (RecursionError, OverflowError):
-        ctx.add(f"{path}.constant.string_value", "the regular expression is too complex")
+    problem = pattern_error(value.constant.string_value, condition.ignore_case)
+    if problem is not None:
+        ctx.add(f"{path}.constant.string_value", problem)
 
 
 def _check_offset(

@@ -14,9 +14,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from crowd.profile.v1 import definitions_pb2 as pb
-from profile_service.definitions.durations import duration_ms
-from profile_service.definitions.limits import (
+from crowd.definitions.durations import duration_ms
+from crowd.definitions.limits import (
     BRAZE_IDENTIFIER_FIELDS,
     BRAZE_RESERVED_EVENT_PROPERTIES,
     BRAZE_RESERVED_PURCHASE_PROPERTIES,
@@ -32,16 +31,17 @@ from profile_service.definitions.limits import (
     MAX_PURCHASE_QUANTITY,
     MIN_ACTION_DELAY_MS,
 )
-from profile_service.definitions.normalise import enum_short_names
-from profile_service.definitions.validate_rules import check_audience_expression, check_rule
-from profile_service.definitions.validate_settings import check_duration_range
-from profile_service.definitions.validation_context import ValidationContext
-from profile_service.definitions.value_types import (
+from crowd.definitions.normalise import enum_short_names
+from crowd.definitions.validate_rules import check_audience_expression, check_rule
+from crowd.definitions.validate_settings import check_duration_range
+from crowd.definitions.validation_context import ValidationContext
+from crowd.definitions.value_types import (
     COLLECTIONS,
     SCALARS,
     STRINGISH,
     VType,
 )
+from crowd.profile.v1 import definitions_pb2 as pb
 
 NO_EVENTS_IN_AUDIENCE_ACTIONS = (
     "an audience-triggered action may fire at visit end, when there is no event; map "

@@ -1,0 +1,73 @@
+"""What every command shares: the targets, the API key, the output, and running one call.
+
+A call that fails prints its gRPC code, message and field violations and exits 1; it never
+shows a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import grpc
+import grpc.aio
+import typer
+
+from crowd.cli.output import Output
+from crowd.client import CrowdClient
+from crowd.definitions.errors import DefinitionsError
+from crowd.definitions.loader import load_definitions_file
+from crowd.profile.v1 import definitions_pb2
+
+T = TypeVar("T")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+"""Invalid input (a document, a value) or a failed call."""
+EXIT_USAGE = 2
+
+
+@dataclass
+class Session:
+    """The global options, as given to every command through ``ctx.obj``."""
+
+    profile_target: str
+    dispatch_target: str
+    api_key: str = field(repr=False)  # never printed
+    output: Output
+
+    def call(self, work: Callable[[CrowdClient], Awaitable[T]]) -> T:
+        """Run ``work`` with a connected client; a failed call exits 1."""
+
+        async def run() -> T:
+            async with CrowdClient(
+                self.profile_target, self.dispatch_target, api_key=self.api_key
+            ) as client:
+                return await work(client)
+
+        try:
+            return asyncio.run(run())
+        except grpc.aio.AioRpcError as error:
+            self.output.rpc_error(error)
+            raise typer.Exit(EXIT_FAILED) from None
+
+    def load(self, path: Path) -> definitions_pb2.Definitions:
+        """Load a YAML/JSON definitions file; a bad one prints every problem and exits 1."""
+        try:
+            return load_definitions_file(path)
+        except DefinitionsError as error:
+            self.output.definition_errors(error.errors)
+            self.output.problem(
+                f"{path}: cannot load the definitions ({len(error.errors)} error(s))"
+            )
+            raise typer.Exit(EXIT_FAILED) from None
+
+
+def session_of(ctx: typer.Context) -> Session:
+    """The `Session` the top-level callback stored."""
+    session = ctx.find_root().obj
+    assert isinstance(session, Session)
+    return session

@@ -1,0 +1,28 @@
+"""``crowd trace``: follow a visitor's (or one trace id's) live trace until Ctrl-C."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from crowd.cli.session import session_of
+from crowd.client import CrowdClient
+
+
+def trace(
+    ctx: typer.Context,
+    visitor_id: Annotated[str, typer.Argument(help="visitor id", show_default=False)] = "",
+    trace_id: Annotated[str, typer.Option(help="follow one trace id instead")] = "",
+    after: Annotated[str, typer.Option(help='cursor; "0" replays the stored history')] = "0",
+) -> None:
+    """Follow a live trace, stored history first; one entry per line."""
+    session = session_of(ctx)
+    if not visitor_id and not trace_id:
+        raise typer.BadParameter("give a visitor id or --trace-id", param_hint="VISITOR_ID")
+
+    async def follow(client: CrowdClient) -> None:
+        async for entry in client.stream_trace(visitor_id, trace_id=trace_id, after=after):
+            session.output.result(entry)
+
+    session.call(follow)
