@@ -36,9 +36,10 @@ __all__ = ["RequestDecodingInterceptor"]
 
 logger = logging.getLogger(__name__)
 
-# One line per (method, reason) per minute: a client replaying a bad request cannot flood
-# the log, and an operator still sees that (and how often) it happens.
-_throttle = LogThrottle(logger, interval_s=60.0)
+#: Seconds between two WARNING lines about refused requests of the same method and reason: a
+#: client replaying a bad request cannot flood the log, and an operator still sees that (and
+#: how often) it happens.
+WARNING_INTERVAL_S = 60.0
 
 UNDECODABLE = "REQUEST_UNDECODABLE"
 TOO_DEEP = "REQUEST_TOO_DEEP"
@@ -104,21 +105,13 @@ def _checking_deserializer(deserialize: Callable[[bytes], Any]) -> Callable[[byt
     return decode
 
 
-def _refusal(refused: _Refused, method: str, stream_index: int | None) -> InvalidArgument:
-    _throttle.warning(
-        (method, refused.reason),
-        "refused a request to %s: %s",
-        method,
-        _CAUSES.get(refused.reason, refused.reason),
-    )
-    return refused.error(stream_index)
-
-
-async def _checked_stream(requests: AsyncIterator[Any], method: str) -> AsyncIterator[Any]:
+async def _checked_stream(
+    requests: AsyncIterator[Any], refuse: Callable[[_Refused, int | None], InvalidArgument]
+) -> AsyncIterator[Any]:
     index = 0
     async for request in requests:
         if isinstance(request, _Refused):
-            raise _refusal(request, method, index)
+            raise refuse(request, index)
         yield request
         index += 1
 
@@ -127,8 +120,21 @@ class RequestDecodingInterceptor(grpc.aio.ServerInterceptor):
     """Answers undecodable or enum-invalid requests with ``INVALID_ARGUMENT``, for all RPC kinds.
 
     Must sit inside :class:`~service_common.errors.ErrorMappingInterceptor`, which turns the
-    raised :class:`~service_common.errors.InvalidArgument` into the status.
+    raised :class:`~service_common.errors.InvalidArgument` into the status. Each instance
+    (one per server) throttles its own WARNING lines.
     """
+
+    def __init__(self) -> None:
+        self._throttle = LogThrottle(logger, interval_s=WARNING_INTERVAL_S)
+
+    def _refusal(self, refused: _Refused, method: str, stream_index: int | None) -> InvalidArgument:
+        self._throttle.warning(
+            (method, refused.reason),
+            "refused a request to %s: %s",
+            method,
+            _CAUSES.get(refused.reason, refused.reason),
+        )
+        return refused.error(stream_index)
 
     async def intercept_service(
         self,
@@ -143,11 +149,14 @@ class RequestDecodingInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         streamed_requests = handler.request_streaming
 
+        def refuse(refused: _Refused, stream_index: int | None) -> InvalidArgument:
+            return self._refusal(refused, method, stream_index)
+
         def checked(request: Any) -> Any:
             if streamed_requests:
-                return _checked_stream(request, method)
+                return _checked_stream(request, refuse)
             if isinstance(request, _Refused):
-                raise _refusal(request, method, None)
+                raise refuse(request, None)
             return request
 
         def unary(behavior: Behavior) -> Callable[..., Awaitable[Any]]:
