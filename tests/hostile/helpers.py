@@ -82,6 +82,37 @@ def method(name: str) -> Method:
     return found
 
 
+def varint(number: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, number = number & 0x7F, number >> 7
+        if number:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def length_delimited(number: int, payload: bytes) -> bytes:
+    """A length-delimited field, encoded by hand (protobuf refuses to build what is too deep)."""
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def deeply_nested_definitions(depth: int) -> bytes:
+    """A ValidateDefinitionsRequest whose audience expression is ``negate`` ``depth`` deep."""
+    expression = b""
+    for _ in range(depth):
+        expression = length_delimited(3, expression)  # AudienceExpression.negate
+    # AudienceDefinition{id, expression} in request.definitions.audiences[0]
+    audience = length_delimited(1, b"deep") + length_delimited(3, expression)
+    return length_delimited(1, length_delimited(3, audience))
+
+
+def nested_groups(depth: int) -> bytes:
+    """``depth`` nested unknown groups (field 15): parsed recursively by any message type."""
+    return b"\x7b" * depth + b"\x7c" * depth
+
+
 @dataclass(frozen=True)
 class Outcome:
     """How a raw call ended."""

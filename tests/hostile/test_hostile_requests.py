@@ -23,6 +23,7 @@ from tests.hostile.helpers import (
     Outcome,
     all_methods,
     call_raw,
+    deeply_nested_definitions,
     method,
     redis_snapshot,
 )
@@ -31,31 +32,6 @@ pytestmark = pytest.mark.asyncio
 
 # Not protobuf: 0xff starts a varint tag that never ends.
 GARBAGE = b"\xff\xff\xff"
-
-
-def _varint(number: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, number = number & 0x7F, number >> 7
-        if number:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field, encoded by hand (protobuf refuses to build what is too deep)."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def deeply_nested_definitions(depth: int) -> bytes:
-    """A ValidateDefinitionsRequest whose audience expression is ``negate`` ``depth`` deep."""
-    expression = b""
-    for _ in range(depth):
-        expression = _field(3, expression)  # AudienceExpression.negate
-    audience = _field(1, b"deep") + _field(3, expression)  # AudienceDefinition{id, expression}
-    return _field(1, _field(3, audience))  # Request.definitions.audiences[0]
 
 
 def _assert_readable_invalid_argument(outcome: Outcome) -> None:
