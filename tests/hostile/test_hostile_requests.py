@@ -14,7 +14,12 @@ import pytest
 
 from crowd.common.v1 import value_pb2
 from crowd.dispatch.v1 import action_pb2, dispatch_service_pb2
-from crowd.profile.v1 import definition_service_pb2, event_pb2, profile_service_pb2
+from crowd.profile.v1 import (
+    definition_service_pb2,
+    event_pb2,
+    profile_service_pb2,
+    profile_service_pb2_grpc,
+)
 from service_common.errors import MAX_ECHO_CHARS, MAX_LISTED_VIOLATIONS, decode_error
 from tests.hostile.conftest import Hostile
 from tests.hostile.helpers import (
@@ -253,3 +258,19 @@ async def test_definitions_enum_out_of_range_is_refused(hostile: Hostile) -> Non
     [violation] = decode_error(outcome.error).violations
     assert violation.field == "definitions.attributes[0].scope"
     assert violation.description == "77 is not a value of crowd.profile.v1.AttributeScope"
+
+
+async def test_stream_events_answers_a_huge_key_with_a_short_violation(hostile: Hostile) -> None:
+    rpc = method("StreamEvents")
+    event = event_pb2.Event(
+        visitor_id="visitor-1", name="page_view", data={"k" * 10_000: value_pb2.Value()}
+    )
+    request = profile_service_pb2.StreamEventsRequest(sequence=7, events=[event])
+    stub = profile_service_pb2_grpc.ProfileServiceStub(hostile.channel(rpc))
+
+    responses = [r async for r in stub.StreamEvents(iter([request]), metadata=hostile.auth(rpc))]
+
+    [response] = responses
+    assert response.sequence == 7
+    [violation] = response.violations
+    assert violation.field == "events[0].data['" + "k" * (MAX_ECHO_CHARS - 1) + "…]"
