@@ -9,8 +9,8 @@ or holds an enum number its schema does not define becomes a ``_Refused`` marker
 wrapped behaviour turns the marker into :class:`~service_common.errors.InvalidArgument`
 before the servicer runs (single requests) or when the servicer's request iterator reaches it
 (streamed requests; messages before it were already handled). The error-mapping interceptor,
-outside this one, sends the status; one WARNING line per cause and method is logged at most
-once a minute, without a stack trace.
+outside this one, sends the status; one WARNING line per cause (reason) is logged at most
+once a minute, naming the method of that request, without a stack trace.
 
 Servicers must read streamed requests by iterating ``request_iterator`` (not
 ``context.read()``), which every servicer of this project does.
@@ -36,7 +36,7 @@ __all__ = ["RequestDecodingInterceptor"]
 
 logger = logging.getLogger(__name__)
 
-#: Seconds between two WARNING lines about refused requests of the same method and reason: a
+#: Seconds between two WARNING lines about refused requests of the same reason: a
 #: client replaying a bad request cannot flood the log, and an operator still sees that (and
 #: how often) it happens.
 WARNING_INTERVAL_S = 60.0
@@ -129,7 +129,7 @@ class RequestDecodingInterceptor(grpc.aio.ServerInterceptor):
 
     def _refusal(self, refused: _Refused, method: str, stream_index: int | None) -> InvalidArgument:
         self._throttle.warning(
-            (method, refused.reason),
+            refused.reason,
             "refused a request to %s: %s",
             method,
             _CAUSES.get(refused.reason, refused.reason),
