@@ -6,6 +6,11 @@ metadata) and, for :class:`InvalidArgument`, one ``BadRequest`` with every field
 other exception becomes ``INTERNAL`` with a generic message: the traceback is logged server-side
 (secrets redacted) and never sent to the caller, unlike grpc's default which echoes ``str(exc)``.
 
+Whatever the input, the status stays small: echoed keys and values are cut to
+:data:`MAX_ECHO_CHARS` (:func:`compact_violation`), a ``BadRequest`` lists at most
+:data:`MAX_LISTED_VIOLATIONS` within a byte budget (``ErrorInfo`` metadata ``violationCount``
+then holds the total), and messages and metadata values are bounded too.
+
 Clients (tests, the client library) read the details back with :func:`decode_error`.
 """
 
