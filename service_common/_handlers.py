@@ -35,12 +35,14 @@ def rewrap_handler(
     *,
     unary_response: UnaryResponseWrapper,
     stream_response: StreamResponseWrapper,
+    request_deserializer: Callable[[bytes], Any] | None = None,
 ) -> grpc.RpcMethodHandler[Any, Any]:
     """Return a handler of the same kind as ``handler`` with its behaviour wrapped.
 
-    The (de)serializers are kept, so the wrapped handler is wire-compatible with the original.
+    The (de)serializers are kept, so the wrapped handler is wire-compatible with the original,
+    unless ``request_deserializer`` replaces the request's.
     """
-    deser = handler.request_deserializer
+    deser = request_deserializer or handler.request_deserializer
     ser = handler.response_serializer
     if handler.request_streaming and handler.response_streaming:
         assert handler.stream_stream is not None

@@ -6,6 +6,11 @@ metadata) and, for :class:`InvalidArgument`, one ``BadRequest`` with every field
 other exception becomes ``INTERNAL`` with a generic message: the traceback is logged server-side
 (secrets redacted) and never sent to the caller, unlike grpc's default which echoes ``str(exc)``.
 
+Whatever the input, the status stays small: echoed keys and values are cut to
+:data:`MAX_ECHO_CHARS` (:func:`compact_violation`), a ``BadRequest`` lists at most
+:data:`MAX_LISTED_VIOLATIONS` within a byte budget (``ErrorInfo`` metadata ``violationCount``
+then holds the total), and messages and metadata values are bounded too.
+
 Clients (tests, the client library) read the details back with :func:`decode_error`.
 """
 
@@ -62,7 +67,9 @@ __all__ = [
     "Unavailable",
     "Violations",
     "abort_with_error",
+    "compact_violation",
     "decode_error",
+    "shorten",
 ]
 
 logger = logging.getLogger(__name__)
@@ -74,6 +81,26 @@ ERROR_DOMAIN = "crowd.dev"
 # a client's error handling.
 _REASON_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,61}[A-Z0-9]$")
 _METADATA_KEY_RE = re.compile(r"^[a-z][a-zA-Z0-9\-_]+$")
+
+# Error details must stay small whatever the input: gRPC refuses trailers over 16 KiB (the
+# client then sees RESOURCE_EXHAUSTED instead of the error), and echoing a 10,000-character key
+# helps nobody. Keys and values are echoed up to MAX_ECHO_CHARS, BadRequest lists at most
+# MAX_LISTED_VIOLATIONS within a byte budget (the message and ErrorInfo carry the full count).
+# Worst case (4-byte characters everywhere): ~2.4 KB grpc-message (percent-encoded) plus
+# ~8.5 KB grpc-status-details-bin (base64), well below the limit.
+MAX_ECHO_CHARS = 64
+"""Longest run of an offending key or value echoed in a violation (then ``…``)."""
+MAX_LISTED_VIOLATIONS = 100
+"""At most this many field violations are listed in a ``BadRequest``; the rest are counted."""
+_MAX_FIELD_CHARS = 160
+_MAX_DESCRIPTION_CHARS = 160
+_MAX_MESSAGE_CHARS = 200
+_MAX_METADATA_VALUE_CHARS = 256
+_BAD_REQUEST_BUDGET_BYTES = 5 * 1024
+# Runs between path separators (a field name, an index, a quoted map key) and runs of
+# non-space characters in a description: the places where client input is echoed.
+_LONG_PATH_PART_RE = re.compile(rf"[^.\[\]]{{{MAX_ECHO_CHARS + 1},}}")
+_LONG_WORD_RE = re.compile(rf"\S{{{MAX_ECHO_CHARS + 1},}}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +114,42 @@ class FieldViolation:
 
     field: str
     description: str
+
+
+def shorten(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """``text``, or its first ``limit`` characters followed by ``…`` when it is longer."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def compact_violation(violation: FieldViolation) -> FieldViolation:
+    """``violation`` with echoed keys and values cut to :data:`MAX_ECHO_CHARS` (then ``…``).
+
+    Every part of the field path (``events[3].data['<key>']``) and every word of the
+    description is cut on its own, so the path stays readable; the whole is bounded too.
+    """
+
+    def cut(match: re.Match[str]) -> str:
+        return shorten(match.group())
+
+    field = shorten(_LONG_PATH_PART_RE.sub(cut, violation.field), _MAX_FIELD_CHARS)
+    description = shorten(_LONG_WORD_RE.sub(cut, violation.description), _MAX_DESCRIPTION_CHARS)
+    if field == violation.field and description == violation.description:
+        return violation
+    return FieldViolation(field, description)
+
+
+def _listed(violations: Sequence[FieldViolation]) -> list[FieldViolation]:
+    """The compacted violations a ``BadRequest`` lists: the first ones within the caps."""
+    listed: list[FieldViolation] = []
+    size = 0
+    for violation in violations[:MAX_LISTED_VIOLATIONS]:
+        compact = compact_violation(violation)
+        # Serialized size of one FieldViolation: two length-delimited strings plus framing.
+        size += len(compact.field.encode()) + len(compact.description.encode()) + 8
+        if listed and size > _BAD_REQUEST_BUDGET_BYTES:
+            break
+        listed.append(compact)
+    return listed
 
 
 class DomainError(Exception):
@@ -128,7 +191,12 @@ class DomainError(Exception):
         """Detail messages packed into the status, ``ErrorInfo`` first (subclasses add more)."""
         return [
             error_details_pb2.ErrorInfo(
-                reason=self.reason, domain=ERROR_DOMAIN, metadata=self.metadata
+                reason=self.reason,
+                domain=ERROR_DOMAIN,
+                metadata={
+                    key: shorten(value, _MAX_METADATA_VALUE_CHARS)
+                    for key, value in self.metadata.items()
+                },
             )
         ]
 
@@ -139,7 +207,11 @@ class DomainError(Exception):
             any_detail = any_pb2.Any()
             any_detail.Pack(detail)
             packed.append(any_detail)
-        return status_pb2.Status(code=self.code.value[0], message=self.message, details=packed)
+        return status_pb2.Status(
+            code=self.code.value[0],
+            message=shorten(self.message, _MAX_MESSAGE_CHARS),
+            details=packed,
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, reason={self.reason!r})"
@@ -170,21 +242,26 @@ class InvalidArgument(DomainError):
         super().__init__(message, reason=reason, metadata=metadata)
 
     def details(self) -> list[Any]:
+        listed = _listed(self.violations)
         bad_request = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(
                     field=v.field, description=v.description
                 )
-                for v in self.violations
+                for v in listed
             ]
         )
-        return [*super().details(), bad_request]
+        details = super().details()
+        if len(listed) < len(self.violations):
+            # Not every violation fits: say how many there were (the message says it too).
+            details[0].metadata["violationCount"] = str(len(self.violations))
+        return [*details, bad_request]
 
 
 def _summarise(violations: Sequence[FieldViolation]) -> str:
     if not violations:
         return "invalid request"
-    first = violations[0]
+    first = compact_violation(violations[0])
     more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
     return f"invalid request: {first.field}: {first.description}{more}"
 

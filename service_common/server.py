@@ -39,6 +39,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.sdk.trace import TracerProvider
 
 from service_common.auth import ApiKeyStore, AuthInterceptor
+from service_common.decoding import RequestDecodingInterceptor
 from service_common.errors import ErrorMappingInterceptor
 from service_common.logging import configure_logging
 from service_common.readiness import ReadinessInterceptor, RedisReadiness
@@ -288,8 +289,9 @@ def build_server(
     """Build (and bind, not start) the server for ``spec``. Must run inside an event loop.
 
     Interceptors, outermost first: tracing, auth (unless ``settings.auth_enabled`` is false),
-    error mapping, then ``extra_interceptors`` — innermost, so domain errors they raise are
-    mapped and they only see authenticated calls.
+    error mapping, request decoding (undecodable or enum-invalid requests become
+    ``INVALID_ARGUMENT``), then ``extra_interceptors`` — innermost, so domain errors they raise
+    are mapped and they only see authenticated calls.
 
     Args:
         settings: Host, port, keys, grace period, service name for traces.
@@ -323,6 +325,8 @@ def build_server(
     interceptors.append(ErrorMappingInterceptor())
     if spec.readiness is not None:
         interceptors.append(ReadinessInterceptor(spec.readiness))
+    # Inside error mapping, which sends the INVALID_ARGUMENT it raises for bad requests.
+    interceptors.append(RequestDecodingInterceptor())
     interceptors.extend(extra_interceptors)
 
     server = grpc.aio.server(interceptors=interceptors, options=list(options))

@@ -30,7 +30,13 @@ from profile_service.api.validation import (
     normalize_event,
 )
 from profile_service.engine.state import NormalizedEvent
-from service_common.errors import FieldViolation, InvalidArgument, NotFound, Violations
+from service_common.errors import (
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    Violations,
+    compact_violation,
+)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -39,6 +45,12 @@ DEFAULT_PAGE_SIZE = 100
 IMPORT_PLATFORM = "import"
 """Imported records get this platform: their visits last one minute unless the
 definitions set ``platform_visit_timeouts.import`` (Tealium file-import semantics)."""
+
+
+def _violation_pb(violation: FieldViolation) -> value_pb2.FieldViolation:
+    """A violation for a response body, echoed keys and values cut like in error details."""
+    compact = compact_violation(violation)
+    return value_pb2.FieldViolation(field=compact.field, description=compact.description)
 
 
 def _prefixed(prefix: str, violations: Violations) -> Violations:
@@ -136,10 +148,7 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
                 # A bad batch is answered and skipped; the stream goes on.
                 yield profile_service_pb2.StreamEventsResponse(
                     sequence=request.sequence,
-                    violations=[
-                        value_pb2.FieldViolation(field=v.field, description=v.description)
-                        for v in exc.violations
-                    ],
+                    violations=[_violation_pb(v) for v in exc.violations],
                 )
                 continue
             results = await self._backend.track(events)
@@ -179,8 +188,7 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
                 event = await self._import_event(record, violations)
                 if event is None:
                     response.violations.extend(
-                        value_pb2.FieldViolation(field=v.field, description=v.description)
-                        for v in _prefixed(f"records[{position}]", violations)
+                        _violation_pb(v) for v in _prefixed(f"records[{position}]", violations)
                     )
                 else:
                     events.append(event)
