@@ -51,9 +51,15 @@ MAX_INCREMENT = 2**53
 
 #: Keys of an attributes object that are identifiers or flags, never attribute names.
 RESERVED_ATTRIBUTE_NAMES = frozenset(
-    {"external_id", "braze_id", "user_alias", "_update_existing_only", "_merge_objects",
-     "push_token_import", "app_id"}
+    {"external_id", "braze_id", "user_alias", "alias_name", "alias_label",
+     "_update_existing_only", "_merge_objects", "push_token_import", "app_id"}
 )  # fmt: skip
+#: Standard fields whose value is an object or an array of objects, which an action's values
+#: (scalars and lists of scalars) cannot express: only null (removal) is deliverable.
+OBJECT_FIELDS = frozenset(
+    {"current_location", "facebook", "twitter", "push_tokens", "subscription_groups"}
+)
+BOOLEAN_FIELDS = frozenset({"email_open_tracking_disabled", "email_click_tracking_disabled"})
 EVENT_RESERVED_PROPERTIES = frozenset({"time", "event_name"})
 PURCHASE_RESERVED_PROPERTIES = frozenset(
     {"time", "product_id", "quantity", "event_name", "price", "currency"}
@@ -140,6 +146,10 @@ def standard_attribute_problem(name: str, value: Any) -> str | None:
         return f"gender must be set to one of {', '.join(GENDERS)} (or null)"
     if name == "dob" and not (isinstance(value, str) and _DOB.match(value)):
         return "dob must be set to a YYYY-MM-DD string (or null)"
+    if name in OBJECT_FIELDS:
+        return f"{name} takes an object in Braze; only null (removal) can be sent"
+    if name in BOOLEAN_FIELDS and not isinstance(value, bool):
+        return f"{name} must be set to a boolean (or null)"
     return None
 
 
