@@ -56,7 +56,7 @@ async def create_server(
     # command API and every multi-key script stays within one hash tag.
     redis = cast(Redis, connect_redis(settings.redis_url, cluster=settings.redis_cluster))
     visitor_trace = VisitorTrace(redis)
-    store = ActionStore(redis, settings.partitions, connectors.keys(), trace=visitor_trace)
+    store = ActionStore(redis, settings.partitions, connectors, trace=visitor_trace)
     session = create_session(provider)
     worker: DispatchWorker | None = None
     if settings.workers:

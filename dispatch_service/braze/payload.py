@@ -19,13 +19,13 @@ INVALID_ARGUMENT at intake instead of failing later:
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from crowd.common.v1.value_pb2 import Value
 from crowd.dispatch.v1.action_pb2 import (
@@ -48,18 +48,38 @@ from dispatch_service.braze.attributes import (
     Increment,
     SetValue,
     combine,
+    op_json,
 )
-from dispatch_service.braze.connector import BrazeConnector, MembershipMode
+from dispatch_service.braze.connector import MembershipMode
 from dispatch_service.braze.endpoints import Endpoint
+from dispatch_service.braze.rules import (
+    EVENT_PROPERTIES_MAX_BYTES,
+    EVENT_RESERVED_PROPERTIES,
+    PURCHASE_PROPERTIES_MAX_BYTES,
+    PURCHASE_RESERVED_PROPERTIES,
+    alias_problems,
+    array_edit_problem,
+    array_problem,
+    attribute_name_problem,
+    currency_problem,
+    event_name_problem,
+    external_id_problem,
+    increment_problem,
+    product_id_problem,
+    properties_problem,
+    property_name_problem,
+    quantity_problem,
+    standard_attribute_problem,
+    string_problem,
+    timestamp_problem,
+)
 from dispatch_service.braze.users import (
     BrazeUser,
     IdentifierError,
     alias_user,
-    check_external_id,
     select_user,
 )
 from dispatch_service.braze.values import (
-    MAX_STRING_LENGTH,
     BadValue,
     compact_size,
     iso8601,
@@ -67,18 +87,6 @@ from dispatch_service.braze.values import (
     timestamp_to_iso,
     value_to_json,
 )
-
-#: Keys of an attributes object that are identifiers or flags, never attribute names.
-RESERVED_ATTRIBUTE_NAMES = frozenset(
-    {"external_id", "braze_id", "user_alias", "_update_existing_only", "_merge_objects",
-     "push_token_import", "app_id"}
-)  # fmt: skip
-EVENT_RESERVED_PROPERTIES = frozenset({"time", "event_name"})
-PURCHASE_RESERVED_PROPERTIES = frozenset(
-    {"time", "product_id", "quantity", "event_name", "price", "currency"}
-)
-_CURRENCY_RE = re.compile(r"^[A-Za-z]{3}$")
-MAX_QUANTITY = 100
 
 
 @dataclass(frozen=True)
@@ -204,50 +212,53 @@ class _Collector:
 
 
 def _fired_at(action: Action, received_at: datetime | None) -> str:
-    if action.HasField("fired_at"):
+    # fired_at out of range is intake's to refuse (validation.py); never crash on it here.
+    if action.HasField("fired_at") and timestamp_problem(action.fired_at) is None:
         return timestamp_to_iso(action.fired_at)
     return iso8601(received_at or datetime.now(UTC))
+
+
+def _check(errors: _Collector, field: str, problem: str | None) -> bool:
+    """Record ``problem`` (from rules.py) at ``field``; True when there is none."""
+    if problem is not None:
+        errors.add(field, problem)
+    return problem is None
 
 
 def _json_value(value: Value, field: str, errors: _Collector) -> Any:
     try:
         return value_to_json(value)
     except BadValue as exc:
-        errors.add(field, str(exc))
+        errors.add(f"{field}.{exc.field}" if exc.field else field, str(exc))
         return None
+
+
+def _time(stamp: Timestamp, field: str, errors: _Collector) -> str | None:
+    return timestamp_to_iso(stamp) if _check(errors, field, timestamp_problem(stamp)) else None
 
 
 def _attribute_op(attr: Attribute, field: str, errors: _Collector) -> AttributeOp | None:
     kind = attr.WhichOneof("operation")
     if kind == "set":
-        return SetValue(_json_value(attr.set, f"{field}.set", errors))
-    if kind == "increment":
-        amount = attr.increment
-        if not math.isfinite(amount) or not amount.is_integer():
-            errors.add(f"{field}.increment", "Braze increments by whole numbers only")
+        value = _json_value(attr.set, f"{field}.set", errors)
+        if isinstance(value, list) and not _check(errors, f"{field}.set", array_problem(value)):
             return None
-        return Increment(int(amount))
+        return SetValue(value)
+    if kind == "increment":
+        if not _check(errors, f"{field}.increment", increment_problem(attr.increment)):
+            return None
+        return Increment(int(attr.increment))
     if kind in ("add", "remove"):
         items = list(attr.add.values if kind == "add" else attr.remove.values)
-        if any(len(item) > MAX_STRING_LENGTH for item in items):
-            errors.add(f"{field}.{kind}", f"items may hold at most {MAX_STRING_LENGTH} characters")
+        where = f"{field}.{kind}"
+        valid = _check(errors, where, array_edit_problem(items))
+        for index, item in enumerate(items):
+            valid = _check(errors, f"{where}.values[{index}]", string_problem(item)) and valid
+        if not valid:
             return None
         return ArrayEdit(add=tuple(items)) if kind == "add" else ArrayEdit(remove=tuple(items))
-    errors.add(field, "one of set, increment, add or remove is required")
+    errors.add(f"{field}.operation", "one of set, increment, add or remove is required")
     return None
-
-
-def _check_attribute_name(name: str, user: BrazeUser, field: str, errors: _Collector) -> bool:
-    if not name.strip():
-        errors.add(f"{field}.name", "attribute names must not be empty")
-        return False
-    if name.strip() != name:
-        errors.add(f"{field}.name", "attribute names must not start or end with spaces")
-        return False
-    if name in RESERVED_ATTRIBUTE_NAMES or name == user.kind:
-        errors.add(f"{field}.name", f"{name!r} is an identifier or flag, not an attribute")
-        return False
-    return True
 
 
 def _attributes(
@@ -256,27 +267,32 @@ def _attributes(
     ops: dict[str, AttributeOp] = {}
     for index, attr in enumerate(attributes):
         where = f"{field}[{index}]"
-        if not _check_attribute_name(attr.name, user, where, errors):
+        if not _check(errors, f"{where}.name", attribute_name_problem(attr.name, user.kind)):
             continue
         op = _attribute_op(attr, where, errors)
-        if op is not None:
-            # The same attribute twice in one action: the writes combine in order.
-            ops[attr.name] = combine(ops[attr.name], op) if attr.name in ops else op
+        if op is None:
+            continue
+        # Standard profile fields (email, gender, dob, ...) take only values of their format.
+        if not _check(errors, where, standard_attribute_problem(attr.name, op_json(op))):
+            continue
+        # The same attribute twice in one action: the writes combine in order.
+        ops[attr.name] = combine(ops[attr.name], op) if attr.name in ops else op
     return ops
 
 
 def _properties(
-    properties: Mapping[str, Value], reserved: frozenset[str], field: str, errors: _Collector
+    properties: Mapping[str, Value],
+    reserved: frozenset[str],
+    max_bytes: int,
+    field: str,
+    errors: _Collector,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in sorted(properties):  # sorted: the same properties always encode the same
         where = f"{field}[{key!r}]"
-        if not key or len(key) > MAX_STRING_LENGTH or key.startswith("$"):
-            errors.add(where, "property names are 1 to 255 characters, not starting with '$'")
-        elif key in reserved:
-            errors.add(where, f"{key!r} is reserved by Braze")
-        else:
+        if _check(errors, where, property_name_problem(key, reserved)):
             out[key] = _json_value(properties[key], where, errors)
+    _check(errors, field, properties_problem(len(properties), compact_size(out), max_bytes))
     return out
 
 
@@ -284,15 +300,21 @@ def _event(
     user: BrazeUser, event: TrackEvent, flag: dict[str, Any], default_time: str, field: str,
     errors: _Collector,
 ) -> dict[str, Any]:  # fmt: skip
-    if not event.name.strip():
-        errors.add(f"{field}.name", "the event name is required")
+    _check(errors, f"{field}.name", event_name_problem(event.name))
+    when = _time(event.time, f"{field}.time", errors) if event.HasField("time") else None
     body: dict[str, Any] = {
         **user.fields(),
         **flag,
         "name": event.name,
-        "time": timestamp_to_iso(event.time) if event.HasField("time") else default_time,
+        "time": when or default_time,
     }
-    props = _properties(event.properties, EVENT_RESERVED_PROPERTIES, f"{field}.properties", errors)
+    props = _properties(
+        event.properties,
+        EVENT_RESERVED_PROPERTIES,
+        EVENT_PROPERTIES_MAX_BYTES,
+        f"{field}.properties",
+        errors,
+    )
     if props:
         body["properties"] = props
     return body
@@ -302,28 +324,30 @@ def _purchase(
     user: BrazeUser, purchase: Purchase, flag: dict[str, Any], default_time: str, field: str,
     errors: _Collector,
 ) -> dict[str, Any]:  # fmt: skip
-    if not purchase.product_id or len(purchase.product_id) > MAX_STRING_LENGTH:
-        errors.add(f"{field}.product_id", "product_id is required (at most 255 characters)")
-    if not _CURRENCY_RE.match(purchase.currency):
-        errors.add(f"{field}.currency", "currency must be a 3-letter ISO 4217 code")
-    if not 0 <= purchase.quantity <= MAX_QUANTITY:
-        errors.add(f"{field}.quantity", f"quantity must be 1 to {MAX_QUANTITY} (0 means 1)")
+    _check(errors, f"{field}.product_id", product_id_problem(purchase.product_id))
+    _check(errors, f"{field}.currency", currency_problem(purchase.currency))
+    _check(errors, f"{field}.quantity", quantity_problem(purchase.quantity))
     price: int | float = 0
     try:
         price = number(purchase.price)
     except BadValue as exc:
         errors.add(f"{field}.price", str(exc))
+    when = _time(purchase.time, f"{field}.time", errors) if purchase.HasField("time") else None
     body: dict[str, Any] = {
         **user.fields(),
         **flag,
         "product_id": purchase.product_id,
-        "currency": purchase.currency.upper(),
+        "currency": purchase.currency,
         "price": price,
         "quantity": purchase.quantity or 1,
-        "time": timestamp_to_iso(purchase.time) if purchase.HasField("time") else default_time,
+        "time": when or default_time,
     }
     props = _properties(
-        purchase.properties, PURCHASE_RESERVED_PROPERTIES, f"{field}.properties", errors
+        purchase.properties,
+        PURCHASE_RESERVED_PROPERTIES,
+        PURCHASE_PROPERTIES_MAX_BYTES,
+        f"{field}.properties",
+        errors,
     )
     if props:
         body["properties"] = props
@@ -357,18 +381,28 @@ def _track(track: TrackUser, default_time: str, errors: _Collector) -> TrackObje
     return TrackObjects(user, attributes, events, purchases)
 
 
+def _audience_name_problem(name: str, key: str, user: BrazeUser) -> str | None:
+    # A name is an item of the SegmentMembership array and part of an "In <name>" attribute
+    # name, whichever encoding this connector uses today: check both.
+    if not name.strip():
+        return "audience names are required"
+    return string_problem(name) or attribute_name_problem(key, user.kind)
+
+
 def _membership(
-    update: UpdateMembership, connector: BrazeConnector, errors: _Collector
+    update: UpdateMembership, connector: MembershipSettings, errors: _Collector
 ) -> TrackObjects | None:
     try:
         user = select_user(update.user, "update_membership.user")
     except IdentifierError as exc:
         errors.add(exc.field, exc.description)
         return None
+    prefix = connector.audience_attribute_prefix
     for field, names in (("audiences", update.audiences), ("left", update.left)):
         for index, name in enumerate(names):
-            if not name.strip():
-                errors.add(f"update_membership.{field}[{index}]", "audience names are required")
+            problem = _audience_name_problem(name, f"{prefix}{name}", user)
+            _check(errors, f"update_membership.{field}[{index}]", problem)
+    _check(errors, "update_membership.audiences", array_problem(sorted(set(update.audiences))))
     mode = {
         MEMBERSHIP_MODE_SEGMENT_MEMBERSHIP: MembershipMode.SEGMENT_MEMBERSHIP,
         MEMBERSHIP_MODE_IN_AUDIENCE_ATTRIBUTES: MembershipMode.IN_AUDIENCE_ATTRIBUTES,
@@ -379,7 +413,6 @@ def _membership(
     if mode in (MembershipMode.SEGMENT_MEMBERSHIP, MembershipMode.BOTH):
         ops[connector.segment_membership_attribute] = SetValue(current)
     if mode in (MembershipMode.IN_AUDIENCE_ATTRIBUTES, MembershipMode.BOTH):
-        prefix = connector.audience_attribute_prefix
         for name in current:
             ops[f"{prefix}{name}"] = SetValue(True)
         for name in sorted(set(update.left) - set(current)):
@@ -397,29 +430,37 @@ def _delete(delete: DeleteUser, errors: _Collector) -> DeleteObject | None:
 
 
 def _identify(identify: IdentifyUser, errors: _Collector) -> IdentifyObject | None:
-    alias: BrazeUser | None = None
-    try:
-        alias = alias_user(identify.user_alias, "identify_user.user_alias")
-    except IdentifierError as exc:
-        errors.add(exc.field, exc.description)
-    if not identify.external_id:
-        errors.add("identify_user.external_id", "external_id is required")
+    alias = identify.user_alias
+    parts = alias_problems(alias.alias_name, alias.alias_label)
+    for part, problem in parts:
+        errors.add(f"identify_user.user_alias.{part}", problem)
+    valid = _check(errors, "identify_user.external_id", external_id_problem(identify.external_id))
+    if parts or not valid:
         return None
-    try:
-        check_external_id(identify.external_id, "identify_user.external_id")
-    except IdentifierError as exc:
-        errors.add(exc.field, exc.description)
-    return None if alias is None else IdentifyObject(identify.external_id, alias)
+    return IdentifyObject(identify.external_id, alias_user(alias, "identify_user.user_alias"))
+
+
+class MembershipSettings(Protocol):
+    """The connector settings the membership encoding needs (a BrazeConnector has them)."""
+
+    @property
+    def membership_default_mode(self) -> MembershipMode: ...
+    @property
+    def segment_membership_attribute(self) -> str: ...
+    @property
+    def audience_attribute_prefix(self) -> str: ...
 
 
 def build_objects(
-    action: Action, connector: BrazeConnector, *, received_at: datetime | None = None
+    action: Action, connector: MembershipSettings, *, received_at: datetime | None = None
 ) -> BrazeObjects:
     """The Braze objects of one action.
 
+    Intake runs it too (admission.py), so an action it accepts builds here without error.
+
     Args:
         action: The action (its payload decides the endpoint).
-        connector: Supplies the membership encoding settings.
+        connector: Supplies the membership encoding settings (usually the BrazeConnector).
         received_at: Default event/purchase time when the action has no ``fired_at``.
 
     Raises:

@@ -235,7 +235,7 @@ def track_request(
     )
 
 
-def _unfit_reason(objects: TrackObjects, mode: BatchMode) -> str | None:
+def unfit_reason(objects: TrackObjects, mode: BatchMode) -> str | None:
     """Why an action can never be sent, or None."""
     for array, index, size in objects.sizes:
         if size > MAX_OBJECT_BYTES:
@@ -271,7 +271,7 @@ def _plan_track(connector: BrazeConnector, items: Sequence[DeliveryItem], plan: 
         if objects.is_empty:
             plan.settled.append(skipped(item.idempotency_key, "nothing to send"))
             continue
-        reason = _unfit_reason(objects, connector.batch_mode)
+        reason = unfit_reason(objects, connector.batch_mode)
         if reason is not None:
             plan.settled.append(failed(item.idempotency_key, reason))
             continue
@@ -286,7 +286,7 @@ def _plan_track(connector: BrazeConnector, items: Sequence[DeliveryItem], plan: 
             builders.append(_TrackBuilder(connector.batch_mode))
             index = len(builders) - 1
             cost = builders[index].cost(objects)
-            assert cost is not None  # _unfit_reason guarantees an empty request takes it
+            assert cost is not None  # unfit_reason guarantees an empty request takes it
             builders[index].add(item, cost)
         latest[user_key] = index
         while first_open < len(builders) and builders[first_open].full:

@@ -8,10 +8,16 @@ from typing import Any, Literal
 
 from crowd.dispatch.v1.action_pb2 import UserAlias, UserIds
 
-IdentifierKind = Literal["external_id", "braze_id", "user_alias", "email", "phone"]
+# Re-exported: the cohort identifiers share Braze's external_id limit.
+from dispatch_service.braze.rules import MAX_EXTERNAL_ID_BYTES as MAX_EXTERNAL_ID_BYTES
+from dispatch_service.braze.rules import (
+    alias_problems,
+    email_problem,
+    external_id_problem,
+    phone_problem,
+)
 
-#: Braze matches at most 987 bytes of external_id ("EXTERNAL_USER_ID_TOO_LARGE").
-MAX_EXTERNAL_ID_BYTES = 987
+IdentifierKind = Literal["external_id", "braze_id", "user_alias", "email", "phone"]
 
 
 class IdentifierError(ValueError):
@@ -49,16 +55,26 @@ class BrazeUser:
 
 
 def alias_user(alias: UserAlias, field: str) -> BrazeUser:
-    """A user alias as a BrazeUser; both parts are required."""
-    if not alias.alias_name or not alias.alias_label:
-        raise IdentifierError(field, "a user alias needs both alias_name and alias_label")
+    """A user alias as a BrazeUser; both parts are required (the error names a missing one)."""
+    problems = alias_problems(alias.alias_name, alias.alias_label)
+    if problems:
+        part, problem = problems[0]
+        raise IdentifierError(f"{field}.{part}", problem)
     return BrazeUser("user_alias", alias.alias_name, alias.alias_label)
 
 
 def check_external_id(external_id: str, field: str) -> None:
-    """Refuse an external_id Braze would reject for its length."""
-    if len(external_id.encode("utf-8")) > MAX_EXTERNAL_ID_BYTES:
-        raise IdentifierError(field, f"external_id exceeds {MAX_EXTERNAL_ID_BYTES} bytes")
+    """Refuse an external_id Braze would reject (rules.external_id_problem)."""
+    problem = external_id_problem(external_id)
+    if problem is not None:
+        raise IdentifierError(field, problem)
+
+
+def _checked(kind: IdentifierKind, value: str, field: str) -> BrazeUser:
+    problem = email_problem(value) if kind == "email" else phone_problem(value)
+    if problem is not None:
+        raise IdentifierError(f"{field}.{kind}", problem)
+    return BrazeUser(kind, value)
 
 
 def select_user(ids: UserIds, field: str) -> BrazeUser:
@@ -68,7 +84,7 @@ def select_user(ids: UserIds, field: str) -> BrazeUser:
     email or phone next to a primary identifier would be written as a profile attribute.
 
     Raises:
-        IdentifierError: none is set (or a set alias is incomplete).
+        IdentifierError: none is set, or the chosen one is one Braze refuses (rules.py).
     """
     if ids.external_id:
         check_external_id(ids.external_id, f"{field}.external_id")
@@ -78,9 +94,9 @@ def select_user(ids: UserIds, field: str) -> BrazeUser:
     if ids.HasField("user_alias") and (ids.user_alias.alias_name or ids.user_alias.alias_label):
         return alias_user(ids.user_alias, f"{field}.user_alias")
     if ids.email:
-        return BrazeUser("email", ids.email)
+        return _checked("email", ids.email, field)
     if ids.phone:
-        return BrazeUser("phone", ids.phone)
+        return _checked("phone", ids.phone, field)
     raise IdentifierError(
         field, "one of external_id, braze_id, user_alias, email or phone is required"
     )

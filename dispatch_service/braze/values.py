@@ -3,22 +3,42 @@
 from __future__ import annotations
 
 import json
-import math
 from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from crowd.common.v1.value_pb2 import Value
+from dispatch_service.braze.rules import (
+    MAX_STRING_LENGTH,
+    number_problem,
+    string_problem,
+    timestamp_problem,
+)
 
-#: Braze: "String attributes can be up to 255 characters long" (also event property values).
-MAX_STRING_LENGTH = 255
+__all__ = [
+    "MAX_STRING_LENGTH",
+    "BadValue",
+    "canonical_json",
+    "compact_size",
+    "iso8601",
+    "number",
+    "timestamp_to_iso",
+    "value_to_json",
+]
 #: Largest integer a JSON double carries exactly; bigger integral numbers stay floats.
 _MAX_SAFE_INTEGER = 2**53
 
 
 class BadValue(ValueError):
-    """A value Braze cannot take; the message says why (no field path)."""
+    """A value Braze cannot take; the message says why.
+
+    ``field`` is the path inside the ``Value`` (``string_value``, ``string_list.values[3]``).
+    """
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def iso8601(moment: datetime) -> str:
@@ -34,17 +54,26 @@ def timestamp_to_iso(timestamp: Timestamp) -> str:
 def number(value: float) -> int | float:
     """A JSON number: integral values become ints so ``5.0`` and ``5`` compare (and print)
     the same, which keeps delta comparisons exact."""
-    if not math.isfinite(value):
-        raise BadValue("numbers must be finite (no NaN or infinity)")
+    problem = number_problem(value)
+    if problem is not None:
+        raise BadValue(problem)
     if value.is_integer() and abs(value) <= _MAX_SAFE_INTEGER:
         return int(value)
     return value
 
 
-def _string(value: str) -> str:
-    if len(value) > MAX_STRING_LENGTH:
-        raise BadValue(f"strings may hold at most {MAX_STRING_LENGTH} characters")
+def _string(value: str, field: str) -> str:
+    problem = string_problem(value)
+    if problem is not None:
+        raise BadValue(problem, field)
     return value
+
+
+def _number(value: float, field: str) -> int | float:
+    try:
+        return number(value)
+    except BadValue as exc:
+        raise BadValue(str(exc), field) from None
 
 
 def value_to_json(value: Value) -> Any:
@@ -52,7 +81,8 @@ def value_to_json(value: Value) -> Any:
     timestamps become ISO 8601 strings, lists stay lists.
 
     Raises:
-        BadValue: the value is unset, a number is not finite or a string is too long.
+        BadValue: the value is unset, a number is not finite, a string is too long or a
+            timestamp is out of range (rules.py).
     """
     kind = value.WhichOneof("kind")
     if kind is None:
@@ -60,17 +90,20 @@ def value_to_json(value: Value) -> Any:
     if kind == "null_value":
         return None
     if kind == "string_value":
-        return _string(value.string_value)
+        return _string(value.string_value, kind)
     if kind == "number_value":
-        return number(value.number_value)
+        return _number(value.number_value, kind)
     if kind == "bool_value":
         return value.bool_value
     if kind == "timestamp_value":
+        problem = timestamp_problem(value.timestamp_value)
+        if problem is not None:
+            raise BadValue(problem, kind)
         return timestamp_to_iso(value.timestamp_value)
     if kind == "string_list":
-        return [_string(v) for v in value.string_list.values]
+        return [_string(v, f"{kind}.values[{i}]") for i, v in enumerate(value.string_list.values)]
     if kind == "number_list":
-        return [number(v) for v in value.number_list.values]
+        return [_number(v, f"{kind}.values[{i}]") for i, v in enumerate(value.number_list.values)]
     return list(value.bool_list.values)
 
 

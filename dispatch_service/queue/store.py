@@ -8,7 +8,7 @@ letters (:meth:`list_failed`, :meth:`retry_failed`). Delivery lives in
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 
 import redis.asyncio as aioredis
 
@@ -18,7 +18,11 @@ from dispatch_service.queue import status
 from dispatch_service.queue.intake import current_trace_context, plan_submission, read_outcomes
 from dispatch_service.queue.queues import ensure_groups
 from dispatch_service.scripts import run_scripts
-from dispatch_service.validation import MAX_IDEMPOTENCY_KEY_LENGTH, validate_actions
+from dispatch_service.validation import (
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    Connectors,
+    validate_actions,
+)
 from dispatch_service.visitor_trace import VisitorTrace, suppression_note
 from service_common.errors import FieldViolation, InvalidArgument
 from service_common.keys import DISPATCH_META_PARTITIONS
@@ -41,7 +45,8 @@ class ActionStore:
     Args:
         redis: A client with ``decode_responses=False`` (payloads are binary protobuf).
         partitions: The dispatch partition count (fixed for the life of the dataset).
-        connector_ids: The connectors actions may name; :meth:`submit` validates against them.
+        connector_ids: The connectors actions may name, with their settings (a mapping of id
+            to BrazeConnector) or ids only; :meth:`submit` validates against them.
         retention_s: Lifetime of finished records (see :data:`DEFAULT_RETENTION_S`).
     """
 
@@ -49,7 +54,7 @@ class ActionStore:
         self,
         redis: aioredis.Redis,
         partitions: int,
-        connector_ids: Collection[str],
+        connector_ids: Connectors,
         *,
         retention_s: float = DEFAULT_RETENTION_S,
         trace: VisitorTrace | None = None,
@@ -61,6 +66,10 @@ class ActionStore:
         self.redis = redis
         self.partitions = partitions
         self.connector_ids = frozenset(connector_ids)
+        # With settings, intake checks each payload against its own connector's encoding.
+        self._connectors: Connectors = (
+            dict(connector_ids) if isinstance(connector_ids, Mapping) else self.connector_ids
+        )
         self.retention_ms = int(retention_s * 1000)
         self._trace = trace
 
@@ -96,7 +105,7 @@ class ActionStore:
             now: Acceptance time (seconds since the epoch); defaults to the clock.
             trace_context: Context for actions that carry none; defaults to the active span.
         """
-        validate_actions(actions, self.connector_ids)
+        validate_actions(actions, self._connectors)
         now_ms = _now_ms(now)
         default_trace = trace_context if trace_context is not None else current_trace_context()
         calls, batches, origin = plan_submission(

@@ -102,7 +102,7 @@ def test_events_and_purchases_default_to_fired_at() -> None:
         ]
     )
     action.track_user.purchases.append(
-        Purchase(product_id="p1", currency="eur", price=19.99, properties={"size": value("L")})
+        Purchase(product_id="p1", currency="EUR", price=19.99, properties={"size": value("L")})
     )
     objects = track(action)
     assert objects.attributes is None
@@ -191,8 +191,8 @@ def test_invalid_actions_list_every_violation() -> None:
         "track_user.attributes[0].name",
         "track_user.attributes[1].name",
         "track_user.attributes[2].increment",
-        "track_user.attributes[3].set",
-        "track_user.attributes[4]",
+        "track_user.attributes[3].set.string_value",
+        "track_user.attributes[4].operation",
         "track_user.events[0].name",
         "track_user.events[0].properties['time']",
         "track_user.purchases[0].product_id",
@@ -208,7 +208,7 @@ def test_invalid_actions_list_every_violation() -> None:
         (Action(track_user=TrackUser()), "track_user.user"),
         (
             delete_action(UserIds(user_alias=UserAlias(alias_name="n"))),
-            "delete_user.user.user_alias",
+            "delete_user.user.user_alias.alias_label",
         ),
         (identify_action("", "anon"), "identify_user.external_id"),
         (track_action("x" * 988, {"a": 1}), "track_user.user.external_id"),

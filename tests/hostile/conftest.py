@@ -15,7 +15,7 @@ import grpc.aio
 import pytest_asyncio
 import redis.asyncio as aioredis
 
-from dispatch_service.braze_sandbox import BrazeSandbox
+from braze_sandbox import BrazeSandbox
 from service_common.server import ManagedServer
 from tests.hostile.helpers import Method
 from tests.profile_api.helpers import ADMIN_KEY, DISPATCH_KEY, bearer
