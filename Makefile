@@ -127,10 +127,15 @@ test: $(VENV_STAMP) redis-server lint
 bench: $(VENV_STAMP) redis-server
 	$(VENV_PY) -m bench
 
-# Foreground: the demo runner owns its child processes (pids/logs under .run/) and stops them all
-# on Ctrl-C.
+# Foreground: the demo runner owns its child processes (pids/logs under .run/, or
+# $CROWD_DEMO_RUN_DIR) and stops them all on SIGINT (Ctrl-C), SIGTERM or SIGHUP; a child that
+# dies ends it with status 1. `exec`: the runner replaces the recipe's shell, so it is make's own
+# child. make forwards SIGTERM to it; on a SIGINT or SIGHUP sent to make alone, make only waits
+# for its child, and the runner notices that and stops (demo/stop_requests.py).
+# RUN_ARGS passes options, e.g. `make run RUN_ARGS=--exit`.
+RUN_ARGS ?=
 run: $(VENV_STAMP) redis-server
-	$(VENV_PY) -m demo
+	exec $(VENV_PY) -m demo $(RUN_ARGS)
 
 clean:
 	rm -rf $(VENV) tools/node_modules .run build dist *.egg-info clients/python/*.egg-info

@@ -415,13 +415,13 @@ async def run_dispatch(config: DispatchConfig, run_dir: Path) -> DispatchResult:
                 "braze_sandbox",
                 "--port",
                 str(sandbox_port),
-                "--api-key",
-                f"{braze_key}:users.track",
                 "--track-rate",
                 limit,
                 "--log-level",
                 "warning",
             ],
+            # Not on the command line, where `ps` shows it.
+            {"BRAZE_SANDBOX_API_KEYS": f"{braze_key}:users.track"},
         )
         connectors = run_dir / "connectors.json"
         connectors.write_text(json.dumps(_connectors_doc(sandbox_url, config.rate)))

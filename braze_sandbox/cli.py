@@ -1,6 +1,7 @@
 """Command line: ``python -m braze_sandbox [options]``.
 
 Every flag also reads an environment variable (``BRAZE_SANDBOX_<NAME>``); flags win.
+Secrets belong in the environment or ``--api-keys-file``: a command line is visible in ``ps``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from braze_sandbox.config import (
     DEFAULT_API_KEY,
@@ -47,6 +50,24 @@ def _rate(text: str) -> RateLimit | None:
     return None if text.strip().lower() in _OFF else RateLimit.parse(text)
 
 
+def _key_file_specs(path: Path | str | None) -> list[str]:
+    """The ``KEY[:PERM,PERM]`` lines of an API key file (blank lines and ``#`` comments skipped)."""
+    if path is None:
+        return []
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:  # the message names the file, never its content
+        raise ValueError(f"cannot read the API key file {path}: {exc.strerror}") from None
+    lines = (line.strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _secret_flags(argv: Sequence[str]) -> list[str]:
+    """Flags given on the command line that carry a secret (anyone can read them with ps)."""
+    given = {arg.partition("=")[0] for arg in argv}
+    return [flag for flag in ("--api-key", "--partner", "--client-secret") if flag in given]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for ``--help`` tests and docs)."""
     limits = default_rate_limits()
@@ -68,8 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="KEY[:PERM,PERM]",
         help="REST API key and its permissions (users.track, users.delete, users.identify, "
-        "users.export.ids; none or * = all). Repeatable. Env: BRAZE_SANDBOX_API_KEYS "
-        f"(';'-separated). Default: {DEFAULT_API_KEY} with every permission.",
+        "users.export.ids; none or * = all). Repeatable. Visible in ps: prefer the env "
+        f"BRAZE_SANDBOX_API_KEYS (';'-separated) or --api-keys-file. Default: {DEFAULT_API_KEY} "
+        "with every permission.",
+    )
+    p.add_argument(
+        "--api-keys-file",
+        type=Path,
+        default=_env("API_KEYS_FILE"),
+        metavar="PATH",
+        help="file with one KEY[:PERM,PERM] per line ('#' comments); with --api-key, both count",
     )
     p.add_argument(
         "--batch-mode",
@@ -159,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> SandboxConfig:
     """Turn parsed arguments into a :class:`SandboxConfig` (raises ``ValueError`` if bad)."""
-    key_specs = args.api_key or _env_list("API_KEYS")
+    key_specs = [*(args.api_key or []), *_key_file_specs(args.api_keys_file)]
+    key_specs = key_specs or _env_list("API_KEYS")
     api_keys = dict(parse_api_key(s) for s in key_specs) if key_specs else None
     partner_specs = args.partner or _env_list("PARTNERS")
     partners: dict[str, str] = {}
@@ -241,5 +271,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     configure_logging(args.log_level)
+    flags = _secret_flags(sys.argv[1:] if argv is None else argv)
+    if flags:
+        log.warning(
+            "secrets on the command line are visible to every user in ps: use the environment "
+            "(BRAZE_SANDBOX_API_KEYS, BRAZE_SANDBOX_PARTNERS, BRAZE_SANDBOX_CLIENT_SECRETS) "
+            "or --api-keys-file instead",
+            extra={"fields": {"flags": flags}},
+        )
     asyncio.run(serve(config, args.host, args.port))
     return 0

@@ -6,7 +6,8 @@ and bought nothing earns the Cart Abandoner badge when it ends; both badges put 
 in the audience "VIP cart abandoners", and joining it sends a Braze Track User request.
 
 Everything goes through the public gRPC API. The stack then keeps running (try the
-``crowd`` CLI with the printed environment) until Ctrl-C; ``--exit`` stops after the demo.
+``crowd`` CLI with the printed environment) until SIGINT (Ctrl-C), SIGTERM or SIGHUP;
+``--exit`` stops after the demo. A child that dies ends the run with status 1.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
@@ -28,9 +30,21 @@ from braze_sandbox import BrazeSandbox  # noqa: F401  (documents the API used)
 from crowd.client import CrowdClient, make_event
 from crowd.definitions.loader import load_definitions
 from crowd.profile.v1 import profile_service_pb2
-from demo.stack import PYTHON, RUN_DIR, Stack, free_port, start_redis, wait_serving
+from demo.stack import (
+    PYTHON,
+    RUN_DIR,
+    ChildExited,
+    Process,
+    Stack,
+    free_port,
+    start_redis,
+    wait_serving,
+)
+from demo.stop_requests import StopRequests
+from demo.supervise import report_child_exit, supervise
 
-SEED_DEFINITIONS = Path("examples/definitions/seed_vip.yaml")
+SEED_DEFINITIONS = Path(__file__).resolve().parent.parent / "examples/definitions/seed_vip.yaml"
+RUN_DIR_ENV = "CROWD_DEMO_RUN_DIR"
 DEMO_VISIT_TIMEOUT = timedelta(seconds=5)
 """The seed uses 30 minutes; the demo shortens it so the visit ends while you watch."""
 BRAZE_KEY_ENV = "DEMO_BRAZE_API_KEY"
@@ -157,32 +171,66 @@ async def play(profile_target: str, dispatch_target: str, api_key: str, sandbox_
             await asyncio.wait_for(show_trace(), 2.0)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the stack and the demo; stop everything on Ctrl-C (or at once with --exit)."""
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.splitlines()[0])
     parser.add_argument("--exit", action="store_true", help="stop after the demo")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--run-dir",
+        type=Path,
+        default=Path(os.environ.get(RUN_DIR_ENV) or RUN_DIR),
+        help=f"where logs, pid files and Redis data go (env {RUN_DIR_ENV}; default {RUN_DIR})",
+    )
+    return parser.parse_args(argv)
+
+
+def _write_secret(path: Path, secret: str) -> None:
+    """Write ``secret`` to ``path``, readable by the owner only."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(secret)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stack and the demo until a stop signal (or the demo's end with --exit).
+
+    Exit status: 0 after the demo (--exit) or a requested stop; 1 if a child died or the demo
+    failed. Every child is stopped before the runner exits, whatever ended it.
+    """
+    args = _parse_args(argv)
+    run_dir: Path = args.run_dir
+    # From here on a stop signal is only recorded: the supervision loop acts on it.
+    stop = StopRequests()
+    stop.install()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in run_dir.glob("*.pid"):
+        stale.unlink()
+    (run_dir / "demo.pid").write_text(f"{os.getpid()}\n")
 
     api_key = secrets.token_urlsafe(24)
     braze_key = secrets.token_urlsafe(24)
     keys_json = json.dumps({api_key: ["ingest", "read", "admin", "dispatch"]})
-    with Stack() as stack:
-        redis_url = start_redis(stack)
+    api_key_file = run_dir / "api-key"
+    _write_secret(api_key_file, api_key)
+
+    def forced_stop(process: Process) -> None:
+        print(f"demo: {process.name} did not stop within {stack.stop_grace_s:g} s: killed")
+
+    with Stack(run_dir=run_dir, on_forced_stop=forced_stop) as stack:
+        try:
+            redis_url = start_redis(stack)
+        except ChildExited as exited:
+            report_child_exit(exited.process)
+            return 1
         sandbox_port, dispatch_port, profile_port = free_port(), free_port(), free_port()
         sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+        # Secrets go through the environment, never the command line (visible in `ps`).
         sandbox = stack.start(
             "braze-sandbox",
-            [
-                PYTHON,
-                "-m",
-                "braze_sandbox",
-                "--port",
-                str(sandbox_port),
-                "--api-key",
-                f"{braze_key}:users.track,users.delete,users.identify",
-            ],
+            [PYTHON, "-m", "braze_sandbox", "--port", str(sandbox_port)],
+            {"BRAZE_SANDBOX_API_KEYS": f"{braze_key}:users.track,users.delete,users.identify"},
         )
-        connectors = RUN_DIR / "connectors.yaml"
+        connectors = run_dir / "connectors.yaml"
         connectors.write_text(
             json.dumps(
                 {
@@ -225,31 +273,22 @@ def main(argv: list[str] | None = None) -> int:
         profile_target = f"127.0.0.1:{profile_port}"
         dispatch_target = f"127.0.0.1:{dispatch_port}"
 
-        async def run() -> None:
+        async def demo() -> None:
             await wait_serving(dispatch, dispatch_target)
             await wait_serving(profile, profile_target)
             sandbox.check_alive()
-            _say(f"stack up: redis {redis_url}, sandbox {sandbox_url}, logs in {RUN_DIR}/")
+            _say(f"stack up: redis {redis_url}, sandbox {sandbox_url}, logs in {run_dir}/")
             await play(profile_target, dispatch_target, api_key, sandbox_url)
+            if args.exit:
+                return
+            _say("stack running; try the CLI in another shell:")
+            print(f"  export CROWD_PROFILE_TARGET={profile_target}")
+            print(f"  export CROWD_DISPATCH_TARGET={dispatch_target}")
+            print(f'  export CROWD_API_KEY="$(cat {api_key_file.resolve()})"')
+            print("  .venv/bin/crowd audience size vip_cart_abandoners")
+            print("Ctrl-C (or SIGTERM, SIGHUP) stops everything.", flush=True)
 
-        try:
-            asyncio.run(run())
-        except KeyboardInterrupt:
-            return 130
-        if args.exit:
-            return 0
-        _say("stack running; try the CLI in another shell:")
-        print(f"  export CROWD_PROFILE_TARGET={profile_target}")
-        print(f"  export CROWD_DISPATCH_TARGET={dispatch_target}")
-        print(f"  export CROWD_API_KEY={api_key}")
-        print("  .venv/bin/crowd audience size vip_cart_abandoners")
-        print("Ctrl-C stops everything.", flush=True)
-        try:
-            while all(p.popen.poll() is None for p in stack.processes):
-                asyncio.run(asyncio.sleep(1))
-        except KeyboardInterrupt:
-            print("\nstopping…")
-    return 0
+        return asyncio.run(supervise(stack, demo(), stop, exit_after_demo=args.exit))
 
 
 if __name__ == "__main__":

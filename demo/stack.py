@@ -1,14 +1,16 @@
 """Starts and stops the demo's processes: redis-server, the Braze sandbox and both services.
 
-Every process writes its log to ``<run dir>/<name>.log`` (``.run/`` for the demo; the
-benchmark uses its own run dir); on exit (Ctrl-C included) each one gets SIGTERM, then
-SIGKILL if it has not stopped within its grace period.
+Every process writes its log to ``<run dir>/<name>.log`` and its pid to ``<run dir>/<name>.pid``
+(``.run/`` for the demo; the benchmark uses its own run dir); on exit each one gets SIGTERM,
+then SIGKILL if it has not stopped within its grace period. Should the runner itself die
+without that cleanup (SIGKILL, a crash of the interpreter), the kernel kills its children.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -16,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -25,6 +28,10 @@ import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 RUN_DIR = Path(".run")
+STOP_GRACE_S = 15.0
+"""How long a child may take to stop after SIGTERM before it gets SIGKILL; longer than the
+services' own ``shutdown_grace_seconds`` (10 s by default)."""
+_PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
@@ -35,6 +42,25 @@ def free_port() -> int:
         return port
 
 
+class ChildExited(RuntimeError):
+    """A child process of the stack has exited while it should be running."""
+
+    def __init__(self, process: Process, message: str) -> None:
+        super().__init__(message)
+        self.process = process
+
+
+def describe_exit(returncode: int) -> str:
+    """``exited with status 3`` or ``killed by signal 9 (SIGKILL)``, from a Popen returncode."""
+    if returncode >= 0:
+        return f"exited with status {returncode}"
+    try:
+        name = f" ({signal.Signals(-returncode).name})"
+    except ValueError:
+        name = ""
+    return f"killed by signal {-returncode}{name}"
+
+
 @dataclass
 class Process:
     """One child process and its log file."""
@@ -43,22 +69,50 @@ class Process:
     popen: subprocess.Popen[bytes]
     log_path: Path
 
-    def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM, wait up to ``grace`` seconds, then SIGKILL."""
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def stop(self, grace: float = 10.0) -> bool:
+        """SIGTERM, wait up to ``grace`` seconds, then SIGKILL; False if SIGKILL was needed."""
         if self.popen.poll() is not None:
-            return
+            return True
         self.popen.send_signal(signal.SIGTERM)
         try:
             self.popen.wait(grace)
         except subprocess.TimeoutExpired:
             self.popen.kill()
             self.popen.wait()
+            return False
+        return True
 
     def check_alive(self) -> None:
-        """Raise with the log's tail if the process has exited."""
+        """Raise :class:`ChildExited` with the log's tail if the process has exited."""
         if self.popen.poll() is not None:
             tail = self.log_path.read_text(errors="replace").splitlines()[-20:]
-            raise RuntimeError(f"{self.name} exited ({self.popen.returncode}):\n" + "\n".join(tail))
+            raise ChildExited(
+                self, f"{self.name} exited ({self.popen.returncode}):\n" + "\n".join(tail)
+            )
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel SIGKILL the child when this process dies.
+
+    The children run in sessions of their own (a terminal's Ctrl-C reaches only the runner,
+    which stops them in order), so nothing else would stop them if the runner were SIGKILLed.
+    Linux only; elsewhere the runner's own cleanup is all there is.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the runner died before prctl took effect
+            os._exit(1)
+
+    return preexec
 
 
 @dataclass
@@ -67,24 +121,40 @@ class Stack:
 
     processes: list[Process] = field(default_factory=list)
     run_dir: Path = RUN_DIR
-    """Where logs (and Redis data) go."""
+    """Where logs, pid files (and Redis data) go."""
+    stop_grace_s: float = STOP_GRACE_S
+    on_forced_stop: Callable[[Process], None] | None = None
+    """Called for each child that needed SIGKILL to stop."""
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Process:
-        """Start ``argv`` with its output in ``<run dir>/<name>.log``."""
+        """Start ``argv`` with its output in ``<run dir>/<name>.log``, its pid in ``<name>.pid``."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.run_dir / f"{name}.log"
-        log = log_path.open("wb")
-        popen = subprocess.Popen(
-            argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-            # Own process group: Ctrl-C reaches only us, and we stop children in order.
-            start_new_session=True,
-        )
+        with log_path.open("wb") as log:  # the child has its own copy of the descriptor
+            popen = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                # Own process group: Ctrl-C reaches only us, and we stop children in order.
+                start_new_session=True,
+                # Calls only prctl and getppid in the child: safe even with threads running.
+                preexec_fn=_die_with_parent(),
+            )
         process = Process(name, popen, log_path)
         self.processes.append(process)
+        (self.run_dir / f"{name}.pid").write_text(f"{popen.pid}\n")
         return process
+
+    def first_exited(self) -> Process | None:
+        """The first child (in start order) that is no longer running, if any."""
+        return next((p for p in self.processes if p.popen.poll() is not None), None)
+
+    def stop(self) -> None:
+        """Stop every child, in reverse start order (the services before what they use)."""
+        for process in reversed(self.processes):
+            if not process.stop(self.stop_grace_s) and self.on_forced_stop is not None:
+                self.on_forced_stop(process)
 
     def __enter__(self) -> Stack:
         return self
@@ -95,8 +165,7 @@ class Stack:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for process in reversed(self.processes):
-            process.stop()
+        self.stop()
 
 
 def start_redis(stack: Stack, *, fresh: bool = False) -> str:

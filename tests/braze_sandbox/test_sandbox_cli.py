@@ -84,6 +84,35 @@ def test_defaults_and_environment(monkeypatch):
     assert parse("--track-rate", "5/5").rate_limits["track"] == RateLimit(5, 5), "flags win"
 
 
+def test_api_keys_from_a_file_or_its_environment_variable(tmp_path, monkeypatch):
+    key_file = tmp_path / "keys"
+    key_file.write_text("# the sandbox's keys\n\nk1:users.track,users.delete\n  k2  \n")
+    expected = {"k1": {"users.track", "users.delete"}, "k2": ALL_PERMISSIONS}
+    assert parse("--api-keys-file", str(key_file)).api_keys == expected
+    with_flag = parse("--api-keys-file", str(key_file), "--api-key", "k3:users.identify")
+    assert with_flag.api_keys == {**expected, "k3": {"users.identify"}}, "both count"
+    monkeypatch.setenv("BRAZE_SANDBOX_API_KEYS", "from-env")
+    assert parse("--api-keys-file", str(key_file)).api_keys == expected, "the file wins"
+    monkeypatch.setenv("BRAZE_SANDBOX_API_KEYS_FILE", str(key_file))
+    assert parse().api_keys == expected
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [(None, "cannot read the API key file"), ("secret-in-file:users.fly\n", "users.fly")],
+)
+def test_a_bad_key_file_is_a_usage_error_that_shows_no_key(tmp_path, capsys, content, expected):
+    key_file = tmp_path / "keys"
+    if content is not None:
+        key_file.write_text(content)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--api-keys-file", str(key_file)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert expected in err
+    assert "secret-in-file" not in err
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -132,6 +161,10 @@ async def test_standalone_server_serves_and_logs_without_keys():
     )
     assert proc.stderr is not None
     try:
+        warning = json.loads(await asyncio.wait_for(proc.stderr.readline(), 20))
+        assert warning["level"] == "warning"
+        assert "visible to every user in ps" in warning["msg"]
+        assert warning["flags"] == ["--api-key"]
         line = await asyncio.wait_for(proc.stderr.readline(), 20)
         started = json.loads(line)
         assert started["msg"] == "braze_sandbox listening"
@@ -156,5 +189,5 @@ async def test_standalone_server_serves_and_logs_without_keys():
         rest = await asyncio.wait_for(proc.stderr.read(), 20)
         await proc.wait()
     assert proc.returncode == 0
-    assert key.encode() not in line + rest
+    assert key.encode() not in json.dumps(warning).encode() + line + rest
     assert b"braze_sandbox stopped" in rest

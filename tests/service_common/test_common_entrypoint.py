@@ -126,6 +126,7 @@ def test_service_process_serves_then_stops_cleanly_on_sigterm(tmp_path: Path) ->
             proc.wait()
 
     pump.join(timeout=10)  # the process has exited: its stderr is at EOF
+    proc.stderr.close()
     while not lines.empty():
         line = lines.get_nowait()
         if line.startswith("{"):
