@@ -4,7 +4,7 @@
 # every tool the targets need (the venv, redis-server, buf) is installed by a target here.
 #
 #   make venv         create .venv and install the project editable with the dev extra
-#   make redis-server install Debian's redis-server if it is not on PATH
+#   make redis-server install Debian's redis-server (+ redis-cli) if not on PATH
 #   make buf          install the pinned buf CLI into tools/node_modules
 #   make proto        regenerate Python code from protos/ into clients/python
 #   make proto-check  fail if the committed generated code differs from a fresh generation
@@ -55,16 +55,18 @@ $(VENV_STAMP): pyproject.toml
 # --- System and tool dependencies ---------------------------------------------------------------
 
 # Tests start their own redis-server processes on free loopback ports, so all we need is the
-# binary. Debian's package may also start a system service on 6379: harmless, tests never use it.
+# binary, plus redis-cli (Debian's redis-tools) with which the harness creates a Redis Cluster.
+# Debian's package may also start a system service on 6379: harmless, tests never use it.
 redis-server:
-	@if command -v redis-server >/dev/null 2>&1; then \
+	@if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then \
 		echo "redis-server: $$(redis-server --version | head -n1)"; \
 	else \
-		echo "redis-server not found: installing Debian's redis-server"; \
+		echo "redis-server or redis-cli not found: installing Debian's redis-server and redis-tools"; \
 		$(SUDO) apt-get update -q; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-			--no-install-recommends redis-server; \
+			--no-install-recommends redis-server redis-tools; \
 		command -v redis-server >/dev/null || { echo "redis-server install failed" >&2; exit 1; }; \
+		command -v redis-cli >/dev/null || { echo "redis-cli install failed" >&2; exit 1; }; \
 	fi
 
 buf: $(BUF)

@@ -5,19 +5,27 @@
 - durable_redis (function) a fresh server with appendonly yes + appendfsync always, for
                            restart/crash tests; stopped and its dir removed after the test
 - redis_client  (function) an asyncio client on redis_url, closed after the test
+- redis_cluster (session)  a real Redis Cluster, 3 masters + 3 replicas (see
+                           tests/harness/redis_cluster.py), started only when a test asks for it;
+                           every test using it gets the `cluster` marker (`-m "not cluster"`)
+- redis_cluster_client (function) a redis.asyncio.cluster.RedisCluster on that cluster, after
+                           every stopped node is back, the cluster is stable and all masters are
+                           flushed
 
 free_port() (re-exported from tests.harness) gives a free loopback TCP port.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
+import redis.asyncio.cluster
 
-from tests.harness import RedisServer, free_port
+from tests.harness import RedisClusterHarness, RedisServer, free_port
 
 # The API-level suites (profile_api, e2e, robustness) share `tracing` and `sandbox`; suites
 # with their own `sandbox` fixture override it in their conftest.
@@ -62,6 +70,38 @@ def durable_redis() -> Iterator[RedisServer]:
 @pytest_asyncio.fixture
 async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # One place decides what a cluster test is: whatever uses the cluster fixture.
+    for item in items:
+        if "redis_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.cluster)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterHarness]:
+    cluster = RedisClusterHarness()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.cleanup()
+
+
+@pytest_asyncio.fixture
+async def redis_cluster_client(
+    redis_cluster: RedisClusterHarness,
+) -> AsyncIterator[redis.asyncio.cluster.RedisCluster]:
+    # A previous test may have killed a node or moved slots: bring everything back, then empty
+    # every master. In a thread: the session's event loop may be serving other fixtures.
+    await asyncio.to_thread(redis_cluster.heal)
+    await asyncio.to_thread(redis_cluster.flushall)
+    client = redis_cluster.async_client()
     try:
         yield client
     finally:

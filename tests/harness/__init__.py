@@ -6,15 +6,19 @@ helper used by one suite only lives in that suite's ``helpers.py``.
 """
 
 from .net import free_port, wait_for_port
+from .redis_cluster import RedisClusterError, RedisClusterHarness, find_redis_cli
 from .redis_server import RedisServer, RedisServerError, find_redis_server
 from .sandbox import SandboxStarter, running_sandbox
 from .waiting import eventually
 
 __all__ = [
+    "RedisClusterError",
+    "RedisClusterHarness",
     "RedisServer",
     "RedisServerError",
     "SandboxStarter",
     "eventually",
+    "find_redis_cli",
     "find_redis_server",
     "free_port",
     "running_sandbox",
