@@ -224,11 +224,7 @@ class ManagedServer:
             await self.health.enter_graceful_shutdown()
             await self.server.stop(grace)
             for hook in self._spec.on_shutdown:
-                try:
-                    await hook()
-                except Exception:
-                    name = getattr(hook, "__qualname__", repr(hook))
-                    logger.exception("shutdown hook %s failed", name)
+                await self._run_shutdown_hook(hook)
             if self._owns_tracer_provider:
                 await asyncio.to_thread(shutdown_tracing, self.tracer_provider)
             else:
@@ -236,6 +232,19 @@ class ManagedServer:
             logger.info("stopped")
         finally:
             self._terminated.set()
+
+    async def _run_shutdown_hook(self, hook: Hook) -> None:
+        # Bounded: a hook stuck on a long wait (a Retry-After, an unreachable Redis) must not
+        # keep the process from exiting. What it abandons is still in Redis (unacknowledged
+        # stream entries, the outbox) and is redelivered by the next process.
+        name = getattr(hook, "__qualname__", repr(hook))
+        timeout = self.settings.shutdown_hook_timeout_seconds
+        try:
+            await asyncio.wait_for(hook(), timeout)
+        except TimeoutError:
+            logger.error("shutdown hook %s did not finish within %.1fs: cancelled", name, timeout)
+        except Exception:
+            logger.exception("shutdown hook %s failed", name)
 
     async def wait_for_termination(self) -> None:
         """Return when ``stop`` has finished (hooks and telemetry flush included).

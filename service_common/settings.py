@@ -174,6 +174,12 @@ class ServiceSettings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         10.0, ge=0, description="On SIGTERM, how long in-flight RPCs may run before cancel."
     )
+    shutdown_hook_timeout_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="On stop, how long each background-work shutdown step may take before it "
+        "is cancelled (work it abandons is redelivered from Redis).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="Minimum level of log records written."
     )

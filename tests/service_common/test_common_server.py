@@ -553,6 +553,37 @@ async def test_stop_is_idempotent_and_concurrent_callers_share_it(harness: Harne
     await asyncio.wait_for(harness.managed.wait_for_termination(), timeout=5)
 
 
+async def test_a_stuck_shutdown_hook_is_cancelled_after_its_timeout_and_stop_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    echo = Echo()
+    stuck_forever = asyncio.Event()
+    cancelled: list[bool] = []
+
+    async def stuck() -> None:
+        try:
+            await stuck_forever.wait()  # never set: a hook waiting on something that never comes
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    spec = ServerSpec(
+        service_names=[SERVICE],
+        register=echo.register,
+        method_scopes=SCOPES,
+        on_shutdown=[stuck, echo.on_shutdown],
+    )
+    managed = build_server(
+        _settings(shutdown_hook_timeout_seconds=0.2), spec, tracer_provider=setup_tracing("x")
+    )
+    await managed.start()
+    with caplog.at_level(logging.ERROR):
+        await managed.stop(0)
+    assert cancelled == [True]
+    assert echo.shutdown_calls == ["closed"]  # the hooks after the stuck one still ran
+    assert any("did not finish within" in r.getMessage() for r in caplog.records)
+
+
 async def test_build_rejects_invalid_method_scopes() -> None:
     echo = Echo()
     spec = ServerSpec(
