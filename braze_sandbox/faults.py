@@ -1,4 +1,9 @@
-"""Fault injection: 5xx rate, latency, down mode, forced 429 windows, forced minor errors."""
+"""Fault injection: 5xx rate, latency, down mode, forced 429 windows, forced minor errors.
+
+(Over 400 lines on purpose: one injector whose faults (errors, latency, down mode, 429
+windows, minor errors) are configured and applied together per request; a test reads every
+fault the sandbox can inject in one place.)
+"""
 
 from __future__ import annotations
 

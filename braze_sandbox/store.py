@@ -1,4 +1,8 @@
-"""In-memory user store: profiles, identifiers, events, purchases and cohort membership."""
+"""In-memory user store: profiles, identifiers, events, purchases and cohort membership.
+
+(Over 400 lines on purpose: one user model (identifiers, events, purchases, cohort
+membership) that every endpoint reads and writes and that must stay consistent across them.)
+"""
 
 from __future__ import annotations
 

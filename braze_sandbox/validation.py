@@ -1,5 +1,8 @@
 """Validation of /users/track objects: identifiers, attributes, events and purchases.
 
+(Over 400 lines on purpose: one validator per field kind of /users/track, each
+mirroring one documented Braze rule; splitting would scatter one spec.)
+
 Each ``validate_*`` function returns either a validated value or an error text. The texts
 become ``{"type": ..., "input_array": ..., "index": ...}`` minor errors, the shape Braze
 returns (seen in third-party fixtures; Braze documents the codes but not their wording).

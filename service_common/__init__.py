@@ -3,13 +3,13 @@ Redis and the gRPC server lifecycle. The names below are the supported API."""
 
 from service_common.auth import ApiKeyStore, AuthInterceptor, Principal, current_principal, key_id
 from service_common.client import auth_metadata, create_channel
+from service_common.error_mapping import ErrorMappingInterceptor
 from service_common.errors import (
     ERROR_DOMAIN,
     Aborted,
     AlreadyExists,
     DecodedError,
     DomainError,
-    ErrorMappingInterceptor,
     FailedPrecondition,
     FieldViolation,
     Internal,

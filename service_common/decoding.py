@@ -119,7 +119,7 @@ async def _checked_stream(
 class RequestDecodingInterceptor(grpc.aio.ServerInterceptor):
     """Answers undecodable or enum-invalid requests with ``INVALID_ARGUMENT``, for all RPC kinds.
 
-    Must sit inside :class:`~service_common.errors.ErrorMappingInterceptor`, which turns the
+    Must sit inside :class:`~service_common.error_mapping.ErrorMappingInterceptor`, which turns the
     raised :class:`~service_common.errors.InvalidArgument` into the status. Each instance
     (one per server) throttles its own WARNING lines.
     """

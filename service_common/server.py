@@ -1,5 +1,8 @@
 """The server lifecycle both services share: build, start, serve until SIGTERM, stop gracefully.
 
+(Over 400 lines on purpose: the server's whole lifecycle (build, start, readiness, signal
+handling, graceful stop) is one state machine; its interceptors live in their own modules.)
+
 A service describes itself with a :class:`ServerSpec`; :func:`build_server` wires it into a
 ``grpc.aio`` server with tracing, auth and error mapping, health and reflection, and returns a
 :class:`ManagedServer`. A service's ``__main__`` is then one call to :func:`run_service`::
@@ -40,7 +43,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from service_common.auth import ApiKeyStore, AuthInterceptor
 from service_common.decoding import RequestDecodingInterceptor
-from service_common.errors import ErrorMappingInterceptor
+from service_common.error_mapping import ErrorMappingInterceptor
 from service_common.logging import configure_logging
 from service_common.readiness import ReadinessInterceptor, RedisReadiness
 from service_common.settings import ServiceSettings, settings_cli

@@ -1,5 +1,9 @@
 """Action -> Braze objects.
 
+(Over 400 lines on purpose: one function per Braze object kind, each next to the
+rules it applies, so that intake and delivery cannot drift apart; the limits themselves are in
+rules.py.)
+
 ``build_objects`` turns one ``crowd.dispatch.v1.Action`` into what it contributes to a Braze
 request, validating everything Braze would refuse so that bad input can be answered with
 INVALID_ARGUMENT at intake instead of failing later:

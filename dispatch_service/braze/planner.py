@@ -1,5 +1,8 @@
 """Request planning: pack actions into as few Braze requests as the limits allow (pure code).
 
+(Over 400 lines on purpose: one packing algorithm whose limits, coalescing and
+ordering rules interact; pure code, tested as one unit.)
+
 Rules (reference/braze-rest-api.md §1.2, §3, §7):
 - /users/track carries at most the batch mode's objects (75 combined by default; 75 per array
   for legacy plans; 50 combined), /users/delete and /users/identify at most 50 identifiers,

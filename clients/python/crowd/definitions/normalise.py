@@ -1,5 +1,8 @@
 """Schema-guided clean-up of a parsed YAML/JSON document before ``json_format.ParseDict``.
 
+(Over 400 lines on purpose: one schema-guided walk with one small rule per
+hand-written form it accepts.)
+
 People write definitions by hand, so the loader accepts more than strict proto JSON:
 
 - enum values without their prefix and in any case: ``scope: visitor``, ``kind: increment``,

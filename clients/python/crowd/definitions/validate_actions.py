@@ -1,5 +1,8 @@
 """Validation of audiences, event feeds, cooldown groups and connector actions (Tealium §6-§7).
 
+(Over 400 lines on purpose: audiences, feeds, cooldown groups and the Braze
+mapping of actions refer to each other, and their cross-checks read best side by side.)
+
 Actions: a source (audience + trigger, or feed) that exists, a delay only on end-of-visit
 triggers (whole hours, 1 h to 365 days), a frequency cap referring to a known cooldown group,
 a connector id, and a Braze mapping that can produce a valid request: at least one user
