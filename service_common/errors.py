@@ -413,11 +413,26 @@ async def abort_with_error(
     raise AssertionError("unreachable: context.abort returned")  # pragma: no cover
 
 
+#: Errors that mean the storage is briefly away: Redis unreachable or timing out, and a Redis
+#: Cluster failing over or moving slots (CLUSTERDOWN, TRYAGAIN, MASTERDOWN, a redirect or an
+#: uncovered slot still seen once the client's own retries ran out, no node reachable).
+_STORAGE_OUTAGES: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.AskError,
+    redis.exceptions.SlotNotCoveredError,
+    redis.exceptions.RedisClusterUnreachableError,
+    redis.exceptions.ReadOnlyError,
+)
+
+
 def _translate(exc: Exception, method: str) -> DomainError:
     """Map an exception a servicer let escape to the error sent to the caller."""
     if isinstance(exc, DomainError):
         return exc
-    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+    if isinstance(exc, _STORAGE_OUTAGES):
         # Redis being down or failing over is transient: UNAVAILABLE tells clients to retry.
         logger.warning("storage unavailable in %s: %s", method, exc)
         return Unavailable("storage is temporarily unavailable", reason="STORAGE_UNAVAILABLE")
