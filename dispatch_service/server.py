@@ -31,6 +31,7 @@ from dispatch_service.visitor_trace import VisitorTrace
 from dispatch_service.worker import DispatchWorker, WorkerSettings
 from service_common.readiness import RedisReadiness
 from service_common.redis import connect_redis
+from service_common.redis_toolkit.replication import WaitPolicy
 from service_common.server import ManagedServer, ServerSpec, build_server
 from service_common.telemetry import setup_tracing
 
@@ -56,7 +57,13 @@ async def create_server(
     # command API and every multi-key script stays within one hash tag.
     redis = cast(Redis, connect_redis(settings.redis_url, cluster=settings.redis_cluster))
     visitor_trace = VisitorTrace(redis)
-    store = ActionStore(redis, settings.partitions, connectors, trace=visitor_trace)
+    store = ActionStore(
+        redis,
+        settings.partitions,
+        connectors,
+        trace=visitor_trace,
+        wait=WaitPolicy.from_settings(settings),
+    )
     session = create_session(provider)
     worker: DispatchWorker | None = None
     if settings.workers:
