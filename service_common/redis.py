@@ -69,6 +69,8 @@ def redis_target(url: str) -> str:
     return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
 
 
+_SOCKET_TIMEOUT_S = 5.0
+
 #: How often a cluster command (or pipeline) is retried after a connection error, a timeout,
 #: CLUSTERDOWN or an uncovered slot, with jittered backoff capped at 1 s: enough to ride out
 #: a failover of a few seconds (the node timeout plus the election) before the caller sees
@@ -127,8 +129,8 @@ def connect_redis(
     register_secret(parts.password)
     if cluster and parts.scheme == "unix":
         raise ValueError("Redis Cluster needs a redis:// or rediss:// URL, not unix://")
-    client_options.setdefault("socket_connect_timeout", 5.0)
-    client_options.setdefault("socket_timeout", 5.0)
+    client_options.setdefault("socket_connect_timeout", _SOCKET_TIMEOUT_S)
+    client_options.setdefault("socket_timeout", _SOCKET_TIMEOUT_S)
     if cluster:
         return _cluster_client(url, nodes, client_options)
     client_options.setdefault("health_check_interval", 30)
@@ -139,7 +141,11 @@ def connect_settings_redis(
     settings: ServiceSettings, **client_options: Any
 ) -> redis.asyncio.Redis | redis.asyncio.RedisCluster:
     """:func:`connect_redis` as ``settings`` say (``redis_url``, ``redis_cluster``,
-    ``redis_cluster_nodes``)."""
+    ``redis_cluster_nodes``; the socket timeout outlasts a ``WAIT`` of
+    ``redis_wait_timeout_ms``)."""
+    client_options.setdefault(
+        "socket_timeout", max(_SOCKET_TIMEOUT_S, settings.redis_wait_timeout_ms / 1000 + 1.0)
+    )
     return connect_redis(
         settings.redis_url,
         cluster=settings.redis_cluster,

@@ -13,7 +13,10 @@ every write *of its connection*):
 - on a Redis Cluster, the writes are grouped by the master owning each command's slot and each
   group is sent with its ``WAIT`` over one connection of that master (its own pipeline).
 
-Fewer replicas within the timeout, a ``WAIT`` that failed, or a write a master refused
+A master that answered ``NOSCRIPT`` (it lost its script cache) is not checked: the caller
+sends the scripts again through this function, and that ``WAIT``, later in the same master's
+replication stream, confirms the earlier writes too. Fewer replicas within the timeout, a
+``WAIT`` that failed, or a write a master refused
 (``MOVED``/``ASK`` while slots move, a connection lost during a failover) raise
 :class:`ReplicasNotConfirmed` (``UNAVAILABLE``) once every group is done: the writes may well
 have happened, but their durability is not confirmed, so the caller must not acknowledge them;
@@ -35,6 +38,7 @@ import redis.asyncio
 import redis.exceptions
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
+from redis.exceptions import MovedError, NoScriptError
 
 from service_common.errors import Unavailable
 from service_common.settings import ServiceSettings
@@ -168,7 +172,9 @@ async def execute_acknowledged(
         replies = list(await pipe.execute(raise_on_error=False))
     if not policy.enabled:
         return replies
-    _check_confirmed(policy, [replies.pop()])
+    ack = replies.pop()
+    if not any(isinstance(reply, NoScriptError) for reply in replies):
+        _check_confirmed(policy, [ack])
     del replies[len(replies) - len(markers) :]
     return replies
 
@@ -214,19 +220,21 @@ async def _cluster_acknowledged(
         return_exceptions=True,
     )
     replies: list[Any] = [None] * len(commands)
-    for (_node, queued), outcome in zip(groups.values(), outcomes, strict=True):
-        for command in queued[:-1]:
-            replies[command.position] = (
-                outcome if isinstance(outcome, BaseException) else command.result
-            )
-    for outcome in outcomes:
+    acks: list[Any] = []
+    for (_node, queued), outcome, wait in zip(groups.values(), outcomes, waits, strict=True):
         if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
             raise outcome  # cancellation
+        group = [outcome if isinstance(outcome, BaseException) else c.result for c in queued[:-1]]
+        for command, reply in zip(queued[:-1], group, strict=True):
+            replies[command.position] = reply
+        if not any(isinstance(reply, NoScriptError) for reply in group):
+            acks.append(None if isinstance(outcome, BaseException) else wait.result)
+    for reply in replies:
+        if isinstance(reply, MovedError):
+            # The slot has a new owner for good (resharding, failover): teach the client's
+            # slot map, which this path bypasses, so that the caller's retry goes there.
+            await redis.nodes_manager.move_slot(reply)
     refused = any(isinstance(reply, _REFUSALS) for reply in replies)
-    acks = [
-        None if isinstance(outcome, BaseException) else wait.result
-        for outcome, wait in zip(outcomes, waits, strict=True)
-    ]
     _check_confirmed(policy, acks, refused=refused)
     return replies[: len(replies) - markers]
 

@@ -1,10 +1,19 @@
 """Helpers of the profile cluster tests (tests/cluster/test_cluster_profile_*.py): settings that
-point a profile server at the cluster fixture, and which master serves a visitor."""
+point a profile server at the cluster fixture, which master serves a visitor, and an ingest
+client that retries through failovers and resharding."""
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
+import grpc
+import grpc.aio
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_random_exponential
+
+from crowd.client import CrowdClient, make_event
 from service_common.keys import DEFAULT_PARTITIONS, partition_keys_for
 from service_common.server import ManagedServer
 from tests.harness import RedisClusterHarness, RedisServer
@@ -54,3 +63,63 @@ class ClusterProfileServers(Servers):
 
     async def profile(self, **overrides: Any) -> ManagedServer:
         return await super().profile(**profile_cluster_settings(self.cluster, **overrides))
+
+
+#: Codes a client retries while the cluster fails over or moves slots.
+RETRIED_CODES = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED, grpc.StatusCode.DEADLINE_EXCEEDED}
+)
+
+
+class RetryingIngest:
+    """Sends rounds of events (one per visitor, event id ``<visitor>:<round>``), each retried
+    until acknowledged, as a client riding out an outage would; counts what it saw.
+
+    A round is acknowledged when TrackEvents answered OK; the retries of a round carry the
+    same event ids, so anything the failed attempts had applied is a duplicate."""
+
+    def __init__(self, client: CrowdClient, visitors: Sequence[str], give_up_s: float = 90.0):
+        self.client = client
+        self.visitors = list(visitors)
+        self.give_up_s = give_up_s
+        self.acknowledged_rounds = 0
+        self.failed_attempts: Counter[grpc.StatusCode] = Counter()
+        self._progress = asyncio.Condition()
+
+    async def send_round(self, number: int) -> None:
+        events = [make_event(v, "page_view", event_id=f"{v}:{number}") for v in self.visitors]
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(self._retried),
+            wait=wait_random_exponential(multiplier=0.05, max=0.5),
+            stop=stop_after_delay(self.give_up_s),
+            reraise=True,
+        ):
+            with attempt:
+                await self.client.track_events(events)
+        async with self._progress:
+            self.acknowledged_rounds += 1
+            self._progress.notify_all()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Send rounds, in order, until ``stop`` is set (the round in flight finishes)."""
+        while not stop.is_set():
+            await self.send_round(self.acknowledged_rounds)
+
+    async def reached(self, rounds: int) -> None:
+        """Return once ``rounds`` rounds were acknowledged."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: self.acknowledged_rounds >= rounds)
+
+    def _retried(self, error: BaseException) -> bool:
+        if isinstance(error, grpc.aio.AioRpcError) and error.code() in RETRIED_CODES:
+            self.failed_attempts[error.code()] += 1
+            return True
+        return False
+
+
+async def counters(client: CrowdClient, visitors: Sequence[str]) -> dict[str, float]:
+    """The ``counter`` attribute of each visitor's profile (counter definitions)."""
+    profiles = await asyncio.gather(*(client.get_profile(v) for v in visitors))
+    return {
+        v: p.attributes["counter"].number_value for v, p in zip(visitors, profiles, strict=True)
+    }
