@@ -40,6 +40,7 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
 from redis.exceptions import MovedError, NoScriptError
 
+from service_common import keys
 from service_common.errors import Unavailable
 from service_common.settings import ServiceSettings
 
@@ -114,17 +115,13 @@ class ReplicasNotConfirmed(Unavailable):
 
 
 def replication_marker(key: str) -> str:
-    """A key in the same slot as ``key`` (its hash tag, or the whole key as the tag) whose
-    only use is to be written before a ``WAIT``.
+    """A key in the same slot as ``key`` whose only use is to be written before a ``WAIT``.
 
     ``WAIT`` covers what its connection wrote, and a master's replication stream is ordered,
     so a marker write plus ``WAIT`` also confirms every earlier write to that master, e.g.
     one acknowledged by an attempt whose ``WAIT`` timed out and now seen as a duplicate.
     """
-    start = key.find("{")
-    end = key.find("}", start + 1) if start >= 0 else -1
-    tag = key[start + 1 : end] if start >= 0 and end > start + 1 else key
-    return f"crowd:wait:{{{tag}}}"
+    return keys.wait_marker(key)
 
 
 async def execute_acknowledged(

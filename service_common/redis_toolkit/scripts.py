@@ -147,10 +147,17 @@ async def _execute(
                 call.script.queue(pipe, call.keys, call.args)
 
     if wait is not None and wait.enabled:
-        return await execute_acknowledged(redis, fill, wait)
+        # A marker in each call's slot: a call that wrote nothing (a duplicate intake) still
+        # gets its master confirmed, and with it the write of the first attempt.
+        markers = [_text(call.keys[0]) for call in calls if call.keys]
+        return await execute_acknowledged(redis, fill, wait, confirm_keys=markers)
     async with redis.pipeline(transaction=False) as pipe:
         fill(pipe)
         return list(await pipe.execute(raise_on_error=False))
+
+
+def _text(key: KeyArg) -> str:
+    return key.decode("utf-8", "surrogateescape") if isinstance(key, bytes) else key
 
 
 async def execute_with_scripts(
