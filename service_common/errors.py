@@ -51,6 +51,7 @@ from service_common.logging import redact
 
 __all__ = [
     "ERROR_DOMAIN",
+    "STORAGE_OUTAGES",
     "Aborted",
     "AlreadyExists",
     "DecodedError",
@@ -416,7 +417,7 @@ async def abort_with_error(
 #: Errors that mean the storage is briefly away: Redis unreachable or timing out, and a Redis
 #: Cluster failing over or moving slots (CLUSTERDOWN, TRYAGAIN, MASTERDOWN, a redirect or an
 #: uncovered slot still seen once the client's own retries ran out, no node reachable).
-_STORAGE_OUTAGES: tuple[type[Exception], ...] = (
+STORAGE_OUTAGES: tuple[type[Exception], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.ClusterDownError,
@@ -432,7 +433,7 @@ def _translate(exc: Exception, method: str) -> DomainError:
     """Map an exception a servicer let escape to the error sent to the caller."""
     if isinstance(exc, DomainError):
         return exc
-    if isinstance(exc, _STORAGE_OUTAGES):
+    if isinstance(exc, STORAGE_OUTAGES):
         # Redis being down or failing over is transient: UNAVAILABLE tells clients to retry.
         logger.warning("storage unavailable in %s: %s", method, exc)
         return Unavailable("storage is temporarily unavailable", reason="STORAGE_UNAVAILABLE")

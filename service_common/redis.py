@@ -28,6 +28,7 @@ from service_common.settings import ServiceSettings
 
 __all__ = [
     "CLUSTER_COMMAND_RETRIES",
+    "REDIS_FAILURES",
     "RedisUnavailableError",
     "cluster_seed_nodes",
     "connect_redis",
@@ -70,6 +71,15 @@ def redis_target(url: str) -> str:
 
 
 _SOCKET_TIMEOUT_S = 5.0
+
+#: Redis failing, including a cluster failing over or moving slots once the client's own
+#: retries ran out (``RedisClusterException`` is no ``RedisError``): what background loops
+#: log and retry.
+REDIS_FAILURES: tuple[type[Exception], ...] = (
+    redis.exceptions.RedisError,
+    redis.exceptions.RedisClusterException,
+    OSError,
+)
 
 #: How often a cluster command (or pipeline) is retried after a connection error, a timeout,
 #: CLUSTERDOWN or an uncovered slot, with jittered backoff capped at 1 s: enough to ride out
