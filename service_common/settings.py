@@ -261,6 +261,17 @@ class ServiceSettings(BaseSettings):
         return {**data, "api_keys": {**from_file, **inline}}
 
     @model_validator(mode="after")
+    def _check_cluster_url(self) -> Self:
+        # Refused at start, naming the setting: redis-py would only fail at the first command.
+        if self.redis_cluster:
+            parts = urlsplit(self.redis_url)
+            if parts.scheme == "unix":
+                raise ValueError("redis_url: a Redis Cluster needs redis:// or rediss://")
+            if parts.path.strip("/") not in ("", "0"):
+                raise ValueError("redis_url: a Redis Cluster has database 0 only")
+        return self
+
+    @model_validator(mode="after")
     def _register_secrets(self) -> Self:
         for key in self.api_keys:
             register_secret(key.get_secret_value())
