@@ -30,7 +30,8 @@ from dispatch_service.settings import DispatchSettings
 from dispatch_service.visitor_trace import VisitorTrace
 from dispatch_service.worker import DispatchWorker, WorkerSettings
 from service_common.readiness import RedisReadiness
-from service_common.redis import connect_redis
+from service_common.redis import connect_settings_redis
+from service_common.redis_toolkit.replication import WaitPolicy
 from service_common.server import ManagedServer, ServerSpec, build_server
 from service_common.telemetry import setup_tracing
 
@@ -54,9 +55,15 @@ async def create_server(
     provider = tracer_provider or setup_tracing(settings.otel_service_name)
     # The storage code is written against redis.asyncio.Redis; RedisCluster exposes the same
     # command API and every multi-key script stays within one hash tag.
-    redis = cast(Redis, connect_redis(settings.redis_url, cluster=settings.redis_cluster))
+    redis = cast(Redis, connect_settings_redis(settings))
     visitor_trace = VisitorTrace(redis)
-    store = ActionStore(redis, settings.partitions, connectors, trace=visitor_trace)
+    store = ActionStore(
+        redis,
+        settings.partitions,
+        connectors,
+        trace=visitor_trace,
+        wait=WaitPolicy.from_settings(settings),
+    )
     session = create_session(provider)
     worker: DispatchWorker | None = None
     if settings.workers:

@@ -42,7 +42,8 @@ from profile_service.storage import (
 )
 from service_common.client import create_channel
 from service_common.readiness import RedisReadiness
-from service_common.redis import connect_redis
+from service_common.redis import connect_settings_redis
+from service_common.redis_toolkit.replication import WaitPolicy
 from service_common.server import ManagedServer, ServerSpec, build_server
 from service_common.telemetry import setup_tracing
 
@@ -56,7 +57,8 @@ async def create_server(
     provider = tracer_provider or setup_tracing(settings.otel_service_name)
     # The storage code is written against redis.asyncio.Redis; RedisCluster exposes the same
     # command API and every multi-key script stays within one hash tag.
-    redis = cast(Redis, connect_redis(settings.redis_url, cluster=settings.redis_cluster))
+    redis = cast(Redis, connect_settings_redis(settings))
+    wait = WaitPolicy.from_settings(settings)
     layout = Layout(settings.partitions)
     definitions_store = DefinitionsStore(redis, validate=validate_remembered, digest=digest)
     # Read (and fail on a bad file) now; it is published once Redis answers.
@@ -102,6 +104,7 @@ async def create_server(
         EngineFunctions.real(),
         on_outbox_write=forwarder.wake if forwarder is not None else None,
         max_attempts=settings.commit_max_attempts,
+        wait=wait,
     )
     background: list[Any] = []  # each has start() and async stop()
     if settings.background_workers:
@@ -128,7 +131,7 @@ async def create_server(
 
     app = ProfileApp(
         store=store,
-        reader=ProfileReader(redis, layout),
+        reader=ProfileReader(redis, layout, wait=wait),
         trace_log=TraceLog(redis, layout),
         definitions_store=definitions_store,
         watcher=watcher,

@@ -16,11 +16,16 @@ from typing import Any
 
 import grpc
 import grpc.aio
-import redis.exceptions
 from opentelemetry import trace
 
 from service_common._handlers import Behavior, call_unary, iterate_stream, rewrap_handler
-from service_common.errors import DomainError, Internal, Unavailable, abort_with_error
+from service_common.errors import (
+    STORAGE_OUTAGES,
+    DomainError,
+    Internal,
+    Unavailable,
+    abort_with_error,
+)
 from service_common.logging import redact
 
 __all__ = ["ErrorMappingInterceptor"]
@@ -32,7 +37,7 @@ def _translate(exc: Exception, method: str) -> DomainError:
     """Map an exception a servicer let escape to the error sent to the caller."""
     if isinstance(exc, DomainError):
         return exc
-    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+    if isinstance(exc, STORAGE_OUTAGES):
         # Redis being down or failing over is transient: UNAVAILABLE tells clients to retry.
         logger.warning("storage unavailable in %s: %s", method, exc)
         return Unavailable("storage is temporarily unavailable", reason="STORAGE_UNAVAILABLE")

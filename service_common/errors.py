@@ -33,6 +33,7 @@ from typing import Any, ClassVar, NamedTuple, NoReturn, cast
 
 import grpc
 import grpc.aio
+import redis.exceptions
 from google.protobuf import any_pb2, duration_pb2
 
 # googleapis-common-protos ships .pyi files but no py.typed marker.
@@ -44,6 +45,7 @@ from grpc_status import rpc_status
 
 __all__ = [
     "ERROR_DOMAIN",
+    "STORAGE_OUTAGES",
     "Aborted",
     "AlreadyExists",
     "DecodedError",
@@ -403,6 +405,21 @@ async def abort_with_error(
     status = rpc_status.to_status(error.to_status())
     await context.abort(status.code, status.details, status.trailing_metadata)
     raise AssertionError("unreachable: context.abort returned")  # pragma: no cover
+
+
+#: Errors that mean the storage is briefly away: Redis unreachable or timing out, and a Redis
+#: Cluster failing over or moving slots (CLUSTERDOWN, TRYAGAIN, MASTERDOWN, a redirect or an
+#: uncovered slot still seen once the client's own retries ran out, no node reachable).
+STORAGE_OUTAGES: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.AskError,
+    redis.exceptions.SlotNotCoveredError,
+    redis.exceptions.RedisClusterUnreachableError,
+    redis.exceptions.ReadOnlyError,
+)
 
 
 class DecodedError(NamedTuple):

@@ -90,6 +90,16 @@ def trace_by_id(trace_id: str) -> str:
     return f"{PREFIX}:trace:id:{trace_id}"
 
 
+def wait_marker(key: str) -> str:
+    """String ``1``: written right before a ``WAIT`` in the slot of ``key`` (its hash tag, or
+    the whole key as the tag) so that the ``WAIT`` also confirms every earlier write to that
+    master (`service_common.redis_toolkit.replication`). TTL 60 s."""
+    start = key.find("{")
+    end = key.find("}", start + 1) if start >= 0 else -1
+    tag = key[start + 1 : end] if start >= 0 and end > start + 1 else key
+    return f"{PREFIX}:wait:{{{tag}}}"
+
+
 # --- per-partition keys of the profile service ------------------------------------------
 
 

@@ -29,7 +29,7 @@ import redis.exceptions
 from redis.asyncio import Redis, RedisCluster
 
 from service_common._handlers import Behavior, rewrap_handler
-from service_common.errors import Unavailable
+from service_common.errors import STORAGE_OUTAGES, Unavailable
 from service_common.redis import log_redis_attempt, redis_target
 from service_common.redis_toolkit.retry import REDIS_STARTUP, Backoff, retrying
 from service_common.settings import ServiceSettings
@@ -39,8 +39,9 @@ __all__ = ["ReadinessInterceptor", "RedisReadiness"]
 logger = logging.getLogger(__name__)
 
 Hook = Callable[[], Awaitable[Any]]
-#: Errors that mean "Redis is not reachable (yet)": retried, never fatal.
-REDIS_DOWN_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+#: Errors that mean "Redis is not reachable (yet)": retried, never fatal. On a cluster this
+#: includes one that is forming, failing over or moving slots (CLUSTERDOWN, uncovered slots).
+REDIS_DOWN_ERRORS = (*STORAGE_OUTAGES, OSError)
 #: Methods that answer whether or not Redis is there.
 _ALWAYS_OPEN = (
     "/grpc.health.v1.Health/",

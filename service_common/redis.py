@@ -12,19 +12,27 @@ server's ``on_shutdown`` hooks).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any, Literal, overload
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 
 from service_common.logging import redact, register_secret
 from service_common.redis_toolkit.retry import Backoff, RetryLog, retrying
+from service_common.settings import ServiceSettings
 
 __all__ = [
+    "CLUSTER_COMMAND_RETRIES",
+    "REDIS_FAILURES",
     "RedisUnavailableError",
+    "cluster_seed_nodes",
     "connect_redis",
+    "connect_settings_redis",
     "create_redis",
     "log_redis_attempt",
     "redact_url",
@@ -62,12 +70,67 @@ def redis_target(url: str) -> str:
     return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
 
 
+_SOCKET_TIMEOUT_S = 5.0
+
+#: Redis failing, including a cluster failing over or moving slots once the client's own
+#: retries ran out (``RedisClusterException`` is no ``RedisError``): what background loops
+#: log and retry.
+REDIS_FAILURES: tuple[type[Exception], ...] = (
+    redis.exceptions.RedisError,
+    redis.exceptions.RedisClusterException,
+    OSError,
+)
+
+#: How often a cluster command (or pipeline) is retried after a connection error, a timeout,
+#: CLUSTERDOWN or an uncovered slot, with jittered backoff capped at 1 s: enough to ride out
+#: a failover of a few seconds (the node timeout plus the election) before the caller sees
+#: the error (the RPC then answers UNAVAILABLE and the client retries). MOVED and ASK are
+#: followed on top of these.
+CLUSTER_COMMAND_RETRIES = 12
+
+
+def cluster_seed_nodes(url: str, nodes: Sequence[str] | str = ()) -> list[tuple[str, int]]:
+    """``(host, port)`` of the cluster seeds: the node of ``url`` first, then ``nodes``
+    (``host:port`` strings, or one comma-separated string), without duplicates."""
+    parts = urlsplit(url)
+    seeds = [(parts.hostname or "localhost", parts.port or 6379)]
+    listed = nodes.split(",") if isinstance(nodes, str) else list(nodes)
+    for node in (n.strip() for n in listed if n.strip()):
+        host, _, port = node.rpartition(":")
+        seed = (host.strip("[]"), int(port))
+        if seed not in seeds:
+            seeds.append(seed)
+    return seeds
+
+
+def _cluster_client(
+    url: str, nodes: Sequence[str] | str, client_options: dict[str, Any]
+) -> redis.asyncio.RedisCluster:
+    # One RedisCluster, every seed a startup node: discovery asks them in turn, so start-up
+    # survives a seed being down. The URL's credentials, TLS and options apply to every node.
+    client_options.setdefault(
+        "retry", Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), CLUSTER_COMMAND_RETRIES)
+    )
+    seeds = cluster_seed_nodes(url, nodes)
+    client_options["startup_nodes"] = [
+        redis.asyncio.cluster.ClusterNode(host, port) for host, port in seeds
+    ]
+    return redis.asyncio.RedisCluster.from_url(url, **client_options)
+
+
 def connect_redis(
-    url: str, *, cluster: bool = False, **client_options: Any
+    url: str, *, cluster: bool = False, nodes: Sequence[str] | str = (), **client_options: Any
 ) -> redis.asyncio.Redis | redis.asyncio.RedisCluster:
     """A client for ``url`` that has not talked to Redis yet (no PING; see :func:`create_redis`
     for the options). The services build theirs this way so they can start, report
     NOT_SERVING and wait for Redis (:mod:`service_common.readiness`).
+
+    Args:
+        url: The Redis URL (for a cluster: any one node, the first seed).
+        cluster: Build a ``RedisCluster``: it discovers every node from the seeds, follows
+            MOVED/ASK, refreshes its slot map after errors and retries connection errors,
+            timeouts and CLUSTERDOWN (:data:`CLUSTER_COMMAND_RETRIES`).
+        nodes: More cluster seeds (``host:port``, a list or one comma-separated string).
 
     Raises:
         ValueError: For an unusable URL/option combination.
@@ -76,12 +139,29 @@ def connect_redis(
     register_secret(parts.password)
     if cluster and parts.scheme == "unix":
         raise ValueError("Redis Cluster needs a redis:// or rediss:// URL, not unix://")
-    client_options.setdefault("socket_connect_timeout", 5.0)
-    client_options.setdefault("socket_timeout", 5.0)
+    client_options.setdefault("socket_connect_timeout", _SOCKET_TIMEOUT_S)
+    client_options.setdefault("socket_timeout", _SOCKET_TIMEOUT_S)
     if cluster:
-        return redis.asyncio.RedisCluster.from_url(url, **client_options)
+        return _cluster_client(url, nodes, client_options)
     client_options.setdefault("health_check_interval", 30)
     return redis.asyncio.from_url(url, **client_options)
+
+
+def connect_settings_redis(
+    settings: ServiceSettings, **client_options: Any
+) -> redis.asyncio.Redis | redis.asyncio.RedisCluster:
+    """:func:`connect_redis` as ``settings`` say (``redis_url``, ``redis_cluster``,
+    ``redis_cluster_nodes``; the socket timeout outlasts a ``WAIT`` of
+    ``redis_wait_timeout_ms``)."""
+    client_options.setdefault(
+        "socket_timeout", max(_SOCKET_TIMEOUT_S, settings.redis_wait_timeout_ms / 1000 + 1.0)
+    )
+    return connect_redis(
+        settings.redis_url,
+        cluster=settings.redis_cluster,
+        nodes=settings.redis_cluster_nodes,
+        **client_options,
+    )
 
 
 def _heals(error: BaseException) -> bool:

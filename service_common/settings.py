@@ -145,7 +145,31 @@ class ServiceSettings(BaseSettings):
         "unix:///path/to/redis.sock?db=0. Give a URL with a password in the environment or "
         "the config file, not on the command line.",
     )
-    redis_cluster: bool = Field(False, description="Connect to a Redis Cluster.")
+    redis_cluster: bool = Field(
+        False,
+        description="Connect to a Redis Cluster: redis_url names one node (a seed); the client "
+        "discovers the others, follows MOVED/ASK and refreshes the topology after a failover.",
+    )
+    redis_cluster_nodes: str = Field(
+        "",
+        description="Cluster seed nodes as comma-separated host:port (used with redis_cluster "
+        "when set, besides the node of redis_url, whose credentials and TLS apply to all): "
+        "start-up then survives one seed being down.",
+    )
+    redis_wait_replicas: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="Acknowledge a write only once this many replicas hold it (Redis WAIT on "
+        "the connection that wrote); fewer within redis_wait_timeout_ms answers UNAVAILABLE. "
+        "0: off (asynchronous replication).",
+    )
+    redis_wait_timeout_ms: int = Field(
+        1000,
+        ge=1,
+        le=60_000,
+        description="Longest wait for redis_wait_replicas replicas to confirm a write.",
+    )
     redis_watchdog_interval_seconds: float = Field(
         1.0,
         gt=0,
@@ -215,6 +239,15 @@ class ServiceSettings(BaseSettings):
             raise ValueError(f"scheme must be one of {', '.join(_REDIS_SCHEMES)}")
         return value
 
+    @field_validator("redis_cluster_nodes")
+    @classmethod
+    def _check_cluster_nodes(cls, value: str) -> str:
+        for node in (part.strip() for part in value.split(",") if part.strip()):
+            host, sep, port = node.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError("give host:port pairs separated by commas")
+        return value
+
     @model_validator(mode="before")
     @classmethod
     def _merge_api_keys_file(cls, data: Any) -> Any:
@@ -226,6 +259,17 @@ class ServiceSettings(BaseSettings):
         if isinstance(inline, str):  # JSON given as a keyword argument
             inline = json.loads(inline)
         return {**data, "api_keys": {**from_file, **inline}}
+
+    @model_validator(mode="after")
+    def _check_cluster_url(self) -> Self:
+        # Refused at start, naming the setting: redis-py would only fail at the first command.
+        if self.redis_cluster:
+            parts = urlsplit(self.redis_url)
+            if parts.scheme == "unix":
+                raise ValueError("redis_url: a Redis Cluster needs redis:// or rediss://")
+            if parts.path.strip("/") not in ("", "0"):
+                raise ValueError("redis_url: a Redis Cluster has database 0 only")
+        return self
 
     @model_validator(mode="after")
     def _register_secrets(self) -> Self:

@@ -27,6 +27,7 @@ from dispatch_service.visitor_trace import VisitorTrace, suppression_note
 from service_common.errors import FieldViolation, InvalidArgument
 from service_common.keys import DISPATCH_META_PARTITIONS
 from service_common.redis_toolkit.partitions import check_partitions
+from service_common.redis_toolkit.replication import WaitPolicy
 
 __all__ = ["DEFAULT_RETENTION_S", "ActionStore"]
 
@@ -48,6 +49,8 @@ class ActionStore:
         connector_ids: The connectors actions may name, with their settings (a mapping of id
             to BrazeConnector) or ids only; :meth:`submit` validates against them.
         retention_s: Lifetime of finished records (see :data:`DEFAULT_RETENTION_S`).
+        wait: Replicas that must confirm an intake before :meth:`submit` returns
+            (``redis_wait_replicas``; off by default).
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class ActionStore:
         *,
         retention_s: float = DEFAULT_RETENTION_S,
         trace: VisitorTrace | None = None,
+        wait: WaitPolicy | None = None,
     ) -> None:
         if redis.connection_pool.connection_kwargs.get("decode_responses"):
             raise ValueError("ActionStore needs a Redis client with decode_responses=False")
@@ -72,6 +76,7 @@ class ActionStore:
         )
         self.retention_ms = int(retention_s * 1000)
         self._trace = trace
+        self._wait = wait
 
     async def ensure_queues(self) -> None:
         """Check the partition count and create every queue and consumer group (idempotent).
@@ -111,7 +116,8 @@ class ActionStore:
         calls, batches, origin = plan_submission(
             actions, self.partitions, now_ms, self.retention_ms, default_trace
         )
-        results = await run_scripts(self.redis, calls)
+        # With a WAIT policy, returns only once replicas hold the intake (else UNAVAILABLE).
+        results = await run_scripts(self.redis, calls, wait=self._wait)
         outcomes = read_outcomes(actions, batches, results, origin)
         if self._trace is not None:
             await self._trace.record(

@@ -84,6 +84,11 @@ class ProfileWrite:
     """``(live-trace id, entry JSON)`` to append once the commit succeeded."""
     outbox_entries: int = 0
 
+    @property
+    def command_count(self) -> int:
+        """How many commands `queue` queues (the script first)."""
+        return 1 + len(self.side_writes)
+
     def queue(self, pipe: redis.asyncio.client.Pipeline) -> int:
         """Queue the script and the side writes; return how many commands were queued."""
         COMMIT_SCRIPT.queue(pipe, self.keys, self.args)

@@ -32,6 +32,7 @@ from profile_service.storage.lua import storage_script
 from profile_service.storage.replies import as_bytes, as_text
 from service_common import keys
 from service_common.errors import Aborted, FailedPrecondition, NotFound
+from service_common.redis import REDIS_FAILURES
 
 __all__ = [
     "Compiler",
@@ -284,6 +285,6 @@ class DefinitionsWatcher:
                             ignore_subscribe_messages=True, timeout=self._poll_interval_s
                         )
                         await self.refresh()
-            except (redis.exceptions.RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 logger.warning("definitions watch interrupted (%s); retrying", type(exc).__name__)
                 await self._loop.pause(self._poll_interval_s)

@@ -41,6 +41,7 @@ from google.protobuf.message import DecodeError
 from crowd.dispatch.v1 import action_pb2
 from profile_service.storage.background import BackgroundLoop
 from profile_service.storage.layout import Layout
+from service_common.redis import REDIS_FAILURES
 from service_common.redis_toolkit import streams
 from service_common.redis_toolkit.retry import Backoff, FailureBackoff
 
@@ -281,7 +282,7 @@ class OutboxForwarder:
             try:
                 handled = await self.forward_once()
                 backoff.succeeded()
-            except (redis.exceptions.RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 logger.warning("outbox forwarding failed (%s); retrying", type(exc).__name__)
                 await self._loop.pause(backoff.next_delay())
                 continue

@@ -30,6 +30,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import redis.asyncio
+
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.engine.state import NormalizedEvent
 from profile_service.storage.batch_reads import BatchReads, Loaded
@@ -189,18 +191,36 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions):
         return _Plan(indexes=indexes, results=results, write=write)
 
     async def _write_plans(self, plans: Sequence[_Plan]) -> list[bool]:
-        """Round trip 2: every plan's compare-and-set; True where it committed."""
+        """Round trip 2: every plan's compare-and-set; True where it committed.
+
+        With a ``WAIT`` policy the round trip ends with ``WAIT`` on each connection that
+        wrote (`execute_acknowledged`), and profiles whose events were all duplicates get a
+        replication marker: their earlier commit (maybe by an attempt whose ``WAIT`` failed)
+        is then confirmed too before the duplicates are acknowledged.
+        """
         writes = [(n, plan.write) for n, plan in enumerate(plans) if plan.write is not None]
         done = [True] * len(plans)  # a plan with nothing to write (all duplicates) is done
-        if not writes:
+        confirm = []
+        if self._wait.enabled:
+            confirm = [
+                self._layout.keys_for(result.profile_id).profile(result.profile_id)
+                for plan in plans
+                if plan.write is None
+                for result in list(plan.results.values())[:1]
+            ]
+        if not writes and not confirm:
             return done
-        async with self._client.pipeline(transaction=False) as pipe:
-            positions = []
-            at = 0
+        positions = []
+        at = 0
+        for _, write in writes:
+            positions.append(at)
+            at += write.command_count
+
+        def fill(pipe: redis.asyncio.client.Pipeline) -> None:
             for _, write in writes:
-                positions.append(at)
-                at += write.queue(pipe)
-            replies = await self._execute(pipe)
+                write.queue(pipe)
+
+        replies = await self._execute_acknowledged(fill, confirm)
         outbox_written = False
         for (n, write), position in zip(writes, positions, strict=True):
             reply = replies[position]

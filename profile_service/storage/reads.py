@@ -29,6 +29,7 @@ from profile_service.storage.lua import storage_script
 from profile_service.storage.replies import as_text
 from service_common import keys
 from service_common.errors import FieldViolation, InvalidArgument
+from service_common.redis_toolkit.replication import WaitPolicy
 from service_common.redis_toolkit.scripts import execute_with_scripts
 
 __all__ = ["AudiencePage", "DeletedProfile", "ProfileReader", "StoredProfile"]
@@ -102,11 +103,16 @@ class ProfileReader:
     Args:
         client: The Redis client.
         layout: The dataset's partitioning.
+        wait: Replicas that must confirm a deletion before it is acknowledged (off by
+            default; see `service_common.redis_toolkit.replication`).
     """
 
-    def __init__(self, client: redis.asyncio.Redis, layout: Layout) -> None:
+    def __init__(
+        self, client: redis.asyncio.Redis, layout: Layout, *, wait: WaitPolicy | None = None
+    ) -> None:
         self._client = client
         self._layout = layout
+        self._wait = wait
 
     async def get_profile(self, visitor_id: str) -> StoredProfile | None:
         """The profile of an anonymous visitor id (following its alias), or ``None``."""
@@ -155,7 +161,9 @@ class ProfileReader:
         aliases = sorted({v for v in [*state.visitor_ids, visitor_id] if v != profile_id})
         # After a Redis restart the scripts go again as EVAL (every step is idempotent).
         await execute_with_scripts(
-            self._client, lambda pipe: self._queue_delete(pipe, profile_id, state, aliases, defs)
+            self._client,
+            lambda pipe: self._queue_delete(pipe, profile_id, state, aliases, defs),
+            wait=self._wait,
         )
         return DeletedProfile(profile_id, [profile_id, *aliases])
 

@@ -26,6 +26,7 @@ from profile_service.storage.layout import Layout
 from profile_service.storage.lua import load_scripts, storage_script
 from profile_service.storage.replies import as_text
 from service_common.keys import PartitionKeys
+from service_common.redis import REDIS_FAILURES
 
 __all__ = ["AudienceReconciler"]
 
@@ -102,7 +103,7 @@ class AudienceReconciler:
         while not self._loop.stopping:
             try:
                 await self.reconcile_once()
-            except (redis.exceptions.RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 logger.warning("audience reconciliation failed (%s)", type(exc).__name__)
             await self._loop.pause(self._interval_s)
 

@@ -20,6 +20,7 @@ from profile_service.storage.layout import Clock, Layout, system_clock_ms
 from profile_service.storage.lua import is_noscript, load_scripts, storage_script
 from profile_service.storage.replies import as_text
 from service_common.errors import Aborted
+from service_common.redis_toolkit.replication import WaitPolicy, execute_acknowledged
 
 __all__ = [
     "FIX_VISIT_DUE_SCRIPT",
@@ -125,6 +126,8 @@ class StoreCore:
         dedup_max_entries: Most event ids remembered per profile (within the dedup window).
         on_outbox_write: Called after a commit that added actions to an outbox (e.g. the
             local forwarder's ``wake``), so they leave without waiting for its next poll.
+        wait: Replicas that must confirm the commits of event batches before they are
+            acknowledged (``redis_wait_replicas``; off by default).
     """
 
     def __init__(
@@ -137,6 +140,7 @@ class StoreCore:
         max_attempts: int = 32,
         dedup_max_entries: int = DEFAULT_DEDUP_MAX_ENTRIES,
         on_outbox_write: Callable[[], None] | None = None,
+        wait: WaitPolicy | None = None,
     ) -> None:
         self._client = client
         self._layout = layout
@@ -145,6 +149,7 @@ class StoreCore:
         self._max_attempts = max_attempts
         self._dedup_max_entries = dedup_max_entries
         self._on_outbox_write = on_outbox_write
+        self._wait = wait or WaitPolicy()
         self._locks = KeyedLocks()
         self.stats = StoreStats()
 
@@ -160,9 +165,25 @@ class StoreCore:
     async def _execute(self, pipe: redis.asyncio.client.Pipeline) -> list[Any]:
         self.stats.round_trips += 1
         replies: list[Any] = await pipe.execute(raise_on_error=False)
+        await self._reload_if_lost(replies)
+        return replies
+
+    async def _execute_acknowledged(
+        self, fill: Callable[[redis.asyncio.client.Pipeline], None], confirm_keys: Sequence[str]
+    ) -> list[Any]:
+        """Run the writes ``fill`` queues in one round trip, acknowledged per the store's
+        ``WAIT`` policy (`execute_acknowledged`; ``ReplicasNotConfirmed`` if replicas fall
+        short); replies as `_execute`."""
+        self.stats.round_trips += 1
+        replies = await execute_acknowledged(
+            self._client, fill, self._wait, confirm_keys=confirm_keys
+        )
+        await self._reload_if_lost(replies)
+        return replies
+
+    async def _reload_if_lost(self, replies: Sequence[Any]) -> None:
         if any(is_noscript(r) for r in replies):
             # Redis lost its script cache (restart, SCRIPT FLUSH): reload; the callers treat
             # the NOSCRIPT replies like conflicts and retry that work.
             logger.warning("Redis has lost the storage scripts; loading them again")
             await self.prepare()
-        return replies

@@ -28,6 +28,7 @@ from profile_service.storage.layout import Clock, system_clock_ms
 from profile_service.storage.profile_store import ProfileStore
 from profile_service.storage.replies import as_text
 from service_common.keys import PartitionKeys
+from service_common.redis import REDIS_FAILURES
 
 __all__ = ["SweepReport", "VisitSweeper"]
 
@@ -117,7 +118,7 @@ class VisitSweeper:
         while not self._loop.stopping:
             try:
                 report = await self.sweep_once()
-            except (redis.exceptions.RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 logger.warning("visit sweep failed (%s); retrying", type(exc).__name__)
                 report = SweepReport()
             except Exception:

@@ -27,6 +27,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
+from service_common.redis_toolkit.replication import WaitPolicy, execute_acknowledged
+
 __all__ = [
     "KeyArg",
     "LuaScript",
@@ -105,20 +107,27 @@ async def load_scripts(redis: Redis, scripts: Sequence[LuaScript]) -> None:
     await asyncio.gather(*(redis.script_load(script.source) for script in scripts))
 
 
-async def run_scripts(redis: Redis, calls: Sequence[ScriptCall]) -> list[Any]:
+async def run_scripts(
+    redis: Redis, calls: Sequence[ScriptCall], *, wait: WaitPolicy | None = None
+) -> list[Any]:
     """Run ``calls`` in one pipeline and return their results in order.
 
     Calls answered ``NOSCRIPT`` are sent again, in a second pipeline, as ``EVAL``. Another
     script error is raised after the whole pipeline ran, so calls of other partitions
     still took effect; callers treat the batch as failed and rely on each script's
     idempotency when they retry.
+
+    Args:
+        wait: Return only once this many replicas confirmed the writes
+            (:func:`~service_common.redis_toolkit.replication.execute_acknowledged`;
+            raises ``ReplicasNotConfirmed`` otherwise). ``None`` or off: no ``WAIT``.
     """
     if not calls:
         return []
-    results = await _execute(redis, calls, by_source=False)
+    results = await _execute(redis, calls, by_source=False, wait=wait)
     missing = [i for i, result in enumerate(results) if is_noscript(result)]
     if missing:
-        rerun = await _execute(redis, [calls[i] for i in missing], by_source=True)
+        rerun = await _execute(redis, [calls[i] for i in missing], by_source=True, wait=wait)
         for i, result in zip(missing, rerun, strict=True):
             results[i] = result
     for result in results:
@@ -127,23 +136,43 @@ async def run_scripts(redis: Redis, calls: Sequence[ScriptCall]) -> list[Any]:
     return results
 
 
-async def _execute(redis: Redis, calls: Sequence[ScriptCall], *, by_source: bool) -> list[Any]:
-    async with redis.pipeline(transaction=False) as pipe:
+async def _execute(
+    redis: Redis, calls: Sequence[ScriptCall], *, by_source: bool, wait: WaitPolicy | None
+) -> list[Any]:
+    def fill(pipe: Pipeline) -> None:
         for call in calls:
             if by_source:
                 call.script.queue_source(pipe, call.keys, call.args)
             else:
                 call.script.queue(pipe, call.keys, call.args)
+
+    if wait is not None and wait.enabled:
+        # A marker in each call's slot: a call that wrote nothing (a duplicate intake) still
+        # gets its master confirmed, and with it the write of the first attempt.
+        markers = [_text(call.keys[0]) for call in calls if call.keys]
+        return await execute_acknowledged(redis, fill, wait, confirm_keys=markers)
+    async with redis.pipeline(transaction=False) as pipe:
+        fill(pipe)
         return list(await pipe.execute(raise_on_error=False))
 
 
-async def execute_with_scripts(redis: Redis, fill: Callable[[Pipeline], None]) -> list[Any]:
+def _text(key: KeyArg) -> str:
+    return key.decode("utf-8", "surrogateescape") if isinstance(key, bytes) else key
+
+
+async def execute_with_scripts(
+    redis: Redis, fill: Callable[[Pipeline], None], *, wait: WaitPolicy | None = None
+) -> list[Any]:
     """Build a pipeline with ``fill`` (scripts queued with :meth:`LuaScript.queue`, mixed
     with other commands) and run it in one round trip (no MULTI).
 
     If Redis lost a script, the pipeline is rebuilt with the scripts sent as ``EVAL`` and
-    sent again; pipelines run this way must therefore be safe to repeat.
+    sent again; pipelines run this way must therefore be safe to repeat. With ``wait``
+    enabled the replies come back only once replicas confirmed the writes (see
+    :func:`run_scripts`).
     """
+    if wait is not None and wait.enabled:
+        return await _execute_with_scripts_acknowledged(redis, fill, wait)
     pipe = redis.pipeline(transaction=False)
     fill(pipe)
     try:
@@ -157,3 +186,19 @@ async def execute_with_scripts(redis: Redis, fill: Callable[[Pipeline], None]) -
     finally:
         _send_source.reset(token)
     return list(await pipe.execute())
+
+
+async def _execute_with_scripts_acknowledged(
+    redis: Redis, fill: Callable[[Pipeline], None], wait: WaitPolicy
+) -> list[Any]:
+    replies = await execute_acknowledged(redis, fill, wait)
+    if any(is_noscript(reply) for reply in replies):
+        token = _send_source.set(True)
+        try:
+            replies = await execute_acknowledged(redis, fill, wait)
+        finally:
+            _send_source.reset(token)
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
