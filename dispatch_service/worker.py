@@ -60,8 +60,9 @@ from dispatch_service.queue.queues import (
     touch,
 )
 from dispatch_service.queue.store import ActionStore
+from dispatch_service.transient import is_transient
 from dispatch_service.visitor_trace import VisitorTrace, delivery_note
-from service_common.redis_toolkit.retry import REDIS_RECORD, FailureBackoff
+from service_common.redis_toolkit.retry import REDIS_LOOP, REDIS_RECORD, FailureBackoff
 from service_common.redis_toolkit.streams import read_loop
 
 __all__ = ["DispatchWorker", "WorkerSettings"]
@@ -394,18 +395,26 @@ class DispatchWorker:
         """Record results; retried while Redis is unreachable, then left to reclaiming."""
         deadline = time.monotonic() + self.settings.record_retry_s
         backoff = FailureBackoff(REDIS_RECORD)
-        while True:
+        unrecorded = list(completions)
+        while unrecorded:
             try:
-                await complete(
-                    self._redis, completions, int(time.time() * 1000), self._store.retention_ms
+                # Only the partitions that failed are sent again (a recorded retry must not
+                # count its attempt twice).
+                unrecorded = await complete(
+                    self._redis, unrecorded, int(time.time() * 1000), self._store.retention_ms
                 )
-                break
             except asyncio.CancelledError:
                 raise
             except Exception:
                 if time.monotonic() >= deadline:
                     logger.exception(
-                        "recording %d results failed; their entries stay pending", len(completions)
+                        "recording %d results failed; their entries stay pending", len(unrecorded)
+                    )
+                    break
+            if unrecorded:
+                if time.monotonic() >= deadline:
+                    logger.error(
+                        "recording %d results failed; their entries stay pending", len(unrecorded)
                     )
                     break
                 await backoff.failed()
@@ -453,6 +462,7 @@ class DispatchWorker:
         claim_every = settings.claim_idle_ms / 2000
         touch_every = settings.claim_idle_ms / 3000
         last_claim = last_touch = time.monotonic()
+        backoff = FailureBackoff(REDIS_LOOP)
         while True:
             try:
                 now = time.monotonic()
@@ -478,6 +488,13 @@ class DispatchWorker:
                     await self._take(claimed)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("dispatch queue maintenance failed")
+            except Exception as exc:
+                # A failover or a slot migration heals on its own: one line, then back off.
+                if is_transient(exc):
+                    logger.warning("dispatch queue maintenance: Redis %s", type(exc).__name__)
+                else:
+                    logger.exception("dispatch queue maintenance failed")
+                await backoff.failed()
+                continue
+            backoff.succeeded()
             await asyncio.sleep(settings.promote_interval_s)

@@ -24,6 +24,7 @@ from crowd.dispatch.v1 import action_pb2
 from dispatch_service.scripts import ScriptArg, ScriptCall, load_script, run_scripts
 from service_common.keys import DispatchKeys, failed_member
 from service_common.redis_toolkit import streams
+from service_common.redis_toolkit.scripts import run_scripts_settled
 from service_common.redis_toolkit.streams import RawEntry
 
 __all__ = [
@@ -168,8 +169,13 @@ async def load_actions(
 
 async def complete(
     redis: aioredis.Redis, completions: Sequence[Completion], now_ms: int, retention_ms: int
-) -> None:
-    """Record results and acknowledge their entries: one script call per partition."""
+) -> list[Completion]:
+    """Record results and acknowledge their entries: one script call per partition.
+
+    Returns the completions that were not recorded (their partition's call failed, e.g. its
+    slot was being migrated), for the caller to send again: only those, so that a recorded
+    retry is not counted twice. A failure of the whole pipeline raises.
+    """
     by_partition: dict[int, list[Completion]] = {}
     for completion in completions:
         by_partition.setdefault(completion.taken.partition, []).append(completion)
@@ -194,7 +200,13 @@ async def complete(
                 ]
             )
         calls.append(ScriptCall(COMPLETE, script_keys, args))
-    await run_scripts(redis, calls)
+    results = await run_scripts_settled(redis, calls)
+    return [
+        c
+        for items, result in zip(by_partition.values(), results, strict=True)
+        if isinstance(result, Exception)
+        for c in items
+    ]
 
 
 async def promote_due(redis: aioredis.Redis, partitions: int, now_ms: int, limit: int) -> int:

@@ -17,7 +17,8 @@ from crowd.dispatch.v1 import action_pb2, dispatch_service_pb2
 from dispatch_service.queue import status
 from dispatch_service.queue.intake import current_trace_context, plan_submission, read_outcomes
 from dispatch_service.queue.queues import ensure_groups
-from dispatch_service.scripts import run_scripts
+from dispatch_service.redis_options import decodes_responses
+from dispatch_service.transient import INTAKE_RETRY_S, run_scripts_retrying
 from dispatch_service.validation import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
     Connectors,
@@ -48,6 +49,9 @@ class ActionStore:
         connector_ids: The connectors actions may name, with their settings (a mapping of id
             to BrazeConnector) or ids only; :meth:`submit` validates against them.
         retention_s: Lifetime of finished records (see :data:`DEFAULT_RETENTION_S`).
+        trace: Where suppressions are noted in the visitors' live traces (optional).
+        transient_retry_s: How long intake retries a failover or a slot migration (see
+            :mod:`dispatch_service.transient`) before it gives up.
     """
 
     def __init__(
@@ -58,8 +62,9 @@ class ActionStore:
         *,
         retention_s: float = DEFAULT_RETENTION_S,
         trace: VisitorTrace | None = None,
+        transient_retry_s: float = INTAKE_RETRY_S,
     ) -> None:
-        if redis.connection_pool.connection_kwargs.get("decode_responses"):
+        if decodes_responses(redis):
             raise ValueError("ActionStore needs a Redis client with decode_responses=False")
         if partitions < 1:
             raise ValueError("partitions must be at least 1")
@@ -72,6 +77,7 @@ class ActionStore:
         )
         self.retention_ms = int(retention_s * 1000)
         self._trace = trace
+        self._transient_retry_s = transient_retry_s
 
     async def ensure_queues(self) -> None:
         """Check the partition count and create every queue and consumer group (idempotent).
@@ -111,7 +117,9 @@ class ActionStore:
         calls, batches, origin = plan_submission(
             actions, self.partitions, now_ms, self.retention_ms, default_trace
         )
-        results = await run_scripts(self.redis, calls)
+        # Each call is idempotent (a known key returns its first outcome), and only calls that
+        # failed (e.g. their slot was being migrated) are sent again.
+        results = await run_scripts_retrying(self.redis, calls, within_s=self._transient_retry_s)
         outcomes = read_outcomes(actions, batches, results, origin)
         if self._trace is not None:
             await self._trace.record(

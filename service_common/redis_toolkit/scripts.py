@@ -36,6 +36,7 @@ __all__ = [
     "is_noscript",
     "load_scripts",
     "run_scripts",
+    "run_scripts_settled",
 ]
 
 KeyArg = str | bytes
@@ -124,6 +125,22 @@ async def run_scripts(redis: Redis, calls: Sequence[ScriptCall]) -> list[Any]:
     for result in results:
         if isinstance(result, Exception):
             raise result
+    return results
+
+
+async def run_scripts_settled(redis: Redis, calls: Sequence[ScriptCall]) -> list[Any]:
+    """Like :func:`run_scripts`, but a call that failed has its exception as its result
+    instead of raising, so that a caller can retry only the calls that failed (on Redis
+    Cluster, e.g. those of a slot being migrated). A failure of the whole pipeline (a node
+    unreachable) still raises."""
+    if not calls:
+        return []
+    results = await _execute(redis, calls, by_source=False)
+    missing = [i for i, result in enumerate(results) if is_noscript(result)]
+    if missing:
+        rerun = await _execute(redis, [calls[i] for i in missing], by_source=True)
+        for i, result in zip(missing, rerun, strict=True):
+            results[i] = result
     return results
 
 
