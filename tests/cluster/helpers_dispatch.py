@@ -54,16 +54,22 @@ async def dispatch_on_cluster(
     *,
     worker: WorkerSettings = FAST_WORKER,
     consumer_name: str = "",
+    connector: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[ManagedServer]:
     """A started dispatch service on ``cluster`` (its documented settings: the cluster flag in
-    the environment and one seed node's URL), stopped on exit."""
+    the environment and one seed node's URL), stopped on exit.
+
+    Args:
+        connector: Settings of the test connector over the defaults (e.g. ``max_attempts``).
+        overrides: Further `DispatchSettings`.
+    """
     monkeypatch.setenv(DispatchSettings.env_name("redis_cluster"), "true")
     settings = DispatchSettings.load(
         port=0,
         redis_url=cluster.url,
         partitions=PARTITIONS,
-        connectors_file=connectors_file(directory, sandbox.url),
+        connectors_file=connectors_file(directory, sandbox.url, **(connector or {})),
         api_keys={DISPATCH_KEY: ["dispatch", "read", "admin"]},
         shutdown_grace_seconds=2,
         consumer_name=consumer_name,
