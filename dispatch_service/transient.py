@@ -16,6 +16,7 @@ Intake retries such failures for a few seconds (:data:`INTAKE_RETRY_S`); the RPC
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from service_common.redis_toolkit.scripts import ScriptCall, run_scripts_settled
 __all__ = [
     "INTAKE_RETRY_S",
     "TRANSIENT_REDIS_ERRORS",
+    "TransientLog",
     "is_transient",
     "run_scripts_retrying",
     "unavailable_on_transient",
@@ -110,3 +112,19 @@ async def run_scripts_retrying(
                 raise results[todo[0]]
             await backoff.failed()
     return results
+
+
+class TransientLog:
+    """One warning per ``every_s`` for a transient failure that a loop meets every round
+    (a slot migration can last seconds; a line per 100 ms round would bury the log)."""
+
+    def __init__(self, logger: logging.Logger, every_s: float = 10.0) -> None:
+        self._logger = logger
+        self._every_s = every_s
+        self._last = -every_s
+
+    def warning(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last >= self._every_s:
+            self._last = now
+            self._logger.warning(message, *args, stacklevel=2)

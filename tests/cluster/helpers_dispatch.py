@@ -131,3 +131,56 @@ async def pending_entries(redis: aioredis.RedisCluster, partitions: Sequence[int
 def partition_queue(visitor_id: str) -> str:
     """The queue stream of a visitor's actions."""
     return DispatchKeys(partition_of(visitor_id, PARTITIONS)).queue
+
+
+class SlotMigration:
+    """One slot moved by hand, step by step as ``redis-cli --cluster reshard`` moves it, so
+    that a test can hold it half-way: some of its keys on the target, the rest still on the
+    source (the state in which Redis answers a script over both ``TRYAGAIN``).
+
+    Blocking (plain clients to the nodes): call it through ``asyncio.to_thread``.
+    """
+
+    def __init__(self, cluster: RedisClusterHarness, key: str) -> None:
+        self.cluster = cluster
+        self.source = cluster.master_of_key(key)
+        self.target = next(m for m in cluster.masters() if m.port != self.source.port)
+        with self.source.client() as client:
+            self.slot = int(client.execute_command("CLUSTER KEYSLOT", key))
+
+    def begin(self, first_keys: Sequence[str]) -> None:
+        """Mark the slot importing/migrating and move ``first_keys`` only."""
+        source_id = self.cluster.node_id(self.source)
+        target_id = self.cluster.node_id(self.target)
+        with self.target.client() as target:
+            target.execute_command("CLUSTER SETSLOT", self.slot, "IMPORTING", source_id)
+        with self.source.client() as source:
+            source.execute_command("CLUSTER SETSLOT", self.slot, "MIGRATING", target_id)
+            self._migrate(source, list(first_keys))
+
+    def finish(self) -> None:
+        """Move the remaining keys and give the slot to the target on every master."""
+        with self.source.client() as source:
+            while keys := source.execute_command("CLUSTER GETKEYSINSLOT", self.slot, 100):
+                self._migrate(source, [k.decode() if isinstance(k, bytes) else k for k in keys])
+        target_id = self.cluster.node_id(self.target)
+        for master in (self.target, self.source, *self.cluster.masters()):
+            with master.client() as client:
+                client.execute_command("CLUSTER SETSLOT", self.slot, "NODE", target_id)
+        self.cluster.await_stable()
+
+    def _migrate(self, source: Any, keys: list[str]) -> None:
+        if keys:
+            source.execute_command(
+                "MIGRATE", self.target.host, self.target.port, "", 0, 5000, "KEYS", *keys
+            )
+
+
+def refusals(cluster: RedisClusterHarness, error: str = "TRYAGAIN") -> int:
+    """How many commands the masters refused with ``error`` so far (INFO errorstats)."""
+    total = 0
+    for master in cluster.masters():
+        with master.client() as client:
+            stats = client.info("errorstats")
+        total += int(stats.get(f"errorstat_{error}", {}).get("count", 0))
+    return total
