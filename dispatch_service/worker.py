@@ -27,7 +27,10 @@ when a request timed out on our side although Braze processed it, or when a work
 for longer than ``claim_idle_ms`` mid-send (its entries are then taken over). Each resends
 the same objects: harmless for attribute writes, while events and purchases are recorded
 twice. A live worker refreshes the idle time of the entries it holds, so a slow send is not
-mistaken for a dead worker.
+mistaken for a dead worker. On Redis Cluster a recorded result can also be lost with a master
+that died before its replica had it (asynchronous replication): the action is sent again.
+A partition whose slot is migrating or failing over holds back only its own results, which
+are retried (only those) for ``record_retry_s``.
 
 Ordering: one worker sends a connector's actions one delivery call at a time, in queue
 order, and the Braze library keeps a user's writes in order within a call. Actions of one
