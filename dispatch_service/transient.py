@@ -7,7 +7,10 @@ wrong with the request:
   ``CLUSTERDOWN`` until a replica is promoted (redis-py then refreshes its slot map);
 * a **slot migration** (resharding): a script whose keys are split between the two nodes
   gets ``TRYAGAIN``, and redis-py gives up after its redirect budget with
-  ``ClusterError("TTL exhausted.")``.
+  ``ClusterError("TTL exhausted.")``. Even a one-key command on a key already moved can end
+  so: redis-py's asyncio cluster client sends ``ASKING`` as a command of its own, on any
+  pooled connection of the target, so with concurrent commands the redirected command often
+  lands on another connection and bounces back (``MOVED``) until the slot has moved.
 
 Intake retries such failures for a few seconds (:data:`INTAKE_RETRY_S`); the RPCs answer
 ``UNAVAILABLE`` (retry later) when they last longer, never ``INTERNAL``

@@ -110,6 +110,10 @@ async def test_a_slot_held_half_migrated_delays_intake_and_delivery_but_loses_no
         assert code == grpc.StatusCode.UNAVAILABLE
         assert info is not None and info.reason == "STORAGE_UNAVAILABLE"
 
+        # The other partitions' actions were stored by that call, and are delivered while
+        # the slot is still half-way: one moving slot holds back only its own partition.
+        await await_states(client, [f"during-{v}" for v in others])
+
         # Retried by the caller while the slot is still half-way; the move then completes.
         before = await asyncio.to_thread(refusals, redis_cluster)
         retry = asyncio.create_task(client.submit_actions(actions))
