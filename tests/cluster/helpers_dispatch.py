@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from opentelemetry.sdk.trace import TracerProvider
 
 from braze_sandbox import BrazeSandbox
 from crowd.client import CrowdClient
@@ -36,6 +37,7 @@ FAST_WORKER = WorkerSettings(block_ms=50, promote_interval_s=0.05, claim_idle_ms
 
 def connectors_file(directory: Path, url: str, **overrides: Any) -> Path:
     """The test connector at ``url`` (key by reference, as production configures it)."""
+    directory.mkdir(parents=True, exist_ok=True)
     key_file = directory / "braze.key"
     key_file.write_text(API_KEY, encoding="utf-8")
     path = directory / "connectors.json"
@@ -55,6 +57,7 @@ async def dispatch_on_cluster(
     worker: WorkerSettings = FAST_WORKER,
     consumer_name: str = "",
     connector: dict[str, Any] | None = None,
+    tracer_provider: TracerProvider | None = None,
     **overrides: Any,
 ) -> AsyncIterator[ManagedServer]:
     """A started dispatch service on ``cluster`` (its documented settings: the cluster flag in
@@ -62,6 +65,7 @@ async def dispatch_on_cluster(
 
     Args:
         connector: Settings of the test connector over the defaults (e.g. ``max_attempts``).
+        tracer_provider: Where the service's spans go (default: its own provider).
         overrides: Further `DispatchSettings`.
     """
     monkeypatch.setenv(DispatchSettings.env_name("redis_cluster"), "true")
@@ -76,7 +80,7 @@ async def dispatch_on_cluster(
         **overrides,
     )
     assert settings.redis_cluster
-    managed = await create_server(settings, worker_settings=worker)
+    managed = await create_server(settings, worker_settings=worker, tracer_provider=tracer_provider)
     await managed.start()
     try:
         yield managed

@@ -4,13 +4,19 @@ to the Braze sandbox over HTTP."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
 import redis.asyncio.cluster
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from braze_sandbox import ALL_PERMISSIONS
 from crowd.dispatch.v1 import action_pb2
+from dispatch_service.queue.queues import GROUP
+from dispatch_service.worker import WorkerSettings
 from service_common.keys import DispatchKeys
 from tests.cluster.helpers_dispatch import (
     PARTITIONS,
@@ -100,3 +106,62 @@ async def test_dead_letters_of_every_master_are_listed_and_requeued(
         await await_states(client, keys, DELIVERED)
         assert await client.failed_actions() == []
     assert events_delivered(sandbox) == {v: 1 for v in visitors}
+
+
+async def test_two_replicas_share_the_queues_of_every_master(
+    redis_cluster: RedisClusterHarness,
+    redis_cluster_client: redis.asyncio.cluster.RedisCluster,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each replica holds at most 16 actions at a time, and Braze answers slowly: while one
+    # waits for its answers, only the other can take new entries.
+    worker = WorkerSettings(block_ms=50, read_count=16, max_buffered=16, promote_interval_s=0.05)
+    exporters = {name: InMemorySpanExporter() for name in ("replica-a", "replica-b")}
+    visitors = [f"visitor-{i}" for i in range(160)]
+    keys = [f"shared-{v}" for v in visitors]
+    async with running_sandbox(api_keys={API_KEY: ALL_PERMISSIONS}) as sandbox:
+        sandbox.faults.set(latency_ms=300)
+        async with contextlib.AsyncExitStack() as stack:
+            replicas = [
+                await stack.enter_async_context(
+                    dispatch_on_cluster(
+                        redis_cluster,
+                        sandbox,
+                        tmp_path / name,
+                        monkeypatch,
+                        worker=worker,
+                        consumer_name=name,
+                        tracer_provider=_provider(exporter),
+                    )
+                )
+                for name, exporter in exporters.items()
+            ]
+            client = await stack.enter_async_context(client_of(replicas[0]))
+            await client.submit_actions(
+                [track_action(k, visitor=v) for k, v in zip(keys, visitors, strict=True)]
+            )
+            await await_states(client, keys)
+    # Every replica reads every partition, on every master, as one consumer of the group.
+    for partition in range(PARTITIONS):
+        consumers = await redis_cluster_client.xinfo_consumers(DispatchKeys(partition).queue, GROUP)
+        assert {c["name"].decode() for c in consumers} == set(exporters)
+    sent = {name: _actions_sent(exporter) for name, exporter in exporters.items()}
+    assert all(count > 0 for count in sent.values()), sent
+    assert sum(sent.values()) == len(keys)
+    assert events_delivered(sandbox) == {v: 1 for v in visitors}
+
+
+def _provider(exporter: InMemorySpanExporter) -> TracerProvider:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider
+
+
+def _actions_sent(exporter: InMemorySpanExporter) -> int:
+    """Actions of the Braze requests a replica sent and Braze accepted."""
+    return sum(
+        int(span.attributes.get("braze.batch.actions", 0))
+        for span in exporter.get_finished_spans()
+        if span.name == "braze POST /users/track" and span.attributes is not None
+    )
