@@ -1,4 +1,7 @@
-"""gRPC servicer of the dispatch service: translation between the RPCs and the action store."""
+"""gRPC servicer of the dispatch service: translation between the RPCs and the action store.
+
+A Redis failure that heals on its own (a failover, a slot being migrated) answers
+``UNAVAILABLE``, which callers retry (:mod:`dispatch_service.transient`)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import grpc.aio
 from crowd.dispatch.v1 import dispatch_service_pb2, dispatch_service_pb2_grpc
 from dispatch_service.cohorts import CohortStore
 from dispatch_service.queue import ActionStore
+from dispatch_service.transient import unavailable_on_transient
 from service_common.errors import NotFound
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -26,13 +30,15 @@ class DispatchServicer(dispatch_service_pb2_grpc.DispatchServiceServicer):
     async def SubmitActions(
         self, request: dispatch_service_pb2.SubmitActionsRequest, context: Context
     ) -> dispatch_service_pb2.SubmitActionsResponse:
-        outcomes = await self._store.submit(request.actions)
+        with unavailable_on_transient():
+            outcomes = await self._store.submit(request.actions)
         return dispatch_service_pb2.SubmitActionsResponse(outcomes=outcomes)
 
     async def GetAction(
         self, request: dispatch_service_pb2.GetActionRequest, context: Context
     ) -> dispatch_service_pb2.GetActionResponse:
-        status = await self._store.get(request.idempotency_key)
+        with unavailable_on_transient():
+            status = await self._store.get(request.idempotency_key)
         if status is None:
             raise NotFound(
                 "no action has this idempotency key",
@@ -44,9 +50,10 @@ class DispatchServicer(dispatch_service_pb2_grpc.DispatchServiceServicer):
     async def ListFailedActions(
         self, request: dispatch_service_pb2.ListFailedActionsRequest, context: Context
     ) -> dispatch_service_pb2.ListFailedActionsResponse:
-        page = await self._store.list_failed(
-            request.connector_id, request.page_size, request.page_token
-        )
+        with unavailable_on_transient():
+            page = await self._store.list_failed(
+                request.connector_id, request.page_size, request.page_token
+            )
         return dispatch_service_pb2.ListFailedActionsResponse(
             actions=page.actions, next_page_token=page.next_page_token
         )
@@ -54,9 +61,10 @@ class DispatchServicer(dispatch_service_pb2_grpc.DispatchServiceServicer):
     async def RetryFailedActions(
         self, request: dispatch_service_pb2.RetryFailedActionsRequest, context: Context
     ) -> dispatch_service_pb2.RetryFailedActionsResponse:
-        requeued, not_failed = await self._store.retry_failed(
-            request.idempotency_keys, retry_all=request.all, connector_id=request.connector_id
-        )
+        with unavailable_on_transient():
+            requeued, not_failed = await self._store.retry_failed(
+                request.idempotency_keys, retry_all=request.all, connector_id=request.connector_id
+            )
         return dispatch_service_pb2.RetryFailedActionsResponse(
             requeued=requeued, not_failed=not_failed
         )
@@ -75,7 +83,9 @@ class DispatchServicer(dispatch_service_pb2_grpc.DispatchServiceServicer):
         intake = self._cohorts.intake()
         async for request in request_iterator:
             intake.add(request)
-        receipt = await self._cohorts.write(intake.finish())
+        sync = intake.finish()
+        with unavailable_on_transient():
+            receipt = await self._cohorts.write(sync)
         return dispatch_service_pb2.SyncCohortResponse(
             accepted=receipt.accepted, requests_planned=receipt.requests_planned
         )

@@ -27,7 +27,10 @@ when a request timed out on our side although Braze processed it, or when a work
 for longer than ``claim_idle_ms`` mid-send (its entries are then taken over). Each resends
 the same objects: harmless for attribute writes, while events and purchases are recorded
 twice. A live worker refreshes the idle time of the entries it holds, so a slow send is not
-mistaken for a dead worker.
+mistaken for a dead worker. On Redis Cluster a recorded result can also be lost with a master
+that died before its replica had it (asynchronous replication): the action is sent again.
+A partition whose slot is migrating or failing over holds back only its own results, which
+are retried (only those) for ``record_retry_s``.
 
 Ordering: one worker sends a connector's actions one delivery call at a time, in queue
 order, and the Braze library keeps a user's writes in order within a call. Actions of one
@@ -60,8 +63,9 @@ from dispatch_service.queue.queues import (
     touch,
 )
 from dispatch_service.queue.store import ActionStore
+from dispatch_service.transient import is_transient
 from dispatch_service.visitor_trace import VisitorTrace, delivery_note
-from service_common.redis_toolkit.retry import REDIS_RECORD, FailureBackoff
+from service_common.redis_toolkit.retry import REDIS_LOOP, REDIS_RECORD, FailureBackoff
 from service_common.redis_toolkit.streams import read_loop
 
 __all__ = ["DispatchWorker", "WorkerSettings"]
@@ -394,18 +398,26 @@ class DispatchWorker:
         """Record results; retried while Redis is unreachable, then left to reclaiming."""
         deadline = time.monotonic() + self.settings.record_retry_s
         backoff = FailureBackoff(REDIS_RECORD)
-        while True:
+        unrecorded = list(completions)
+        while unrecorded:
             try:
-                await complete(
-                    self._redis, completions, int(time.time() * 1000), self._store.retention_ms
+                # Only the partitions that failed are sent again (a recorded retry must not
+                # count its attempt twice).
+                unrecorded = await complete(
+                    self._redis, unrecorded, int(time.time() * 1000), self._store.retention_ms
                 )
-                break
             except asyncio.CancelledError:
                 raise
             except Exception:
                 if time.monotonic() >= deadline:
                     logger.exception(
-                        "recording %d results failed; their entries stay pending", len(completions)
+                        "recording %d results failed; their entries stay pending", len(unrecorded)
+                    )
+                    break
+            if unrecorded:
+                if time.monotonic() >= deadline:
+                    logger.error(
+                        "recording %d results failed; their entries stay pending", len(unrecorded)
                     )
                     break
                 await backoff.failed()
@@ -453,6 +465,7 @@ class DispatchWorker:
         claim_every = settings.claim_idle_ms / 2000
         touch_every = settings.claim_idle_ms / 3000
         last_claim = last_touch = time.monotonic()
+        backoff = FailureBackoff(REDIS_LOOP)
         while True:
             try:
                 now = time.monotonic()
@@ -478,6 +491,13 @@ class DispatchWorker:
                     await self._take(claimed)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("dispatch queue maintenance failed")
+            except Exception as exc:
+                # A failover or a slot migration heals on its own: one line, then back off.
+                if is_transient(exc):
+                    logger.warning("dispatch queue maintenance: Redis %s", type(exc).__name__)
+                else:
+                    logger.exception("dispatch queue maintenance failed")
+                await backoff.failed()
+                continue
+            backoff.succeeded()
             await asyncio.sleep(settings.promote_interval_s)

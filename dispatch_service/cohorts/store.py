@@ -24,6 +24,8 @@ from opentelemetry import trace
 from dispatch_service.braze.connector import BrazeConnector
 from dispatch_service.cohorts.intake import CohortIntake, CohortSync, can_sync_cohorts
 from dispatch_service.cohorts.queue import ensure_groups
+from dispatch_service.redis_options import decodes_responses
+from dispatch_service.transient import INTAKE_RETRY_S, run_scripts_retrying
 from service_common.keys import (
     DISPATCH_META_PARTITIONS,
     CohortKeys,
@@ -31,7 +33,7 @@ from service_common.keys import (
     cohort_partition,
 )
 from service_common.redis_toolkit.partitions import check_partitions
-from service_common.redis_toolkit.scripts import LuaScript
+from service_common.redis_toolkit.scripts import LuaScript, ScriptCall
 
 __all__ = ["CohortDeadLetter", "CohortStore", "SyncReceipt", "redis_text", "text_map"]
 
@@ -111,7 +113,7 @@ class CohortStore:
         partitions: int,
         connectors: Mapping[str, BrazeConnector],
     ) -> None:
-        if redis.connection_pool.connection_kwargs.get("decode_responses"):
+        if decodes_responses(redis):
             raise ValueError("CohortStore needs a Redis client with decode_responses=False")
         if partitions < 1:
             raise ValueError("partitions must be at least 1")
@@ -145,15 +147,16 @@ class CohortStore:
         ]
         for name, value in sync.changes.items():
             args.extend((name, value))
-        await _WRITE.run(
-            self.redis,
-            [
-                keys.pending(sync.connector_id, sync.cohort_id),
-                keys.meta(sync.connector_id, sync.cohort_id),
-                keys.dirty,
-                keys.queue,
-            ],
-            args,
+        script_keys = [
+            keys.pending(sync.connector_id, sync.cohort_id),
+            keys.meta(sync.connector_id, sync.cohort_id),
+            keys.dirty,
+            keys.queue,
+        ]
+        # Idempotent (the same fields and values again; queued only once), so a failover or
+        # a slot migration of the cohort's partition is retried for a while.
+        await run_scripts_retrying(
+            self.redis, [ScriptCall(_WRITE, script_keys, args)], within_s=INTAKE_RETRY_S
         )
         return SyncReceipt(sync.accepted, sync.requests_planned)
 

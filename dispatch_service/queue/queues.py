@@ -14,6 +14,7 @@ moves due ones back onto the stream.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -21,9 +22,11 @@ from typing import Literal
 import redis.asyncio as aioredis
 
 from crowd.dispatch.v1 import action_pb2
-from dispatch_service.scripts import ScriptArg, ScriptCall, load_script, run_scripts
+from dispatch_service.scripts import ScriptArg, ScriptCall, load_script
+from dispatch_service.transient import TransientLog, is_transient
 from service_common.keys import DispatchKeys, failed_member
 from service_common.redis_toolkit import streams
+from service_common.redis_toolkit.scripts import run_scripts_settled
 from service_common.redis_toolkit.streams import RawEntry
 
 __all__ = [
@@ -40,6 +43,9 @@ __all__ = [
     "read_new",
     "touch",
 ]
+
+logger = logging.getLogger(__name__)
+_promote_log = TransientLog(logger)
 
 GROUP = "dispatchers"
 _ACCEPTED = str(action_pb2.ACTION_STATE_ACCEPTED).encode()
@@ -168,8 +174,13 @@ async def load_actions(
 
 async def complete(
     redis: aioredis.Redis, completions: Sequence[Completion], now_ms: int, retention_ms: int
-) -> None:
-    """Record results and acknowledge their entries: one script call per partition."""
+) -> list[Completion]:
+    """Record results and acknowledge their entries: one script call per partition.
+
+    Returns the completions that were not recorded (their partition's call failed, e.g. its
+    slot was being migrated), for the caller to send again: only those, so that a recorded
+    retry is not counted twice. A failure of the whole pipeline raises.
+    """
     by_partition: dict[int, list[Completion]] = {}
     for completion in completions:
         by_partition.setdefault(completion.taken.partition, []).append(completion)
@@ -194,7 +205,13 @@ async def complete(
                 ]
             )
         calls.append(ScriptCall(COMPLETE, script_keys, args))
-    await run_scripts(redis, calls)
+    results = await run_scripts_settled(redis, calls)
+    return [
+        c
+        for items, result in zip(by_partition.values(), results, strict=True)
+        if isinstance(result, Exception)
+        for c in items
+    ]
 
 
 async def promote_due(redis: aioredis.Redis, partitions: int, now_ms: int, limit: int) -> int:
@@ -203,4 +220,16 @@ async def promote_due(redis: aioredis.Redis, partitions: int, now_ms: int, limit
         ScriptCall(PROMOTE, [DispatchKeys(p).retry, DispatchKeys(p).queue], [now_ms, limit])
         for p in range(partitions)
     ]
-    return sum(int(n) for n in await run_scripts(redis, calls))
+    results = await run_scripts_settled(redis, calls)
+    # A partition whose slot is being migrated (or failing over) is promoted next round; the
+    # others are not held back by it.
+    errors = [r for r in results if isinstance(r, Exception)]
+    if errors and not all(is_transient(e) for e in errors):
+        raise next(e for e in errors if not is_transient(e))
+    if errors:
+        _promote_log.warning(
+            "due retries of %d partitions wait for a later round (%s)",
+            len(errors),
+            type(errors[0]).__name__,
+        )
+    return sum(int(n) for n in results if not isinstance(n, Exception))

@@ -49,19 +49,29 @@ REQUEUE = load_script("requeue")
 async def find_records(
     redis: aioredis.Redis, partitions: int, keys: Sequence[str]
 ) -> list[list[ActionRecord]]:
-    """Every record of each key (usually one, or none), earliest accepted first."""
+    """Every record of each key (usually one, or none), earliest accepted first.
+
+    A partition that cannot answer (on a cluster: its slot is being migrated, or its master
+    fails over) does not fail a key found in another partition; a key found nowhere while a
+    partition did not answer raises that partition's error (it may be there).
+    """
     async with redis.pipeline(transaction=False) as pipe:
         for key in keys:
             for partition in range(partitions):
                 pipe.hmget(DispatchKeys(partition).action(key), list(STATUS_FIELDS))
-        replies = await pipe.execute()
+        replies = await pipe.execute(raise_on_error=False)
     found: list[list[ActionRecord]] = []
     for i in range(len(keys)):
+        answers = replies[i * partitions : (i + 1) * partitions]
         records = [
             record
-            for partition in range(partitions)
-            if (record := ActionRecord.from_list(partition, replies[i * partitions + partition]))
+            for partition, answer in enumerate(answers)
+            if not isinstance(answer, Exception)
+            and (record := ActionRecord.from_list(partition, answer))
         ]
+        errors = [answer for answer in answers if isinstance(answer, Exception)]
+        if errors and not records:
+            raise errors[0]
         records.sort(key=lambda r: (r.accepted_at_ms, r.partition))
         found.append(records)
     return found

@@ -17,7 +17,8 @@ from crowd.dispatch.v1 import action_pb2, dispatch_service_pb2
 from dispatch_service.queue import status
 from dispatch_service.queue.intake import current_trace_context, plan_submission, read_outcomes
 from dispatch_service.queue.queues import ensure_groups
-from dispatch_service.scripts import run_scripts
+from dispatch_service.redis_options import decodes_responses
+from dispatch_service.transient import INTAKE_RETRY_S, run_scripts_retrying
 from dispatch_service.validation import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
     Connectors,
@@ -51,6 +52,9 @@ class ActionStore:
         retention_s: Lifetime of finished records (see :data:`DEFAULT_RETENTION_S`).
         wait: Replicas that must confirm an intake before :meth:`submit` returns
             (``redis_wait_replicas``; off by default).
+        trace: Where suppressions are noted in the visitors' live traces (optional).
+        transient_retry_s: How long intake retries a failover or a slot migration (see
+            :mod:`dispatch_service.transient`) before it gives up.
     """
 
     def __init__(
@@ -62,8 +66,9 @@ class ActionStore:
         retention_s: float = DEFAULT_RETENTION_S,
         trace: VisitorTrace | None = None,
         wait: WaitPolicy | None = None,
+        transient_retry_s: float = INTAKE_RETRY_S,
     ) -> None:
-        if redis.connection_pool.connection_kwargs.get("decode_responses"):
+        if decodes_responses(redis):
             raise ValueError("ActionStore needs a Redis client with decode_responses=False")
         if partitions < 1:
             raise ValueError("partitions must be at least 1")
@@ -77,6 +82,7 @@ class ActionStore:
         self.retention_ms = int(retention_s * 1000)
         self._trace = trace
         self._wait = wait
+        self._transient_retry_s = transient_retry_s
 
     async def ensure_queues(self) -> None:
         """Check the partition count and create every queue and consumer group (idempotent).
@@ -116,8 +122,12 @@ class ActionStore:
         calls, batches, origin = plan_submission(
             actions, self.partitions, now_ms, self.retention_ms, default_trace
         )
-        # With a WAIT policy, returns only once replicas hold the intake (else UNAVAILABLE).
-        results = await run_scripts(self.redis, calls, wait=self._wait)
+        # Each call is idempotent (a known key returns its first outcome), and only calls that
+        # failed (e.g. their slot was being migrated) are sent again. With a WAIT policy, returns
+        # only once replicas hold the intake (else UNAVAILABLE).
+        results = await run_scripts_retrying(
+            self.redis, calls, within_s=self._transient_retry_s, wait=self._wait
+        )
         outcomes = read_outcomes(actions, batches, results, origin)
         if self._trace is not None:
             await self._trace.record(

@@ -38,6 +38,7 @@ __all__ = [
     "is_noscript",
     "load_scripts",
     "run_scripts",
+    "run_scripts_settled",
 ]
 
 KeyArg = str | bytes
@@ -122,6 +123,20 @@ async def run_scripts(
             (:func:`~service_common.redis_toolkit.replication.execute_acknowledged`;
             raises ``ReplicasNotConfirmed`` otherwise). ``None`` or off: no ``WAIT``.
     """
+    results = await run_scripts_settled(redis, calls, wait=wait)
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+    return results
+
+
+async def run_scripts_settled(
+    redis: Redis, calls: Sequence[ScriptCall], *, wait: WaitPolicy | None = None
+) -> list[Any]:
+    """Like :func:`run_scripts`, but a call that failed has its exception as its result
+    instead of raising, so that a caller can retry only the calls that failed (on Redis
+    Cluster, e.g. those of a slot being migrated). A failure of the whole pipeline (a node
+    unreachable, replicas not confirming) still raises."""
     if not calls:
         return []
     results = await _execute(redis, calls, by_source=False, wait=wait)
@@ -130,9 +145,6 @@ async def run_scripts(
         rerun = await _execute(redis, [calls[i] for i in missing], by_source=True, wait=wait)
         for i, result in zip(missing, rerun, strict=True):
             results[i] = result
-    for result in results:
-        if isinstance(result, Exception):
-            raise result
     return results
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
@@ -69,17 +70,41 @@ async def create_groups(
             raise reply
 
 
-async def _recreate_missing(
+async def _settle(
     redis: aioredis.Redis, streams: Sequence[str], group: str, replies: Sequence[Any]
-) -> None:
-    """Raise the first real error of a pipeline's ``replies``; create missing groups."""
+) -> list[Exception]:
+    """Create the groups that ``replies`` found missing; return the other errors."""
     missing = [p for p, reply in enumerate(replies) if _is_missing_group(reply)]
-    for reply in replies:
-        if isinstance(reply, Exception) and not _is_missing_group(reply):
-            raise reply
     if missing:
         logger.warning("consumer group %s missing on %d streams; creating it", group, len(missing))
         await create_groups(redis, streams, group, only=missing)
+    return [r for r in replies if isinstance(r, Exception) and not _is_missing_group(r)]
+
+
+_PARTIAL_LOG_EVERY_S = 10.0
+_partial_logged: dict[str, float] = {}
+
+
+def _keep_partial(errors: Sequence[Exception], replies: Sequence[Any], what: str) -> None:
+    """Go on with the streams that answered when others failed (on a cluster: a slot being
+    migrated, a master failing over): their entries are pending under this consumer already,
+    and raising would leave them until the next takeover, and hold every other stream back
+    for one stream's trouble. Raise only if every stream failed, so the caller backs off.
+    Logged at most every ``_PARTIAL_LOG_EVERY_S`` per ``what`` (it may last a while)."""
+    if not errors:
+        return
+    if len(errors) == len(replies):
+        raise errors[0]
+    now = time.monotonic()
+    if now - _partial_logged.get(what, -_PARTIAL_LOG_EVERY_S) >= _PARTIAL_LOG_EVERY_S:
+        _partial_logged[what] = now
+        logger.warning(
+            "%s: %d of %d streams failed (%s); the others go on",
+            what,
+            len(errors),
+            len(replies),
+            type(errors[0]).__name__,
+        )
 
 
 def _raw(partition: int, entry: Any) -> RawEntry | None:
@@ -141,13 +166,14 @@ async def _read_each(
         for stream in streams:
             pipe.xreadgroup(group, consumer, {stream: ">"}, count=per_stream_count)
         replies = await pipe.execute(raise_on_error=False)
-    await _recreate_missing(redis, streams, group, replies)
+    errors = await _settle(redis, streams, group, replies)
     taken: list[RawEntry] = []
     for partition, reply in enumerate(replies):
         if isinstance(reply, Exception):
             continue
         for _, entries in _stream_replies(reply):
             taken += [raw for entry in entries if (raw := _raw(partition, entry)) is not None]
+    _keep_partial(errors, replies, f"reading group {group}")
     if not taken and block_ms > 0:
         await asyncio.sleep(block_ms / 1000)
     return taken  # all of it: entries read are already pending under this consumer
@@ -175,7 +201,7 @@ async def claim_stale(
             start = cursors[partition] if cursors is not None else "0-0"
             pipe.xautoclaim(stream, group, consumer, min_idle_ms, start, count=count)
         replies = await pipe.execute(raise_on_error=False)
-    await _recreate_missing(redis, streams, group, replies)
+    errors = await _settle(redis, streams, group, replies)
     taken: list[RawEntry] = []
     for partition, reply in enumerate(replies):
         if isinstance(reply, Exception):
@@ -187,6 +213,7 @@ async def claim_stale(
         for entry in reply[1]:
             if (raw := _raw(partition, entry)) is not None:
                 taken.append(raw)
+    _keep_partial(errors, replies, f"claiming stale entries of group {group}")
     return taken
 
 
