@@ -59,7 +59,7 @@ async def create_server(
     store = ActionStore(redis, settings.partitions, connectors, trace=visitor_trace)
     session = create_session(provider)
     worker: DispatchWorker | None = None
-    if settings.workers:
+    if settings.background_workers:
         deliveries = braze_deliveries(connectors, redis, settings.partitions, session, provider)
         worker = DispatchWorker(
             store,
@@ -70,7 +70,7 @@ async def create_server(
         )
     cohort_store = CohortStore(redis, settings.partitions, connectors)
     cohort_worker: CohortWorker | None = None
-    if settings.workers:
+    if settings.background_workers:
         cohort_worker = CohortWorker(
             cohort_store,
             cohort_senders(connectors, redis, settings.partitions, session, provider),
