@@ -66,7 +66,7 @@ async def create_server(
     )
     session = create_session(provider)
     worker: DispatchWorker | None = None
-    if settings.workers:
+    if settings.background_workers:
         deliveries = braze_deliveries(connectors, redis, settings.partitions, session, provider)
         worker = DispatchWorker(
             store,
@@ -77,7 +77,7 @@ async def create_server(
         )
     cohort_store = CohortStore(redis, settings.partitions, connectors)
     cohort_worker: CohortWorker | None = None
-    if settings.workers:
+    if settings.background_workers:
         cohort_worker = CohortWorker(
             cohort_store,
             cohort_senders(connectors, redis, settings.partitions, session, provider),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -32,9 +33,15 @@ class DispatchSettings(ServiceSettings):
     connectors_file: Path | None = Field(
         None, description="YAML/JSON file describing the Braze connectors (see README)."
     )
-    workers: bool = Field(True, description="Run delivery workers in this process.")
+    background_workers: bool = Field(
+        True,
+        description="Run the delivery and cohort workers in this process (turn off for "
+        "intake-only replicas).",
+    )
     consumer_name: str = Field(
-        "", description="Stable consumer name in the queue's group; default host:pid."
+        "",
+        description="Stable consumer name in the queue's group; default host:pid. With "
+        "several worker processes each gets <name>-<index>.",
     )
     claim_idle_ms: int = Field(
         _WORKER.claim_idle_ms,
@@ -118,6 +125,10 @@ class DispatchSettings(ServiceSettings):
         le=1_000_000,
         description="Most identifiers read and sent per cohort round.",
     )
+
+    def worker_overrides(self, index: int) -> dict[str, Any]:
+        """Each worker process needs its own consumer name: ``<consumer_name>-<index>``."""
+        return {"consumer_name": f"{self.consumer_name}-{index}"} if self.consumer_name else {}
 
     def worker_settings(self) -> WorkerSettings:
         """The delivery worker's tuning from these settings."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import grpc
 import grpc.aio
@@ -22,14 +23,29 @@ class DispatchSubmitter:
     Transient failures (dispatch down, timeouts) raise, so the forwarder keeps the actions
     and retries. INVALID_ARGUMENT names the refused actions by index: they can never be
     accepted, so they are reported as `SubmitRejected` and the rest is retried.
+
+    Calls rotate over the given channels (each its own connection), so that a dispatch
+    service with several worker processes on one port, or several replicas behind one
+    address, shares the load instead of one of them getting every call.
     """
 
-    def __init__(self, channel: grpc.aio.Channel) -> None:
-        self._stub = dispatch_service_pb2_grpc.DispatchServiceStub(channel)
+    def __init__(self, channels: grpc.aio.Channel | Sequence[grpc.aio.Channel]) -> None:
+        pool = [channels] if isinstance(channels, grpc.aio.Channel) else list(channels)
+        if not pool:
+            raise ValueError("at least one channel is needed")
+        self._stubs: list[dispatch_service_pb2_grpc.DispatchServiceAsyncStub] = [
+            dispatch_service_pb2_grpc.DispatchServiceStub(c) for c in pool
+        ]
+        self._next = 0
+
+    def _stub(self) -> dispatch_service_pb2_grpc.DispatchServiceAsyncStub:
+        stub = self._stubs[self._next]
+        self._next = (self._next + 1) % len(self._stubs)
+        return stub
 
     async def __call__(self, actions: list[action_pb2.Action]) -> None:
         try:
-            await self._stub.SubmitActions(
+            await self._stub().SubmitActions(
                 dispatch_service_pb2.SubmitActionsRequest(actions=actions),
                 timeout=SUBMIT_TIMEOUT_S,
             )

@@ -40,7 +40,7 @@ from profile_service.storage import (
     TraceLog,
     VisitSweeper,
 )
-from service_common.client import create_channel
+from service_common.client import create_channels
 from service_common.readiness import RedisReadiness
 from service_common.redis import connect_settings_redis
 from service_common.redis_toolkit.replication import WaitPolicy
@@ -74,14 +74,17 @@ async def create_server(
         poll_interval_s=settings.definitions_poll_interval_seconds,
     )
 
-    channel = None
+    channels: list[grpc.aio.Channel] = []
     forwarder = None
     if settings.dispatch_target:
         api_key = (
             settings.dispatch_api_key.get_secret_value() if settings.dispatch_api_key else None
         )
-        channel = create_channel(
-            settings.dispatch_target, api_key=api_key, tracer_provider=provider
+        channels = create_channels(
+            settings.dispatch_target,
+            settings.dispatch_channels,
+            api_key=api_key,
+            tracer_provider=provider,
         )
         # Local commits wake the forwarder at once; the idle poll only picks up actions other
         # replicas committed (one XREADGROUP per partition per poll, so not too often).
@@ -89,7 +92,7 @@ async def create_server(
         forwarder = OutboxForwarder(
             redis,
             layout,
-            DispatchSubmitter(channel),
+            DispatchSubmitter(channels),
             read_count=settings.outbox_read_count,
             idle_interval_s=settings.outbox_poll_interval_seconds,
             claim_idle_ms=int(claim_idle_s * 1000),
@@ -166,7 +169,7 @@ async def create_server(
         for task in reversed(background):
             await task.stop()
         await watcher.stop()
-        if channel is not None:
+        for channel in channels:
             await channel.close()
 
     return build_server(

@@ -34,6 +34,13 @@ class ProfileSettings(ServiceSettings):
         description="host:port of the dispatch service that receives fired actions; empty "
         "keeps them in the Redis outbox until one is configured.",
     )
+    dispatch_channels: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Connections to the dispatch service, used in turn, so that its worker "
+        "processes or replicas behind one address all receive actions.",
+    )
     dispatch_api_key: SecretStr | None = Field(
         None, description="API key (scope dispatch) used to call the dispatch service."
     )

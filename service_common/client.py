@@ -17,7 +17,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from service_common.logging import register_secret
 from service_common.telemetry import client_interceptors
 
-__all__ = ["auth_metadata", "create_channel"]
+__all__ = ["OWN_CONNECTION", "auth_metadata", "create_channel", "create_channels"]
+
+OWN_CONNECTION = ("grpc.use_local_subchannel_pool", 1)
+"""Channel argument giving a channel a TCP connection of its own: by default gRPC shares one
+connection between channels with the same target and arguments."""
 
 
 def auth_metadata(api_key: str) -> tuple[tuple[str, str]]:
@@ -92,3 +96,30 @@ def create_channel(
             _StreamStreamAuth(api_key),
         ]
     return grpc.aio.insecure_channel(target, options=list(options), interceptors=interceptors)
+
+
+def create_channels(
+    target: str,
+    count: int,
+    *,
+    api_key: str | None = None,
+    tracer_provider: TracerProvider | None = None,
+    options: Sequence[tuple[str, Any]] = (),
+) -> list[grpc.aio.Channel]:
+    """``count`` channels to ``target``, each on its own connection (see `create_channel`).
+
+    A server with several worker processes on one port, or replicas behind one address,
+    shares load per connection: a caller that rotates over these channels reaches several of
+    them instead of one.
+    """
+    if count < 1:
+        raise ValueError("count must be at least 1")
+    return [
+        create_channel(
+            target,
+            api_key=api_key,
+            tracer_provider=tracer_provider,
+            options=[OWN_CONNECTION, *options],
+        )
+        for _ in range(count)
+    ]

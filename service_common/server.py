@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
@@ -46,7 +48,9 @@ from service_common.decoding import RequestDecodingInterceptor
 from service_common.error_mapping import ErrorMappingInterceptor
 from service_common.logging import configure_logging
 from service_common.readiness import ReadinessInterceptor, RedisReadiness
+from service_common.rpc_counter import RpcCounter
 from service_common.settings import ServiceSettings, settings_cli
+from service_common.supervisor import run_supervised
 from service_common.telemetry import server_interceptor, setup_tracing, shutdown_tracing
 
 __all__ = [
@@ -55,6 +59,7 @@ __all__ = [
     "build_server",
     "run_service",
     "serve_until_signal",
+    "server_options",
 ]
 
 logger = logging.getLogger(__name__)
@@ -114,12 +119,15 @@ class ManagedServer:
         owns_tracer_provider: bool,
         settings: ServiceSettings,
         spec: ServerSpec,
+        rpc_counter: RpcCounter | None = None,
     ) -> None:
         self.server = server
         self.port = port
         self.health = health_servicer
         self.tracer_provider = tracer_provider
         self.settings = settings
+        self.rpc_counter = rpc_counter or RpcCounter()
+        """Application RPCs (not health, not reflection) this server has handled."""
         self._owns_tracer_provider = owns_tracer_provider
         self._spec = spec
         self._started = False
@@ -160,7 +168,7 @@ class ManagedServer:
             "serving %s on %s",
             ", ".join(self._spec.service_names),
             self.address,
-            extra={"port": self.port},
+            extra={"port": self.port, "pid": os.getpid()},
         )
 
     async def _report(self, serving: bool) -> None:
@@ -232,7 +240,8 @@ class ManagedServer:
                 await asyncio.to_thread(shutdown_tracing, self.tracer_provider)
             else:
                 await asyncio.to_thread(self.tracer_provider.force_flush)
-            logger.info("stopped")
+            # The RPC count shows each worker's share when several serve one port.
+            logger.info("stopped", extra={"pid": os.getpid(), "rpcs": self.rpc_counter.count})
         finally:
             self._terminated.set()
 
@@ -320,7 +329,8 @@ def build_server(
     owns_provider = tracer_provider is None
     provider = tracer_provider or setup_tracing(settings.otel_service_name)
 
-    interceptors: list[grpc.aio.ServerInterceptor] = [server_interceptor(provider)]
+    rpc_counter = RpcCounter()
+    interceptors: list[grpc.aio.ServerInterceptor] = [rpc_counter, server_interceptor(provider)]
     if settings.auth_enabled:
         missing = _unscoped_methods(spec.service_names, spec.method_scopes)
         if missing:
@@ -341,7 +351,9 @@ def build_server(
     interceptors.append(RequestDecodingInterceptor())
     interceptors.extend(extra_interceptors)
 
-    server = grpc.aio.server(interceptors=interceptors, options=list(options))
+    server = grpc.aio.server(
+        interceptors=interceptors, options=[*server_options(settings), *options]
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     spec.register(server)
@@ -364,7 +376,27 @@ def build_server(
         owns_tracer_provider=owns_provider,
         settings=settings,
         spec=spec,
+        rpc_counter=rpc_counter,
     )
+
+
+def server_options(settings: ServiceSettings) -> list[tuple[str, Any]]:
+    """The channel arguments every crowd server gets from its settings.
+
+    ``grpc.so_reuseport``: several worker processes (``workers``) listen on one port and the
+    kernel spreads new connections over them. ``grpc.max_connection_age_ms``: a long-lived
+    client connection is recycled now and then (GOAWAY; the client reconnects for its next
+    RPC), so it may land on another worker or replica and the load spreads again.
+    """
+    options: list[tuple[str, Any]] = [("grpc.so_reuseport", 1)]
+    if settings.max_connection_age_seconds > 0:
+        options.append(
+            ("grpc.max_connection_age_ms", int(settings.max_connection_age_seconds * 1000))
+        )
+        if settings.max_connection_age_grace_seconds > 0:
+            grace_ms = int(settings.max_connection_age_grace_seconds * 1000)
+            options.append(("grpc.max_connection_age_grace_ms", grace_ms))
+    return options
 
 
 async def serve_until_signal(managed: ManagedServer) -> None:
@@ -413,9 +445,16 @@ def run_service(
             to Redis first).
         argv: Command-line arguments (default ``sys.argv[1:]``).
         prog: Program name shown by ``--help``.
+
+    With ``workers`` > 1 this process becomes the supervisor of that many single-process
+    workers on one port, each started by running this program's command line again (see
+    :mod:`service_common.supervisor`); it exits with the supervisor's status.
     """
     settings = settings_cli(settings_cls, argv, prog=prog)
     configure_logging(settings.log_level, settings.log_format)
+    if settings.workers > 1:
+        # A supervisor of N single-process workers on the same port (service_common.supervisor).
+        sys.exit(run_supervised(settings, sys.argv[1:] if argv is None else argv))
 
     async def main() -> None:
         managed = await create_server(settings)

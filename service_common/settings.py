@@ -53,6 +53,7 @@ __all__ = [
     "ApiKeys",
     "ServiceSettings",
     "SettingsError",
+    "available_cores",
     "settings_cli",
 ]
 
@@ -90,6 +91,19 @@ ApiKey = Annotated[SecretStr, AfterValidator(_check_api_key)]
 ApiKeys = dict[ApiKey, frozenset[Scope]]
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
+_BOOLEAN_WORDS = frozenset({"true", "false", "yes", "no", "on", "off"})
+
+#: Upper bound of the ``workers`` setting (a guard against typos such as 1000).
+MAX_WORKERS = 256
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a container's cpuset)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
 
 # The config file of the settings being built now: set by ``ServiceSettings.load`` for the
 # duration of one construction (a context variable, so concurrent loads cannot mix files).
@@ -213,6 +227,27 @@ class ServiceSettings(BaseSettings):
     otel_service_name: str = Field(
         "crowd", description="service.name of the traces (OTEL_SERVICE_NAME overrides it)."
     )
+    workers: int = Field(
+        default_factory=available_cores,
+        ge=1,
+        le=MAX_WORKERS,
+        description="Worker processes serving the one port (SO_REUSEPORT), each with its own "
+        "event loop, under a supervisor that restarts a killed one; default: the cores this "
+        "process may run on. 1: a single process, no supervisor.",
+    )
+    max_connection_age_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="Clients are asked (HTTP/2 GOAWAY) to reconnect after a connection is "
+        "this old (±10%), so long-lived clients spread again over workers and replicas; "
+        "0: never.",
+    )
+    max_connection_age_grace_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="How long RPCs in flight on such a connection may still run (streams "
+        "included) before it is closed; 0: until they end.",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -225,6 +260,20 @@ class ServiceSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # First wins: overrides, environment, config file. No .env or secrets-dir lookups.
         return init_settings, env_settings, _ConfigFileSource(settings_cls)
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers_is_a_count(cls, value: Any) -> Any:
+        # The dispatch service's ``workers`` used to be a boolean (now background_workers):
+        # say so rather than "not a valid integer".
+        if isinstance(value, bool) or (
+            isinstance(value, str) and value.strip().lower() in _BOOLEAN_WORDS
+        ):
+            raise ValueError(
+                "is the number of worker processes (an integer >= 1); background_workers "
+                "turns background work on or off"
+            )
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -277,6 +326,14 @@ class ServiceSettings(BaseSettings):
             register_secret(key.get_secret_value())
         register_secret(urlsplit(self.redis_url).password)
         return self
+
+    def worker_overrides(self, index: int) -> dict[str, Any]:
+        """Settings that must differ between the worker processes of one supervisor.
+
+        ``index`` is the worker's number (0-based, kept across its restarts). Services with
+        per-process identities (e.g. a stable consumer name) override this.
+        """
+        return {}
 
     @classmethod
     def env_name(cls, field_name: str) -> str:

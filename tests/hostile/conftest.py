@@ -47,7 +47,9 @@ async def hostile(
     redis = aioredis.Redis.from_url(redis_url)
     channels: dict[str, grpc.aio.Channel] = {}
     try:
-        dispatch = await servers.dispatch(write_connectors(tmp_path, sandbox.url), workers=False)
+        dispatch = await servers.dispatch(
+            write_connectors(tmp_path, sandbox.url), background_workers=False
+        )
         profile = await servers.profile(background_workers=False)
         channels["profile"] = grpc.aio.insecure_channel(profile.address)
         channels["dispatch"] = grpc.aio.insecure_channel(dispatch.address)

@@ -36,6 +36,7 @@ from crowd.profile.v1 import (
 from crowd.values import to_value_map
 
 __all__ = [
+    "DEFAULT_CHANNELS",
     "CrowdClient",
     "load_definitions_file",
     "lookup",
@@ -92,8 +93,36 @@ def lookup(
     return event_pb2.VisitorLookup(visitor_id=visitor_id)
 
 
+DEFAULT_CHANNELS = 8
+"""Connections per service a `CrowdClient` spreads its calls over (see its ``channels``)."""
+
+# Each channel gets its own subchannel pool, hence its own TCP connection: by default gRPC
+# shares one connection between channels with the same target and arguments.
+_OWN_CONNECTION = ("grpc.use_local_subchannel_pool", 1)
+
+
+class _ChannelPool:
+    """Several channels to one target, taken in turn for each call."""
+
+    def __init__(self, channels: list[grpc.aio.Channel]) -> None:
+        self.channels = channels
+        self._next = 0
+
+    def take(self) -> grpc.aio.Channel:
+        channel = self.channels[self._next]
+        self._next = (self._next + 1) % len(self.channels)
+        return channel
+
+
 class CrowdClient:
-    """Client of both services. Either target may be empty if that service is not used."""
+    """Client of both services. Either target may be empty if that service is not used.
+
+    Calls are spread round-robin over ``channels`` connections per service (each its own
+    TCP connection, opened on first use). A server with several worker processes on one
+    port (``--workers``), or several replicas behind one address, shares load per
+    *connection*: one connection would put all of this client's calls on one worker.
+    A streaming call stays on the connection it started on.
+    """
 
     def __init__(
         self,
@@ -103,25 +132,43 @@ class CrowdClient:
         api_key: str = "",
         timeout: float | None = 30.0,
         credentials: grpc.ChannelCredentials | None = None,
+        channels: int = DEFAULT_CHANNELS,
+        options: Sequence[tuple[str, Any]] = (),
     ) -> None:
+        """
+        Args:
+            profile_target: ``host:port`` (or any gRPC target, e.g. ``dns:///host:port``) of
+                the profile service; empty if unused.
+            dispatch_target: The same for the dispatch service.
+            api_key: Sent as ``authorization: Bearer <key>`` with every call.
+            timeout: Deadline of each unary call, in seconds.
+            credentials: TLS credentials (insecure channels without).
+            channels: Connections per service (at least 1).
+            options: Further gRPC channel arguments, e.g.
+                ``[("grpc.lb_policy_name", "round_robin")]`` with a ``dns:///`` target that
+                resolves to several replicas.
+        """
+        if channels < 1:
+            raise ValueError("channels must be at least 1")
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {api_key}"),) if api_key else ()
         )
         self._timeout = timeout
+        self._channel_count = channels
+        self._options = [_OWN_CONNECTION, *options]
         self._channels: list[grpc.aio.Channel] = []
-        self._profile_channel = self._open(profile_target, credentials) if profile_target else None
-        self._dispatch_channel = (
-            self._open(dispatch_target, credentials) if dispatch_target else None
-        )
+        self._profile_pool = self._open(profile_target, credentials) if profile_target else None
+        self._dispatch_pool = self._open(dispatch_target, credentials) if dispatch_target else None
 
-    def _open(self, target: str, credentials: grpc.ChannelCredentials | None) -> grpc.aio.Channel:
-        channel = (
-            grpc.aio.secure_channel(target, credentials)
+    def _open(self, target: str, credentials: grpc.ChannelCredentials | None) -> _ChannelPool:
+        opened = [
+            grpc.aio.secure_channel(target, credentials, options=self._options)
             if credentials
-            else grpc.aio.insecure_channel(target)
-        )
-        self._channels.append(channel)
-        return channel
+            else grpc.aio.insecure_channel(target, options=self._options)
+            for _ in range(self._channel_count)
+        ]
+        self._channels += opened
+        return _ChannelPool(opened)
 
     async def close(self) -> None:
         """Close the channels."""
@@ -138,20 +185,19 @@ class CrowdClient:
 
     @property
     def profiles(self) -> profile_service_pb2_grpc.ProfileServiceAsyncStub:
-        """The generated ProfileService stub (pass ``metadata=client.metadata``)."""
-        return profile_service_pb2_grpc.ProfileServiceStub(self._require(self._profile_channel))
+        """A generated ProfileService stub (pass ``metadata=client.metadata``), on the next
+        connection in turn."""
+        return profile_service_pb2_grpc.ProfileServiceStub(self._require(self._profile_pool))
 
     @property
     def definitions(self) -> definition_service_pb2_grpc.DefinitionServiceAsyncStub:
-        """The generated DefinitionService stub."""
-        return definition_service_pb2_grpc.DefinitionServiceStub(
-            self._require(self._profile_channel)
-        )
+        """A generated DefinitionService stub, on the next connection in turn."""
+        return definition_service_pb2_grpc.DefinitionServiceStub(self._require(self._profile_pool))
 
     @property
     def dispatch(self) -> dispatch_service_pb2_grpc.DispatchServiceAsyncStub:
-        """The generated DispatchService stub."""
-        return dispatch_service_pb2_grpc.DispatchServiceStub(self._require(self._dispatch_channel))
+        """A generated DispatchService stub, on the next connection in turn."""
+        return dispatch_service_pb2_grpc.DispatchServiceStub(self._require(self._dispatch_pool))
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
@@ -159,10 +205,10 @@ class CrowdClient:
         return self._metadata
 
     @staticmethod
-    def _require(channel: grpc.aio.Channel | None) -> grpc.aio.Channel:
-        if channel is None:
+    def _require(pool: _ChannelPool | None) -> grpc.aio.Channel:
+        if pool is None:
             raise RuntimeError("no target configured for this service")
-        return channel
+        return pool.take()
 
     # --- profile service -------------------------------------------------------------------
 
