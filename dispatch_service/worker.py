@@ -234,17 +234,14 @@ class DispatchWorker:
         if not fresh:
             return
         try:
-            ready, stale = await load_actions(self._redis, fresh)
+            loaded = await load_actions(self._redis, fresh)
         except BaseException:
-            keys = {item.key for item in fresh}
-            for item in fresh:
-                del self._held[(item.partition, item.entry_id)]
-                self._held_keys.discard(item.key)
-            # Their deferred entries too: all stay pending and are taken over together.
-            for entry in [e for e, item in self._deferred.items() if item.key in keys]:
-                del self._deferred[entry]
+            self._let_go(fresh)
             raise
-        completions = [Completion(t, "drop") for t in stale]
+        # Entries whose record could not be read now stay pending for a later takeover.
+        self._let_go(loaded.unread)
+        ready = loaded.ready
+        completions = [Completion(t, "drop") for t in loaded.stale]
         now = time.monotonic()
         for queued in ready:
             connector_id = queued.action.connector_id
@@ -266,6 +263,17 @@ class DispatchWorker:
         if completions:
             await self._record(completions)
         self._wake.set()
+
+    def _let_go(self, taken: Sequence[Taken]) -> None:
+        """Stop holding entries without recording anything: they stay pending in Redis and
+        are taken over after ``claim_idle_ms`` (by any worker, this one included)."""
+        keys = {item.key for item in taken}
+        for item in taken:
+            del self._held[(item.partition, item.entry_id)]
+            self._held_keys.discard(item.key)
+        # Their deferred entries too: all stay pending and are taken over together.
+        for entry in [e for e, item in self._deferred.items() if item.key in keys]:
+            del self._deferred[entry]
 
     # --- flushing ------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from service_common.redis_toolkit.streams import RawEntry
 __all__ = [
     "GROUP",
     "Completion",
+    "Loaded",
     "QueuedAction",
     "Result",
     "Taken",
@@ -46,6 +47,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 _promote_log = TransientLog(logger)
+_unread_log = TransientLog(logger)
 
 GROUP = "dispatchers"
 _ACCEPTED = str(action_pb2.ACTION_STATE_ACCEPTED).encode()
@@ -140,36 +142,56 @@ async def touch(redis: aioredis.Redis, consumer: str, taken: Sequence[Taken]) ->
     await streams.keep_claimed(redis, queues, GROUP, consumer, by_partition)
 
 
-async def load_actions(
-    redis: aioredis.Redis, taken: Sequence[Taken]
-) -> tuple[list[QueuedAction], list[Taken]]:
-    """Read the actions of taken entries: (deliverable, entries to drop).
+@dataclass(frozen=True)
+class Loaded:
+    """Taken entries with their actions read (see :func:`load_actions`)."""
 
-    An entry is dropped when its record is gone or no longer ACCEPTED: a stale duplicate
+    ready: list[QueuedAction]
+    """Deliverable."""
+    stale: list[Taken]
+    """To acknowledge only: the record is gone or no longer ACCEPTED."""
+    unread: list[Taken]
+    """Their record could not be read now (on a cluster: a slot being migrated or failing
+    over); they stay pending and are taken over again after ``claim_idle_ms``."""
+
+
+async def load_actions(redis: aioredis.Redis, taken: Sequence[Taken]) -> Loaded:
+    """Read the actions of taken entries.
+
+    An entry is stale when its record is gone or no longer ACCEPTED: a stale duplicate
     (e.g. reclaimed from a worker that finished after all) must not be sent again.
     """
     if not taken:
-        return [], []
+        return Loaded([], [], [])
     async with redis.pipeline(transaction=False) as pipe:
         for item in taken:
             pipe.hmget(
                 DispatchKeys(item.partition).action(item.key),
                 ["state", "action", "attempts", "accepted_at", "retried_at"],
             )
-        replies = await pipe.execute()
-    ready: list[QueuedAction] = []
-    dropped: list[Taken] = []
-    for item, (state, payload, attempts, accepted_at, retried_at) in zip(
-        taken, replies, strict=True
-    ):
+        replies = await pipe.execute(raise_on_error=False)
+    loaded = Loaded([], [], [])
+    for item, reply in zip(taken, replies, strict=True):
+        if isinstance(reply, Exception):
+            if not is_transient(reply):
+                raise reply
+            loaded.unread.append(item)
+            continue
+        state, payload, attempts, accepted_at, retried_at = reply
         if state != _ACCEPTED or payload is None:
-            dropped.append(item)
+            loaded.stale.append(item)
             continue
         action = action_pb2.Action()
         action.ParseFromString(payload)
         since = max(int(accepted_at or 0), int(retried_at or 0))
-        ready.append(QueuedAction(item, action, int(attempts or 0), since))
-    return ready, dropped
+        loaded.ready.append(QueuedAction(item, action, int(attempts or 0), since))
+    if loaded.unread:
+        _unread_log.warning(
+            "%d taken actions could not be read (%s); taken over again later",
+            len(loaded.unread),
+            type(next(r for r in replies if isinstance(r, Exception))).__name__,
+        )
+    return loaded
 
 
 async def complete(

@@ -4,6 +4,7 @@ seed node URL), the Braze sandbox over HTTP, and probes of the queues on every m
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
@@ -94,8 +95,12 @@ def client_of(managed: ManagedServer) -> CrowdClient:
 
 
 async def states(client: CrowdClient, keys: Sequence[str]) -> list[int]:
-    """The state of each action, through GetActionStatus."""
-    return [(await client.get_action(key)).state for key in keys]
+    """The state of each action, through GetAction (up to 32 calls side by side)."""
+    found: list[int] = []
+    for start in range(0, len(keys), 32):
+        chunk = keys[start : start + 32]
+        found += [s.state for s in await asyncio.gather(*map(client.get_action, chunk))]
+    return found
 
 
 async def await_states(
