@@ -6,11 +6,14 @@ then ``--workers N`` (N = the cores, or ``--workers``). No dispatch target, so f
 stay in the outbox and the figures are the profile service's alone. Each pass sends the
 same amount of new visitors' events (`bench.workload`) with the same closed-loop clients,
 which share ``connections`` connections and take them in turn per batch, as tasks sharing
-one `crowd.client.CrowdClient` (8 channels by default) do.
+one `crowd.client.CrowdClient` (16 channels by default) do.
 
 Figures, per pass: events/s, CPU seconds per event of all the service's processes (the
 supervisor and every worker, from ``/proc``), each worker's share of the CPU and of the RPCs
-(each worker logs the RPCs it handled when it stops: ``stopped`` with ``rpcs``).
+(each worker logs the RPCs it handled when it stops: ``stopped`` with ``rpcs``), and the
+bytes per event on the wire: Redis's ``INFO stats`` network counters (replies, commands and
+the sweeper's polling) and the serialized gRPC requests and responses (for the capacity
+figures of the README's "Running at scale").
 
 Target: CPU per event with N processes within 10% of one process, i.e. running several
 workers costs no more per event than one; how much faster N processes go depends on the
@@ -25,6 +28,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis.asyncio
+
 from bench.ingest import publish_bench_definitions
 from bench.load import LoadResult, drive
 from bench.procs import children_of, cpu_seconds, quiet_env
@@ -33,6 +38,9 @@ from bench.workload import build_batches
 from crowd.client import DEFAULT_CHANNELS
 from demo.stack import PYTHON, Process, Stack, free_port, start_redis, wait_serving
 from service_common.settings import available_cores
+
+IDLE_SAMPLE_S = 3.0
+"""How long the idle processes' CPU is sampled before each pass."""
 
 TARGET_CPU_RATIO = 1.10
 """CPU per event with N workers over CPU per event with one, at most."""
@@ -66,6 +74,13 @@ class PassResult:
     supervisor_pid: int
     rpcs: dict[int, int] = field(default_factory=dict)
     """TrackEvents and other application RPCs per worker pid (warm-up included)."""
+    redis_bytes: int = 0
+    """Bytes Redis received and sent (``INFO stats`` net counters) during the pass."""
+    grpc_bytes: int = 0
+    """Serialized request and response bytes of the pass (the gRPC payloads)."""
+    idle_cpu_per_s: float = 0.0
+    """CPU seconds per second all the processes used while idle just before the pass (the
+    background loops' polling: sweeper, reconciler, outbox forwarder, definitions watcher)."""
 
     @property
     def cpu_per_event_s(self) -> float:
@@ -98,6 +113,11 @@ def _worker_lines(process: Process, message: str) -> list[dict[str, object]]:
             if str(record.get("msg", "")).startswith(message):
                 found.append(record)
     return found
+
+
+async def _redis_net_bytes(client: redis.asyncio.Redis) -> int:
+    stats = await client.info("stats")
+    return int(stats["total_net_input_bytes"]) + int(stats["total_net_output_bytes"])
 
 
 async def _wait_workers(process: Process, target: str, workers: int) -> list[int]:
@@ -160,22 +180,35 @@ async def _pass(
         connections=config.connections,
     )
     pids = sorted({process.pid, *worker_pids})
-    before = {pid: cpu_seconds(pid) for pid in pids}
-    load = await drive(
-        target,
-        api_key,
-        batches,
-        clients=config.clients,
-        check_results=True,
-        connections=config.connections,
-    )
-    cpu = {pid: cpu_seconds(pid) - before[pid] for pid in pids}
+    idle_before = sum(cpu_seconds(pid) for pid in pids)
+    await asyncio.sleep(IDLE_SAMPLE_S)
+    idle_cpu_per_s = (sum(cpu_seconds(pid) for pid in pids) - idle_before) / IDLE_SAMPLE_S
+    redis_client = redis.asyncio.Redis.from_url(env["CROWD_PROFILE_REDIS_URL"])
+    try:
+        net_before = await _redis_net_bytes(redis_client)
+        before = {pid: cpu_seconds(pid) for pid in pids}
+        load = await drive(
+            target,
+            api_key,
+            batches,
+            clients=config.clients,
+            check_results=True,
+            connections=config.connections,
+            keep_answers=True,
+        )
+        cpu = {pid: cpu_seconds(pid) - before[pid] for pid in pids}
+        redis_bytes = await _redis_net_bytes(redis_client) - net_before
+    finally:
+        await redis_client.aclose()
+    grpc_bytes = sum(map(len, batches.payloads)) + sum(map(len, load.answers))
     process.check_alive()
     if not process.stop(stack.stop_grace_s):
         raise RuntimeError(f"{name} did not stop on SIGTERM")
     rpcs = {int(str(r["pid"])): int(str(r["rpcs"])) for r in _worker_lines(process, "stopped")}
     note(f"  {workers} worker(s): {load.events_per_s:,.0f} events/s")
-    return PassResult(workers, load, cpu, process.pid, rpcs)
+    return PassResult(
+        workers, load, cpu, process.pid, rpcs, redis_bytes, grpc_bytes, idle_cpu_per_s
+    )
 
 
 async def run_scaling(config: ScalingConfig, run_dir: Path) -> ScalingResult:
@@ -224,11 +257,25 @@ def report_scaling(result: ScalingResult) -> list[Check]:
         ),
         ("CPU per event, N over 1", f"{result.cpu_ratio:.3f}"),
         (
+            "idle background CPU (all processes)",
+            f"{one.idle_cpu_per_s:.1%} of a core (1 process), "
+            f"{many.idle_cpu_per_s:.1%} ({many.workers})",
+        ),
+        (
             "RPC split over the workers",
             _share({k: float(v) for k, v in many.rpcs.items()}, workers),
         ),
         ("RPCs per worker", " / ".join(fmt_int(many.rpcs.get(pid, 0)) for pid in workers)),
         ("CPU split over the workers", _share(many.cpu_s, workers)),
+        (
+            "Redis traffic per event (in + out)",
+            f"{one.redis_bytes / one.load.events:,.0f} B (1 process), "
+            f"{many.redis_bytes / many.load.events:,.0f} B ({many.workers})",
+        ),
+        (
+            "gRPC payload per event (request + response)",
+            f"{one.grpc_bytes / one.load.events:,.0f} B",
+        ),
     ]
     table(rows, title="Scaling figures (--workers)")
     return [
