@@ -78,6 +78,8 @@ class PassResult:
     """Bytes Redis received and sent (``INFO stats`` net counters) during the pass."""
     grpc_bytes: int = 0
     """Serialized request and response bytes of the pass (the gRPC payloads)."""
+    redis_cpu_s: float = 0.0
+    """CPU seconds of redis-server during the pass."""
     idle_cpu_per_s: float = 0.0
     """CPU seconds per second all the processes used while idle just before the pass (the
     background loops' polling: sweeper, reconciler, outbox forwarder, definitions watcher)."""
@@ -141,6 +143,7 @@ async def _pass(
     api_key: str,
     publish: bool,
 ) -> PassResult:
+    redis_pid = next(p.pid for p in stack.processes if p.name == "redis")
     port = free_port()
     target = f"127.0.0.1:{port}"
     name = f"profile-workers-{workers}"
@@ -187,6 +190,7 @@ async def _pass(
     try:
         net_before = await _redis_net_bytes(redis_client)
         before = {pid: cpu_seconds(pid) for pid in pids}
+        redis_before = cpu_seconds(redis_pid)
         load = await drive(
             target,
             api_key,
@@ -197,6 +201,7 @@ async def _pass(
             keep_answers=True,
         )
         cpu = {pid: cpu_seconds(pid) - before[pid] for pid in pids}
+        redis_cpu = cpu_seconds(redis_pid) - redis_before
         redis_bytes = await _redis_net_bytes(redis_client) - net_before
     finally:
         await redis_client.aclose()
@@ -207,7 +212,7 @@ async def _pass(
     rpcs = {int(str(r["pid"])): int(str(r["rpcs"])) for r in _worker_lines(process, "stopped")}
     note(f"  {workers} worker(s): {load.events_per_s:,.0f} events/s")
     return PassResult(
-        workers, load, cpu, process.pid, rpcs, redis_bytes, grpc_bytes, idle_cpu_per_s
+        workers, load, cpu, process.pid, rpcs, redis_bytes, grpc_bytes, redis_cpu, idle_cpu_per_s
     )
 
 
@@ -267,6 +272,11 @@ def report_scaling(result: ScalingResult) -> list[Check]:
         ),
         ("RPCs per worker", " / ".join(fmt_int(many.rpcs.get(pid, 0)) for pid in workers)),
         ("CPU split over the workers", _share(many.cpu_s, workers)),
+        (
+            "redis-server CPU per event",
+            f"{one.redis_cpu_s / one.load.events * 1e6:,.0f} µs (1 process), "
+            f"{many.redis_cpu_s / many.load.events * 1e6:,.0f} µs ({many.workers})",
+        ),
         (
             "Redis traffic per event (in + out)",
             f"{one.redis_bytes / one.load.events:,.0f} B (1 process), "
