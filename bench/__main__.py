@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import dispatch, ingest, scaling
+from bench import cluster, dispatch, ingest, scaling
 from bench.procs import machine
 from bench.report import Check, checks, section, table
 
@@ -27,7 +27,9 @@ RUN_DIR = Path(".run/bench")
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes (about 30 s in all)")
-    p.add_argument("--only", choices=("ingest", "scaling", "dispatch"), help="run one benchmark")
+    p.add_argument(
+        "--only", choices=("ingest", "cluster", "scaling", "dispatch"), help="run one benchmark"
+    )
     g = p.add_argument_group("ingest")
     g.add_argument("--visitors", type=int, help="default 10,000 (quick 2,000)")
     g.add_argument("--events-per-visitor", type=int, help="default 4 (quick 2)")
@@ -96,8 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     table(machine())
     results: list[Check] = []
     try:
+        single = None
         if args.only in (None, "ingest"):
-            results += ingest.report_ingest(ingest.run(ingest_config, RUN_DIR / "ingest"))
+            single = ingest.run(ingest_config, RUN_DIR / "ingest")
+            results += ingest.report_ingest(single)
+        if args.only in (None, "cluster"):
+            on_cluster = cluster.run(ingest_config, RUN_DIR / "cluster")
+            cluster.report_cluster(on_cluster, single)
         if args.only in (None, "scaling"):
             scaled = scaling.run(_scaling_config(args), RUN_DIR / "scaling")
             results += scaling.report_scaling(scaled)
