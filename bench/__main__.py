@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import dispatch, ingest
+from bench import cluster, dispatch, ingest, scaling
 from bench.procs import machine
 from bench.report import Check, checks, section, table
 
@@ -27,12 +27,22 @@ RUN_DIR = Path(".run/bench")
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes (about 30 s in all)")
-    p.add_argument("--only", choices=("ingest", "dispatch"), help="run one benchmark")
+    p.add_argument(
+        "--only", choices=("ingest", "cluster", "scaling", "dispatch"), help="run one benchmark"
+    )
     g = p.add_argument_group("ingest")
     g.add_argument("--visitors", type=int, help="default 10,000 (quick 2,000)")
     g.add_argument("--events-per-visitor", type=int, help="default 4 (quick 2)")
     g.add_argument("--batch-size", type=int, default=500, help="events per TrackEvents")
     g.add_argument("--clients", type=int, default=4, help="concurrent clients")
+    g = p.add_argument_group("scaling (ingest with 1 and with N worker processes)")
+    g.add_argument("--workers", type=int, default=0, help="N (default: the cores, at least 2)")
+    g.add_argument(
+        "--connections",
+        type=int,
+        default=scaling.ScalingConfig.connections,
+        help="connections the clients share, taken in turn per batch",
+    )
     g = p.add_argument_group("dispatch")
     g.add_argument("--users", type=int, help="default 5,000 (quick 1,000)")
     g.add_argument("--actions-per-user", type=int, default=4)
@@ -45,6 +55,17 @@ def _parser() -> argparse.ArgumentParser:
         help="/users/track limit N/SECONDS for sandbox and connectors (Braze: 3000/3)",
     )
     return p
+
+
+def _scaling_config(args: argparse.Namespace) -> scaling.ScalingConfig:
+    return scaling.ScalingConfig(
+        visitors=args.visitors or (2_000 if args.quick else 10_000),
+        events_per_visitor=args.events_per_visitor or (2 if args.quick else 4),
+        batch_size=args.batch_size,
+        clients=args.clients,
+        connections=args.connections,
+        workers=args.workers,
+    )
 
 
 def _configs(args: argparse.Namespace) -> tuple[ingest.IngestConfig, dispatch.DispatchConfig]:
@@ -77,8 +98,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     table(machine())
     results: list[Check] = []
     try:
+        single = None
         if args.only in (None, "ingest"):
-            results += ingest.report_ingest(ingest.run(ingest_config, RUN_DIR / "ingest"))
+            single = ingest.run(ingest_config, RUN_DIR / "ingest")
+            results += ingest.report_ingest(single)
+        if args.only in (None, "cluster"):
+            on_cluster = cluster.run(ingest_config, RUN_DIR / "cluster")
+            cluster.report_cluster(on_cluster, single)
+        if args.only in (None, "scaling"):
+            scaled = scaling.run(_scaling_config(args), RUN_DIR / "scaling")
+            results += scaling.report_scaling(scaled)
         if args.only in (None, "dispatch"):
             results += dispatch.report_dispatch(dispatch.run(dispatch_config, RUN_DIR / "dispatch"))
     except Exception:

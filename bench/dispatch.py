@@ -435,6 +435,8 @@ async def run_dispatch(config: DispatchConfig, run_dir: Path) -> DispatchResult:
                 "CROWD_DISPATCH_API_KEYS": json.dumps({api_key: ["dispatch", "read"]}),
                 "CROWD_DISPATCH_CONNECTORS_FILE": str(connectors.resolve()),
                 BRAZE_KEY_ENV: braze_key,
+                # One process: its CPU is measured by pid.
+                "CROWD_DISPATCH_WORKERS": "1",
             },
         )
         target = f"127.0.0.1:{dispatch_port}"

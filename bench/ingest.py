@@ -104,7 +104,7 @@ def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {name: calls for name, calls in found.items() if calls > 0}
 
 
-async def _publish(target: str, api_key: str) -> str:
+async def publish_bench_definitions(target: str, api_key: str) -> str:
     async with CrowdClient(target, api_key=api_key) as crowd:
         definitions = bench_definitions()
         check = await crowd.validate_definitions(definitions)
@@ -173,6 +173,9 @@ async def run_ingest(config: IngestConfig, run_dir: Path) -> IngestResult:
             "CROWD_PROFILE_REDIS_URL": redis_url,
             "CROWD_PROFILE_API_KEYS": keys_json,
             "CROWD_PROFILE_DISPATCH_TARGET": "",
+            # One process each: the CPU figures below are per process (bench.scaling runs
+            # several workers).
+            "CROWD_PROFILE_WORKERS": "1",
         }
         real = stack.start(
             "profile",
@@ -187,7 +190,7 @@ async def run_ingest(config: IngestConfig, run_dir: Path) -> IngestResult:
         real_target, noop_target = f"127.0.0.1:{real_port}", f"127.0.0.1:{noop_port}"
         await wait_serving(real, real_target)
         await wait_serving(noop, noop_target)
-        version = await _publish(real_target, api_key)
+        version = await publish_bench_definitions(real_target, api_key)
         note(f"definitions published as {version}; profile service has no dispatch target")
 
         batches = build_batches(

@@ -1,7 +1,10 @@
 """Closed-loop load: a few concurrent clients sending pre-serialized TrackEvents batches.
 
-Each client has its own channel (its own HTTP/2 connection) and keeps one batch in flight:
-it takes the next batch from a shared cursor, sends it, waits for the answer, repeats. The
+Each client keeps one batch in flight: it takes the next batch from a shared cursor, sends
+it, waits for the answer, repeats. By default each client has its own channel (its own
+HTTP/2 connection); with ``connections`` the clients share that many connections, taking
+them in turn for each batch, as tasks sharing one `crowd.client.CrowdClient` do (a server
+with several worker processes on one port spreads connections, not calls). The
 requests are already serialized and responses are not parsed (raw bytes both ways), so the
 client spends as little CPU as possible on the machine it shares with the server. The first
 answer of a real server is parsed to check it holds one result per event.
@@ -63,8 +66,12 @@ async def drive(
     clients: int,
     check_results: bool,
     keep_answers: bool = False,
+    connections: int | None = None,
 ) -> LoadResult:
     """Send every batch to ``target`` with ``clients`` concurrent clients; time it.
+
+    ``connections``: that many connections shared by the clients, used in turn per batch
+    (default: one per client).
 
     ``keep_answers`` keeps the serialized responses (parsed after the clock stops).
 
@@ -77,20 +84,26 @@ async def drive(
     # A private subchannel pool per channel: otherwise channels to one target share one
     # connection, and the "clients" would be streams of one HTTP/2 connection.
     options = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", -1)]
-    channels = [grpc.aio.insecure_channel(target, options=options) for _ in range(clients)]
+    channels = [
+        grpc.aio.insecure_channel(target, options=options) for _ in range(connections or clients)
+    ]
+    calls = [
+        channel.unary_unary(
+            TRACK_EVENTS, request_serializer=_identity, response_deserializer=_identity
+        )
+        for channel in channels
+    ]
     latencies: list[float] = []
     answers: list[bytes] = []
     cursor = 0
     checked = not check_results
 
-    async def client(channel: grpc.aio.Channel) -> None:
+    async def client() -> None:
         nonlocal cursor, checked
-        call = channel.unary_unary(
-            TRACK_EVENTS, request_serializer=_identity, response_deserializer=_identity
-        )
         while cursor < len(batches.payloads):
             index = cursor
             cursor += 1
+            call = calls[index % len(calls)]
             started = time.perf_counter()
             answer = await call(batches.payloads[index], metadata=metadata, timeout=CALL_TIMEOUT_S)
             latencies.append(time.perf_counter() - started)
@@ -104,7 +117,7 @@ async def drive(
         for channel in channels:
             await asyncio.wait_for(channel.channel_ready(), 30)
         started = time.perf_counter()
-        await asyncio.gather(*(client(channel) for channel in channels))
+        await asyncio.gather(*(client() for _ in range(clients)))
         seconds = time.perf_counter() - started
     finally:
         for channel in channels:

@@ -21,6 +21,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def children_of(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (e.g. a supervisor's workers), from ``/proc``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+        except OSError:
+            continue  # exited meanwhile
+        if int(ppid) == pid and state != "Z":
+            found.append(int(entry.name))
+    return sorted(found)
+
+
 def quiet_env(service_prefix: str) -> dict[str, str]:
     """Environment overrides for a service child: no span export (an unreachable collector
     would cost CPU), INFO logs as in production."""

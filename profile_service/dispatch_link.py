@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import grpc
 import grpc.aio
 
+from crowd.channels import ChannelPool
 from crowd.dispatch.v1 import action_pb2, dispatch_service_pb2, dispatch_service_pb2_grpc
 from profile_service.storage import SubmitRejected
 from service_common.errors import decode_error
@@ -30,18 +31,12 @@ class DispatchSubmitter:
     """
 
     def __init__(self, channels: grpc.aio.Channel | Sequence[grpc.aio.Channel]) -> None:
-        pool = [channels] if isinstance(channels, grpc.aio.Channel) else list(channels)
-        if not pool:
-            raise ValueError("at least one channel is needed")
-        self._stubs: list[dispatch_service_pb2_grpc.DispatchServiceAsyncStub] = [
-            dispatch_service_pb2_grpc.DispatchServiceStub(c) for c in pool
-        ]
-        self._next = 0
+        self._pool = ChannelPool(
+            [channels] if isinstance(channels, grpc.aio.Channel) else list(channels)
+        )
 
     def _stub(self) -> dispatch_service_pb2_grpc.DispatchServiceAsyncStub:
-        stub = self._stubs[self._next]
-        self._next = (self._next + 1) % len(self._stubs)
-        return stub
+        return dispatch_service_pb2_grpc.DispatchServiceStub(self._pool.take())
 
     async def __call__(self, actions: list[action_pb2.Action]) -> None:
         try:

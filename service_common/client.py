@@ -14,14 +14,11 @@ import grpc
 import grpc.aio
 from opentelemetry.sdk.trace import TracerProvider
 
+from crowd.channels import OWN_CONNECTION
 from service_common.logging import register_secret
 from service_common.telemetry import client_interceptors
 
-__all__ = ["OWN_CONNECTION", "auth_metadata", "create_channel", "create_channels"]
-
-OWN_CONNECTION = ("grpc.use_local_subchannel_pool", 1)
-"""Channel argument giving a channel a TCP connection of its own: by default gRPC shares one
-connection between channels with the same target and arguments."""
+__all__ = ["auth_metadata", "create_channel", "create_channels"]
 
 
 def auth_metadata(api_key: str) -> tuple[tuple[str, str]]:
@@ -110,7 +107,7 @@ def create_channels(
 
     A server with several worker processes on one port, or replicas behind one address,
     shares load per connection: a caller that rotates over these channels reaches several of
-    them instead of one.
+    them instead of one (rotate with `crowd.channels.ChannelPool`).
     """
     if count < 1:
         raise ValueError("count must be at least 1")

@@ -11,9 +11,10 @@ One Python process runs one event loop, so it uses one core. With ``workers`` > 
   ordinary single-process service with its own event loop and gRPC server, all listening on
   the same port through ``SO_REUSEPORT`` (the kernel spreads new connections over them);
 * restarts a worker that was **killed by a signal** (the OOM killer, a crash, ``kill -9``)
-  after a capped backoff, and stops everything, exiting with the worker's status, when a
-  worker **exits on its own** (a failed start such as a partition-count mismatch, which a
-  restart would only repeat);
+  or **stopped gracefully** by a SIGTERM of its own (a rolling restart, one worker at a
+  time) after a capped backoff, and stops everything, exiting with the worker's status,
+  when a worker **fails on its own** (a non-zero exit: a failed start such as a
+  partition-count mismatch, which a restart would only repeat);
 * on SIGTERM or SIGINT sends SIGTERM to every worker, waits while each drains gracefully
   (``shutdown_grace_seconds`` plus its shutdown steps), SIGKILLs any that is still running
   long after that, and exits 0 when every worker stopped cleanly (1 otherwise).
@@ -265,7 +266,7 @@ class Supervisor:
                         describe_exit(returncode),
                     )
                 return
-            if returncode >= 0:
+            if returncode > 0:
                 # On its own: a failed start (or a bug) that a restart would only repeat.
                 logger.error(
                     "worker %d (pid %d) %s: stopping the other workers",
@@ -281,11 +282,14 @@ class Supervisor:
                 crashes = 0
             crashes += 1
             delay = self._policy.delay(crashes)
-            logger.warning(
+            # Status 0: it was stopped gracefully (someone sent it SIGTERM, e.g. a rolling
+            # restart of the workers one by one): start it again, from the program on disk.
+            logger.log(
+                logging.INFO if returncode == 0 else logging.WARNING,
                 "worker %d (pid %d) %s: restarting it in %.1fs",
                 index,
                 process.pid,
-                describe_exit(returncode),
+                "stopped" if returncode == 0 else describe_exit(returncode),
                 delay,
             )
             with contextlib.suppress(TimeoutError):

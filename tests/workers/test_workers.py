@@ -209,3 +209,28 @@ async def test_a_killed_supervisor_takes_its_workers_along(redis_url: str, tmp_p
         assert await health(address) is None  # nothing listens any more
     finally:
         await supervised.kill()
+
+
+async def test_a_worker_stopped_with_sigterm_drains_and_is_started_again(
+    redis_url: str, tmp_path: Path
+) -> None:
+    # A rolling restart of one host's workers: SIGTERM one at a time.
+    supervised = profile_service(redis_url, tmp_path)
+    try:
+        await supervised.start()
+        first = await supervised.wait_serving()
+        victim = min(first)
+        os.kill(victim, signal.SIGTERM)
+
+        async def replaced() -> set[int] | None:
+            pids = supervised.worker_pids()
+            return pids if len(pids) == 2 and victim not in pids else None
+
+        now = await wait_for(replaced, "the stopped worker to be replaced", 30)
+        assert now is not None
+        assert victim in supervised.rpcs_by_worker()  # it drained: logged "stopped"
+        await supervised.wait_serving()
+        assert await supervised.stop() == 0
+    finally:
+        await supervised.kill()
+    assert not any(alive(pid) for pid in first | now)

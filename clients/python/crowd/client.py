@@ -22,6 +22,7 @@ import grpc.aio
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from crowd.channels import ChannelPool
 from crowd.definitions.loader import load_definitions_file
 from crowd.dispatch.v1 import action_pb2, dispatch_service_pb2, dispatch_service_pb2_grpc
 from crowd.profile.v1 import (
@@ -93,25 +94,13 @@ def lookup(
     return event_pb2.VisitorLookup(visitor_id=visitor_id)
 
 
-DEFAULT_CHANNELS = 8
-"""Connections per service a `CrowdClient` spreads its calls over (see its ``channels``)."""
+DEFAULT_CHANNELS = 16
+"""Connections per service a `CrowdClient` spreads its calls over (see its ``channels``).
 
-# Each channel gets its own subchannel pool, hence its own TCP connection: by default gRPC
-# shares one connection between channels with the same target and arguments.
-_OWN_CONNECTION = ("grpc.use_local_subchannel_pool", 1)
-
-
-class _ChannelPool:
-    """Several channels to one target, taken in turn for each call."""
-
-    def __init__(self, channels: list[grpc.aio.Channel]) -> None:
-        self.channels = channels
-        self._next = 0
-
-    def take(self) -> grpc.aio.Channel:
-        channel = self.channels[self._next]
-        self._next = (self._next + 1) % len(self.channels)
-        return channel
+The kernel hands each new connection to a worker process at random (a hash), so the split
+of one client's calls is as even as a fair coin over this many tosses: with 16 over two
+workers, within 70/30 nine times in ten. Connections open on first use, so a short-lived
+client (the CLI) opens one."""
 
 
 class CrowdClient:
@@ -121,7 +110,8 @@ class CrowdClient:
     TCP connection, opened on first use). A server with several worker processes on one
     port (``--workers``), or several replicas behind one address, shares load per
     *connection*: one connection would put all of this client's calls on one worker.
-    A streaming call stays on the connection it started on.
+    A streaming call stays on the connection it started on; a failing connection is
+    skipped while another one works (`crowd.channels.ChannelPool`).
     """
 
     def __init__(
@@ -154,26 +144,22 @@ class CrowdClient:
             (("authorization", f"Bearer {api_key}"),) if api_key else ()
         )
         self._timeout = timeout
-        self._channel_count = channels
-        self._options = [_OWN_CONNECTION, *options]
-        self._channels: list[grpc.aio.Channel] = []
-        self._profile_pool = self._open(profile_target, credentials) if profile_target else None
-        self._dispatch_pool = self._open(dispatch_target, credentials) if dispatch_target else None
-
-    def _open(self, target: str, credentials: grpc.ChannelCredentials | None) -> _ChannelPool:
-        opened = [
-            grpc.aio.secure_channel(target, credentials, options=self._options)
-            if credentials
-            else grpc.aio.insecure_channel(target, options=self._options)
-            for _ in range(self._channel_count)
-        ]
-        self._channels += opened
-        return _ChannelPool(opened)
+        self._profile_pool = (
+            ChannelPool.open(profile_target, channels, credentials=credentials, options=options)
+            if profile_target
+            else None
+        )
+        self._dispatch_pool = (
+            ChannelPool.open(dispatch_target, channels, credentials=credentials, options=options)
+            if dispatch_target
+            else None
+        )
 
     async def close(self) -> None:
         """Close the channels."""
-        for channel in self._channels:
-            await channel.close()
+        for pool in (self._profile_pool, self._dispatch_pool):
+            if pool is not None:
+                await pool.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -205,7 +191,7 @@ class CrowdClient:
         return self._metadata
 
     @staticmethod
-    def _require(pool: _ChannelPool | None) -> grpc.aio.Channel:
+    def _require(pool: ChannelPool | None) -> grpc.aio.Channel:
         if pool is None:
             raise RuntimeError("no target configured for this service")
         return pool.take()
