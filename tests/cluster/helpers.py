@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -14,14 +15,15 @@ import grpc.aio
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from crowd.client import CrowdClient, make_event
+from dispatch_service.worker import WorkerSettings
 from service_common.keys import DEFAULT_PARTITIONS, partition_keys_for
 from service_common.server import ManagedServer
 from tests.harness import RedisClusterHarness, RedisServer
 from tests.profile_api.servers import Servers, Tracing
 
 
-def profile_cluster_settings(cluster: RedisClusterHarness, **overrides: Any) -> dict[str, Any]:
-    """Profile settings overrides for ``cluster``: the documented ``redis_cluster`` switch,
+def cluster_settings(cluster: RedisClusterHarness, **overrides: Any) -> dict[str, Any]:
+    """Settings overrides (either service) for ``cluster``: the documented ``redis_cluster`` switch,
     one seed in ``redis_url`` and every node in ``redis_cluster_nodes``."""
     values: dict[str, Any] = {
         "redis_url": cluster.url,
@@ -62,7 +64,19 @@ class ClusterProfileServers(Servers):
         self.cluster = cluster
 
     async def profile(self, **overrides: Any) -> ManagedServer:
-        return await super().profile(**profile_cluster_settings(self.cluster, **overrides))
+        return await super().profile(**cluster_settings(self.cluster, **overrides))
+
+
+class ClusterServers(ClusterProfileServers):
+    """`Servers` whose profile *and* dispatch servers run on ``cluster``, as in production:
+    the dispatch service's visitor-trace notes land beside the profiles they belong to."""
+
+    async def dispatch(
+        self, connectors_file: Path, worker_settings: WorkerSettings | None = None, **overrides: Any
+    ) -> ManagedServer:
+        return await super().dispatch(
+            connectors_file, worker_settings, **cluster_settings(self.cluster, **overrides)
+        )
 
 
 #: Codes a client retries while the cluster fails over or moves slots.
@@ -71,12 +85,11 @@ RETRIED_CODES = frozenset(
 )
 
 
-class RetryingIngest:
-    """Sends rounds of events (one per visitor, event id ``<visitor>:<round>``), each retried
-    until acknowledged, as a client riding out an outage would; counts what it saw.
-
-    A round is acknowledged when TrackEvents answered OK; the retries of a round carry the
-    same event ids, so anything the failed attempts had applied is a duplicate."""
+class RetryingRounds:
+    """Sends rounds of requests, in order, each retried until acknowledged, as a client riding
+    out a failover or a slot move would; counts what it saw. Subclasses say what a round is
+    (`attempt_round`); the retries of a round carry the same ids (event ids, idempotency
+    keys), so whatever a failed attempt applied is a duplicate."""
 
     def __init__(self, client: CrowdClient, visitors: Sequence[str], give_up_s: float = 90.0):
         self.client = client
@@ -86,8 +99,11 @@ class RetryingIngest:
         self.failed_attempts: Counter[grpc.StatusCode] = Counter()
         self._progress = asyncio.Condition()
 
+    async def attempt_round(self, number: int) -> None:
+        """Send round ``number`` once (raises what the call raised)."""
+        raise NotImplementedError
+
     async def send_round(self, number: int) -> None:
-        events = [make_event(v, "page_view", event_id=f"{v}:{number}") for v in self.visitors]
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(self._retried),
             wait=wait_random_exponential(multiplier=0.05, max=0.5),
@@ -95,7 +111,7 @@ class RetryingIngest:
             reraise=True,
         ):
             with attempt:
-                await self.client.track_events(events)
+                await self.attempt_round(number)
         async with self._progress:
             self.acknowledged_rounds += 1
             self._progress.notify_all()
@@ -115,6 +131,15 @@ class RetryingIngest:
             self.failed_attempts[error.code()] += 1
             return True
         return False
+
+
+class RetryingIngest(RetryingRounds):
+    """Rounds of TrackEvents: one page view per visitor, event id ``<visitor>:<round>``."""
+
+    async def attempt_round(self, number: int) -> None:
+        await self.client.track_events(
+            [make_event(v, "page_view", event_id=f"{v}:{number}") for v in self.visitors]
+        )
 
 
 async def counters(client: CrowdClient, visitors: Sequence[str]) -> dict[str, float]:

@@ -25,7 +25,8 @@ from dispatch_service.settings import DispatchSettings
 from dispatch_service.worker import WorkerSettings
 from service_common.keys import DispatchKeys, partition_of
 from service_common.server import ManagedServer
-from tests.dispatch.helpers import API_KEY, CONNECTOR
+from tests.cluster.helpers import RetryingRounds
+from tests.dispatch.helpers import API_KEY, CONNECTOR, track_action
 from tests.harness import RedisClusterHarness, eventually
 from tests.profile_api.helpers import DISPATCH_KEY
 
@@ -193,3 +194,21 @@ def refusals(cluster: RedisClusterHarness, error: str = "TRYAGAIN") -> int:
             stats = client.info("errorstats")
         total += int(stats.get(f"errorstat_{error}", {}).get("count", 0))
     return total
+
+
+class RetryingSubmit(RetryingRounds):
+    """Rounds of SubmitActions: one Track User action per visitor, key ``<visitor>:<round>``."""
+
+    def keys(self, number: int) -> list[str]:
+        """The idempotency keys of round ``number``."""
+        return [f"{v}:{number}" for v in self.visitors]
+
+    def acknowledged_keys(self) -> list[str]:
+        """The keys of every acknowledged round."""
+        return [k for n in range(self.acknowledged_rounds) for k in self.keys(n)]
+
+    async def attempt_round(self, number: int) -> None:
+        keys = self.keys(number)
+        actions = [track_action(k, visitor=v) for k, v in zip(keys, self.visitors, strict=True)]
+        outcomes = await self.client.submit_actions(actions)
+        assert all(o.state == action_pb2.ACTION_STATE_ACCEPTED for o in outcomes), outcomes

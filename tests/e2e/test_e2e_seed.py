@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,25 @@ async def play(servers: Servers, sandbox: BrazeSandbox, tmp: Path) -> SeedRun:
         return run
 
 
+@asynccontextmanager
+async def recorded_seed_run(servers: Servers, tmp: Path) -> AsyncIterator[SeedRun]:
+    """Play the scenario with ``servers`` (their Redis flushed) and a fresh sandbox; yield what
+    it recorded, with the log records of the whole run including the servers' shutdown."""
+    sandbox = BrazeSandbox(
+        SandboxConfig(api_keys={BRAZE_KEY: ALL_PERMISSIONS}, window_alignment="first_request")
+    )
+    await sandbox.start()
+    try:
+        with capture_logs() as logs:
+            run = await play(servers, sandbox, tmp)
+            await servers.close()  # shutdown logs are checked too
+        run.log_records = logs.records
+        yield run
+    finally:
+        await servers.close()
+        await sandbox.stop()
+
+
 @pytest_asyncio.fixture(scope="module")
 async def seed_run(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
@@ -177,20 +197,12 @@ async def seed_run(
     finally:
         flush.close()
     tracing = Tracing()
-    servers = Servers(redis_server.url, tracing)
-    sandbox = BrazeSandbox(
-        SandboxConfig(api_keys={BRAZE_KEY: ALL_PERMISSIONS}, window_alignment="first_request")
-    )
-    await sandbox.start()
     try:
-        with capture_logs() as logs:
-            run = await play(servers, sandbox, tmp_path_factory.mktemp("seed"))
-            await servers.close()  # shutdown logs are checked too
-        run.log_records = logs.records
-        yield run
+        async with recorded_seed_run(
+            Servers(redis_server.url, tracing), tmp_path_factory.mktemp("seed")
+        ) as run:
+            yield run
     finally:
-        await servers.close()
-        await sandbox.stop()
         tracing.shutdown()
 
 

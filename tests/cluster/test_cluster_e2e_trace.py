@@ -1,8 +1,7 @@
-"""The end-to-end suite of tests/e2e with the profile service on the real Redis Cluster: ingest
+"""The end-to-end trace suite of tests/e2e with both services on the real Redis Cluster: ingest
 → audience joined → action in the outbox (on whichever master holds the visitor's partition) →
-the forwarder's SubmitActions → the dispatch service (on its own single Redis here; its cluster
-side is tests/cluster/test_cluster_dispatch_*) → the Braze sandbox, in one trace; and the
-event-fed delete action."""
+the forwarder's SubmitActions → the dispatch service's queues (on the cluster too) → the Braze
+sandbox, in one trace; and the event-fed delete action."""
 
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ import pytest_asyncio
 from braze_sandbox import BrazeSandbox
 from crowd.client import CrowdClient
 from dispatch_service.worker import WorkerSettings
-from tests.cluster.helpers import ClusterProfileServers
+from tests.cluster.helpers import ClusterServers
 from tests.e2e.conftest import Stack
 from tests.e2e.test_e2e_trace import (
     test_event_feed_action_continues_the_trace_to_the_delete_request,
@@ -31,17 +30,15 @@ __all__ = [
 
 @pytest_asyncio.fixture
 async def stack(
-    cluster_profile_servers: ClusterProfileServers,
-    redis_url: str,
+    cluster_servers: ClusterServers,
     sandbox: BrazeSandbox,
     tmp_path: Path,
 ) -> AsyncIterator[Stack]:
-    """tests/e2e's stack with the profile service on the cluster."""
-    servers = cluster_profile_servers
+    """tests/e2e's stack with both services on the cluster."""
+    servers = cluster_servers
     dispatch = await servers.dispatch(
         write_connectors(tmp_path, sandbox.url),
         WorkerSettings(block_ms=50, promote_interval_s=0.05),
-        redis_url=redis_url,
     )
     profile = await servers.profile(dispatch_target=dispatch.address, dispatch_api_key=DISPATCH_KEY)
     async with CrowdClient(profile.address, api_key=ADMIN_KEY) as client:
