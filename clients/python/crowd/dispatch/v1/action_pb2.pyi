@@ -105,6 +105,7 @@ class Action(_message.Message):
     DELETE_USER_FIELD_NUMBER: _builtins.int
     IDENTIFY_USER_FIELD_NUMBER: _builtins.int
     UPDATE_MEMBERSHIP_FIELD_NUMBER: _builtins.int
+    MERGE_USERS_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     """Caller-chosen key; submitting the same key again changes nothing and
     returns the first outcome. 1 to 512 characters.
@@ -149,6 +150,10 @@ class Action(_message.Message):
     def update_membership(self) -> Global___UpdateMembership:
         """Audience membership written as Braze attributes."""
 
+    @_builtins.property
+    def merge_users(self) -> Global___MergeUsers:
+        """Braze /users/merge: two Braze users that are one person."""
+
     def __init__(
         self,
         *,
@@ -163,16 +168,52 @@ class Action(_message.Message):
         delete_user: Global___DeleteUser | None = ...,
         identify_user: Global___IdentifyUser | None = ...,
         update_membership: Global___UpdateMembership | None = ...,
+        merge_users: Global___MergeUsers | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delete_user", b"delete_user", "fired_at", b"fired_at", "frequency_cap", b"frequency_cap", "identify_user", b"identify_user", "payload", b"payload", "trace_context", b"trace_context", "track_user", b"track_user", "update_membership", b"update_membership"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delete_user", b"delete_user", "fired_at", b"fired_at", "frequency_cap", b"frequency_cap", "identify_user", b"identify_user", "merge_users", b"merge_users", "payload", b"payload", "trace_context", b"trace_context", "track_user", b"track_user", "update_membership", b"update_membership"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_id", b"action_id", "connector_id", b"connector_id", "delete_user", b"delete_user", "fired_at", b"fired_at", "frequency_cap", b"frequency_cap", "idempotency_key", b"idempotency_key", "identify_user", b"identify_user", "payload", b"payload", "trace_context", b"trace_context", "track_user", b"track_user", "update_membership", b"update_membership", "visitor_id", b"visitor_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_id", b"action_id", "connector_id", b"connector_id", "delete_user", b"delete_user", "fired_at", b"fired_at", "frequency_cap", b"frequency_cap", "idempotency_key", b"idempotency_key", "identify_user", b"identify_user", "merge_users", b"merge_users", "payload", b"payload", "trace_context", b"trace_context", "track_user", b"track_user", "update_membership", b"update_membership", "visitor_id", b"visitor_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["track_user", "delete_user", "identify_user", "update_membership"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["track_user", "delete_user", "identify_user", "update_membership", "merge_users"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
 Global___Action: _TypeAlias = Action  # noqa: Y015
+
+@_typing.final
+class MergeUsers(_message.Message):
+    """Two Braze users that identity stitching found to be one person. Sent to
+    /users/merge only if Braze may hold the user to merge (this service sent
+    it something); otherwise completed without a request.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_TO_MERGE_FIELD_NUMBER: _builtins.int
+    USER_TO_KEEP_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user_to_merge(self) -> Global___UserIds:
+        """The user merged away (one identifier: external_id, user_alias, email or
+        phone).
+        """
+
+    @_builtins.property
+    def user_to_keep(self) -> Global___UserIds:
+        """The user kept (one identifier)."""
+
+    def __init__(
+        self,
+        *,
+        user_to_merge: Global___UserIds | None = ...,
+        user_to_keep: Global___UserIds | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user_to_keep", b"user_to_keep", "user_to_merge", b"user_to_merge"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_to_keep", b"user_to_keep", "user_to_merge", b"user_to_merge"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MergeUsers: _TypeAlias = MergeUsers  # noqa: Y015
 
 @_typing.final
 class FrequencyCapPolicy(_message.Message):

@@ -417,53 +417,86 @@ class _MergeRule:
 class _MergeRuleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MergeRule.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     MERGE_RULE_UNSPECIFIED: _MergeRule.ValueType  # 0
-    """The type's default: visitor IDs OLDER, numbers NEWER, badges OR,
-    sets UNION, tallies UNION_SUM, others NEWER.
+    """The type's default: visitor IDs OLDER (always), numbers and dates
+    NEWER, booleans and badges OR, strings NEWER, sets and arrays UNION,
+    tallies UNION_SUM, funnels FUNNEL, timelines TIMELINE.
     """
     MERGE_RULE_NEWER: _MergeRule.ValueType  # 1
-    """The value of the most recently updated profile."""
+    """The value enriched most recently (either profile)."""
     MERGE_RULE_OLDER: _MergeRule.ValueType  # 2
-    """The value of the least recently updated profile."""
+    """The value enriched least recently (either profile)."""
     MERGE_RULE_MAX: _MergeRule.ValueType  # 3
     """The larger value (numbers, dates)."""
     MERGE_RULE_MIN: _MergeRule.ValueType  # 4
     """The smaller value (numbers, dates)."""
     MERGE_RULE_SUM: _MergeRule.ValueType  # 5
-    """The sum (numbers; unset counts as absent)."""
+    """The sum (numbers; unset + x = x)."""
     MERGE_RULE_UNION: _MergeRule.ValueType  # 6
-    """The union (sets, arrays, tallies by key with the larger count)."""
+    """The union: sets deduplicated, arrays the older value's items then the
+    newer's.
+    """
     MERGE_RULE_UNION_SUM: _MergeRule.ValueType  # 7
-    """Tallies: key-wise sum."""
+    """Tallies: every key of both, counts summed."""
     MERGE_RULE_AND: _MergeRule.ValueType  # 8
     """Booleans and badges: true if true in both."""
     MERGE_RULE_OR: _MergeRule.ValueType  # 9
     """Booleans and badges: true if true in either."""
+    MERGE_RULE_UNION_MAX: _MergeRule.ValueType  # 10
+    """Tallies: every key of both, the larger count."""
+    MERGE_RULE_UNION_MIN: _MergeRule.ValueType  # 11
+    """Tallies: every key of both, the smaller count."""
+    MERGE_RULE_RECALCULATE: _MergeRule.ValueType  # 12
+    """Re-run the attribute's enrichments on the merged profile with the event
+    that caused the stitch.
+    """
+    MERGE_RULE_FUNNEL: _MergeRule.ValueType  # 13
+    """Funnels: each step from the profile that completed it earliest."""
+    MERGE_RULE_TIMELINE: _MergeRule.ValueType  # 14
+    """Timelines: entries of both in time order, the newest kept."""
 
 class MergeRule(_MergeRule, metaclass=_MergeRuleEnumTypeWrapper):
-    """How an attribute merges when two profiles are stitched."""
+    """How an attribute merges when two profiles are stitched. Rules that
+    compare ages use each value's own last-enriched time (when an enrichment
+    last wrote it), not the profile's update time.
+    """
 
 MERGE_RULE_UNSPECIFIED: MergeRule.ValueType  # 0
-"""The type's default: visitor IDs OLDER, numbers NEWER, badges OR,
-sets UNION, tallies UNION_SUM, others NEWER.
+"""The type's default: visitor IDs OLDER (always), numbers and dates
+NEWER, booleans and badges OR, strings NEWER, sets and arrays UNION,
+tallies UNION_SUM, funnels FUNNEL, timelines TIMELINE.
 """
 MERGE_RULE_NEWER: MergeRule.ValueType  # 1
-"""The value of the most recently updated profile."""
+"""The value enriched most recently (either profile)."""
 MERGE_RULE_OLDER: MergeRule.ValueType  # 2
-"""The value of the least recently updated profile."""
+"""The value enriched least recently (either profile)."""
 MERGE_RULE_MAX: MergeRule.ValueType  # 3
 """The larger value (numbers, dates)."""
 MERGE_RULE_MIN: MergeRule.ValueType  # 4
 """The smaller value (numbers, dates)."""
 MERGE_RULE_SUM: MergeRule.ValueType  # 5
-"""The sum (numbers; unset counts as absent)."""
+"""The sum (numbers; unset + x = x)."""
 MERGE_RULE_UNION: MergeRule.ValueType  # 6
-"""The union (sets, arrays, tallies by key with the larger count)."""
+"""The union: sets deduplicated, arrays the older value's items then the
+newer's.
+"""
 MERGE_RULE_UNION_SUM: MergeRule.ValueType  # 7
-"""Tallies: key-wise sum."""
+"""Tallies: every key of both, counts summed."""
 MERGE_RULE_AND: MergeRule.ValueType  # 8
 """Booleans and badges: true if true in both."""
 MERGE_RULE_OR: MergeRule.ValueType  # 9
 """Booleans and badges: true if true in either."""
+MERGE_RULE_UNION_MAX: MergeRule.ValueType  # 10
+"""Tallies: every key of both, the larger count."""
+MERGE_RULE_UNION_MIN: MergeRule.ValueType  # 11
+"""Tallies: every key of both, the smaller count."""
+MERGE_RULE_RECALCULATE: MergeRule.ValueType  # 12
+"""Re-run the attribute's enrichments on the merged profile with the event
+that caused the stitch.
+"""
+MERGE_RULE_FUNNEL: MergeRule.ValueType  # 13
+"""Funnels: each step from the profile that completed it earliest."""
+MERGE_RULE_TIMELINE: MergeRule.ValueType  # 14
+"""Timelines: entries of both in time order, the newest kept."""
 Global___MergeRule: _TypeAlias = MergeRule  # noqa: Y015
 
 class _Trigger:
@@ -718,6 +751,7 @@ class AttributeDefinition(_message.Message):
     ENRICHMENTS_FIELD_NUMBER: _builtins.int
     MERGE_RULE_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    IDENTITY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Stable user-chosen id, e.g. "lifetime_order_value". Lowercase letters,
     digits and underscores; unique across attributes, audiences and feeds.
@@ -729,12 +763,18 @@ class AttributeDefinition(_message.Message):
     type: Global___AttributeType.ValueType
     """The data type."""
     merge_rule: Global___MergeRule.ValueType
-    """How the attribute merges when two profiles are stitched."""
+    """How the attribute merges when two profiles are stitched; unset = the
+    type's default (see MergeRule).
+    """
     description: _builtins.str
     """Free-text description."""
     @_builtins.property
     def enrichments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Enrichment]:
         """Enrichments that update the attribute, run in dependency order."""
+
+    @_builtins.property
+    def identity(self) -> Global___IdentitySettings:
+        """Visitor-ID attributes only: guardrails against over-merging."""
 
     def __init__(
         self,
@@ -746,14 +786,63 @@ class AttributeDefinition(_message.Message):
         enrichments: _abc.Iterable[Global___Enrichment] | None = ...,
         merge_rule: Global___MergeRule.ValueType = ...,
         description: _builtins.str = ...,
+        identity: Global___IdentitySettings | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["identity", b"identity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "enrichments", b"enrichments", "id", b"id", "merge_rule", b"merge_rule", "name", b"name", "scope", b"scope", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "enrichments", b"enrichments", "id", b"id", "identity", b"identity", "merge_rule", b"merge_rule", "name", b"name", "scope", b"scope", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AttributeDefinition: _TypeAlias = AttributeDefinition  # noqa: Y015
+
+@_typing.final
+class IdentitySettings(_message.Message):
+    """Guardrails of one visitor-ID attribute (beyond Tealium, whose stitching
+    has no brake). Every refusal is reported in the event's result and the
+    visitor's trace.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BLOCKED_VALUES_FIELD_NUMBER: _builtins.int
+    REPLACE_DEFAULT_BLOCKED_VALUES_FIELD_NUMBER: _builtins.int
+    MAX_VALUES_FIELD_NUMBER: _builtins.int
+    MAX_PROFILES_FIELD_NUMBER: _builtins.int
+    replace_default_blocked_values: _builtins.bool
+    """Use blocked_values instead of the default list rather than with it."""
+    max_values: _builtins.int
+    """Most distinct values of this attribute one person may hold (its value
+    and those of the profiles it replaced); a stitch that would exceed it
+    is refused. 0 = no limit.
+    """
+    max_profiles: _builtins.int
+    """Most profiles one person may consist of (itself and every profile it
+    replaced); a stitch through this attribute that would exceed it is
+    refused. 0 = no limit.
+    """
+    @_builtins.property
+    def blocked_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Values that never set the attribute and never stitch, compared
+        case-insensitively, in addition to the default list (null, undefined,
+        none, anonymous, unknown, 0, -1, test@test.com, the all-zero UUID).
+        """
+
+    def __init__(
+        self,
+        *,
+        blocked_values: _abc.Iterable[_builtins.str] | None = ...,
+        replace_default_blocked_values: _builtins.bool = ...,
+        max_values: _builtins.int = ...,
+        max_profiles: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocked_values", b"blocked_values", "max_profiles", b"max_profiles", "max_values", b"max_values", "replace_default_blocked_values", b"replace_default_blocked_values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IdentitySettings: _TypeAlias = IdentitySettings  # noqa: Y015
 
 @_typing.final
 class Enrichment(_message.Message):

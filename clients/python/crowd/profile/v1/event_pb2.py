@@ -26,7 +26,7 @@ from crowd.common.v1 import value_pb2 as crowd_dot_common_dot_v1_dot_value__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63rowd/profile/v1/event.proto\x12\x10\x63rowd.profile.v1\x1a\x1b\x63rowd/common/v1/value.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xff\x01\n\x05\x45vent\x12\x12\n\nvisitor_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x04\x64\x61ta\x18\x05 \x03(\x0b\x32!.crowd.profile.v1.Event.DataEntry\x12\x10\n\x08trace_id\x18\x06 \x01(\t\x12\x10\n\x08platform\x18\x07 \x01(\t\x1a\x43\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.crowd.common.v1.Value:\x02\x38\x01\"i\n\rVisitorLookup\x12\x14\n\nvisitor_id\x18\x01 \x01(\tH\x00\x12<\n\x10visitor_id_value\x18\x02 \x01(\x0b\x32 .crowd.profile.v1.VisitorIdValueH\x00\x42\x04\n\x02\x62y\"5\n\x0eVisitorIdValue\x12\x14\n\x0c\x61ttribute_id\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\x97\x03\n\x0b\x45ventResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x12\n\nprofile_id\x18\x03 \x01(\t\x12\x11\n\tduplicate\x18\x04 \x01(\x08\x12\x15\n\rvisit_started\x18\x05 \x01(\x08\x12\x13\n\x0bnew_visitor\x18\x06 \x01(\x08\x12=\n\x12\x63hanged_attributes\x18\x07 \x03(\x0b\x32!.crowd.profile.v1.AttributeChange\x12\x17\n\x0f\x62\x61\x64ges_assigned\x18\x08 \x03(\t\x12\x16\n\x0e\x62\x61\x64ges_removed\x18\t \x03(\t\x12\x18\n\x10\x61udiences_joined\x18\n \x03(\t\x12\x16\n\x0e\x61udiences_left\x18\x0b \x03(\t\x12\x37\n\ractions_fired\x18\x0c \x03(\x0b\x32 .crowd.profile.v1.FiredActionRef\x12\x1c\n\x14stitched_profile_ids\x18\r \x03(\t\x12\x1b\n\x13\x64\x65\x66initions_version\x18\x0e \x01(\t\"X\n\x0f\x41ttributeChange\x12\x14\n\x0c\x61ttribute_id\x18\x01 \x01(\t\x12/\n\x05value\x18\x02 \x01(\x0b\x32 .crowd.profile.v1.AttributeValue\"<\n\x0e\x46iredActionRef\x12\x11\n\taction_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"\xa5\x04\n\x0e\x41ttributeValue\x12\x16\n\x0cnumber_value\x18\x01 \x01(\x01H\x00\x12\x16\n\x0cstring_value\x18\x02 \x01(\tH\x00\x12\x14\n\nbool_value\x18\x03 \x01(\x08H\x00\x12\x30\n\ndate_value\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12.\n\x0btally_value\x18\x05 \x01(\x0b\x32\x17.crowd.profile.v1.TallyH\x00\x12\x37\n\x10string_set_value\x18\x06 \x01(\x0b\x32\x1b.crowd.common.v1.StringListH\x00\x12\x39\n\x12string_array_value\x18\x07 \x01(\x0b\x32\x1b.crowd.common.v1.StringListH\x00\x12\x39\n\x12number_array_value\x18\x08 \x01(\x0b\x32\x1b.crowd.common.v1.NumberListH\x00\x12\x35\n\x10\x62ool_array_value\x18\t \x01(\x0b\x32\x19.crowd.common.v1.BoolListH\x00\x12\x34\n\x0etimeline_value\x18\n \x01(\x0b\x32\x1a.crowd.profile.v1.TimelineH\x00\x12\x30\n\x0c\x66unnel_value\x18\x0b \x01(\x0b\x32\x18.crowd.profile.v1.FunnelH\x00\x12\x15\n\x0b\x62\x61\x64ge_value\x18\x0c \x01(\x08H\x00\x42\x06\n\x04kind\"}\n\x05Tally\x12\x33\n\x06\x63ounts\x18\x01 \x03(\x0b\x32#.crowd.profile.v1.Tally.CountsEntry\x12\x10\n\x08\x66\x61vorite\x18\x02 \x01(\t\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"<\n\x08Timeline\x12\x30\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1f.crowd.profile.v1.TimelineEntry\"\xc3\x01\n\rTimelineEntry\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12?\n\x08snapshot\x18\x02 \x03(\x0b\x32-.crowd.profile.v1.TimelineEntry.SnapshotEntry\x1aG\n\rSnapshotEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.crowd.common.v1.Value:\x02\x38\x01\"H\n\x06\x46unnel\x12+\n\x05steps\x18\x01 \x03(\x0b\x32\x1c.crowd.profile.v1.FunnelStep\x12\x11\n\tcompleted\x18\x02 \x01(\x08\"\xce\x01\n\nFunnelStep\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\x08snapshot\x18\x03 \x03(\x0b\x32*.crowd.profile.v1.FunnelStep.SnapshotEntry\x1aG\n\rSnapshotEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.crowd.common.v1.Value:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63rowd/profile/v1/event.proto\x12\x10\x63rowd.profile.v1\x1a\x1b\x63rowd/common/v1/value.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xff\x01\n\x05\x45vent\x12\x12\n\nvisitor_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x04\x64\x61ta\x18\x05 \x03(\x0b\x32!.crowd.profile.v1.Event.DataEntry\x12\x10\n\x08trace_id\x18\x06 \x01(\t\x12\x10\n\x08platform\x18\x07 \x01(\t\x1a\x43\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.crowd.common.v1.Value:\x02\x38\x01\"i\n\rVisitorLookup\x12\x14\n\nvisitor_id\x18\x01 \x01(\tH\x00\x12<\n\x10visitor_id_value\x18\x02 \x01(\x0b\x32 .crowd.profile.v1.VisitorIdValueH\x00\x42\x04\n\x02\x62y\"5\n\x0eVisitorIdValue\x12\x14\n\x0c\x61ttribute_id\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xcf\x03\n\x0b\x45ventResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x12\n\nprofile_id\x18\x03 \x01(\t\x12\x11\n\tduplicate\x18\x04 \x01(\x08\x12\x15\n\rvisit_started\x18\x05 \x01(\x08\x12\x13\n\x0bnew_visitor\x18\x06 \x01(\x08\x12=\n\x12\x63hanged_attributes\x18\x07 \x03(\x0b\x32!.crowd.profile.v1.AttributeChange\x12\x17\n\x0f\x62\x61\x64ges_assigned\x18\x08 \x03(\t\x12\x16\n\x0e\x62\x61\x64ges_removed\x18\t \x03(\t\x12\x18\n\x10\x61udiences_joined\x18\n \x03(\t\x12\x16\n\x0e\x61udiences_left\x18\x0b \x03(\t\x12\x37\n\ractions_fired\x18\x0c \x03(\x0b\x32 .crowd.profile.v1.FiredActionRef\x12\x1c\n\x14stitched_profile_ids\x18\r \x03(\t\x12\x1b\n\x13\x64\x65\x66initions_version\x18\x0e \x01(\t\x12\x36\n\x0eidentity_notes\x18\x0f \x03(\x0b\x32\x1e.crowd.profile.v1.IdentityNote\"x\n\x0cIdentityNote\x12\x14\n\x0c\x61ttribute_id\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x32\n\x07outcome\x18\x03 \x01(\x0e\x32!.crowd.profile.v1.IdentityOutcome\x12\x0f\n\x07message\x18\x04 \x01(\t\"X\n\x0f\x41ttributeChange\x12\x14\n\x0c\x61ttribute_id\x18\x01 \x01(\t\x12/\n\x05value\x18\x02 \x01(\x0b\x32 .crowd.profile.v1.AttributeValue\"<\n\x0e\x46iredActionRef\x12\x11\n\taction_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"\xa5\x04\n\x0e\x41ttributeValue\x12\x16\n\x0cnumber_value\x18\x01 \x01(\x01H\x00\x12\x16\n\x0cstring_value\x18\x02 \x01(\tH\x00\x12\x14\n\nbool_value\x18\x03 \x01(\x08H\x00\x12\x30\n\ndate_value\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12.\n\x0btally_value\x18\x05 \x01(\x0b\x32\x17.crowd.profile.v1.TallyH\x00\x12\x37\n\x10string_set_value\x18\x06 \x01(\x0b\x32\x1b.crowd.common.v1.StringListH\x00\x12\x39\n\x12string_array_value\x18\x07 \x01(\x0b\x32\x1b.crowd.common.v1.StringListH\x00\x12\x39\n\x12number_array_value\x18\x08 \x01(\x0b\x32\x1b.crowd.common.v1.NumberListH\x00\x12\x35\n\x10\x62ool_array_value\x18\t \x01(\x0b\x32\x19.crowd.common.v1.BoolListH\x00\x12\x34\n\x0etimeline_value\x18\n \x01(\x0b\x32\x1a.crowd.profile.v1.TimelineH\x00\x12\x30\n\x0c\x66unnel_value\x18\x0b \x01(\x0b\x32\x18.crowd.profile.v1.FunnelH\x00\x12\x15\n\x0b\x62\x61\x64ge_value\x18\x0c \x01(\x08H\x00\x42\x06\n\x04kind\"}\n\x05Tally\x12\x33\n\x06\x63ounts\x18\x01 \x03(\x0b\x32#.crowd.profile.v1.Tally.CountsEntry\x12\x10\n\x08\x66\x61vorite\x18\x02 \x01(\t\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"<\n\x08Timeline\x12\x30\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1f.crowd.profile.v1.TimelineEntry\"\xc3\x01\n\rTimelineEntry\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12?\n\x08snapshot\x18\x02 \x03(\x0b\x32-.crowd.profile.v1.TimelineEntry.SnapshotEntry\x1aG\n\rSnapshotEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.crowd.common.v1.Value:\x02\x38\x01\"H\n\x06\x46unnel\x12+\n\x05steps\x18\x01 \x03(\x0b\x32\x1c.crowd.profile.v1.FunnelStep\x12\x11\n\tcompleted\x18\x02 \x01(\x08\"\xce\x01\n\nFunnelStep\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\x08snapshot\x18\x03 \x03(\x0b\x32*.crowd.profile.v1.FunnelStep.SnapshotEntry\x1aG\n\rSnapshotEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.crowd.common.v1.Value:\x02\x38\x01*\xd7\x01\n\x0fIdentityOutcome\x12 \n\x1cIDENTITY_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n\x18IDENTITY_OUTCOME_INVALID\x10\x01\x12\x1c\n\x18IDENTITY_OUTCOME_BLOCKED\x10\x02\x12 \n\x1cIDENTITY_OUTCOME_ALREADY_SET\x10\x03\x12 \n\x1cIDENTITY_OUTCOME_VALUE_LIMIT\x10\x04\x12\"\n\x1eIDENTITY_OUTCOME_PROFILE_LIMIT\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,6 +41,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TIMELINEENTRY_SNAPSHOTENTRY']._serialized_options = b'8\001'
   _globals['_FUNNELSTEP_SNAPSHOTENTRY']._loaded_options = None
   _globals['_FUNNELSTEP_SNAPSHOTENTRY']._serialized_options = b'8\001'
+  _globals['_IDENTITYOUTCOME']._serialized_start=2495
+  _globals['_IDENTITYOUTCOME']._serialized_end=2710
   _globals['_EVENT']._serialized_start=113
   _globals['_EVENT']._serialized_end=368
   _globals['_EVENT_DATAENTRY']._serialized_start=301
@@ -50,27 +52,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VISITORIDVALUE']._serialized_start=477
   _globals['_VISITORIDVALUE']._serialized_end=530
   _globals['_EVENTRESULT']._serialized_start=533
-  _globals['_EVENTRESULT']._serialized_end=940
-  _globals['_ATTRIBUTECHANGE']._serialized_start=942
-  _globals['_ATTRIBUTECHANGE']._serialized_end=1030
-  _globals['_FIREDACTIONREF']._serialized_start=1032
-  _globals['_FIREDACTIONREF']._serialized_end=1092
-  _globals['_ATTRIBUTEVALUE']._serialized_start=1095
-  _globals['_ATTRIBUTEVALUE']._serialized_end=1644
-  _globals['_TALLY']._serialized_start=1646
-  _globals['_TALLY']._serialized_end=1771
-  _globals['_TALLY_COUNTSENTRY']._serialized_start=1726
-  _globals['_TALLY_COUNTSENTRY']._serialized_end=1771
-  _globals['_TIMELINE']._serialized_start=1773
-  _globals['_TIMELINE']._serialized_end=1833
-  _globals['_TIMELINEENTRY']._serialized_start=1836
-  _globals['_TIMELINEENTRY']._serialized_end=2031
-  _globals['_TIMELINEENTRY_SNAPSHOTENTRY']._serialized_start=1960
-  _globals['_TIMELINEENTRY_SNAPSHOTENTRY']._serialized_end=2031
-  _globals['_FUNNEL']._serialized_start=2033
-  _globals['_FUNNEL']._serialized_end=2105
-  _globals['_FUNNELSTEP']._serialized_start=2108
-  _globals['_FUNNELSTEP']._serialized_end=2314
-  _globals['_FUNNELSTEP_SNAPSHOTENTRY']._serialized_start=1960
-  _globals['_FUNNELSTEP_SNAPSHOTENTRY']._serialized_end=2031
+  _globals['_EVENTRESULT']._serialized_end=996
+  _globals['_IDENTITYNOTE']._serialized_start=998
+  _globals['_IDENTITYNOTE']._serialized_end=1118
+  _globals['_ATTRIBUTECHANGE']._serialized_start=1120
+  _globals['_ATTRIBUTECHANGE']._serialized_end=1208
+  _globals['_FIREDACTIONREF']._serialized_start=1210
+  _globals['_FIREDACTIONREF']._serialized_end=1270
+  _globals['_ATTRIBUTEVALUE']._serialized_start=1273
+  _globals['_ATTRIBUTEVALUE']._serialized_end=1822
+  _globals['_TALLY']._serialized_start=1824
+  _globals['_TALLY']._serialized_end=1949
+  _globals['_TALLY_COUNTSENTRY']._serialized_start=1904
+  _globals['_TALLY_COUNTSENTRY']._serialized_end=1949
+  _globals['_TIMELINE']._serialized_start=1951
+  _globals['_TIMELINE']._serialized_end=2011
+  _globals['_TIMELINEENTRY']._serialized_start=2014
+  _globals['_TIMELINEENTRY']._serialized_end=2209
+  _globals['_TIMELINEENTRY_SNAPSHOTENTRY']._serialized_start=2138
+  _globals['_TIMELINEENTRY_SNAPSHOTENTRY']._serialized_end=2209
+  _globals['_FUNNEL']._serialized_start=2211
+  _globals['_FUNNEL']._serialized_end=2283
+  _globals['_FUNNELSTEP']._serialized_start=2286
+  _globals['_FUNNELSTEP']._serialized_end=2492
+  _globals['_FUNNELSTEP_SNAPSHOTENTRY']._serialized_start=2138
+  _globals['_FUNNELSTEP_SNAPSHOTENTRY']._serialized_end=2209
 # @@protoc_insertion_point(module_scope)

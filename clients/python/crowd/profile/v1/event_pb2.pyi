@@ -9,6 +9,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -19,6 +20,42 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _IdentityOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _IdentityOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_IdentityOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    IDENTITY_OUTCOME_UNSPECIFIED: _IdentityOutcome.ValueType  # 0
+    """Not set."""
+    IDENTITY_OUTCOME_INVALID: _IdentityOutcome.ValueType  # 1
+    """Not a valid visitor ID (6 to 255 characters, at least 3 distinct)."""
+    IDENTITY_OUTCOME_BLOCKED: _IdentityOutcome.ValueType  # 2
+    """A blocked value (see IdentitySettings.blocked_values)."""
+    IDENTITY_OUTCOME_ALREADY_SET: _IdentityOutcome.ValueType  # 3
+    """The attribute already holds another value; a visitor ID never changes."""
+    IDENTITY_OUTCOME_VALUE_LIMIT: _IdentityOutcome.ValueType  # 4
+    """The stitch would exceed IdentitySettings.max_values."""
+    IDENTITY_OUTCOME_PROFILE_LIMIT: _IdentityOutcome.ValueType  # 5
+    """The stitch would exceed IdentitySettings.max_profiles."""
+
+class IdentityOutcome(_IdentityOutcome, metaclass=_IdentityOutcomeEnumTypeWrapper):
+    """Why a visitor-ID value did not set its attribute or did not stitch."""
+
+IDENTITY_OUTCOME_UNSPECIFIED: IdentityOutcome.ValueType  # 0
+"""Not set."""
+IDENTITY_OUTCOME_INVALID: IdentityOutcome.ValueType  # 1
+"""Not a valid visitor ID (6 to 255 characters, at least 3 distinct)."""
+IDENTITY_OUTCOME_BLOCKED: IdentityOutcome.ValueType  # 2
+"""A blocked value (see IdentitySettings.blocked_values)."""
+IDENTITY_OUTCOME_ALREADY_SET: IdentityOutcome.ValueType  # 3
+"""The attribute already holds another value; a visitor ID never changes."""
+IDENTITY_OUTCOME_VALUE_LIMIT: IdentityOutcome.ValueType  # 4
+"""The stitch would exceed IdentitySettings.max_values."""
+IDENTITY_OUTCOME_PROFILE_LIMIT: IdentityOutcome.ValueType  # 5
+"""The stitch would exceed IdentitySettings.max_profiles."""
+Global___IdentityOutcome: _TypeAlias = IdentityOutcome  # noqa: Y015
 
 @_typing.final
 class Event(_message.Message):
@@ -177,6 +214,7 @@ class EventResult(_message.Message):
     ACTIONS_FIRED_FIELD_NUMBER: _builtins.int
     STITCHED_PROFILE_IDS_FIELD_NUMBER: _builtins.int
     DEFINITIONS_VERSION_FIELD_NUMBER: _builtins.int
+    IDENTITY_NOTES_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """Index of the event in the request (0 for TrackEvent)."""
     event_id: _builtins.str
@@ -221,6 +259,10 @@ class EventResult(_message.Message):
     def stitched_profile_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Profiles merged into this one by this event (identity stitching)."""
 
+    @_builtins.property
+    def identity_notes(self) -> _containers.RepeatedCompositeFieldContainer[Global___IdentityNote]:
+        """Visitor-ID values of this event that were not used, and why."""
+
     def __init__(
         self,
         *,
@@ -238,14 +280,49 @@ class EventResult(_message.Message):
         actions_fired: _abc.Iterable[Global___FiredActionRef] | None = ...,
         stitched_profile_ids: _abc.Iterable[_builtins.str] | None = ...,
         definitions_version: _builtins.str = ...,
+        identity_notes: _abc.Iterable[Global___IdentityNote] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions_fired", b"actions_fired", "audiences_joined", b"audiences_joined", "audiences_left", b"audiences_left", "badges_assigned", b"badges_assigned", "badges_removed", b"badges_removed", "changed_attributes", b"changed_attributes", "definitions_version", b"definitions_version", "duplicate", b"duplicate", "event_id", b"event_id", "index", b"index", "new_visitor", b"new_visitor", "profile_id", b"profile_id", "stitched_profile_ids", b"stitched_profile_ids", "visit_started", b"visit_started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions_fired", b"actions_fired", "audiences_joined", b"audiences_joined", "audiences_left", b"audiences_left", "badges_assigned", b"badges_assigned", "badges_removed", b"badges_removed", "changed_attributes", b"changed_attributes", "definitions_version", b"definitions_version", "duplicate", b"duplicate", "event_id", b"event_id", "identity_notes", b"identity_notes", "index", b"index", "new_visitor", b"new_visitor", "profile_id", b"profile_id", "stitched_profile_ids", b"stitched_profile_ids", "visit_started", b"visit_started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EventResult: _TypeAlias = EventResult  # noqa: Y015
+
+@_typing.final
+class IdentityNote(_message.Message):
+    """A visitor-ID value of an event that was not used."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTRIBUTE_ID_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    attribute_id: _builtins.str
+    """The visitor-ID attribute."""
+    value: _builtins.str
+    """The value, as the event carried it (at most 64 characters echoed)."""
+    outcome: Global___IdentityOutcome.ValueType
+    """Why it was not used."""
+    message: _builtins.str
+    """A short readable explanation."""
+    def __init__(
+        self,
+        *,
+        attribute_id: _builtins.str = ...,
+        value: _builtins.str = ...,
+        outcome: Global___IdentityOutcome.ValueType = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attribute_id", b"attribute_id", "message", b"message", "outcome", b"outcome", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IdentityNote: _TypeAlias = IdentityNote  # noqa: Y015
 
 @_typing.final
 class AttributeChange(_message.Message):

@@ -26,7 +26,7 @@ from crowd.profile.v1 import event_pb2 as crowd_dot_profile_dot_v1_dot_event__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63rowd/profile/v1/profile.proto\x12\x10\x63rowd.profile.v1\x1a\x1c\x63rowd/profile/v1/event.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x04\n\x07Profile\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x13\n\x0bvisitor_ids\x18\x02 \x03(\t\x12=\n\nidentities\x18\x03 \x03(\x0b\x32).crowd.profile.v1.Profile.IdentitiesEntry\x12=\n\nattributes\x18\x04 \x03(\x0b\x32).crowd.profile.v1.Profile.AttributesEntry\x12\x0e\n\x06\x62\x61\x64ges\x18\x05 \x03(\t\x12\x37\n\taudiences\x18\x06 \x03(\x0b\x32$.crowd.profile.v1.AudienceMembership\x12.\n\rcurrent_visit\x18\x07 \x01(\x0b\x32\x17.crowd.profile.v1.Visit\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x31\n\x0fIdentitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1aS\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12/\n\x05value\x18\x02 \x01(\x0b\x32 .crowd.profile.v1.AttributeValue:\x02\x38\x01\"X\n\x12\x41udienceMembership\x12\x13\n\x0b\x61udience_id\x18\x01 \x01(\t\x12-\n\tjoined_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd3\x02\n\x05Visit\x12\x10\n\x08visit_id\x18\x01 \x01(\t\x12.\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_event_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x65vent_count\x18\x05 \x01(\x03\x12;\n\nattributes\x18\x06 \x03(\x0b\x32\'.crowd.profile.v1.Visit.AttributesEntry\x1aS\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12/\n\x05value\x18\x02 \x01(\x0b\x32 .crowd.profile.v1.AttributeValue:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63rowd/profile/v1/profile.proto\x12\x10\x63rowd.profile.v1\x1a\x1c\x63rowd/profile/v1/event.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x05\n\x07Profile\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x13\n\x0bvisitor_ids\x18\x02 \x03(\t\x12=\n\nidentities\x18\x03 \x03(\x0b\x32).crowd.profile.v1.Profile.IdentitiesEntry\x12=\n\nattributes\x18\x04 \x03(\x0b\x32).crowd.profile.v1.Profile.AttributesEntry\x12\x0e\n\x06\x62\x61\x64ges\x18\x05 \x03(\t\x12\x37\n\taudiences\x18\x06 \x03(\x0b\x32$.crowd.profile.v1.AudienceMembership\x12.\n\rcurrent_visit\x18\x07 \x01(\x0b\x32\x17.crowd.profile.v1.Visit\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x08replaces\x18\x0b \x03(\x0b\x32!.crowd.profile.v1.ReplacedProfile\x12\x13\n\x0breplaced_by\x18\x0c \x01(\t\x1a\x31\n\x0fIdentitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1aS\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12/\n\x05value\x18\x02 \x01(\x0b\x32 .crowd.profile.v1.AttributeValue:\x02\x38\x01\"\xfb\x01\n\x0fReplacedProfile\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x13\n\x0bvisitor_ids\x18\x02 \x03(\t\x12\x45\n\nidentities\x18\x03 \x03(\x0b\x32\x31.crowd.profile.v1.ReplacedProfile.IdentitiesEntry\x12/\n\x0bstitched_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x61ttribute_id\x18\x05 \x01(\t\x1a\x31\n\x0fIdentitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"X\n\x12\x41udienceMembership\x12\x13\n\x0b\x61udience_id\x18\x01 \x01(\t\x12-\n\tjoined_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd3\x02\n\x05Visit\x12\x10\n\x08visit_id\x18\x01 \x01(\t\x12.\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_event_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x65vent_count\x18\x05 \x01(\x03\x12;\n\nattributes\x18\x06 \x03(\x0b\x32\'.crowd.profile.v1.Visit.AttributesEntry\x1aS\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12/\n\x05value\x18\x02 \x01(\x0b\x32 .crowd.profile.v1.AttributeValue:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,18 +37,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROFILE_IDENTITIESENTRY']._serialized_options = b'8\001'
   _globals['_PROFILE_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_PROFILE_ATTRIBUTESENTRY']._serialized_options = b'8\001'
+  _globals['_REPLACEDPROFILE_IDENTITIESENTRY']._loaded_options = None
+  _globals['_REPLACEDPROFILE_IDENTITIESENTRY']._serialized_options = b'8\001'
   _globals['_VISIT_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_VISIT_ATTRIBUTESENTRY']._serialized_options = b'8\001'
   _globals['_PROFILE']._serialized_start=116
-  _globals['_PROFILE']._serialized_end=693
-  _globals['_PROFILE_IDENTITIESENTRY']._serialized_start=559
-  _globals['_PROFILE_IDENTITIESENTRY']._serialized_end=608
-  _globals['_PROFILE_ATTRIBUTESENTRY']._serialized_start=610
-  _globals['_PROFILE_ATTRIBUTESENTRY']._serialized_end=693
-  _globals['_AUDIENCEMEMBERSHIP']._serialized_start=695
-  _globals['_AUDIENCEMEMBERSHIP']._serialized_end=783
-  _globals['_VISIT']._serialized_start=786
-  _globals['_VISIT']._serialized_end=1125
-  _globals['_VISIT_ATTRIBUTESENTRY']._serialized_start=610
-  _globals['_VISIT_ATTRIBUTESENTRY']._serialized_end=693
+  _globals['_PROFILE']._serialized_end=767
+  _globals['_PROFILE_IDENTITIESENTRY']._serialized_start=633
+  _globals['_PROFILE_IDENTITIESENTRY']._serialized_end=682
+  _globals['_PROFILE_ATTRIBUTESENTRY']._serialized_start=684
+  _globals['_PROFILE_ATTRIBUTESENTRY']._serialized_end=767
+  _globals['_REPLACEDPROFILE']._serialized_start=770
+  _globals['_REPLACEDPROFILE']._serialized_end=1021
+  _globals['_REPLACEDPROFILE_IDENTITIESENTRY']._serialized_start=633
+  _globals['_REPLACEDPROFILE_IDENTITIESENTRY']._serialized_end=682
+  _globals['_AUDIENCEMEMBERSHIP']._serialized_start=1023
+  _globals['_AUDIENCEMEMBERSHIP']._serialized_end=1111
+  _globals['_VISIT']._serialized_start=1114
+  _globals['_VISIT']._serialized_end=1453
+  _globals['_VISIT_ATTRIBUTESENTRY']._serialized_start=684
+  _globals['_VISIT_ATTRIBUTESENTRY']._serialized_end=767
 # @@protoc_insertion_point(module_scope)

@@ -79,8 +79,15 @@ class Profile(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    REPLACES_FIELD_NUMBER: _builtins.int
+    REPLACED_BY_FIELD_NUMBER: _builtins.int
     profile_id: _builtins.str
     """The profile's id: the anonymous id that survived stitching."""
+    replaced_by: _builtins.str
+    """Set when the looked-up id names a profile that was stitched into
+    another: the survivor it now resolves to (Tealium's "replaced by"),
+    equal to profile_id.
+    """
     @_builtins.property
     def visitor_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Every anonymous id merged into this profile, including profile_id."""
@@ -117,6 +124,12 @@ class Profile(_message.Message):
     def expires_at(self) -> _timestamp_pb2.Timestamp:
         """When the profile expires unless another event arrives."""
 
+    @_builtins.property
+    def replaces(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReplacedProfile]:
+        """The profiles stitched into this one (Tealium's "replaces"), oldest
+        first.
+        """
+
     def __init__(
         self,
         *,
@@ -130,14 +143,83 @@ class Profile(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
+        replaces: _abc.Iterable[Global___ReplacedProfile] | None = ...,
+        replaced_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "current_visit", b"current_visit", "expires_at", b"expires_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "audiences", b"audiences", "badges", b"badges", "created_at", b"created_at", "current_visit", b"current_visit", "expires_at", b"expires_at", "identities", b"identities", "profile_id", b"profile_id", "updated_at", b"updated_at", "visitor_ids", b"visitor_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "audiences", b"audiences", "badges", b"badges", "created_at", b"created_at", "current_visit", b"current_visit", "expires_at", b"expires_at", "identities", b"identities", "profile_id", b"profile_id", "replaced_by", b"replaced_by", "replaces", b"replaces", "updated_at", b"updated_at", "visitor_ids", b"visitor_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Profile: _TypeAlias = Profile  # noqa: Y015
+
+@_typing.final
+class ReplacedProfile(_message.Message):
+    """A profile stitched into a survivor."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class IdentitiesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    PROFILE_ID_FIELD_NUMBER: _builtins.int
+    VISITOR_IDS_FIELD_NUMBER: _builtins.int
+    IDENTITIES_FIELD_NUMBER: _builtins.int
+    STITCHED_AT_FIELD_NUMBER: _builtins.int
+    ATTRIBUTE_ID_FIELD_NUMBER: _builtins.int
+    profile_id: _builtins.str
+    """The replaced profile's id."""
+    attribute_id: _builtins.str
+    """The visitor-ID attribute whose value caused the stitch."""
+    @_builtins.property
+    def visitor_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Its anonymous ids (they resolve to the survivor)."""
+
+    @_builtins.property
+    def identities(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The visitor-ID values it held (attribute id to value). Values the
+        survivor's attributes do not hold (conflicting secondary IDs) still
+        resolve to the survivor and still stitch.
+        """
+
+    @_builtins.property
+    def stitched_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was stitched."""
+
+    def __init__(
+        self,
+        *,
+        profile_id: _builtins.str = ...,
+        visitor_ids: _abc.Iterable[_builtins.str] | None = ...,
+        identities: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        stitched_at: _timestamp_pb2.Timestamp | None = ...,
+        attribute_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["stitched_at", b"stitched_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attribute_id", b"attribute_id", "identities", b"identities", "profile_id", b"profile_id", "stitched_at", b"stitched_at", "visitor_ids", b"visitor_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplacedProfile: _TypeAlias = ReplacedProfile  # noqa: Y015
 
 @_typing.final
 class AudienceMembership(_message.Message):

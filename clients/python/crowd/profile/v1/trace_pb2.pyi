@@ -59,6 +59,14 @@ class _TraceEntryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TraceE
     """An offline record was imported."""
     TRACE_ENTRY_KIND_PROFILE_DELETED: _TraceEntryKind.ValueType  # 15
     """The profile was deleted."""
+    TRACE_ENTRY_KIND_STITCH_REFUSED: _TraceEntryKind.ValueType  # 16
+    """A stitch was refused by a guardrail (blocked value, value or profile
+    limit).
+    """
+    TRACE_ENTRY_KIND_IDENTITY_IGNORED: _TraceEntryKind.ValueType  # 17
+    """A visitor-ID value was not set: invalid, blocked, or the attribute
+    already holds another value.
+    """
 
 class TraceEntryKind(_TraceEntryKind, metaclass=_TraceEntryKindEnumTypeWrapper):
     """What a trace entry records."""
@@ -95,6 +103,14 @@ TRACE_ENTRY_KIND_RECORD_IMPORTED: TraceEntryKind.ValueType  # 14
 """An offline record was imported."""
 TRACE_ENTRY_KIND_PROFILE_DELETED: TraceEntryKind.ValueType  # 15
 """The profile was deleted."""
+TRACE_ENTRY_KIND_STITCH_REFUSED: TraceEntryKind.ValueType  # 16
+"""A stitch was refused by a guardrail (blocked value, value or profile
+limit).
+"""
+TRACE_ENTRY_KIND_IDENTITY_IGNORED: TraceEntryKind.ValueType  # 17
+"""A visitor-ID value was not set: invalid, blocked, or the attribute
+already holds another value.
+"""
 Global___TraceEntryKind: _TypeAlias = TraceEntryKind  # noqa: Y015
 
 @_typing.final
