@@ -92,6 +92,13 @@ class ProfileState:
     last_traceparent: str = ""
     """W3C traceparent of the latest event that carried one: actions fired without an event
     (visit end, delayed actions) continue that event's trace."""
+    replaces: list[dict[str, Any]] = field(default_factory=list)
+    """Profiles stitched into this one, oldest first; each
+    ``{"profile_id", "visitor_ids", "identities" {attribute id: value}, "stitched_ms",
+    "attribute_id"}`` (the stitch's cause). Their visitor-ID values keep resolving here."""
+    value_times: dict[str, int] = field(default_factory=dict)
+    """Visitor attribute id -> when an enrichment last wrote (or removed) it: merge rules
+    NEWER and OLDER compare these, not the profiles' update times."""
 
     def to_bytes(self) -> bytes:
         """Serialise to compact JSON."""

@@ -13,13 +13,20 @@ state.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from profile_service.definitions.model import CompiledDefinitions
-from profile_service.engine import processor
+from profile_service.engine import processor, stitching
 from profile_service.engine.state import FiredAction, NormalizedEvent, Outcome, ProfileState
 
-__all__ = ["EndVisit", "EngineFunctions", "EvaluateDelayed", "ProcessEvent"]
+__all__ = [
+    "CheckStitch",
+    "EndVisit",
+    "EngineFunctions",
+    "EvaluateDelayed",
+    "MergeProfiles",
+    "ProcessEvent",
+]
 
 ProcessEvent = Callable[[CompiledDefinitions, ProfileState | None, NormalizedEvent, int], Outcome]
 """``(defs, state or None for a new visitor, event, now_ms) -> Outcome``; ends an expired
@@ -32,14 +39,26 @@ EvaluateDelayed = Callable[[CompiledDefinitions, ProfileState, str, int], FiredA
 """``(defs, state, action_id, now_ms) -> FiredAction | None``: a delayed action, re-evaluated
 when due (``None``: the visitor no longer qualifies)."""
 
+CheckStitch = Callable[
+    [CompiledDefinitions, ProfileState, ProfileState, str, str], stitching.StitchRefusal | None
+]
+"""``(defs, survivor, replaced, attribute id, value) -> refusal or None``: the guardrails."""
+
+MergeProfiles = Callable[..., Outcome]
+"""`stitching.merge_profiles`: ``(defs, survivor, replaced, *, attribute_id, value, event,
+stitch_id, now_ms) -> Outcome`` whose state is the merged survivor."""
+
 
 @dataclass(frozen=True)
 class EngineFunctions:
-    """The three engine entry points the storage layer drives."""
+    """The engine entry points the storage layer drives (stitching defaults to the real one,
+    so stand-ins for event processing need not provide it)."""
 
     process_event: ProcessEvent
     end_visit: EndVisit
     evaluate_delayed: EvaluateDelayed
+    check_stitch: CheckStitch = field(default=stitching.check_stitch)
+    merge_profiles: MergeProfiles = field(default=stitching.merge_profiles)
 
     @classmethod
     def real(cls) -> EngineFunctions:
