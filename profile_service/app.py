@@ -7,6 +7,7 @@ store, and turns the engine's outcomes and stored states into API messages.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from crowd.definitions.errors import InvalidDefinitionsError, definition_errors_to_proto
@@ -14,11 +15,12 @@ from crowd.profile.v1 import definitions_pb2, event_pb2, profile_pb2, trace_pb2
 from profile_service.definitions.checked import validate_off_loop
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.definitions.violations import field_violations
+from profile_service.engine.deletion import deletion_actions
 from profile_service.engine.processor import (
     visit_attribute_values,
     visitor_attribute_values,
 )
-from profile_service.engine.state import NormalizedEvent, Outcome, ProfileState
+from profile_service.engine.state import FiredAction, NormalizedEvent, Outcome, ProfileState
 from profile_service.engine.value_protos import (
     fill_attribute_value,
     timestamp_from_ms,
@@ -111,6 +113,16 @@ def profile_message(
         created_at=timestamp_from_ms(state.created_ms),
         updated_at=timestamp_from_ms(state.updated_ms),
         expires_at=timestamp_from_ms(state.updated_ms + retention_ms),
+        replaces=[
+            profile_pb2.ReplacedProfile(
+                profile_id=str(replaced.get("profile_id", "")),
+                visitor_ids=[str(v) for v in replaced.get("visitor_ids") or []],
+                identities={str(k): str(v) for k, v in (replaced.get("identities") or {}).items()},
+                stitched_at=timestamp_from_ms(int(replaced.get("stitched_ms") or 0)),
+                attribute_id=str(replaced.get("attribute_id", "")),
+            )
+            for replaced in state.replaces
+        ],
     )
     visit = state.visit
     if visit is not None:
@@ -171,7 +183,12 @@ class ProfileApp:
         return profile_message(defs, found.state, defs.limits.visitor_retention_ms)
 
     async def delete_profile(self, profile_id: str) -> list[str]:
-        deleted = await self._reader.delete_profile(profile_id, self._watcher.current)
+        defs = self._watcher.current
+
+        def actions(state: ProfileState, version: str) -> list[FiredAction]:
+            return deletion_actions(defs, state, version, int(time.time() * 1000))
+
+        deleted = await self._reader.delete_profile(profile_id, defs, actions)
         return deleted.visitor_ids if deleted is not None else []
 
     def audience_exists(self, audience_id: str) -> bool:

@@ -163,6 +163,9 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
         profile = await self._backend.get_profile(profile_id)
         if profile is None:
             raise NotFound("no profile matches the lookup", reason="PROFILE_NOT_FOUND")
+        looked_up = request.visitor.visitor_id
+        if looked_up and looked_up != profile.profile_id:
+            profile.replaced_by = profile.profile_id  # the id names a stitched-in profile
         return profile_service_pb2.GetProfileResponse(profile=profile)
 
     async def DeleteProfile(

@@ -2,12 +2,15 @@
 
 - `ProfileReader.get_profile` follows a visitor id's alias to the surviving profile.
 - `ProfileReader.find_by_identity` looks a visitor-ID attribute value up in the identity
-  index and confirms that the profile still holds that value (the index is written beside,
-  not inside, the profile's atomic commit, so it is only trusted once confirmed).
-- `ProfileReader.delete_profile` removes the profile, its dedup ids, trace history, visit
-  entry and audience memberships in one script, and its aliases and identity-index entries
-  in the same pipeline. It does not fire "left audience" actions. Actions already in the
-  outbox are still delivered; pending delayed actions are dropped when due (no profile).
+  index and confirms that the profile still holds that value, as its attribute or as a value
+  of a profile it replaced (the index is written beside, not inside, the profile's atomic
+  commit, so it is only trusted once confirmed).
+- `ProfileReader.delete_profile` removes the profile (after a stitch: the survivor, which
+  stands for every profile it replaced), its dedup ids, trace history, visit entry and
+  audience memberships in one script that also queues the deletion's connector actions in
+  the outbox; every alias and identity-index entry of the person goes in the same pipeline.
+  It does not fire "left audience" actions. Actions already in the outbox are still
+  delivered; pending delayed actions are dropped when due (no profile).
 - Audience size is one pipelined ``SCARD`` over every partition; members are listed with
   ``SSCAN`` partition by partition behind an opaque page token.
 """
@@ -17,13 +20,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio
 
 from profile_service.definitions.model import CompiledDefinitions
-from profile_service.engine.state import ProfileState
+from profile_service.engine.state import FiredAction, ProfileState
 from profile_service.storage.layout import Layout
 from profile_service.storage.lua import storage_script
 from profile_service.storage.replies import as_text
@@ -41,6 +45,33 @@ MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 _SCAN_WINDOW = 16
 """Partitions scanned per pipeline when listing audience members."""
+
+DeletionActions = Callable[[ProfileState, str], Sequence[FiredAction]]
+"""``(state, version token) -> actions`` a deletion queues (e.g. Braze Delete User)."""
+
+
+def identity_values(defs: CompiledDefinitions, state: ProfileState) -> list[tuple[str, str]]:
+    """Every ``(visitor-ID attribute, value)`` that resolves to ``state``'s person: its own
+    values and those of the profiles it replaced (conflicting secondary ids included)."""
+    found: dict[tuple[str, str], None] = {}
+    for attribute_id in defs.visitor_id_attributes:
+        value = state.attributes.get(attribute_id)
+        if isinstance(value, str) and value:
+            found[(attribute_id, value)] = None
+    for replaced in state.replaces:
+        for attribute_id, value in (replaced.get("identities") or {}).items():
+            if isinstance(value, str) and value:
+                found[(attribute_id, value)] = None
+    return list(found)
+
+
+def holds_identity(state: ProfileState, attribute_id: str, value: str) -> bool:
+    """Whether ``value`` of ``attribute_id`` belongs to ``state``'s person."""
+    if state.attributes.get(attribute_id) == value:
+        return True
+    return any(
+        (replaced.get("identities") or {}).get(attribute_id) == value for replaced in state.replaces
+    )
 
 
 @dataclass(frozen=True)
@@ -141,28 +172,33 @@ class ProfileReader:
         if not owner:
             return None
         found = await self.get_profile(as_text(owner))
-        if found is None or found.state.attributes.get(attribute_id) != value:
+        if found is None or not holds_identity(found.state, attribute_id, value):
             return None  # a stale hint: the profile expired or no longer holds the value
         return found
 
     async def delete_profile(
-        self, visitor_id: str, defs: CompiledDefinitions
+        self,
+        visitor_id: str,
+        defs: CompiledDefinitions,
+        actions: DeletionActions | None = None,
     ) -> DeletedProfile | None:
-        """Delete the profile of ``visitor_id`` and everything linked to it; ``None`` if
+        """Delete the person of ``visitor_id`` and everything linked to it; ``None`` if
         there is no such profile.
 
         ``defs`` names the audiences (memberships are removed from every defined audience
         and from those the profile records) and the visitor-ID attributes (identity index).
+        ``actions`` gives the connector actions the deletion queues, once for the person.
         """
         found = await self.get_profile(visitor_id)
         if found is None:
             return None
         profile_id, state = found.profile_id, found.state
         aliases = sorted({v for v in [*state.visitor_ids, visitor_id] if v != profile_id})
+        fired = list(actions(state, found.version)) if actions is not None else []
         # After a Redis restart the scripts go again as EVAL (every step is idempotent).
         await execute_with_scripts(
             self._client,
-            lambda pipe: self._queue_delete(pipe, profile_id, state, aliases, defs),
+            lambda pipe: self._queue_delete(pipe, found, aliases, defs, fired),
             wait=self._wait,
         )
         return DeletedProfile(profile_id, [profile_id, *aliases])
@@ -170,13 +206,17 @@ class ProfileReader:
     def _queue_delete(
         self,
         pipe: redis.asyncio.client.Pipeline,
-        profile_id: str,
-        state: ProfileState,
+        found: StoredProfile,
         aliases: list[str],
         defs: CompiledDefinitions,
+        fired: Sequence[FiredAction],
     ) -> None:
+        profile_id, state = found.profile_id, found.state
         pkeys = self._layout.keys_for(profile_id)
         audiences = sorted(set(state.audiences) | set(defs.audiences))
+        outbox: list[str | bytes] = []
+        for action in fired:
+            outbox += [action.idempotency_key, action.action.SerializeToString()]
         DELETE_SCRIPT.queue(
             pipe,
             [
@@ -184,17 +224,16 @@ class ProfileReader:
                 pkeys.dedup(profile_id),
                 pkeys.trace(profile_id),
                 pkeys.visits_due,
+                pkeys.outbox,
                 *(pkeys.audience(a) for a in audiences),
             ],
-            [profile_id],
+            [profile_id, *outbox],
         )
         for alias in aliases:
             pipe.delete(self._layout.keys_for(alias).alias(alias))
-        for attribute_id in defs.visitor_id_attributes:
-            value = state.attributes.get(attribute_id)
-            if isinstance(value, str) and value:
-                index = keys.identity_index(attribute_id, value, self._layout.partitions)
-                DELETE_IF_OWNER_SCRIPT.queue(pipe, [index], [profile_id])
+        for attribute_id, value in identity_values(defs, state):
+            index = keys.identity_index(attribute_id, value, self._layout.partitions)
+            DELETE_IF_OWNER_SCRIPT.queue(pipe, [index], [profile_id])
 
     async def audience_size(self, audience_id: str) -> int:
         """The number of profiles in an audience (one pipelined SCARD per partition)."""

@@ -121,8 +121,10 @@ class ProfileServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteProfile(self, request, context):
-        """Deletes a profile and everything linked to it (privacy). Does not fire
-        "left audience" actions. Scope: admin.
+        """Deletes a person's profile and everything linked to it (privacy): after a
+        stitch, every profile it replaced, every anonymous id and visitor-ID
+        value. Queues each enabled Delete User action of the definitions once.
+        Does not fire "left audience" actions. Scope: admin.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -50,8 +50,10 @@ class ProfileServiceStub:
     GetProfile: _grpc.UnaryUnaryMultiCallable[_profile_service_pb2.GetProfileRequest, _profile_service_pb2.GetProfileResponse]
     """Returns a profile by anonymous id or visitor-ID value. Scope: read."""
     DeleteProfile: _grpc.UnaryUnaryMultiCallable[_profile_service_pb2.DeleteProfileRequest, _profile_service_pb2.DeleteProfileResponse]
-    """Deletes a profile and everything linked to it (privacy). Does not fire
-    "left audience" actions. Scope: admin.
+    """Deletes a person's profile and everything linked to it (privacy): after a
+    stitch, every profile it replaced, every anonymous id and visitor-ID
+    value. Queues each enabled Delete User action of the definitions once.
+    Does not fire "left audience" actions. Scope: admin.
     """
     ImportRecords: _grpc.StreamUnaryMultiCallable[_profile_service_pb2.ImportRecordsRequest, _profile_service_pb2.ImportRecordsResponse]
     """Imports offline records (file-import semantics: each record is an event
@@ -88,8 +90,10 @@ class ProfileServiceAsyncStub(ProfileServiceStub):
     GetProfile: _aio.UnaryUnaryMultiCallable[_profile_service_pb2.GetProfileRequest, _profile_service_pb2.GetProfileResponse]  # type: ignore[assignment]
     """Returns a profile by anonymous id or visitor-ID value. Scope: read."""
     DeleteProfile: _aio.UnaryUnaryMultiCallable[_profile_service_pb2.DeleteProfileRequest, _profile_service_pb2.DeleteProfileResponse]  # type: ignore[assignment]
-    """Deletes a profile and everything linked to it (privacy). Does not fire
-    "left audience" actions. Scope: admin.
+    """Deletes a person's profile and everything linked to it (privacy): after a
+    stitch, every profile it replaced, every anonymous id and visitor-ID
+    value. Queues each enabled Delete User action of the definitions once.
+    Does not fire "left audience" actions. Scope: admin.
     """
     ImportRecords: _aio.StreamUnaryMultiCallable[_profile_service_pb2.ImportRecordsRequest, _profile_service_pb2.ImportRecordsResponse]  # type: ignore[assignment]
     """Imports offline records (file-import semantics: each record is an event
@@ -153,8 +157,10 @@ class ProfileServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _profile_service_pb2.DeleteProfileRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_profile_service_pb2.DeleteProfileResponse, _abc.Awaitable[_profile_service_pb2.DeleteProfileResponse]]:
-        """Deletes a profile and everything linked to it (privacy). Does not fire
-        "left audience" actions. Scope: admin.
+        """Deletes a person's profile and everything linked to it (privacy): after a
+        stitch, every profile it replaced, every anonymous id and visitor-ID
+        value. Queues each enabled Delete User action of the definitions once.
+        Does not fire "left audience" actions. Scope: admin.
         """
 
     @_abc_1.abstractmethod
