@@ -158,7 +158,7 @@ async def test_submit_actions_waits_for_a_replica_when_configured(
     try:
         dispatch = await servers.dispatch(
             write_connectors(tmp_path, "http://127.0.0.1:9", connector_id="braze-main"),
-            workers=False,
+            background_workers=False,
             redis_wait_replicas=1,
             redis_wait_timeout_ms=100,
         )
