@@ -12,6 +12,10 @@ Figures:
 * Redis commands per event: the sum of ``calls`` over ``INFO commandstats`` before and
   after the real pass, divided by the events. Commands run inside Lua scripts are counted
   by Redis too, so this is the work Redis does, not what crosses the network;
+* the identity mix (`bench.workload.IDENTITY_MIX`: 20% of visitors identified on every event,
+  2% second devices that stitch into them) through the same service right after the plain
+  pass, and its CPU per event next to the plain pass's (the cost of identity resolution and
+  stitching);
 * Redis round trips per batch: a pipeline is one round trip however many commands it
   holds, which Redis cannot tell apart, so a separate pass runs the profile service
   **in this process** (``create_server``, same settings, background workers off so that
@@ -36,7 +40,7 @@ from bench.definitions import bench_definitions
 from bench.load import LoadResult, drive, percentile, summarize
 from bench.procs import cpu_seconds, quiet_env
 from bench.report import Check, fmt_int, fmt_ms, note, section, table
-from bench.workload import Batches, build_batches
+from bench.workload import IDENTITY_MIX, Batches, build_batches
 from crowd.client import CrowdClient
 from demo.stack import PYTHON, Stack, free_port, start_redis, wait_serving
 from profile_service.server import create_server
@@ -72,6 +76,10 @@ class IngestResult:
     conflicts: int
     cpu_s: dict[str, float] = field(default_factory=dict)
     """CPU seconds per process during the real pass."""
+    identity: LoadResult | None = None
+    """The identity-mix pass on the real service."""
+    identity_cpu_s: dict[str, float] = field(default_factory=dict)
+    """CPU seconds per process during the identity-mix pass."""
 
     @property
     def ratio(self) -> float:
@@ -156,6 +164,30 @@ async def _round_trip_pass(
         await managed.stop(1.0)
 
 
+async def _measured_pass(
+    target: str,
+    api_key: str,
+    batches: Batches,
+    clients: int,
+    redis_url: str,
+    pids: dict[str, int],
+) -> tuple[LoadResult, dict[str, float], dict[str, int]]:
+    """Drive ``batches`` at ``target``; (result, CPU seconds per process of ``pids``, Redis
+    commands by name) over the pass."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        before = await _commandstats(client)
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        result = await drive(
+            target, api_key, batches, clients=clients, check_results=True, keep_answers=True
+        )
+        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+        commands = _delta(before, await _commandstats(client))
+    finally:
+        await client.aclose()
+    return result, cpu, commands
+
+
 async def run_ingest(config: IngestConfig, run_dir: Path) -> IngestResult:
     """Start the processes, run both passes and the round-trip pass, stop everything."""
     section(
@@ -216,24 +248,25 @@ async def run_ingest(config: IngestConfig, run_dir: Path) -> IngestResult:
         note(f"  {noop_result.events_per_s:,.0f} events/s")
 
         note("profile service pass")
-        client = redis.asyncio.Redis.from_url(redis_url)
-        try:
-            before = await _commandstats(client)
-            pids = {"profile service": real.popen.pid, "redis-server": redis_pid}
-            cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-            real_result = await drive(
-                real_target,
-                api_key,
-                batches,
-                clients=config.clients,
-                check_results=True,
-                keep_answers=True,
-            )
-            cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
-            commands = _delta(before, await _commandstats(client))
-        finally:
-            await client.aclose()
+        pids = {"profile service": real.popen.pid, "redis-server": redis_pid}
+        real_result, cpu, commands = await _measured_pass(
+            real_target, api_key, batches, config.clients, redis_url, pids
+        )
         note(f"  {real_result.events_per_s:,.0f} events/s")
+        real.check_alive()
+
+        note("identity-mix pass (20% identified, 2% second devices that stitch)")
+        identity_batches = build_batches(
+            prefix="id",
+            visitors=config.visitors,
+            events_per_visitor=config.events_per_visitor,
+            batch_size=config.batch_size,
+            identity=IDENTITY_MIX,
+        )
+        identity_result, identity_cpu, _ = await _measured_pass(
+            real_target, api_key, identity_batches, config.clients, redis_url, pids
+        )
+        note(f"  {identity_result.events_per_s:,.0f} events/s")
         real.check_alive()
 
         note("round-trip pass (profile service in this process)")
@@ -254,6 +287,8 @@ async def run_ingest(config: IngestConfig, run_dir: Path) -> IngestResult:
         round_trip_batches=rt_batches,
         conflicts=conflicts,
         cpu_s=cpu,
+        identity=identity_result,
+        identity_cpu_s=identity_cpu,
     )
 
 
@@ -296,6 +331,8 @@ def report_ingest(result: IngestResult) -> list[Check]:
         [(what, fmt_int(count)) for what, count in summarize(real.answers).items()],
         title="What the events did (from the real service's responses)",
     )
+    if result.identity is not None:
+        _report_identity(result, result.identity)
     top = sorted(result.commands.items(), key=lambda item: -item[1])[:10]
     table(
         [(name, f"{calls / real.events:.2f} per event") for name, calls in top],
@@ -315,6 +352,34 @@ def report_ingest(result: IngestResult) -> list[Check]:
             0 < result.round_trips_per_batch <= TARGET_ROUND_TRIPS,
         ),
     ]
+
+
+def _report_identity(result: IngestResult, identity: LoadResult) -> None:
+    plain_us = result.cpu_s.get("profile service", 0.0) / max(1, result.real.events) * 1e6
+    identity_us = result.identity_cpu_s.get("profile service", 0.0) / max(1, identity.events) * 1e6
+    redis_plain = result.cpu_s.get("redis-server", 0.0) / max(1, result.real.events) * 1e6
+    redis_identity = result.identity_cpu_s.get("redis-server", 0.0) / max(1, identity.events) * 1e6
+    done = summarize(identity.answers)
+    table(
+        [
+            ("events", fmt_int(identity.events)),
+            (
+                "events/s (identity mix / plain)",
+                f"{identity.events_per_s:,.0f} / {result.real.events_per_s:,.0f}",
+            ),
+            (
+                "profile service CPU per event (identity / plain)",
+                f"{identity_us:,.0f} µs / {plain_us:,.0f} µs = "
+                f"{identity_us / plain_us if plain_us else 0:.2f}x",
+            ),
+            (
+                "redis-server CPU per event (identity / plain)",
+                f"{redis_identity:,.0f} µs / {redis_plain:,.0f} µs",
+            ),
+            ("stitches (profiles merged)", fmt_int(done["profiles stitched"])),
+        ],
+        title="Identity mix: 20% identified, 2% second devices (same run, same service)",
+    )
 
 
 def run(config: IngestConfig, run_dir: Path) -> IngestResult:

@@ -135,6 +135,7 @@ def summarize(answers: Sequence[bytes]) -> dict[str, int]:
         "audiences joined": 0,
         "audiences left": 0,
         "actions fired": 0,
+        "profiles stitched": 0,
     }
     for answer in answers:
         for result in profile_service_pb2.TrackEventsResponse.FromString(answer).results:
@@ -145,6 +146,7 @@ def summarize(answers: Sequence[bytes]) -> dict[str, int]:
             totals["audiences joined"] += len(result.audiences_joined)
             totals["audiences left"] += len(result.audiences_left)
             totals["actions fired"] += len(result.actions_fired)
+            totals["profiles stitched"] += len(result.stitched_profile_ids)
     return totals
 
 

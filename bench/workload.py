@@ -6,6 +6,11 @@ known customers whose logins and purchases carry ``customer_id`` and ``email``. 
 event ids (as a client that wants exactly-once retries sends them) and no time (the service
 stamps them on receipt, so they all fall in each visitor's first visit).
 
+The identity mix (`IDENTITY_MIX`, the identity benchmark) replaces the 60% known customers:
+20% of visitors are identified on every event (``customer_id``, a visitor-ID attribute), and 2%
+are the second device of an identified visitor (its ``customer_id`` on every event), so their
+first event stitches two profiles.
+
 The stream is ordered in rounds: round r holds the r-th event of every visitor, visitors
 shuffled per round. Batches are consecutive slices of the stream, so one batch touches as
 many visitors as it has events, and one visitor's events are a round (N/batch_size batches)
@@ -36,6 +41,29 @@ EVENT_MIX = (
     ("login", 7),
     ("purchase", 7),
 )
+
+
+@dataclass(frozen=True)
+class IdentityMix:
+    """Who carries which ``customer_id``: ``identified`` visitors in every ``every`` carry their
+    own on every event, and visitor ``n * every + 1`` for n < ``second_devices`` per 100
+    carries the one of visitor ``n * every``."""
+
+    every: int = 5
+    """1 in ``every`` visitors is identified (5: 20%)."""
+    second_device_every: int = 50
+    """1 in this many visitors is a second device of the identified visitor before it (2%)."""
+
+    def customer(self, index: int) -> str | None:
+        """The customer id visitor ``index`` carries, if any."""
+        if index % self.every == 0:
+            return f"cust-{index}"
+        if index % self.second_device_every == 1:
+            return f"cust-{index - 1}"  # index - 1 is a multiple of 50, hence identified
+        return None
+
+
+IDENTITY_MIX = IdentityMix()
 
 
 @dataclass(frozen=True)
@@ -81,24 +109,34 @@ def _event_data(name: str, rng: random.Random, customer: str | None) -> dict[str
     return {"customer_id": customer, "email": f"{customer.upper()}@Example.com"}
 
 
-def visitor_journey(prefix: str, index: int, events_per_visitor: int) -> Iterator[event_pb2.Event]:
+def visitor_journey(
+    prefix: str, index: int, events_per_visitor: int, identity: IdentityMix | None = None
+) -> Iterator[event_pb2.Event]:
     """The events of one visitor, in order."""
     rng = random.Random(index)
     visitor_id = f"{prefix}-{index:07d}"
-    customer = f"cust-{index}" if rng.random() < KNOWN_SHARE else None
+    known = rng.random() < KNOWN_SHARE
+    customer = identity.customer(index) if identity else (f"cust-{index}" if known else None)
     names, weights = zip(*EVENT_MIX, strict=True)
     for n in range(events_per_visitor):
         name = "page_view" if n == 0 else rng.choices(names, weights)[0]
-        yield make_event(
-            visitor_id, name, _event_data(name, rng, customer), event_id=f"{visitor_id}-{n}"
-        )
+        data = _event_data(name, rng, customer)
+        if identity is not None and customer is not None:
+            data["customer_id"] = customer
+        yield make_event(visitor_id, name, data, event_id=f"{visitor_id}-{n}")
 
 
 def build_batches(
-    *, prefix: str, visitors: int, events_per_visitor: int, batch_size: int, seed: int = 7
+    *,
+    prefix: str,
+    visitors: int,
+    events_per_visitor: int,
+    batch_size: int,
+    seed: int = 7,
+    identity: IdentityMix | None = None,
 ) -> Batches:
     """All events of ``visitors`` visitors, in rounds, cut into serialized batches."""
-    journeys = [visitor_journey(prefix, i, events_per_visitor) for i in range(visitors)]
+    journeys = [visitor_journey(prefix, i, events_per_visitor, identity) for i in range(visitors)]
     order = list(range(visitors))
     shuffle = random.Random(seed)
     stream: list[event_pb2.Event] = []

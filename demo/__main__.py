@@ -4,6 +4,8 @@ The seed scenario (Braze's page on Tealium AudienceStream): purchases raise a vi
 Lifetime Order Value above 500, which earns the VIP badge; a visit that added to the cart
 and bought nothing earns the Cart Abandoner badge when it ends; both badges put the visitor
 in the audience "VIP cart abandoners", and joining it sends a Braze Track User request.
+Then the same customer logs in on a second device: its new anonymous profile is stitched into
+the first, and both ids resolve to one person (one profile, one audience member).
 
 Everything goes through the public gRPC API. The stack then keeps running (try the
 ``crowd`` CLI with the printed environment) until SIGINT (Ctrl-C), SIGTERM or SIGHUP;
@@ -169,6 +171,31 @@ async def play(profile_target: str, dispatch_target: str, api_key: str, sandbox_
         # The trace stream never ends by itself: show what is stored, then move on.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(show_trace(), 2.0)
+
+        await _second_device(crowd, visitor, customer)
+
+
+async def _second_device(crowd: CrowdClient, phone: str, customer: str) -> None:
+    """The customer logs in on a laptop: identity stitching makes one person of both ids."""
+    laptop = f"demo-laptop-{secrets.token_hex(3)}"
+    _say(f"the same customer logs in on a second device ({laptop})")
+    browsing = await crowd.track_event(laptop, "page_view")
+    print(f"  page_view (anonymous)   profile={browsing.profile_id} new={browsing.new_visitor}")
+    login = await crowd.track_event(laptop, "page_view", {"customer_id": customer})
+    print(
+        f"  page_view (logged in)   profile={login.profile_id}"
+        f" stitched={list(login.stitched_profile_ids)}"
+    )
+    profile = await crowd.get_profile(laptop)
+    replaced = [(r.profile_id, r.attribute_id) for r in profile.replaces]
+    print(f"  GetProfile({laptop}) -> {profile.profile_id}, replaced_by={profile.replaced_by!r}")
+    print(f"  visitor ids: {list(profile.visitor_ids)}; replaces: {replaced}")
+    by_customer = await crowd.get_profile(attribute_id="customer_id", value=customer)
+    print(f"  GetProfile(customer_id={customer}) -> {by_customer.profile_id}")
+    size = await crowd.audience_size("vip_cart_abandoners")
+    print(f"  audience size of vip_cart_abandoners: {size} (one person, not two)")
+    if profile.profile_id != phone or laptop not in profile.visitor_ids:
+        raise RuntimeError("the second device was not stitched into the first profile")
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
