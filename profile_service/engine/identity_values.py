@@ -14,6 +14,7 @@ writes), so nothing here costs anything on the other attributes' hot path.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from crowd.profile.v1 import definitions_pb2 as pb
 from crowd.profile.v1 import event_pb2, trace_pb2
@@ -52,7 +53,7 @@ DEFAULT_BLOCKED_VALUES: tuple[str, ...] = (
     "00000000-0000-0000-0000-000000000000",
 )
 
-Outcome = event_pb2.IdentityOutcome.ValueType
+IdentityOutcomeValue: TypeAlias = event_pb2.IdentityOutcome.ValueType
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +85,7 @@ def identity_rule(settings: pb.IdentitySettings) -> IdentityRule:
     )
 
 
-def refusal_of(rule: IdentityRule, value: str) -> tuple[Outcome, str] | None:
+def refusal_of(rule: IdentityRule, value: str) -> tuple[IdentityOutcomeValue, str] | None:
     """Why ``value`` may not be a visitor ID (outcome and message), ``None`` if it may.
 
     A blocked value is reported as blocked even when it is also too short ("0", "-1").
@@ -105,7 +106,9 @@ def refusal_of(rule: IdentityRule, value: str) -> tuple[Outcome, str] | None:
     return None
 
 
-def identity_note(attribute_id: str, value: str, outcome: Outcome, message: str) -> IdentityNote:
+def identity_note(
+    attribute_id: str, value: str, outcome: IdentityOutcomeValue, message: str
+) -> IdentityNote:
     """A note with the value shortened to what is echoed back."""
     return IdentityNote(attribute_id, value[:ECHOED_CHARACTERS], outcome, message)
 

@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 
 from crowd.dispatch.v1 import action_pb2
+from crowd.profile.v1 import event_pb2
 
 # The record shape is part of the trace entry format the dispatch service writes too.
 from service_common.trace_entries import TraceRecord as TraceRecord
@@ -170,7 +171,7 @@ class IdentityNote:
     attribute_id: str
     value: str
     """The value as carried (shortened to 64 characters)."""
-    outcome: int
+    outcome: event_pb2.IdentityOutcome.ValueType
     """An ``IdentityOutcome`` (INVALID, BLOCKED, ALREADY_SET, VALUE_LIMIT, PROFILE_LIMIT)."""
     message: str
 
