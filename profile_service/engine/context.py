@@ -17,7 +17,8 @@ from typing import Any
 
 from crowd.profile.v1 import definitions_pb2 as pb
 from profile_service.definitions.model import EngineLimits
-from profile_service.engine.state import NormalizedEvent, ProfileState
+from profile_service.engine.identity_values import IdentityRule
+from profile_service.engine.state import IdentityNote, NormalizedEvent, ProfileState
 from profile_service.engine.values import (
     MISSING,
     tally_favorite,
@@ -48,10 +49,17 @@ class AttributeMeta:
     """Badges are reported as assigned/removed, not as changed values."""
     is_tally: bool
     """Tallies have a favourite and recency records."""
+    identity: IdentityRule | None = None
+    """Visitor-ID attributes: which values may set it (see `identity_values`)."""
 
     @classmethod
     def of(
-        cls, attribute_id: str, name: str, attribute_type: int, visit_scope: bool
+        cls,
+        attribute_id: str,
+        name: str,
+        attribute_type: int,
+        visit_scope: bool,
+        identity: IdentityRule | None = None,
     ) -> AttributeMeta:
         """Build one, deriving the type flags."""
         return cls(
@@ -61,6 +69,7 @@ class AttributeMeta:
             visit_scope,
             is_badge=attribute_type == pb.ATTRIBUTE_TYPE_BADGE,
             is_tally=attribute_type == pb.ATTRIBUTE_TYPE_TALLY,
+            identity=identity,
         )
 
 
@@ -71,6 +80,7 @@ class EvalContext:
         "data",
         "event",
         "event_time_ms",
+        "identity_notes",
         "limits",
         "notes",
         "now_ms",
@@ -102,6 +112,8 @@ class EvalContext:
         """Attribute id -> value before its first write (`MISSING` if unassigned)."""
         self.notes: list[str] = []
         """Values an enrichment could not save (for the trace)."""
+        self.identity_notes: list[IdentityNote] | None = None
+        """Visitor-ID values not set (created on the first: most events have none)."""
         self.previous_builtins = previous_builtins
         self.track_favorites = track_favorites
 
@@ -146,6 +158,8 @@ class EvalContext:
             store = visit.attributes
         else:
             store = self.state.attributes
+            # Merge rules NEWER / OLDER compare when each value was last enriched.
+            self.state.value_times[meta.id] = self.event_time_ms
         if meta.id not in self.originals:
             self._record_original(meta, store)
         store[meta.id] = value
@@ -157,9 +171,17 @@ class EvalContext:
             return
         self.begin(meta)
         del store[meta.id]
+        if not meta.visit_scope:
+            self.state.value_times[meta.id] = self.event_time_ms
         if meta.is_tally:
             self.state.tally_touched.pop(meta.id, None)
 
     def note(self, message: str) -> None:
         """Record why a value was not saved."""
         self.notes.append(message)
+
+    def note_identity(self, note: IdentityNote) -> None:
+        """Record a visitor-ID value that was not set."""
+        if self.identity_notes is None:
+            self.identity_notes = []
+        self.identity_notes.append(note)

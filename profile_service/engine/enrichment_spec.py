@@ -9,8 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from crowd.profile.v1 import definitions_pb2 as pb
+from crowd.profile.v1 import event_pb2
 from profile_service.definitions.model import EngineLimits
 from profile_service.engine.context import Apply, AttributeMeta, EvalContext, Reader
+from profile_service.engine.identity_values import (
+    DEFAULT_IDENTITY_RULE,
+    identity_note,
+    refusal_of,
+)
 from profile_service.engine.operands import OperandCompiler
 from profile_service.engine.values import (
     MISSING,
@@ -64,10 +70,8 @@ def save(c: EvalContext, meta: AttributeMeta, value: Any) -> None:
     if isinstance(value, str):
         if not fits(c, meta, value):
             return
-        if kind == pb.ATTRIBUTE_TYPE_VISITOR_ID:
-            current = c.get(meta)
-            if current is not MISSING and current != value:
-                return  # a visitor ID never changes once set
+        if kind == pb.ATTRIBUTE_TYPE_VISITOR_ID and not identity_accepted(c, meta, value):
+            return
     elif isinstance(value, float):
         if not math.isfinite(value):
             return
@@ -90,6 +94,30 @@ def save(c: EvalContext, meta: AttributeMeta, value: Any) -> None:
             c.state.tally_touched[meta.id] = {k: s for k, s in touched.items() if k in value}
         return
     c.put(meta, value)
+
+
+def identity_accepted(c: EvalContext, meta: AttributeMeta, value: str) -> bool:
+    """True if ``value`` may be written to the visitor-ID attribute ``meta``: it is empty
+    (or already holds this very value) and the value is valid and not blocked. A refused
+    value is noted (event result and trace)."""
+    current = c.get(meta)
+    if current == value:
+        return True
+    if current is not MISSING:
+        c.note_identity(
+            identity_note(
+                meta.id,
+                value,
+                event_pb2.IDENTITY_OUTCOME_ALREADY_SET,
+                "the attribute already holds another value; a visitor ID never changes",
+            )
+        )
+        return False
+    refusal = refusal_of(meta.identity or DEFAULT_IDENTITY_RULE, value)
+    if refusal is not None:
+        c.note_identity(identity_note(meta.id, value, *refusal))
+        return False
+    return True
 
 
 # --- factories ------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ from crowd.profile.v1 import trace_pb2
 from profile_service.engine.actions import ActionPlan, fire
 from profile_service.engine.audiences import Transitions
 from profile_service.engine.context import EvalContext
+from profile_service.engine.identity_values import identity_record
 from profile_service.engine.plan import EnginePlan
-from profile_service.engine.state import FiredAction, Outcome, TraceRecord
+from profile_service.engine.state import FiredAction, IdentityNote, Outcome, TraceRecord
 from profile_service.engine.value_protos import (
     to_common_value,
 )
@@ -67,6 +68,13 @@ def record_notes(c: EvalContext, outcome: Outcome) -> None:
             )
         )
         c.notes.clear()
+
+
+def record_identity_notes(notes: list[IdentityNote], outcome: Outcome) -> None:
+    """Report visitor-ID values that were not set, each with an IDENTITY_IGNORED record."""
+    for note in notes:
+        outcome.identity_notes.append(note)
+        outcome.trace.append(identity_record(note))
 
 
 def record_transitions(plan: EnginePlan, transitions: Transitions, outcome: Outcome) -> None:
@@ -155,6 +163,7 @@ def merge(earlier: Outcome, later: Outcome) -> Outcome:
     later.audiences_left[:0] = earlier.audiences_left
     later.actions[:0] = earlier.actions
     later.trace[:0] = earlier.trace
+    later.identity_notes[:0] = earlier.identity_notes
     return later
 
 

@@ -18,6 +18,7 @@ from profile_service.engine.actions import ActionPlan, compile_action
 from profile_service.engine.builtin_values import BUILTIN_READERS
 from profile_service.engine.context import AttributeMeta, Predicate, favorite_id
 from profile_service.engine.enrichments import EnrichmentStep, compile_enrichment
+from profile_service.engine.identity_values import identity_rule
 from profile_service.engine.operands import EVENT_NAME, OperandCompiler
 from profile_service.engine.rules import compile_expression, compile_rule
 
@@ -153,6 +154,9 @@ def build_plan(defs: CompiledDefinitions) -> EnginePlan:
             attribute.name or attribute_id,
             attribute.type,
             visit_scope=attribute.scope == pb.ATTRIBUTE_SCOPE_VISIT,
+            identity=identity_rule(attribute.identity)
+            if attribute.type == pb.ATTRIBUTE_TYPE_VISITOR_ID
+            else None,
         )
         for attribute_id, attribute in defs.attributes.items()
     }

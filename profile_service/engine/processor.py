@@ -38,11 +38,13 @@ from profile_service.engine.actions import event_key, fire, visit_end_key
 from profile_service.engine.audiences import evaluate_audiences, is_member
 from profile_service.engine.builtin_values import BUILTIN_TYPES, VISIT_BUILTINS, builtin_values
 from profile_service.engine.context import EvalContext
+from profile_service.engine.enrichment_spec import identity_accepted
 from profile_service.engine.enrichments import EnrichmentStep
 from profile_service.engine.outcomes import (
     fire_and_record,
     merge,
     record_changes,
+    record_identity_notes,
     record_notes,
     record_transitions,
     trace_details,
@@ -190,17 +192,20 @@ def process_event(
             key = event_key(state.profile_id, action.id, event.event_id)
             fire_and_record(action, c, key, left_names, outcome, cause)
     record_notes(c, outcome)
+    if c.identity_notes is not None:
+        record_identity_notes(c.identity_notes, outcome)
     return merge(earlier, outcome) if earlier is not None else outcome
 
 
 def _assign_identities(plan: EnginePlan, c: EvalContext, event: NormalizedEvent) -> None:
     """Assign visitor-ID values the event is known to belong to (an imported record looked up
-    by one), before the enrichments run; like the SET enrichment, only while unassigned."""
+    by one), before the enrichments run; like the SET enrichment, only while unassigned and
+    only valid, unblocked values (others are noted)."""
     for attribute_id, value in event.identities.items():
         meta = plan.metas.get(attribute_id)
         if meta is None or meta.type != pb.ATTRIBUTE_TYPE_VISITOR_ID or not value:
             continue
-        if c.get(meta) is values.MISSING:
+        if c.get(meta) is values.MISSING and identity_accepted(c, meta, value):
             c.begin(meta)
             c.put(meta, value)
 
@@ -270,6 +275,8 @@ def _end_visit(plan: EnginePlan, state: ProfileState, now_ms: int) -> Outcome:
             key = visit_end_key(state.profile_id, action.id, visit.visit_id)
             fire_and_record(action, c, key, left_names, outcome, cause, delay_ms)
     record_notes(c, outcome)
+    if c.identity_notes is not None:
+        record_identity_notes(c.identity_notes, outcome)
 
     for attribute_id in visit.attributes:
         outcome.changed_attributes[attribute_id] = None

@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 
 from crowd.dispatch.v1 import action_pb2
+from crowd.profile.v1 import event_pb2
 
 # The record shape is part of the trace entry format the dispatch service writes too.
 from service_common.trace_entries import TraceRecord as TraceRecord
@@ -163,6 +164,18 @@ class FiredAction:
     """Non-zero for delayed end-of-visit actions (re-evaluated when due)."""
 
 
+@dataclass(frozen=True, slots=True)
+class IdentityNote:
+    """A visitor-ID value that was not used (``EventResult.identity_notes``)."""
+
+    attribute_id: str
+    value: str
+    """The value as carried (shortened to 64 characters)."""
+    outcome: event_pb2.IdentityOutcome.ValueType
+    """An ``IdentityOutcome`` (INVALID, BLOCKED, ALREADY_SET, VALUE_LIMIT, PROFILE_LIMIT)."""
+    message: str
+
+
 @dataclass
 class Outcome:
     """What processing one event (or one visit end) did.
@@ -182,3 +195,5 @@ class Outcome:
     audiences_left: list[str] = field(default_factory=list)
     actions: list[FiredAction] = field(default_factory=list)
     trace: list[TraceRecord] = field(default_factory=list)
+    identity_notes: list[IdentityNote] = field(default_factory=list)
+    """Visitor-ID values not set (invalid, blocked, already set) or not stitched."""

@@ -256,7 +256,7 @@ actions:
         (
             "attributes[0].colour",
             'unknown field "colour"; AttributeDefinition has: id, name, scope, type, '
-            "enrichments, merge_rule, description",
+            "enrichments, merge_rule, description, identity",
         ),
         (
             "attributes[0].enrichments[0].when",

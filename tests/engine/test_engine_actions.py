@@ -117,9 +117,11 @@ def test_track_user_attributes() -> None:
             ],
         }
     }
-    action = fire_one(mapping, {"customer_id": "c-1", "amount": 20.0, "tag": "shoes", "brand": "n"})
+    action = fire_one(
+        mapping, {"customer_id": "cust-1001", "amount": 20.0, "tag": "shoes", "brand": "n"}
+    )
     track = action.track_user
-    assert track.user.external_id == "c-1"
+    assert track.user.external_id == "cust-1001"
     assert track.update_existing_only is True
     got = {a.name: a for a in track.attributes}
     assert list(got) == [

@@ -46,7 +46,8 @@ async def test_publish_get_track_profile_and_audience(profile_server: ManagedSer
     assert json.loads(current.stdout)["version"] == version["version"]
 
     tracked = await run_cli_async(
-        "track", "visitor-1", "purchase", "--data", "order_total=600", "--data", "customer_id=c-1",
+        "track", "visitor-1", "purchase", "--data", "order_total=600",
+        "--data", "customer_id=cu-101",
         env=env,
     )  # fmt: skip
     assert tracked.code == 0, tracked.stderr
@@ -57,7 +58,7 @@ async def test_publish_get_track_profile_and_audience(profile_server: ManagedSer
     assert profile.code == 0, profile.stderr
     shown = json.loads(profile.stdout)
     assert "visitor-1" in shown["visitor_ids"]
-    assert shown["identities"] == {"customer_id": "c-1"}
+    assert shown["identities"] == {"customer_id": "cu-101"}
     assert "lifetime_order_value" in shown["attributes"]
 
     size = await run_cli_async("audience", "size", "vip_cart_abandoners", env=env)

@@ -87,7 +87,7 @@ async def test_track_event_reports_typed_changes_badges_audiences_and_actions(
 async def test_track_events_answers_each_event_in_order(client: CrowdClient) -> None:
     await client.publish_definitions(shop_definitions())
     events = [
-        make_event("batch-a", "purchase", {"order_total": 300.0, "customer_id": "a"}),
+        make_event("batch-a", "purchase", {"order_total": 300.0, "customer_id": "cust-a1"}),
         make_event("batch-b", "purchase", {"order_total": 50.0}),
         make_event("batch-a", "purchase", {"order_total": 300.0}),
         make_event("batch-a", "page_view"),

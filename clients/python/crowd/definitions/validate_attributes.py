@@ -61,9 +61,16 @@ _MERGE_RULE_TYPES: dict[int, frozenset[int]] = {
     M.MERGE_RULE_SUM: frozenset({T.ATTRIBUTE_TYPE_NUMBER}),
     M.MERGE_RULE_UNION: _COLLECTIONS,
     M.MERGE_RULE_UNION_SUM: frozenset({T.ATTRIBUTE_TYPE_TALLY}),
+    M.MERGE_RULE_UNION_MAX: frozenset({T.ATTRIBUTE_TYPE_TALLY}),
+    M.MERGE_RULE_UNION_MIN: frozenset({T.ATTRIBUTE_TYPE_TALLY}),
     M.MERGE_RULE_AND: _BOOLEANS,
     M.MERGE_RULE_OR: _BOOLEANS,
+    M.MERGE_RULE_RECALCULATE: ALL_ATTRIBUTE_TYPES - {T.ATTRIBUTE_TYPE_VISITOR_ID},
+    M.MERGE_RULE_FUNNEL: frozenset({T.ATTRIBUTE_TYPE_FUNNEL}),
+    M.MERGE_RULE_TIMELINE: frozenset({T.ATTRIBUTE_TYPE_TIMELINE}),
 }
+MAX_BLOCKED_VALUES = 1000
+MAX_BLOCKED_VALUE_LENGTH = 255
 
 # Which kinds use each optional enrichment field, for "only used by" messages.
 _FIELD_USERS: dict[str, list[str]] = {}
@@ -99,6 +106,7 @@ def check_attribute(ctx: ValidationContext, attribute: pb.AttributeDefinition, p
         )
     if type_ok:
         _check_merge_rule(ctx, attribute, path)
+        _check_identity(ctx, attribute, path)
     if len(attribute.enrichments) > MAX_ENRICHMENTS_PER_ATTRIBUTE:
         ctx.add(
             f"{path}.enrichments",
@@ -169,6 +177,32 @@ def _check_merge_rule(ctx: ValidationContext, attribute: pb.AttributeDefinition,
             f"{path}.merge_rule",
             f'merge rule "{name}" does not apply to {type_phrase(attribute.type)}',
         )
+
+
+def _check_identity(ctx: ValidationContext, attribute: pb.AttributeDefinition, path: str) -> None:
+    """Identity settings: visitor-ID attributes only, limits not negative, blocked values
+    non-empty and not longer than a visitor ID."""
+    if not attribute.HasField("identity"):
+        return
+    if attribute.type != T.ATTRIBUTE_TYPE_VISITOR_ID:
+        ctx.add(f"{path}.identity", "identity settings apply only to visitor ID attributes")
+        return
+    settings = attribute.identity
+    for name in ("max_values", "max_profiles"):
+        if getattr(settings, name) < 0:
+            ctx.add(f"{path}.identity.{name}", f"{name} must be 0 (no limit) or more")
+    if len(settings.blocked_values) > MAX_BLOCKED_VALUES:
+        ctx.add(
+            f"{path}.identity.blocked_values",
+            f"{len(settings.blocked_values)} blocked values; at most {MAX_BLOCKED_VALUES}",
+        )
+        return
+    for i, value in enumerate(settings.blocked_values):
+        if not value or len(value) > MAX_BLOCKED_VALUE_LENGTH:
+            ctx.add(
+                f"{path}.identity.blocked_values[{i}]",
+                f"a blocked value has 1 to {MAX_BLOCKED_VALUE_LENGTH} characters",
+            )
 
 
 def check_enrichment(
