@@ -341,7 +341,9 @@ class UserStore:
         ``source`` takes the kept identifier ``keep`` = (kind, value) instead."""
         if target is None:
             kind, value = keep
-            if kind == "external_id" and source.external_id is None:
+            if kind == "external_id":
+                if source.external_id is not None:
+                    self._by_external_id.pop(source.external_id, None)
                 self._set_external_id(source, value)
             elif kind == "user_alias":
                 self._add_alias(source, value[0], value[1])

@@ -78,6 +78,11 @@ class BrazeDelivery:
     async def deliver(self, pending: Sequence[PendingAction]) -> list[ActionResult]:
         """Deliver ``pending`` and return one result per distinct idempotency key, in order."""
         items, results = self.prepare(pending)
+        if self._deltas is not None:
+            never_sent = await self._deltas.never_sent(items)
+            results.extend(never_sent)
+            skip = {r.idempotency_key for r in never_sent}
+            items = [i for i in items if i.idempotency_key not in skip]
         view = await self._deltas.load(items) if self._deltas is not None else DeltaView()
         items, skipped = view.filter(items)
         results.extend(skipped)
