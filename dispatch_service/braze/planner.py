@@ -404,7 +404,8 @@ def plan_requests(connector: BrazeConnector, items: Sequence[DeliveryItem]) -> P
     newly identified external_id then finds the merged profile), then /users/track, then
     /users/merge, then /users/delete; within an endpoint, in arrival order. An action for a
     Braze user that arrives *after* one of that user's actions for a later phase (e.g. a
-    track after a delete) would overtake it, so it (and every later action of that user) is deferred: RETRY with
+    track after a delete) would overtake it, so it (and every later action of that user) is
+    deferred: RETRY with
     ``retry_after_s=0``, to go out in the next batch.
 
     Returns:
