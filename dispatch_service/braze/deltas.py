@@ -19,10 +19,10 @@ Per batch:
    rather than recorded: Braze silently ignores them for unknown users, so recording them could
    later hide a value from a newly created profile. Deleted and identified users are forgotten.
 
-"Sent" marker: every user a 2xx /users/track request wrote gets the field ``$sent`` in its
-hash (``$`` cannot start an attribute name, so it never collides), as does the external_id user
-of an identify. A MergeUsers action whose user to merge has no marker is SKIPPED without a
-request: Braze cannot hold a user this service never sent (within the memory's TTL).
+"Sent" marker: every user a 2xx /users/track request wrote gets a marker key next to its
+memory (:meth:`DeltaStore.sent_key`, same TTL), as does the external_id user of an identify;
+deleting a user removes it. A MergeUsers action whose user to merge has no marker is SKIPPED
+without a request: Braze cannot hold a user this service never sent (within the memory's TTL).
 
 Merges: after a 2xx /users/merge, the kept user's memory becomes the union of both memories,
 the kept user's own values winning, and the merged user's memory is deleted. That is Braze's
@@ -54,7 +54,6 @@ from service_common.redis_toolkit.scripts import LuaScript, execute_with_scripts
 log = logging.getLogger(__name__)
 
 SKIP_REASON = "nothing to send: every attribute already holds this value in Braze"
-SENT_FIELD = "$sent"
 NEVER_SENT_REASON = (
     "nothing to merge: this service never sent the user to merge to Braze, so Braze cannot hold it"
 )
@@ -171,6 +170,11 @@ class DeltaStore:
         """Redis key of a user's memory."""
         return keys.braze_user_state(self._connector.id, user_key, self._partitions)
 
+    def sent_key(self, user_key: str) -> str:
+        """Redis key marking that this service sent the user to Braze (a delta-memory key of
+        the pseudo user ``sent:<user key>``: no real user key starts with ``sent:``)."""
+        return keys.braze_user_state(self._connector.id, f"sent:{user_key}", self._partitions)
+
     async def load(self, items: Sequence[DeliveryItem]) -> DeltaView:
         """Remembered values for the attributes ``items`` set (one round trip).
 
@@ -219,7 +223,7 @@ class DeltaStore:
             return []
         pipe = self._redis.pipeline(transaction=False)
         for _, user in merges:
-            pipe.hexists(self.key(user), SENT_FIELD)
+            pipe.exists(self.sent_key(user))
         try:
             known = await pipe.execute()
         except RedisError as exc:
@@ -247,7 +251,8 @@ class DeltaStore:
                         pipe.hsetnx(kept_key, name, token)
                     pipe.expire(kept_key, self._ttl_s)
                     await pipe.execute()
-                await self._redis.delete(merged_key)
+                await self._redis.delete(merged_key, self.sent_key(objects.to_merge.key))
+                await self._redis.set(self.sent_key(objects.to_keep.key), 1, ex=self._ttl_s)
             except RedisError as exc:
                 log.warning("could not move delta memory of a merged user: %s", exc)
 
@@ -281,9 +286,9 @@ class DeltaStore:
         pipe = self._redis.pipeline(transaction=False)
         for user in cleared:
             pipe.delete(self.key(user))
+            pipe.delete(self.sent_key(user))
         for user in sent:
-            pipe.hset(self.key(user), SENT_FIELD, "1")
-            pipe.expire(self.key(user), self._ttl_s)
+            pipe.set(self.sent_key(user), 1, ex=self._ttl_s)
         for key, remember, forget in updates:
             if forget:
                 pipe.hdel(key, *forget)
