@@ -1,15 +1,18 @@
-"""MergeUsers at intake: bad merges are refused whole with field paths, good ones stored."""
+"""MergeUsers through the dispatch service: intake validation (refused whole with field paths)
+and a real worker delivering to the sandbox (the never-sent skip visible in the status)."""
 
 from __future__ import annotations
 
 import pytest
 import redis.asyncio as aioredis
 
+from braze_sandbox import BrazeSandbox
 from crowd.dispatch.v1 import action_pb2
 from dispatch_service.queue import ActionStore
 from service_common.errors import InvalidArgument
-from tests.dispatch.conftest import PARTITIONS
-from tests.dispatch.helpers import CONNECTOR, queued_keys
+from tests.dispatch.conftest import PARTITIONS, WorkerFactory
+from tests.dispatch.helpers import CONNECTOR, queued_keys, track_action
+from tests.dispatch.test_worker import _until_states
 
 
 def merge(key: str, to_merge: action_pb2.UserIds, to_keep: action_pb2.UserIds) -> action_pb2.Action:
@@ -63,3 +66,25 @@ async def test_good_merge_is_accepted_and_queued(
     outcomes = await store.submit([merge("m1", ext("old"), ext("new"))])
     assert [o.state for o in outcomes] == [action_pb2.ACTION_STATE_ACCEPTED]
     assert await queued_keys(redis_client, PARTITIONS) == ["m1"]
+
+
+async def test_worker_delivers_a_merge_and_skips_one_never_sent(
+    store: ActionStore, start_worker: WorkerFactory, sandbox: BrazeSandbox
+) -> None:
+    await start_worker()
+    await store.submit([track_action("t-old", visitor="old"), track_action("t-new", visitor="new")])
+    await _until_states(store, ["t-old", "t-new"], action_pb2.ACTION_STATE_DELIVERED)
+    await store.submit(
+        [merge("m-sent", ext("old"), ext("new")), merge("m-never", ext("ghost"), ext("new"))]
+    )
+    sent, never = await _until_states(
+        store,
+        ["m-sent", "m-never"],
+        action_pb2.ACTION_STATE_DELIVERED,
+        action_pb2.ACTION_STATE_SKIPPED,
+    )
+    assert sent.state == action_pb2.ACTION_STATE_DELIVERED and sent.last_http_status == 202
+    assert never.state == action_pb2.ACTION_STATE_SKIPPED
+    assert "never sent" in never.reason
+    assert sandbox.get_user("old") is None and sandbox.get_user("new") is not None
+    assert [r.path for r in sandbox.requests].count("/users/merge") == 1
