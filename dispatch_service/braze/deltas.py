@@ -251,7 +251,9 @@ class DeltaStore:
                         pipe.hsetnx(kept_key, name, token)
                     pipe.expire(kept_key, self._ttl_s)
                     await pipe.execute()
-                await self._redis.delete(merged_key, self.sent_key(objects.to_merge.key))
+                # One key per DELETE: the keys live in different slots on a Redis Cluster.
+                await self._redis.delete(merged_key)
+                await self._redis.delete(self.sent_key(objects.to_merge.key))
                 await self._redis.set(self.sent_key(objects.to_keep.key), 1, ex=self._ttl_s)
             except RedisError as exc:
                 log.warning("could not move delta memory of a merged user: %s", exc)
