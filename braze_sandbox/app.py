@@ -29,6 +29,7 @@ from braze_sandbox.config import (
     PERM_DELETE,
     PERM_EXPORT_IDS,
     PERM_IDENTIFY,
+    PERM_MERGE,
     PERM_TRACK,
     EndpointGroup,
     SandboxConfig,
@@ -40,6 +41,7 @@ from braze_sandbox.identity import (
     handle_export_ids,
     handle_identify,
 )
+from braze_sandbox.merge import handle_merge
 from braze_sandbox.rate_limit import RateDecision
 from braze_sandbox.recorder import (
     RecordedRequest,
@@ -77,6 +79,9 @@ ENDPOINTS = (
         EndpointGroup.IDENTITY,
         PERM_IDENTIFY,
         lambda _, b, c: handle_identify(b, c),
+    ),
+    Endpoint(
+        "/users/merge", EndpointGroup.IDENTITY, PERM_MERGE, lambda _, b, c: handle_merge(b, c)
     ),
     Endpoint(
         "/users/export/ids",

@@ -16,8 +16,9 @@ PERM_TRACK = "users.track"
 PERM_DELETE = "users.delete"
 PERM_IDENTIFY = "users.identify"
 PERM_EXPORT_IDS = "users.export.ids"
+PERM_MERGE = "users.merge"
 ALL_PERMISSIONS: frozenset[str] = frozenset(
-    {PERM_TRACK, PERM_DELETE, PERM_IDENTIFY, PERM_EXPORT_IDS}
+    {PERM_TRACK, PERM_DELETE, PERM_IDENTIFY, PERM_EXPORT_IDS, PERM_MERGE}
 )
 
 #: Key the sandbox accepts when no keys are configured, so `make run` works out of the box.

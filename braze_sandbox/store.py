@@ -334,6 +334,30 @@ class UserStore:
         self._touch(target)
         return True
 
+    def merge(self, source: User, target: User | None, *, keep: tuple[str, Any]) -> None:
+        """/users/merge: ``source`` into ``target`` (Braze's documented merge: the kept user
+        keeps its attributes and gains the ones it lacks, plus every event, purchase and
+        cohort of ``source``; ``source`` is removed). With no ``target`` (undocumented),
+        ``source`` takes the kept identifier ``keep`` = (kind, value) instead."""
+        if target is None:
+            kind, value = keep
+            if kind == "external_id":
+                if source.external_id is not None:
+                    self._by_external_id.pop(source.external_id, None)
+                self._set_external_id(source, value)
+            elif kind == "user_alias":
+                self._add_alias(source, value[0], value[1])
+            self._touch(source)
+            return
+        self.delete(source)
+        missing = {k: v for k, v in source.attributes.items() if k not in target.attributes}
+        self.set_attributes(target, missing, merge_objects=False)
+        target.events.extend(source.events)
+        target.purchases.extend(source.purchases)
+        for key in source.cohorts:
+            self._join(target, key)
+        self._touch(target)
+
     def upsert_cohort(
         self, partner: str, cohort_id: str, name: str | None, created_at: str | None
     ) -> Cohort:

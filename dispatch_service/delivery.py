@@ -111,6 +111,8 @@ class BrazeConnectorDelivery:
             # Checked first so that holding back costs no Redis round trip.
             outcome.held = [item.idempotency_key for item in items]
             return outcome
+        items, never_sent = await self._braze.skip_never_sent(items)
+        outcome.results.extend(never_sent)
         view = await self._deltas.load(items) if self._deltas is not None else DeltaView()
         items, skipped = view.filter(items)
         outcome.results.extend(skipped)

@@ -5,8 +5,8 @@ A request with any invalid action is refused whole (``INVALID_ARGUMENT`` with on
 find out which half of a batch was accepted. Field paths follow the request, e.g.
 ``actions[3].track_user.user``.
 
-The payload (track_user, delete_user, identify_user, update_membership) is checked by the
-Braze payload builder itself (``dispatch_service.braze.admission``, rules in
+The payload (track_user, delete_user, identify_user, update_membership, merge_users) is
+checked by the Braze payload builder itself (``dispatch_service.braze.admission``, rules in
 ``dispatch_service/braze/rules.py``): what intake accepts is exactly what delivery can send,
 and refusing here tells the caller at once, instead of through a dead letter minutes later.
 This module checks the rest: keys, ids, caps, trace context, fired_at.
@@ -88,7 +88,8 @@ def _action(action: action_pb2.Action, connector_ids: Connectors) -> Violations:
     if payload is None:
         v.add(
             "payload",
-            "exactly one of track_user, delete_user, identify_user, update_membership is required",
+            "exactly one of track_user, delete_user, identify_user, update_membership, "
+            "merge_users is required",
         )
     else:
         track = action.track_user

@@ -78,6 +78,8 @@ class BrazeDelivery:
     async def deliver(self, pending: Sequence[PendingAction]) -> list[ActionResult]:
         """Deliver ``pending`` and return one result per distinct idempotency key, in order."""
         items, results = self.prepare(pending)
+        items, never_sent = await self.skip_never_sent(items)
+        results.extend(never_sent)
         view = await self._deltas.load(items) if self._deltas is not None else DeltaView()
         items, skipped = view.filter(items)
         results.extend(skipped)
@@ -87,6 +89,17 @@ class BrazeDelivery:
         by_key = {r.idempotency_key: r for r in results}
         order = dict.fromkeys(p.idempotency_key for p in pending)
         return [by_key[key] for key in order if key in by_key]
+
+    async def skip_never_sent(
+        self, items: Sequence[DeliveryItem]
+    ) -> tuple[list[DeliveryItem], list[ActionResult]]:
+        """Settle as SKIPPED the merges of Braze users this service never sent (no request);
+        return the other items and those results."""
+        if self._deltas is None:
+            return list(items), []
+        never_sent = await self._deltas.never_sent(items)
+        skip = {r.idempotency_key for r in never_sent}
+        return [i for i in items if i.idempotency_key not in skip], never_sent
 
     async def send_all(self, requests: Sequence[PlannedRequest]) -> list[ActionResult]:
         """Send ``requests`` concurrently (at most ``max_concurrent_requests`` at once); a

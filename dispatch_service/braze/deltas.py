@@ -18,6 +18,16 @@ Per batch:
    only for attribute objects not named in ``errors``. Objects sent update-only are forgotten
    rather than recorded: Braze silently ignores them for unknown users, so recording them could
    later hide a value from a newly created profile. Deleted and identified users are forgotten.
+
+"Sent" marker: every user a 2xx /users/track request wrote gets a marker key next to its
+memory (:meth:`DeltaStore.sent_key`, same TTL), as does the external_id user of an identify;
+deleting a user removes it. A MergeUsers action whose user to merge has no marker is SKIPPED
+without a request: Braze cannot hold a user this service never sent (within the memory's TTL).
+
+Merges: after a 2xx /users/merge, the kept user's memory becomes the union of both memories,
+the kept user's own values winning, and the merged user's memory is deleted. That is Braze's
+documented merge (the kept user keeps its attributes and gains those it lacked), so later
+deltas neither resend what Braze now holds nor skip what it does not.
 """
 
 from __future__ import annotations
@@ -33,7 +43,8 @@ from redis.typing import EncodableT, FieldT
 
 from dispatch_service.braze.attributes import AttributeObject, SetValue
 from dispatch_service.braze.connector import BrazeConnector
-from dispatch_service.braze.payload import IdentifyObject, TrackObjects
+from dispatch_service.braze.endpoints import Endpoint
+from dispatch_service.braze.payload import IdentifyObject, MergeObject, TrackObjects
 from dispatch_service.braze.planner import DeliveryItem, PlannedRequest
 from dispatch_service.braze.results import ActionResult, skipped
 from dispatch_service.braze.values import canonical_json
@@ -43,6 +54,9 @@ from service_common.redis_toolkit.scripts import LuaScript, execute_with_scripts
 log = logging.getLogger(__name__)
 
 SKIP_REASON = "nothing to send: every attribute already holds this value in Braze"
+NEVER_SENT_REASON = (
+    "nothing to merge: this service never sent the user to merge to Braze, so Braze cannot hold it"
+)
 
 # KEYS[1] the user's hash. ARGV: n, then n (name, token) pairs the batch sets, then names the
 # batch changes by inc/add/remove. Returns {name, remembered token or false, ...} for each
@@ -100,6 +114,8 @@ class DeltaView:
                 # The alias profile merges into the external_id's: neither memory holds.
                 state[objects.alias.key] = {}
                 state[f"external_id:{objects.external_id}"] = {}
+            if isinstance(objects, MergeObject):
+                state[objects.to_merge.key] = {}
             if not isinstance(objects, TrackObjects) or objects.attributes is None:
                 kept.append(item)
                 continue
@@ -154,6 +170,11 @@ class DeltaStore:
         """Redis key of a user's memory."""
         return keys.braze_user_state(self._connector.id, user_key, self._partitions)
 
+    def sent_key(self, user_key: str) -> str:
+        """Redis key marking that this service sent the user to Braze (a delta-memory key of
+        the pseudo user ``sent:<user key>``: no real user key starts with ``sent:``)."""
+        return keys.braze_user_state(self._connector.id, f"sent:{user_key}", self._partitions)
+
     async def load(self, items: Sequence[DeliveryItem]) -> DeltaView:
         """Remembered values for the attributes ``items`` set (one round trip).
 
@@ -190,6 +211,53 @@ class DeltaStore:
             }
         return view
 
+    async def never_sent(self, items: Sequence[DeliveryItem]) -> list[ActionResult]:
+        """SKIPPED results for the merges whose user to merge this service never sent.
+
+        With deltas off, or when Redis fails, nothing is skipped (the merge is sent).
+        """
+        if not self.enabled:
+            return []
+        merges = [(item, user) for item in items if (user := _user_to_merge(item)) is not None]
+        if not merges:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for _, user in merges:
+            pipe.exists(self.sent_key(user))
+        try:
+            known = await pipe.execute()
+        except RedisError as exc:
+            log.warning("delta memory unavailable, sending every merge: %s", exc)
+            return []
+        return [
+            skipped(item.idempotency_key, NEVER_SENT_REASON)
+            for (item, _), sent in zip(merges, known, strict=True)
+            if not sent
+        ]
+
+    async def record_merges(self, request: PlannedRequest) -> None:
+        """After a 2xx /users/merge: the kept users' memory gains what the merged users'
+        held (kept values win, as in Braze) and the merged users' memory goes."""
+        for item in request.items:
+            objects = item.objects
+            if not isinstance(objects, MergeObject):
+                continue
+            merged_key, kept_key = self.key(objects.to_merge.key), self.key(objects.to_keep.key)
+            try:
+                held = await self._redis.hgetall(merged_key)
+                if held:
+                    pipe = self._redis.pipeline(transaction=False)
+                    for name, token in held.items():
+                        pipe.hsetnx(kept_key, name, token)
+                    pipe.expire(kept_key, self._ttl_s)
+                    await pipe.execute()
+                # One key per DELETE: the keys live in different slots on a Redis Cluster.
+                await self._redis.delete(merged_key)
+                await self._redis.delete(self.sent_key(objects.to_merge.key))
+                await self._redis.set(self.sent_key(objects.to_keep.key), 1, ex=self._ttl_s)
+            except RedisError as exc:
+                log.warning("could not move delta memory of a merged user: %s", exc)
+
     async def record(
         self, request: PlannedRequest, rejected_attributes: Collection[int] = ()
     ) -> None:
@@ -201,6 +269,12 @@ class DeltaStore:
         """
         if not self.enabled:
             return
+        if request.endpoint is Endpoint.MERGE:
+            await self.record_merges(request)
+            return
+        sent = sorted(request.users) if request.endpoint is Endpoint.TRACK else []
+        if request.endpoint is Endpoint.IDENTIFY:
+            sent = [u for u in request.users if u.startswith("external_id:")]
         cleared = list(request.cleared_users)
         updates: list[tuple[str, dict[str, str], list[str]]] = []
         for index, obj in enumerate(request.attribute_objects):
@@ -209,11 +283,14 @@ class DeltaStore:
             remember, forget = _accepted(obj)
             if remember or forget:
                 updates.append((self.key(obj.user.key), remember, forget))
-        if not cleared and not updates:
+        if not cleared and not updates and not sent:
             return
         pipe = self._redis.pipeline(transaction=False)
         for user in cleared:
             pipe.delete(self.key(user))
+            pipe.delete(self.sent_key(user))
+        for user in sent:
+            pipe.set(self.sent_key(user), 1, ex=self._ttl_s)
         for key, remember, forget in updates:
             if forget:
                 pipe.hdel(key, *forget)
@@ -226,6 +303,15 @@ class DeltaStore:
         except RedisError as exc:
             # Safe: load() already removed every attribute this request changed.
             log.warning("could not record delta memory (values will be re-sent): %s", exc)
+
+
+def _user_to_merge(item: DeliveryItem) -> str | None:
+    objects = item.objects
+    if isinstance(objects, MergeObject):
+        return objects.to_merge.key
+    if isinstance(objects, IdentifyObject) and objects.merged_from_alias:
+        return objects.alias.key
+    return None
 
 
 def _accepted(obj: AttributeObject) -> tuple[dict[str, str], list[str]]:

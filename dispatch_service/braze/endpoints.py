@@ -59,6 +59,7 @@ class Endpoint(StrEnum):
     TRACK = "/users/track"
     DELETE = "/users/delete"
     IDENTIFY = "/users/identify"
+    MERGE = "/users/merge"
 
     @property
     def rate_group(self) -> RateGroup:

@@ -19,6 +19,9 @@ INVALID_ARGUMENT at intake instead of failing later:
   and false for every audience left (false, not null, so the key stays queryable in Braze).
 - DeleteUser -> one identifier for /users/delete (grouped by identifier kind by the planner).
 - IdentifyUser -> one ``aliases_to_identify`` entry for /users/identify.
+- MergeUsers -> one ``merge_updates`` entry for /users/merge, or, for an alias-only user
+  merged into an external_id, the ``aliases_to_identify`` entry Braze documents for exactly
+  that (``IdentifyObject`` with ``merged_from_alias``).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from crowd.dispatch.v1.action_pb2 import (
     Attribute,
     DeleteUser,
     IdentifyUser,
+    MergeUsers,
     Purchase,
     TrackEvent,
     TrackUser,
@@ -189,6 +193,8 @@ class IdentifyObject:
     endpoint: ClassVar[Endpoint] = Endpoint.IDENTIFY
     external_id: str
     alias: BrazeUser
+    merged_from_alias: bool = False
+    """From a MergeUsers action: sent only if this service ever sent the alias user."""
 
     def entry(self) -> dict[str, Any]:
         """The array element."""
@@ -198,7 +204,31 @@ class IdentifyObject:
         }
 
 
-BrazeObjects = TrackObjects | DeleteObject | IdentifyObject
+def merge_identifier(user: BrazeUser) -> dict[str, Any]:
+    """A /users/merge identifier; email and phone need a prioritization (several profiles
+    may share one): the most recently updated profile, as for deletes."""
+    if user.kind in ("email", "phone"):
+        return {user.kind: user.value, "prioritization": ["most_recently_updated"]}
+    return user.fields()
+
+
+@dataclass(frozen=True)
+class MergeObject:
+    """One ``merge_updates`` entry."""
+
+    endpoint: ClassVar[Endpoint] = Endpoint.MERGE
+    to_merge: BrazeUser
+    to_keep: BrazeUser
+
+    def entry(self) -> dict[str, Any]:
+        """The array element."""
+        return {
+            "identifier_to_merge": merge_identifier(self.to_merge),
+            "identifier_to_keep": merge_identifier(self.to_keep),
+        }
+
+
+BrazeObjects = TrackObjects | DeleteObject | IdentifyObject | MergeObject
 
 
 class _Collector:
@@ -444,6 +474,41 @@ def _identify(identify: IdentifyUser, errors: _Collector) -> IdentifyObject | No
     return IdentifyObject(identify.external_id, alias_user(alias, "identify_user.user_alias"))
 
 
+def _merge_side(ids: Any, field: str, errors: _Collector) -> BrazeUser | None:
+    set_fields = [
+        name for name in ("external_id", "braze_id", "email", "phone") if getattr(ids, name)
+    ]
+    if ids.HasField("user_alias") and (ids.user_alias.alias_name or ids.user_alias.alias_label):
+        set_fields.append("user_alias")
+    if "braze_id" in set_fields:
+        errors.add(
+            f"{field}.braze_id", "/users/merge takes external_id, user_alias, email or phone"
+        )
+        return None
+    if len(set_fields) != 1:
+        errors.add(field, "exactly one of external_id, user_alias, email or phone is required")
+        return None
+    try:
+        return select_user(ids, field)
+    except IdentifierError as exc:
+        errors.add(exc.field, exc.description)
+        return None
+
+
+def _merge(merge: MergeUsers, errors: _Collector) -> MergeObject | IdentifyObject | None:
+    to_merge = _merge_side(merge.user_to_merge, "merge_users.user_to_merge", errors)
+    to_keep = _merge_side(merge.user_to_keep, "merge_users.user_to_keep", errors)
+    if to_merge is None or to_keep is None:
+        return None
+    if to_merge.key == to_keep.key:
+        errors.add("merge_users.user_to_keep", "must differ from user_to_merge")
+        return None
+    if to_merge.kind == "user_alias" and to_keep.kind == "external_id":
+        # Braze's documented call for alias -> external_id (merge_behavior per connector).
+        return IdentifyObject(to_keep.value, to_merge, merged_from_alias=True)
+    return MergeObject(to_merge, to_keep)
+
+
 class MembershipSettings(Protocol):
     """The connector settings the membership encoding needs (a BrazeConnector has them)."""
 
@@ -481,9 +546,11 @@ def build_objects(
         result = _delete(action.delete_user, errors)
     elif kind == "identify_user":
         result = _identify(action.identify_user, errors)
+    elif kind == "merge_users":
+        result = _merge(action.merge_users, errors)
     else:
-        errors.add("payload", "one of track_user, delete_user, identify_user or "
-                   "update_membership is required")  # fmt: skip
+        errors.add("payload", "one of track_user, delete_user, identify_user, "
+                   "update_membership or merge_users is required")  # fmt: skip
     errors.raise_if_any()
     assert result is not None  # every path that leaves it None reported a violation
     return result

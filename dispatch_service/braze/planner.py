@@ -38,6 +38,7 @@ from dispatch_service.braze.payload import (
     BrazeObjects,
     DeleteObject,
     IdentifyObject,
+    MergeObject,
     TrackObjects,
 )
 from dispatch_service.braze.results import ActionResult, failed, retry, skipped
@@ -325,6 +326,16 @@ class _IdBuilder:
         body: dict[str, Any] = {self.array: list(self.entries)}
         if endpoint is Endpoint.IDENTIFY:
             body["merge_behavior"] = connector.identify_merge_behavior
+        if endpoint is Endpoint.MERGE:
+            # The delta memory of merged users moves to the kept users (deltas.record_merges).
+            return PlannedRequest(
+                connector_id=connector.id,
+                endpoint=endpoint,
+                items=tuple(self.items),
+                body=body,
+                origins={self.array: tuple(tuple(o) for o in self.origins)},
+                users=frozenset(self.users),
+            )
         return PlannedRequest(
             connector_id=connector.id,
             endpoint=endpoint,
@@ -339,7 +350,8 @@ class _IdBuilder:
 def _plan_ids(
     connector: BrazeConnector, endpoint: Endpoint, items: Sequence[DeliveryItem], plan: Plan
 ) -> None:
-    """/users/delete (one identifier kind per request) and /users/identify: 50 per request.
+    """/users/delete (one identifier kind per request), /users/identify and /users/merge: 50
+    per request.
 
     The same identifier twice in a batch becomes one entry serving both actions.
     """
@@ -347,8 +359,13 @@ def _plan_ids(
     home: dict[str, _IdBuilder] = {}  # entry token -> builder holding it
     for item in items:
         objects = item.objects
-        assert isinstance(objects, DeleteObject | IdentifyObject)
-        array = objects.array if isinstance(objects, DeleteObject) else "aliases_to_identify"
+        assert isinstance(objects, DeleteObject | IdentifyObject | MergeObject)
+        if isinstance(objects, DeleteObject):
+            array = objects.array
+        elif isinstance(objects, MergeObject):
+            array = "merge_updates"
+        else:
+            array = "aliases_to_identify"
         entry = objects.entry()
         token = json.dumps([array, entry], sort_keys=True)
         builder = home.get(token)
@@ -366,11 +383,14 @@ def _users_of(objects: BrazeObjects) -> tuple[str, ...]:
     if isinstance(objects, IdentifyObject):
         # Identify merges the alias profile into the external_id's: both users change.
         return objects.alias.key, f"external_id:{objects.external_id}"
+    if isinstance(objects, MergeObject):
+        return objects.to_merge.key, objects.to_keep.key
     return (objects.user.key,)
 
 
 #: Send order of the endpoints within one plan (see plan_requests).
-_PHASES = {Endpoint.IDENTIFY: 0, Endpoint.TRACK: 1, Endpoint.DELETE: 2}
+#: Merges go after tracks: a kept user written in the same batch then exists in Braze.
+_PHASES = {Endpoint.IDENTIFY: 0, Endpoint.TRACK: 1, Endpoint.MERGE: 2, Endpoint.DELETE: 3}
 DEFER_REASON = (
     "deferred to the next batch: an earlier action for the same Braze user goes to another "
     "endpoint and must be sent first"
@@ -382,9 +402,10 @@ def plan_requests(connector: BrazeConnector, items: Sequence[DeliveryItem]) -> P
 
     Requests come out in the order they must be sent: /users/identify first (a track for the
     newly identified external_id then finds the merged profile), then /users/track, then
-    /users/delete; within an endpoint, in arrival order. An action for a Braze user that
-    arrives *after* one of that user's actions for a later phase (e.g. a track after a delete)
-    would overtake it, so it (and every later action of that user) is deferred: RETRY with
+    /users/merge, then /users/delete; within an endpoint, in arrival order. An action for a
+    Braze user that arrives *after* one of that user's actions for a later phase (e.g. a
+    track after a delete) would overtake it, so it (and every later action of that user) is
+    deferred: RETRY with
     ``retry_after_s=0``, to go out in the next batch.
 
     Returns:
@@ -408,5 +429,6 @@ def plan_requests(connector: BrazeConnector, items: Sequence[DeliveryItem]) -> P
         by_endpoint[objects.endpoint].append(item)
     _plan_ids(connector, Endpoint.IDENTIFY, by_endpoint[Endpoint.IDENTIFY], plan)
     _plan_track(connector, by_endpoint[Endpoint.TRACK], plan)
+    _plan_ids(connector, Endpoint.MERGE, by_endpoint[Endpoint.MERGE], plan)
     _plan_ids(connector, Endpoint.DELETE, by_endpoint[Endpoint.DELETE], plan)
     return plan

@@ -108,6 +108,14 @@ def _identifier_builder(
     return identify
 
 
+def user_identifier_builder(
+    mapping: pb.UserIdentifierMapping, operands: OperandCompiler
+) -> Callable[[EvalContext], action_pb2.UserIds | None]:
+    """The Braze user of a profile under ``mapping`` (the identifier an action sends), for
+    stitch_actions, which compares the identifiers of two profiles."""
+    return _identifier_builder(mapping, operands)
+
+
 def _properties_builder(
     properties: Any, operands: OperandCompiler
 ) -> Callable[[EvalContext], dict[str, value_pb2.Value]]:
