@@ -26,6 +26,7 @@ from profile_service.engine.identity_values import (
 from profile_service.engine.merge_rules import MergeSpec, Side, merge_values, rule_of
 from profile_service.engine.outcomes import fire_and_record, record_changes, record_transitions
 from profile_service.engine.plan import EnginePlan, plan_for
+from profile_service.engine.stitch_actions import merge_user_actions
 from profile_service.engine.state import (
     IdentityNote,
     NormalizedEvent,
@@ -303,6 +304,8 @@ def merge_profiles(
                 step.apply(c)
     record_changes(plan, c, outcome)
     _evaluate(plan, c, s, outcome, stitch_id)
+    # Braze must end with one user for the person (MergeUsers, one per connector).
+    outcome.actions.extend(merge_user_actions(defs, s, r, merged, stitch_id, now_ms))
     return outcome
 
 
