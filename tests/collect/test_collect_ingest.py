@@ -3,6 +3,8 @@ endpoint, the mapping onto crowd events, and parity with gRPC ingest."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from crowd.client import make_event
@@ -123,11 +125,20 @@ async def test_same_events_through_grpc_and_collect_give_identical_profiles(
         ("cart_add", {"sku": "b-2", "sizes": [40, 41]}),
         ("purchase", {"order_total": 200}),
     ]
+    start = int(time.time()) - 60  # explicit times: visit durations must match too
     await collect.crowd.track_events(
-        make_event("grpc-twin", name, {k: v for k, v in data.items()}) for name, data in script
+        make_event(
+            "grpc-twin", name, data, time=datetime.fromtimestamp(start + i, tz=UTC), trace_id="t"
+        )
+        for i, (name, data) in enumerate(script)
     )
-    for name, data in script:
-        await post(collect, "/event", {**BASE, "tealium_event": name, "tealium_visitor_id": "http-twin", **data})
+    # One bulk request, as the gRPC batch: one arrival time (visit durations count it).
+    shared = {**BASE, "tealium_visitor_id": "http-twin", "tealium_trace_id": "t"}
+    events = [
+        {"tealium_event": name, "tealium_timestamp_epoch": start + i, **data}
+        for i, (name, data) in enumerate(script)
+    ]
+    await post(collect, "/v3/collect/bulk-event", {"shared": shared, "events": events})
     via_grpc = await collect.crowd.get_profile("grpc-twin")
     via_http = await collect.crowd.get_profile("http-twin")
     assert via_http.attributes["lifetime_order_value"].number_value == 520.5
