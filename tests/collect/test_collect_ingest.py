@@ -91,7 +91,7 @@ async def test_visitor_id_precedence(collect: Collect) -> None:
 
 
 async def test_event_id_deduplicates_like_grpc(collect: Collect) -> None:
-    body = {**BASE, "tealium_event": "purchase", "tealium_visitor_id": "dup-1"}
+    body: dict[str, Any] = {**BASE, "tealium_event": "purchase", "tealium_visitor_id": "dup-1"}
     body |= {"order_total": 10, "tealium_event_id": "order-9"}
     first = await post(collect, "/event", body)
     second = await post(collect, "/event", body)
@@ -108,8 +108,10 @@ def comparable(profile: profile_pb2.Profile) -> profile_pb2.Profile:
     for membership in copy.audiences:
         membership.ClearField("joined_at")
     visit = copy.current_visit
-    for name in ("visit_id", "started_at", "last_event_at", "expires_at"):
-        visit.ClearField(name)
+    visit.ClearField("visit_id")
+    visit.ClearField("started_at")
+    visit.ClearField("last_event_at")
+    visit.ClearField("expires_at")
     for attributes in (copy.attributes, visit.attributes):
         for attribute_id in [k for k, v in attributes.items() if v.HasField("date_value")]:
             del attributes[attribute_id]  # times of arrival
