@@ -3,6 +3,7 @@ endpoint, the mapping onto crowd events, and parity with gRPC ingest."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -145,3 +146,17 @@ async def test_same_events_through_grpc_and_collect_give_identical_profiles(
     via_http = await collect.crowd.get_profile("http-twin")
     assert via_http.attributes["lifetime_order_value"].number_value == 520.5
     assert comparable(via_http) == comparable(via_grpc)
+
+
+async def test_trace_id_records_the_event_in_the_live_trace(collect: Collect) -> None:
+    body = {**BASE, "tealium_event": "purchase", "tealium_visitor_id": "tr-1"}
+    await post(collect, "/event", {**body, "tealium_trace_id": "trace-77", "order_total": 5})
+
+    async def first_entry() -> Any:
+        async for entry in collect.crowd.stream_trace(trace_id="trace-77", after="0"):
+            return entry
+        return None
+
+    entry = await asyncio.wait_for(first_entry(), 20)
+    assert entry is not None
+    assert "tr-1" in str(entry)
