@@ -35,10 +35,11 @@ class CollectAccess:
             return True
         return any("*" in o or origin in o for o in self._datasources.values())
 
-    def check(self, authorization: str | None, datasource: str, origin: str | None) -> None:
-        """Raise `CollectError` 401/403 unless the request may ingest."""
+    def check(self, authorization: str | None, datasource: str, origin: str | None) -> bool:
+        """Raise `CollectError` 401/403 unless the request may ingest; ``True`` when a key
+        (or disabled auth) admitted it, ``False`` for a keyless datasource."""
         if not self._auth_enabled:
-            return
+            return True
         if authorization is not None:
             match = _BEARER_RE.match(authorization.strip())
             principal = self._keys.authenticate(match.group(1)) if match else None
@@ -46,12 +47,12 @@ class CollectAccess:
                 raise CollectError(401, "the API key is not valid")
             if INGEST_SCOPE not in principal.scopes:
                 raise CollectError(403, "the API key lacks scope 'ingest'")
-            return
+            return True
         origins = self._datasources.get(datasource) if datasource else None
         if origins is None:
             raise CollectError(
                 401, "send 'Authorization: Bearer <api key>' or a keyless tealium_datasource"
             )
         if "*" in origins or (origin is not None and origin in origins):
-            return
+            return False
         raise CollectError(403, "this origin may not send events for the tealium_datasource")

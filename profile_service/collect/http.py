@@ -93,7 +93,12 @@ def _params_of_query(text: str) -> dict[str, Any]:
     return params
 
 
-def _results_json(results: list[Any]) -> web.Response:
+def _results_json(answer: tuple[bool, list[Any]]) -> web.Response:
+    """The results for a caller with a key; a keyless (browser) caller learns only the
+    count, not what its event changed in a profile."""
+    keyed, results = answer
+    if not keyed:
+        return web.json_response({"accepted": len(results)})
     return web.json_response(
         {
             "results": [
@@ -184,7 +189,9 @@ class CollectApp:
             raise CollectError(400, "empty body")
         return _results_json(await self._ingest(request, mapping.bulk_events(_parse_json(body))))
 
-    async def _ingest(self, request: web.Request, batch: list[dict[str, Any]]) -> list[Any]:
+    async def _ingest(
+        self, request: web.Request, batch: list[dict[str, Any]]
+    ) -> tuple[bool, list[Any]]:
         """Check, limit, map and track ``batch`` (one request's events) all or nothing."""
         if not self._ready():
             raise CollectError(503, "not ready: waiting for Redis")
@@ -192,7 +199,7 @@ class CollectApp:
             mapping.check_keys(params)
             mapping.check_account(params, self._settings.account, self._settings.profile)
         source = mapping.datasource(batch[0])
-        self._access.check(
+        keyed = self._access.check(
             request.headers.get("Authorization"), source, request.headers.get("Origin")
         )
         if not self._limiter.allow(source or f"ip:{request.remote}"):
@@ -208,7 +215,7 @@ class CollectApp:
                 normalized = normalize_batch(
                     events, time.time_ns() // 1_000_000, traceparent=carrier.get("traceparent", "")
                 )
-                return await self._backend.track(normalized)
+                return keyed, await self._backend.track(normalized)
             except InvalidArgument as exc:
                 raise CollectError(400, _violations_text(exc)) from None
             except DomainError as exc:

@@ -152,6 +152,13 @@ async def test_keyless_browser_datasource_is_bound_to_its_origins(collect: Colle
         assert response.status == 200
         assert response.headers["Access-Control-Allow-Origin"] == SHOP_ORIGIN
     assert (await collect.crowd.get_profile("b-1")).profile_id
+    keyless_post = {"Origin": SHOP_ORIGIN}
+    async with collect.http.post(
+        collect.url + "/event", json={**browser, "tealium_visitor_id": "b-3"}, headers=keyless_post
+    ) as response:
+        assert response.status == 200
+        assert await response.json() == {"accepted": 1}  # no profile data for a keyless caller
+    assert (await collect.crowd.get_profile("b-3")).profile_id
     evil = {"Origin": "https://evil.example"}
     assert await refused(
         collect,
