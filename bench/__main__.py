@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import cluster, dispatch, ingest, scaling
+from bench import cluster, collect, dispatch, ingest, scaling
 from bench.procs import machine
 from bench.report import Check, checks, section, table
 
@@ -28,7 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes (about 30 s in all)")
     p.add_argument(
-        "--only", choices=("ingest", "cluster", "scaling", "dispatch"), help="run one benchmark"
+        "--only",
+        choices=("ingest", "collect", "cluster", "scaling", "dispatch"),
+        help="run one benchmark",
     )
     g = p.add_argument_group("ingest")
     g.add_argument("--visitors", type=int, help="default 10,000 (quick 2,000)")
@@ -102,6 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.only in (None, "ingest"):
             single = ingest.run(ingest_config, RUN_DIR / "ingest")
             results += ingest.report_ingest(single)
+        if args.only in (None, "collect"):
+            collect_config = collect.CollectConfig(
+                visitors=args.visitors or (500 if args.quick else 5_000),
+                events_per_visitor=ingest_config.events_per_visitor,
+                batch_size=args.batch_size,
+                clients=args.clients,
+            )
+            results += collect.report_collect(collect.run(collect_config, RUN_DIR / "collect"))
         if args.only in (None, "cluster"):
             on_cluster = cluster.run(ingest_config, RUN_DIR / "cluster")
             cluster.report_cluster(on_cluster, single)

@@ -24,6 +24,7 @@ from crowd.profile.v1 import definition_service_pb2_grpc, profile_service_pb2_gr
 from profile_service.api.scopes import DEFINITION_SERVICE, METHOD_SCOPES, PROFILE_SERVICE
 from profile_service.api.servicers import DefinitionServicer, ProfileServicer
 from profile_service.app import ProfileApp
+from profile_service.collect.server import CollectServer, collect_enabled
 from profile_service.definitions.checked import validate_remembered
 from profile_service.definitions.compiler import compile_definitions, digest
 from profile_service.dispatch_link import DispatchSubmitter
@@ -172,14 +173,26 @@ async def create_server(
         for channel in channels:
             await channel.close()
 
+    readiness = RedisReadiness.for_settings(redis, settings, [prepare])
+    # The Collect HTTP ingest (off by default) calls the same backend as TrackEvents.
+    collect = (
+        CollectServer(settings, app, provider, ready=lambda: readiness.prepared)
+        if collect_enabled(settings)
+        else None
+    )
     return build_server(
         settings,
         ServerSpec(
             service_names=[PROFILE_SERVICE, DEFINITION_SERVICE],
             register=register,
             method_scopes=METHOD_SCOPES,
-            on_shutdown=[stop_background, redis.aclose],
-            readiness=RedisReadiness.for_settings(redis, settings, [prepare]),
+            on_start=[collect.start] if collect is not None else [],
+            on_shutdown=[
+                *([collect.stop] if collect is not None else []),
+                stop_background,
+                redis.aclose,
+            ],
+            readiness=readiness,
         ),
         tracer_provider=provider,
     )

@@ -113,3 +113,41 @@ class ProfileSettings(ServiceSettings):
         description="Run the visit sweeper and the outbox forwarder in this process (turn off "
         "for ingest-only replicas).",
     )
+    collect_enabled: bool = Field(
+        False,
+        description="Serve the Collect-compatible HTTP ingest (also on when collect_port > 0; "
+        "with collect_port 0 it binds a free port).",
+    )
+    collect_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="TCP port of the Collect-compatible HTTP ingest; 0 = off (unless "
+        "collect_enabled, then a free port).",
+    )
+    collect_host: str = Field(
+        "", description="Interface of the Collect HTTP ingest; empty = the gRPC host."
+    )
+    collect_account: str = Field(
+        "", description="The only tealium_account Collect accepts (empty: any, still required)."
+    )
+    collect_profile: str = Field(
+        "", description="The only tealium_profile Collect accepts (empty: any, still required)."
+    )
+    collect_rate_per_second: float = Field(
+        100.0,
+        gt=0,
+        description="Collect requests per second allowed per datasource (or client IP when "
+        "none is sent), a token bucket with a burst of one second's worth; 429 beyond. "
+        "Tealium's limit is the default; crowd takes far more, raise it.",
+    )
+    collect_allowed_origins: list[str] = Field(
+        default_factory=list,
+        description='Browser origins allowed by CORS (e.g. ["https://shop.example"]; "*" = any).',
+    )
+    collect_datasources: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Datasource id → browser origins that may send events for it without an "
+        'API key (browser tags cannot hide a key), e.g. {"ab12cd": ["https://shop.example"]}; '
+        '"*" accepts any origin and callers without one.',
+    )

@@ -1,0 +1,13 @@
+"""The one error type of the Collect ingest: an HTTP status and the ``X-Error`` text."""
+
+from __future__ import annotations
+
+
+class CollectError(Exception):
+    """A refused Collect request, answered with ``status`` and ``X-Error: message``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        # A header value: user text (a key) must not smuggle line breaks or control bytes.
+        self.message = "".join(c if c.isprintable() and c.isascii() else "?" for c in message)
