@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from crowd.cli import actions, audiences, defs, profiles, trace
+from crowd.cli import actions, audiences, defs, imports, profiles, trace
 from crowd.cli.output import Output, OutputMode
 from crowd.cli.session import EXIT_OK, Session
 
@@ -38,6 +38,7 @@ app.command()(profiles.track)
 app.command()(profiles.profile)
 app.command()(profiles.delete)
 app.command()(trace.trace)
+app.command(name="import")(imports.import_)
 
 
 def version() -> str:
