@@ -93,11 +93,11 @@ async def test_a_refused_publish_prints_code_message_and_violations(
     assert refused.stdout == ""
 
 
-async def test_a_wrong_key_is_a_failed_call(profile_server: ManagedServer) -> None:
+async def test_a_wrong_key_exits_3(profile_server: ManagedServer) -> None:
     denied = await run_cli_async(
         "profile", "visitor-1", env=env_for(profile_server, "not-a-key-of-this-server")
     )
-    assert denied.code == 1
+    assert denied.code == 3
     assert denied.stderr.startswith("error: UNAUTHENTICATED: ")
     assert "not-a-key-of-this-server" not in denied.stderr
     assert "Traceback" not in denied.stderr

@@ -62,6 +62,14 @@ class Output:
         """A line of plain text on stdout."""
         self._write(lambda: print(text, flush=True))
 
+    def text(self, text: Text) -> None:
+        """Styled text on stdout (colours only on a terminal); plain text when not pretty."""
+        console = self._console
+        if console is None:
+            self.line(text.plain)
+        else:
+            self._write(partial(console.print, text))
+
     def _write(self, write: Callable[[], None]) -> None:
         try:
             write()
