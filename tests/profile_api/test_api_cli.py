@@ -75,7 +75,7 @@ async def test_validate_remote_lists_the_servers_errors(
     bad.write_text(BACK_REFERENCE, encoding="utf-8")
     refused = await run_cli_async("defs", "validate", "--remote", str(bad), env=env)
     assert refused.code == 1
-    assert refused.stdout.startswith(f"{PATTERN_PATH}: invalid regular expression: ")
+    assert refused.stdout.startswith(f"{bad}:12:82: {PATTERN_PATH}: invalid regular expression: ")
     assert "Traceback" not in refused.stderr
 
 

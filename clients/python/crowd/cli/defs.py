@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from crowd.cli.session import EXIT_FAILED, session_of
+from crowd.cli.session import EXIT_FAILED, positions_in, session_of
 from crowd.client import CrowdClient
 from crowd.definitions.errors import DefinitionError
 from crowd.definitions.validator import validate as validate_offline
@@ -34,7 +34,8 @@ def validate(
         bool, typer.Option("--remote", help="validate with the profile service, not locally")
     ] = False,
 ) -> None:
-    """Validate a document: every problem once, as path: message; exit 1 if there is any."""
+    """Validate a document: every problem once, as FILE:LINE:COLUMN: path: message; exit 1 if
+    there is any."""
     session = session_of(ctx)
     definitions = session.load(file)
     if remote:
@@ -47,7 +48,7 @@ def validate(
     else:
         errors = validate_offline(definitions)
     if errors:
-        session.output.definition_errors(errors)
+        session.output.definition_errors(errors, positions_in(file))
         session.output.problem(f"{file}: {len(errors)} error(s)")
         raise typer.Exit(EXIT_FAILED)
     session.output.line(f"{file}: valid")

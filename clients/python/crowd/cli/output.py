@@ -89,14 +89,20 @@ class Output:
         else:
             print(text, file=sys.stderr, flush=True)
 
-    def definition_errors(self, errors: Iterable[DefinitionError]) -> None:
-        """Each problem of a document once, ``path: message``, on stdout (the report)."""
+    def definition_errors(
+        self, errors: Iterable[DefinitionError], where: Callable[[str], str] | None = None
+    ) -> None:
+        """Each problem of a document once, ``path: message``, on stdout (the report);
+        ``where(path)`` puts a position such as ``file.yaml:12:7: `` in front."""
         for error in errors:
+            prefix = where(error.path) if where is not None and error.path else ""
             console = self._console
             if console is None:
-                self.line(str(error))
+                self.line(prefix + str(error))
                 continue
             text = Text()
+            if prefix:
+                text.append(prefix, style="dim")
             if error.path:
                 text.append(error.path, style="bold")
                 text.append(": ")

@@ -20,6 +20,7 @@ from crowd.cli.output import Output
 from crowd.client import CrowdClient
 from crowd.definitions.errors import DefinitionsError
 from crowd.definitions.loader import load_definitions_file
+from crowd.definitions.positions import compose, locate
 from crowd.profile.v1 import definitions_pb2
 
 T = TypeVar("T")
@@ -72,11 +73,26 @@ class Session:
         try:
             return load_definitions_file(path)
         except DefinitionsError as error:
-            self.output.definition_errors(error.errors)
+            self.output.definition_errors(error.errors, positions_in(path))
             self.output.problem(
                 f"{path}: cannot load the definitions ({len(error.errors)} error(s))"
             )
             raise typer.Exit(EXIT_FAILED) from None
+
+
+def positions_in(path: Path) -> Callable[[str], str]:
+    """``where(error_path)`` -> ``"FILE:LINE:COLUMN: "`` of that path in the file's YAML text
+    (``""`` when the file cannot be read or parsed)."""
+    try:
+        root = compose(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        root = None
+
+    def where(error_path: str) -> str:
+        found = locate(root, error_path)
+        return f"{path}:{found[0]}:{found[1]}: " if found else ""
+
+    return where
 
 
 def session_of(ctx: typer.Context) -> Session:
