@@ -9,21 +9,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import grpc
+import grpc.aio
 import typer
+from rich.table import Table
+from rich.text import Text
 
 from crowd.cli.session import EXIT_FAILED, positions_in, session_of
 from crowd.client import CrowdClient
+from crowd.definitions.diff import diff_definitions
 from crowd.definitions.errors import DefinitionError
 from crowd.definitions.validator import validate as validate_offline
 from crowd.profile.v1 import definition_service_pb2, definitions_pb2
 
 app = typer.Typer(
-    help="Definitions: validate (offline or --remote), publish, get.", no_args_is_help=True
+    help="Definitions: validate (offline or --remote), diff, try, publish, get.",
+    no_args_is_help=True,
 )
 
 DocumentFile = Annotated[
     Path, typer.Argument(help="YAML or JSON definitions document", show_default=False)
 ]
+
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="one JSON line per item")]
 
 
 @app.command()
@@ -78,3 +87,42 @@ def get(
         return await client.get_definitions(version)
 
     session.output.result(session.call(read))
+
+
+@app.command()
+def diff(ctx: typer.Context, file: DocumentFile, as_json: JsonFlag = False) -> None:
+    """What publishing FILE would change against the live version: ids added, removed and
+    changed (with the fields) per collection; a table, or one JSON line per change."""
+    session = session_of(ctx)
+    proposed = session.load(file)
+
+    async def live(client: CrowdClient) -> definitions_pb2.Definitions:
+        try:
+            return (await client.get_definitions()).definitions
+        except grpc.aio.AioRpcError as error:
+            if error.code() is grpc.StatusCode.NOT_FOUND:
+                return definitions_pb2.Definitions()  # nothing published yet
+            raise
+
+    changes = diff_definitions(session.call(live), proposed)
+    if as_json or not session.output.pretty:
+        for change in changes:
+            session.output.result(change.to_dict())
+        return
+    if not changes:
+        session.output.line(f"{file}: no changes against the live version")
+        return
+    table = Table(title=f"{file} against the live version")
+    for column in ("collection", "id", "change", "fields"):
+        table.add_column(column)
+    for change in changes:
+        table.add_row(
+            change.collection,
+            change.id,
+            Text(change.change, style=_CHANGE_STYLES[change.change]),
+            ", ".join(change.fields),
+        )
+    session.output.table(table)
+
+
+_CHANGE_STYLES = {"added": "green", "removed": "red", "changed": "yellow"}

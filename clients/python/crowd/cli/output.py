@@ -19,6 +19,7 @@ import typer
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
 from crowd.client import violations
@@ -69,6 +70,12 @@ class Output:
             self.line(text.plain)
         else:
             self._write(partial(console.print, text))
+
+    def table(self, table: Table) -> None:
+        """A rich table on stdout (pretty mode only)."""
+        console = self._console
+        if console is not None:
+            self._write(partial(console.print, table))
 
     def _write(self, write: Callable[[], None]) -> None:
         try:
