@@ -16,11 +16,12 @@ from rich.table import Table
 from rich.text import Text
 
 from crowd.cli.session import EXIT_FAILED, positions_in, session_of
+from crowd.cli.trial import EventsFileError, describe, read_events
 from crowd.client import CrowdClient
 from crowd.definitions.diff import diff_definitions
 from crowd.definitions.errors import DefinitionError
 from crowd.definitions.validator import validate as validate_offline
-from crowd.profile.v1 import definition_service_pb2, definitions_pb2
+from crowd.profile.v1 import definition_service_pb2, definitions_pb2, event_pb2
 
 app = typer.Typer(
     help="Definitions: validate (offline or --remote), diff, try, publish, get.",
@@ -107,7 +108,7 @@ def diff(ctx: typer.Context, file: DocumentFile, as_json: JsonFlag = False) -> N
     changes = diff_definitions(session.call(live), proposed)
     if as_json or not session.output.pretty:
         for change in changes:
-            session.output.result(change.to_dict())
+            session.output.result(change.to_dict(), compact=True)
         return
     if not changes:
         session.output.line(f"{file}: no changes against the live version")
@@ -126,3 +127,39 @@ def diff(ctx: typer.Context, file: DocumentFile, as_json: JsonFlag = False) -> N
 
 
 _CHANGE_STYLES = {"added": "green", "removed": "red", "changed": "yellow"}
+
+
+@app.command(name="try")
+def try_(
+    ctx: typer.Context,
+    file: DocumentFile,
+    events_file: Annotated[
+        Path,
+        typer.Argument(
+            help="events, one JSON object per line: visitor_id, name, data, ...",
+            metavar="EVENTS.jsonl",
+            show_default=False,
+        ),
+    ],
+    as_json: JsonFlag = False,
+) -> None:
+    """Run EVENTS through the engine with FILE, in memory on the profile service (nothing
+    stored, nothing sent): per event the attributes changed, badges, audiences joined and
+    left, and the actions that would fire."""
+    session = session_of(ctx)
+    definitions = session.load(file)
+    try:
+        events = read_events(events_file)
+    except EventsFileError as error:
+        session.output.problem(str(error))
+        raise typer.Exit(EXIT_FAILED) from None
+
+    async def run(client: CrowdClient) -> list[event_pb2.EventResult]:
+        return await client.try_definitions(definitions, events)
+
+    results = session.call(run)
+    for event, result in zip(events, results, strict=True):
+        if as_json or not session.output.pretty:
+            session.output.result(result, compact=True)
+        else:
+            session.output.text(describe(event, result))

@@ -45,8 +45,8 @@ class Output:
 
     # --- results (stdout) -----------------------------------------------------------------------
 
-    def result(self, item: Message | dict[str, Any]) -> None:
-        """One result: a proto message or a plain mapping."""
+    def result(self, item: Message | dict[str, Any], *, compact: bool = False) -> None:
+        """One result: a proto message or a plain mapping; ``compact`` forces one JSON line."""
         document = (
             json_format.MessageToDict(item, preserving_proto_field_name=True)
             if isinstance(item, Message)
@@ -54,7 +54,7 @@ class Output:
         )
         text = json.dumps(document, sort_keys=True, ensure_ascii=False)
         console = self._console
-        if console is not None:
+        if console is not None and not compact:
             self._write(lambda: console.print_json(text))
         else:
             self.line(text)
