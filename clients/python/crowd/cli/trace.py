@@ -30,4 +30,7 @@ def trace(
             else:
                 session.output.result(entry)
 
-    session.call(follow)
+    try:
+        session.call(follow)
+    except KeyboardInterrupt:  # Ctrl-C is how a live trace ends: no traceback
+        raise typer.Exit(0) from None
