@@ -11,7 +11,7 @@ import sys
 from crowd.client import CrowdClient
 from crowd.definitions.loader import load_definitions_file
 from service_common.server import ManagedServer
-from tests.cli.cli_runner import EXAMPLE, cli_env
+from tests.cli.cli_runner import EXAMPLE, cli_env, run_cli_async
 from tests.profile_api.helpers import READ_KEY
 
 
@@ -60,3 +60,21 @@ async def test_trace_lines_are_readable_and_json_parses(
     kinds = [json.loads(line)["kind"] for line in raw.splitlines()]
     assert kinds[0] == "TRACE_ENTRY_KIND_EVENT_RECEIVED"
     assert "TRACE_ENTRY_KIND_ATTRIBUTES_CHANGED" in kinds
+
+
+async def test_profile_shows_tables_on_a_terminal_and_json_otherwise(
+    profile_server: ManagedServer, client: CrowdClient
+) -> None:
+    await client.publish_definitions(load_definitions_file(EXAMPLE))
+    await client.track_event("table-cli", "purchase", {"order_total": 600.0, "customer_id": "t2"})
+    env = cli_env(CROWD_PROFILE_TARGET=profile_server.address, CROWD_API_KEY=READ_KEY)
+    pretty = await run_cli_async("-o", "pretty", "profile", "table-cli", env=env)
+    assert pretty.code == 0, pretty.stderr
+    assert "attributes" in pretty.stdout
+    row = next(line for line in pretty.stdout.splitlines() if "lifetime_order_value" in line)
+    assert "600" in row
+    assert "vip" in next(line for line in pretty.stdout.splitlines() if "badges" in line)
+
+    machine = await run_cli_async("--json", "profile", "table-cli", env=env)
+    assert machine.code == 0, machine.stderr
+    assert json.loads(machine.stdout)["identities"] == {"customer_id": "t2"}

@@ -18,7 +18,7 @@ import grpc
 import typer
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -73,9 +73,13 @@ class Output:
 
     def table(self, table: Table) -> None:
         """A rich table on stdout (pretty mode only)."""
+        self.renderable(table)
+
+    def renderable(self, thing: RenderableType) -> None:
+        """Any rich renderable (tables, groups) on stdout (pretty mode only)."""
         console = self._console
         if console is not None:
-            self._write(partial(console.print, table))
+            self._write(partial(console.print, thing))
 
     def _write(self, write: Callable[[], None]) -> None:
         try:
