@@ -108,7 +108,14 @@ def import_(
                 on_rows=show,
             )
 
-    summary = session.call(run)
+    try:
+        summary = session.call(run)
+    except KeyboardInterrupt:
+        # The checkpoint holds the last acknowledged line: running again resumes there.
+        session.output.problem(
+            f"interrupted; run the same command again to resume ({checkpoint_path})"
+        )
+        raise typer.Exit(EXIT_FAILED) from None
     for bad in summary.errors:
         session.output.problem(f"{source}:{bad.line}: {bad.reason}")
     if errors is not None:
