@@ -36,3 +36,21 @@ def test_help_lists_import_and_the_json_flag() -> None:
     assert helped.code == 0
     assert "import" in helped.stdout and "--json" in helped.stdout
     assert "--install-completion" in helped.stdout
+
+
+def test_validate_json_gives_line_and_column_per_violation(tmp_path: Path) -> None:
+    import json
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("attributes:\n  - {id: a, scope: forever, type: number}\n", encoding="utf-8")
+    ran = run_cli("defs", "validate", "--json", str(bad))
+    assert ran.code == 1
+    assert [json.loads(line) for line in ran.stdout.splitlines()] == [
+        {
+            "file": str(bad),
+            "line": 2,
+            "column": 20,
+            "path": "attributes[0].scope",
+            "message": 'unknown attribute scope "forever"; expected one of visit, visitor',
+        }
+    ]

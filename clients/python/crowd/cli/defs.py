@@ -15,11 +15,13 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from crowd.cli.session import EXIT_FAILED, positions_in, session_of
+from crowd.cli.session import EXIT_FAILED, Session, positions_in, session_of
 from crowd.cli.trial import EventsFileError, describe, read_events
 from crowd.client import CrowdClient
 from crowd.definitions.diff import diff_definitions
-from crowd.definitions.errors import DefinitionError
+from crowd.definitions.errors import DefinitionError, DefinitionsError
+from crowd.definitions.loader import load_definitions_file
+from crowd.definitions.positions import compose, locate
 from crowd.definitions.validator import validate as validate_offline
 from crowd.profile.v1 import definition_service_pb2, definitions_pb2, event_pb2
 
@@ -43,11 +45,19 @@ def validate(
     remote: Annotated[
         bool, typer.Option("--remote", help="validate with the profile service, not locally")
     ] = False,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Validate a document: every problem once, as FILE:LINE:COLUMN: path: message; exit 1 if
-    there is any."""
+    """Validate a document: every problem once, as FILE:LINE:COLUMN: path: message (--json:
+    one object per line with file, line, column, path, message); exit 1 if there is any."""
     session = session_of(ctx)
-    definitions = session.load(file)
+    if as_json:
+        try:
+            definitions = load_definitions_file(file)
+        except DefinitionsError as error:
+            _json_errors(session, file, list(error.errors))
+            raise typer.Exit(EXIT_FAILED) from None
+    else:
+        definitions = session.load(file)
     if remote:
 
         async def ask(client: CrowdClient) -> definition_service_pb2.ValidateDefinitionsResponse:
@@ -57,11 +67,27 @@ def validate(
         errors = [DefinitionError(e.path, e.message) for e in response.errors]
     else:
         errors = validate_offline(definitions)
-    if errors:
+    if errors and as_json:
+        _json_errors(session, file, errors)
+    elif errors:
         session.output.definition_errors(errors, positions_in(file))
+    if errors:
         session.output.problem(f"{file}: {len(errors)} error(s)")
         raise typer.Exit(EXIT_FAILED)
     session.output.line(f"{file}: valid")
+
+
+def _json_errors(session: Session, file: Path, errors: list[DefinitionError]) -> None:
+    """One JSON line per problem: file, line, column (0 when unknown), path, message."""
+    try:
+        root = compose(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        root = None
+    for error in errors:
+        line, column = (locate(root, error.path) if error.path else None) or (0, 0)
+        document: dict[str, object] = {"file": str(file), "line": line, "column": column}
+        document.update(path=error.path, message=error.message)
+        session.output.result(document, compact=True)
 
 
 @app.command()
