@@ -27,6 +27,7 @@ _PROFILE_SCOPES = {
 _DEFINITION_SCOPES = {
     "ValidateDefinitions": READ,
     "GetDefinitions": READ,
+    "TryDefinitions": READ,  # writes nothing
     "PublishDefinitions": ADMIN,
 }
 

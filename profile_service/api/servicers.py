@@ -24,6 +24,7 @@ from crowd.profile.v1 import (
     profile_service_pb2_grpc,
 )
 from profile_service.api.backend import ProfileBackend
+from profile_service.api.trial import try_definitions
 from profile_service.api.validation import (
     MAX_ID_LENGTH,
     normalize_batch,
@@ -319,6 +320,11 @@ class DefinitionServicer(definition_service_pb2_grpc.DefinitionServiceServicer):
                 metadata={"version": request.version},
             )
         return definition_service_pb2.GetDefinitionsResponse(version=version)
+
+    async def TryDefinitions(
+        self, request: definition_service_pb2.TryDefinitionsRequest, context: Context
+    ) -> definition_service_pb2.TryDefinitionsResponse:
+        return await try_definitions(request)
 
 
 __all__ = ["DefinitionServicer", "ProfileServicer"]

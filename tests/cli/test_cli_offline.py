@@ -40,11 +40,13 @@ def test_a_valid_example_validates_offline(group: str) -> None:
 
 
 def test_an_invalid_document_lists_each_problem_once_and_exits_1(tmp_path: Path) -> None:
-    ran = run_cli("defs", "validate", str(write(tmp_path, "bad.yaml", INVALID)))
+    bad = write(tmp_path, "bad.yaml", INVALID)
+    ran = run_cli("defs", "validate", str(bad))
     assert ran.code == 1
     assert sorted(ran.stdout.splitlines()) == [
-        'attributes[0].enrichments[0].operands[0].attribute: unknown attribute "no_such_attribute"',
-        'attributes[1].id: id "total" is already used by attributes[0]',
+        f'{bad}:10:9: attributes[1].id: id "total" is already used by attributes[0]',
+        f"{bad}:9:32: attributes[0].enrichments[0].operands[0].attribute: "
+        'unknown attribute "no_such_attribute"',
     ]
     assert "2 error(s)" in ran.stderr
     assert "Traceback" not in ran.stderr + ran.stdout
@@ -55,7 +57,8 @@ def test_a_bad_enum_value_is_a_violation_not_a_traceback(tmp_path: Path) -> None
     ran = run_cli("defs", "validate", str(bad))
     assert ran.code == 1
     assert ran.stdout.splitlines() == [
-        'attributes[0].scope: unknown attribute scope "forever"; expected one of visit, visitor'
+        f"{bad}:2:20: attributes[0].scope: "
+        'unknown attribute scope "forever"; expected one of visit, visitor'
     ]
     assert "Traceback" not in ran.stderr
 
@@ -86,6 +89,7 @@ def test_regex_patterns_re2_cannot_compile_are_refused_offline(tmp_path: Path) -
     ran = run_cli("defs", "validate", str(write(tmp_path, "regex.yaml", document)))
     assert ran.code == 1
     assert (
+        f"{tmp_path / 'regex.yaml'}:12:82: "
         "attributes[0].enrichments[0].rule.groups[0].conditions[0].value.constant.string_value: "
         "invalid regular expression: invalid escape sequence: \\1 "
         "(RE2 does not support back-references)"
@@ -127,10 +131,10 @@ def test_usage_errors_exit_2(args: list[str]) -> None:
     assert "Traceback" not in ran.stderr
 
 
-def test_a_failed_call_exits_1_with_the_code_and_no_traceback() -> None:
+def test_an_unavailable_server_exits_3_with_the_code_and_no_traceback() -> None:
     # Nothing listens on port 1: the call fails with UNAVAILABLE.
     ran = run_cli("--profile", "127.0.0.1:1", "audience", "size", "vips")
-    assert ran.code == 1
+    assert ran.code == 3
     assert ran.stderr.startswith("error: UNAVAILABLE: ")
     assert "Traceback" not in ran.stderr
 
@@ -145,7 +149,7 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     done = subprocess.run(
         ["bash", "-c", script], capture_output=True, text=True, env=cli_env(), timeout=60
     )
-    assert done.stdout.startswith("attributes[0].")
+    assert done.stdout.startswith(f"{big}:2:30: attributes[0].")
     assert len(done.stdout.splitlines()) == 1
     assert "Traceback" not in done.stderr
     assert "Broken pipe" not in done.stderr

@@ -72,7 +72,7 @@ def test_the_installed_cli_works_without_the_services(client_venv: Path, tmp_pat
     invalid.write_text("attributes:\n  - {id: Bad Id, scope: visitor, type: number}\n")
     refused = run(crowd, "defs", "validate", invalid)
     assert refused.returncode == 1
-    assert refused.stdout.startswith('attributes[0].id: the id "Bad Id" is not valid')
+    assert refused.stdout.startswith(f'{invalid}:2:10: attributes[0].id: the id "Bad Id" is not')
     assert "Traceback" not in refused.stderr
 
 

@@ -76,7 +76,7 @@ async def test_validate_remote_lists_the_servers_errors(
     bad.write_text(BACK_REFERENCE, encoding="utf-8")
     refused = await run_cli_async("defs", "validate", "--remote", str(bad), env=env)
     assert refused.code == 1
-    assert refused.stdout.startswith(f"{PATTERN_PATH}: invalid regular expression: ")
+    assert refused.stdout.startswith(f"{bad}:12:82: {PATTERN_PATH}: invalid regular expression: ")
     assert "Traceback" not in refused.stderr
 
 
@@ -94,11 +94,11 @@ async def test_a_refused_publish_prints_code_message_and_violations(
     assert refused.stdout == ""
 
 
-async def test_a_wrong_key_is_a_failed_call(profile_server: ManagedServer) -> None:
+async def test_a_wrong_key_exits_3(profile_server: ManagedServer) -> None:
     denied = await run_cli_async(
         "profile", "visitor-1", env=env_for(profile_server, "not-a-key-of-this-server")
     )
-    assert denied.code == 1
+    assert denied.code == 3
     assert denied.stderr.startswith("error: UNAUTHENTICATED: ")
     assert "not-a-key-of-this-server" not in denied.stderr
     assert "Traceback" not in denied.stderr

@@ -295,6 +295,22 @@ class CrowdClient:
         )
         return response
 
+    async def try_definitions(
+        self, definitions: definitions_pb2.Definitions, events: Sequence[event_pb2.Event]
+    ) -> list[event_pb2.EventResult]:
+        """Run events through the engine with an unpublished document, in memory on the
+        server (nothing stored, nothing sent): one result per event."""
+        response: definition_service_pb2.TryDefinitionsResponse = (
+            await self.definitions.TryDefinitions(
+                definition_service_pb2.TryDefinitionsRequest(
+                    definitions=definitions, events=list(events)
+                ),
+                metadata=self._metadata,
+                timeout=self._timeout,
+            )
+        )
+        return list(response.results)
+
     async def publish_definitions(
         self, definitions: definitions_pb2.Definitions, expected_current_version: str = ""
     ) -> definitions_pb2.DefinitionsVersion:

@@ -3,7 +3,8 @@ follow traces, inspect and retry actions.
 
 Targets and the API key come from options or the environment (``CROWD_PROFILE_TARGET``,
 ``CROWD_DISPATCH_TARGET``, ``CROWD_API_KEY``; prefer the environment for the key: options
-show in ``ps``). Exit status: 0 ok, 1 invalid input or a failed call, 2 usage error.
+show in ``ps``). Exit status: 0 ok, 1 invalid input, problems found or a failed call, 2 usage
+error, 3 server unavailable or the API key refused.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from crowd.cli import actions, audiences, defs, profiles, trace
+from crowd.cli import actions, audiences, defs, imports, profiles, trace
 from crowd.cli.output import Output, OutputMode
 from crowd.cli.session import EXIT_OK, Session
 
@@ -23,10 +24,11 @@ app = typer.Typer(
     name="crowd",
     help=(
         "Track events, read profiles, validate and publish definitions, follow traces, "
-        "inspect and retry actions. Exit status: 0 ok, 1 invalid input or failed call, 2 usage."
+        "inspect and retry actions. Exit status: 0 ok, 1 invalid input, problems found or failed "
+        "call, 2 usage, 3 server unavailable or key refused."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -38,6 +40,7 @@ app.command()(profiles.track)
 app.command()(profiles.profile)
 app.command()(profiles.delete)
 app.command()(trace.trace)
+app.command(name="import")(imports.import_)
 
 
 def version() -> str:
@@ -96,6 +99,9 @@ def configure(
             case_sensitive=False,
         ),
     ] = OutputMode.AUTO,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON lines on stdout (same as --output json)")
+    ] = False,
     show_version: Annotated[
         bool,
         typer.Option(
@@ -107,11 +113,11 @@ def configure(
     ] = False,
 ) -> None:
     """Track events, read profiles, manage definitions, follow traces, inspect actions."""
-    ctx.obj = Session(profile, dispatch, api_key, Output(output))
+    ctx.obj = Session(profile, dispatch, api_key, Output(OutputMode.JSON if as_json else output))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; return the exit status (0 ok, 1 invalid input or failed call, 2 usage)."""
+    """Run the CLI; return the exit status (0 ok, 1 failed, 2 usage, 3 server unavailable)."""
     try:
         app(args=list(argv) if argv is not None else None, prog_name="crowd")
     except SystemExit as done:

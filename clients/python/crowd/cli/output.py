@@ -18,7 +18,8 @@ import grpc
 import typer
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.table import Table
 from rich.text import Text
 
 from crowd.client import violations
@@ -44,8 +45,8 @@ class Output:
 
     # --- results (stdout) -----------------------------------------------------------------------
 
-    def result(self, item: Message | dict[str, Any]) -> None:
-        """One result: a proto message or a plain mapping."""
+    def result(self, item: Message | dict[str, Any], *, compact: bool = False) -> None:
+        """One result: a proto message or a plain mapping; ``compact`` forces one JSON line."""
         document = (
             json_format.MessageToDict(item, preserving_proto_field_name=True)
             if isinstance(item, Message)
@@ -53,7 +54,7 @@ class Output:
         )
         text = json.dumps(document, sort_keys=True, ensure_ascii=False)
         console = self._console
-        if console is not None:
+        if console is not None and not compact:
             self._write(lambda: console.print_json(text))
         else:
             self.line(text)
@@ -61,6 +62,24 @@ class Output:
     def line(self, text: str) -> None:
         """A line of plain text on stdout."""
         self._write(lambda: print(text, flush=True))
+
+    def text(self, text: Text) -> None:
+        """Styled text on stdout (colours only on a terminal); plain text when not pretty."""
+        console = self._console
+        if console is None:
+            self.line(text.plain)
+        else:
+            self._write(partial(console.print, text))
+
+    def table(self, table: Table) -> None:
+        """A rich table on stdout (pretty mode only)."""
+        self.renderable(table)
+
+    def renderable(self, thing: RenderableType) -> None:
+        """Any rich renderable (tables, groups) on stdout (pretty mode only)."""
+        console = self._console
+        if console is not None:
+            self._write(partial(console.print, thing))
 
     def _write(self, write: Callable[[], None]) -> None:
         try:
@@ -81,14 +100,20 @@ class Output:
         else:
             print(text, file=sys.stderr, flush=True)
 
-    def definition_errors(self, errors: Iterable[DefinitionError]) -> None:
-        """Each problem of a document once, ``path: message``, on stdout (the report)."""
+    def definition_errors(
+        self, errors: Iterable[DefinitionError], where: Callable[[str], str] | None = None
+    ) -> None:
+        """Each problem of a document once, ``path: message``, on stdout (the report);
+        ``where(path)`` puts a position such as ``file.yaml:12:7: `` in front."""
         for error in errors:
+            prefix = where(error.path) if where is not None and error.path else ""
             console = self._console
             if console is None:
-                self.line(str(error))
+                self.line(prefix + str(error))
                 continue
             text = Text()
+            if prefix:
+                text.append(prefix, style="dim")
             if error.path:
                 text.append(error.path, style="bold")
                 text.append(": ")

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from crowd.cli.profile_view import profile_tables
 from crowd.cli.session import session_of
 from crowd.client import CrowdClient
 from crowd.profile.v1 import event_pb2, profile_pb2, profile_service_pb2
@@ -71,13 +72,17 @@ def profile(
     attribute: AttributeId = "",
     value: AttributeValue = "",
 ) -> None:
-    """Show a profile."""
+    """Show a profile: tables on a terminal, one JSON line otherwise."""
     session = session_of(ctx)
 
     async def read(client: CrowdClient) -> profile_pb2.Profile:
         return await client.get_profile(visitor_id, attribute_id=attribute, value=value)
 
-    session.output.result(session.call(read))
+    found = session.call(read)
+    if session.output.pretty:
+        session.output.renderable(profile_tables(found))
+    else:
+        session.output.result(found)
 
 
 def delete(

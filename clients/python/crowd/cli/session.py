@@ -1,7 +1,7 @@
 """What every command shares: the targets, the API key, the output, and running one call.
 
-A call that fails prints its gRPC code, message and field violations and exits 1; it never
-shows a traceback.
+A call that fails prints its gRPC code, message and field violations and exits 1 (3 when the
+server is unavailable or refuses the key); it never shows a traceback.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from crowd.cli.output import Output
 from crowd.client import CrowdClient
 from crowd.definitions.errors import DefinitionsError
 from crowd.definitions.loader import load_definitions_file
+from crowd.definitions.positions import compose, locate
 from crowd.profile.v1 import definitions_pb2
 
 T = TypeVar("T")
@@ -28,6 +29,17 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 """Invalid input (a document, a value) or a failed call."""
 EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+"""The server cannot be reached in time, or refused the API key (unauthenticated, denied)."""
+
+_UNAVAILABLE_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+    }
+)
 
 
 @dataclass
@@ -40,7 +52,8 @@ class Session:
     output: Output
 
     def call(self, work: Callable[[CrowdClient], Awaitable[T]]) -> T:
-        """Run ``work`` with a connected client; a failed call exits 1."""
+        """Run ``work`` with a connected client; a failed call exits 1, or 3 when the server is
+        unavailable or refuses the key."""
 
         async def run() -> T:
             async with CrowdClient(
@@ -52,18 +65,34 @@ class Session:
             return asyncio.run(run())
         except grpc.aio.AioRpcError as error:
             self.output.rpc_error(error)
-            raise typer.Exit(EXIT_FAILED) from None
+            unavailable = error.code() in _UNAVAILABLE_CODES
+            raise typer.Exit(EXIT_UNAVAILABLE if unavailable else EXIT_FAILED) from None
 
     def load(self, path: Path) -> definitions_pb2.Definitions:
         """Load a YAML/JSON definitions file; a bad one prints every problem and exits 1."""
         try:
             return load_definitions_file(path)
         except DefinitionsError as error:
-            self.output.definition_errors(error.errors)
+            self.output.definition_errors(error.errors, positions_in(path))
             self.output.problem(
                 f"{path}: cannot load the definitions ({len(error.errors)} error(s))"
             )
             raise typer.Exit(EXIT_FAILED) from None
+
+
+def positions_in(path: Path) -> Callable[[str], str]:
+    """``where(error_path)`` -> ``"FILE:LINE:COLUMN: "`` of that path in the file's YAML text
+    (``""`` when the file cannot be read or parsed)."""
+    try:
+        root = compose(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        root = None
+
+    def where(error_path: str) -> str:
+        found = locate(root, error_path)
+        return f"{path}:{found[0]}:{found[1]}: " if found else ""
+
+    return where
 
 
 def session_of(ctx: typer.Context) -> Session:

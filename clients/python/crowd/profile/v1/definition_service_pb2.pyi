@@ -5,6 +5,7 @@ The definitions service: validate, publish and read definitions."""
 
 from collections import abc as _abc
 from crowd.profile.v1 import definitions_pb2 as _definitions_pb2
+from crowd.profile.v1 import event_pb2 as _event_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
@@ -172,3 +173,59 @@ class GetDefinitionsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetDefinitionsResponse: _TypeAlias = GetDefinitionsResponse  # noqa: Y015
+
+@_typing.final
+class TryDefinitionsRequest(_message.Message):
+    """Request of TryDefinitions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEFINITIONS_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def definitions(self) -> _definitions_pb2.Definitions:
+        """The document to try (validated as PublishDefinitions does)."""
+
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[_event_pb2.Event]:
+        """The events, 1 to 1,000, applied in order."""
+
+    def __init__(
+        self,
+        *,
+        definitions: _definitions_pb2.Definitions | None = ...,
+        events: _abc.Iterable[_event_pb2.Event] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["definitions", b"definitions"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["definitions", b"definitions", "events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TryDefinitionsRequest: _TypeAlias = TryDefinitionsRequest  # noqa: Y015
+
+@_typing.final
+class TryDefinitionsResponse(_message.Message):
+    """Response of TryDefinitions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[_event_pb2.EventResult]:
+        """One result per event, in request order: attributes changed, badges,
+        audiences joined and left, actions that would fire.
+        """
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[_event_pb2.EventResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TryDefinitionsResponse: _TypeAlias = TryDefinitionsResponse  # noqa: Y015

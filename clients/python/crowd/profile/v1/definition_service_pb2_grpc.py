@@ -50,6 +50,11 @@ class DefinitionServiceStub:
                 request_serializer=crowd_dot_profile_dot_v1_dot_definition__service__pb2.GetDefinitionsRequest.SerializeToString,
                 response_deserializer=crowd_dot_profile_dot_v1_dot_definition__service__pb2.GetDefinitionsResponse.FromString,
                 _registered_method=True)
+        self.TryDefinitions = channel.unary_unary(
+                '/crowd.profile.v1.DefinitionService/TryDefinitions',
+                request_serializer=crowd_dot_profile_dot_v1_dot_definition__service__pb2.TryDefinitionsRequest.SerializeToString,
+                response_deserializer=crowd_dot_profile_dot_v1_dot_definition__service__pb2.TryDefinitionsResponse.FromString,
+                _registered_method=True)
 
 
 class DefinitionServiceServicer:
@@ -79,6 +84,16 @@ class DefinitionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TryDefinitions(self, request, context):
+        """Runs events through the engine with the given document, purely in
+        memory: nothing is stored, no action is queued or sent. Each visitor id
+        starts as a fresh profile; the events apply in order. An invalid document
+        or event is refused with INVALID_ARGUMENT. Scope: read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DefinitionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +111,11 @@ def add_DefinitionServiceServicer_to_server(servicer, server):
                     servicer.GetDefinitions,
                     request_deserializer=crowd_dot_profile_dot_v1_dot_definition__service__pb2.GetDefinitionsRequest.FromString,
                     response_serializer=crowd_dot_profile_dot_v1_dot_definition__service__pb2.GetDefinitionsResponse.SerializeToString,
+            ),
+            'TryDefinitions': grpc.unary_unary_rpc_method_handler(
+                    servicer.TryDefinitions,
+                    request_deserializer=crowd_dot_profile_dot_v1_dot_definition__service__pb2.TryDefinitionsRequest.FromString,
+                    response_serializer=crowd_dot_profile_dot_v1_dot_definition__service__pb2.TryDefinitionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -180,6 +200,33 @@ class DefinitionService:
             '/crowd.profile.v1.DefinitionService/GetDefinitions',
             crowd_dot_profile_dot_v1_dot_definition__service__pb2.GetDefinitionsRequest.SerializeToString,
             crowd_dot_profile_dot_v1_dot_definition__service__pb2.GetDefinitionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TryDefinitions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crowd.profile.v1.DefinitionService/TryDefinitions',
+            crowd_dot_profile_dot_v1_dot_definition__service__pb2.TryDefinitionsRequest.SerializeToString,
+            crowd_dot_profile_dot_v1_dot_definition__service__pb2.TryDefinitionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

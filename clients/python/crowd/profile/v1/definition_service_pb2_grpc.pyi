@@ -43,6 +43,12 @@ class DefinitionServiceStub:
     """
     GetDefinitions: _grpc.UnaryUnaryMultiCallable[_definition_service_pb2.GetDefinitionsRequest, _definition_service_pb2.GetDefinitionsResponse]
     """Returns the current or a named version. Scope: read."""
+    TryDefinitions: _grpc.UnaryUnaryMultiCallable[_definition_service_pb2.TryDefinitionsRequest, _definition_service_pb2.TryDefinitionsResponse]
+    """Runs events through the engine with the given document, purely in
+    memory: nothing is stored, no action is queued or sent. Each visitor id
+    starts as a fresh profile; the events apply in order. An invalid document
+    or event is refused with INVALID_ARGUMENT. Scope: read.
+    """
 
 @_typing.type_check_only
 class DefinitionServiceAsyncStub(DefinitionServiceStub):
@@ -59,6 +65,12 @@ class DefinitionServiceAsyncStub(DefinitionServiceStub):
     """
     GetDefinitions: _aio.UnaryUnaryMultiCallable[_definition_service_pb2.GetDefinitionsRequest, _definition_service_pb2.GetDefinitionsResponse]  # type: ignore[assignment]
     """Returns the current or a named version. Scope: read."""
+    TryDefinitions: _aio.UnaryUnaryMultiCallable[_definition_service_pb2.TryDefinitionsRequest, _definition_service_pb2.TryDefinitionsResponse]  # type: ignore[assignment]
+    """Runs events through the engine with the given document, purely in
+    memory: nothing is stored, no action is queued or sent. Each visitor id
+    starts as a fresh profile; the events apply in order. An invalid document
+    or event is refused with INVALID_ARGUMENT. Scope: read.
+    """
 
 class DefinitionServiceServicer(metaclass=_abc_1.ABCMeta):
     """Manages the versioned definitions document."""
@@ -90,5 +102,17 @@ class DefinitionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_definition_service_pb2.GetDefinitionsResponse, _abc.Awaitable[_definition_service_pb2.GetDefinitionsResponse]]:
         """Returns the current or a named version. Scope: read."""
+
+    @_abc_1.abstractmethod
+    def TryDefinitions(
+        self,
+        request: _definition_service_pb2.TryDefinitionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_definition_service_pb2.TryDefinitionsResponse, _abc.Awaitable[_definition_service_pb2.TryDefinitionsResponse]]:
+        """Runs events through the engine with the given document, purely in
+        memory: nothing is stored, no action is queued or sent. Each visitor id
+        starts as a fresh profile; the events apply in order. An invalid document
+        or event is refused with INVALID_ARGUMENT. Scope: read.
+        """
 
 def add_DefinitionServiceServicer_to_server(servicer: DefinitionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
