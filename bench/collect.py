@@ -140,15 +140,24 @@ async def run_collect(config: CollectConfig, run_dir: Path) -> CollectResult:
         await wait_serving(profile, target)
         await publish_bench_definitions(target, api_key)
         base = f"http://127.0.0.1:{collect_port}"
-        sizes = {"visitors": config.visitors, "events_per_visitor": config.events_per_visitor}
         passes: dict[str, LoadResult] = {}
 
-        grpc_batches = build_batches(prefix="g", batch_size=config.batch_size, **sizes)
+        grpc_batches = build_batches(
+            prefix="g",
+            batch_size=config.batch_size,
+            visitors=config.visitors,
+            events_per_visitor=config.events_per_visitor,
+        )
         note(f"gRPC TrackEvents (batches of {config.batch_size})")
         passes[f"gRPC TrackEvents x{config.batch_size}"] = await drive(
             target, api_key, grpc_batches, clients=config.clients, check_results=True
         )
-        bulk = build_batches(prefix="b", batch_size=BULK_SIZE, **sizes)
+        bulk = build_batches(
+            prefix="b",
+            batch_size=BULK_SIZE,
+            visitors=config.visitors,
+            events_per_visitor=config.events_per_visitor,
+        )
         note(f"POST /v3/collect/bulk-event ({BULK_SIZE} per request)")
         passes[f"HTTP bulk-event x{BULK_SIZE}"] = await _drive_http(
             base + "/v3/collect/bulk-event",
@@ -157,7 +166,12 @@ async def run_collect(config: CollectConfig, run_dir: Path) -> CollectResult:
             bulk.events,
             config.clients,
         )
-        single = build_batches(prefix="s", batch_size=BULK_SIZE, **sizes)
+        single = build_batches(
+            prefix="s",
+            batch_size=BULK_SIZE,
+            visitors=config.visitors,
+            events_per_visitor=config.events_per_visitor,
+        )
         note("POST /event (one event per request)")
         passes["HTTP /event x1"] = await _drive_http(
             base + "/event",

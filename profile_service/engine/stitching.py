@@ -26,7 +26,6 @@ from profile_service.engine.identity_values import (
 from profile_service.engine.merge_rules import MergeSpec, Side, merge_values, rule_of
 from profile_service.engine.outcomes import fire_and_record, record_changes, record_transitions
 from profile_service.engine.plan import EnginePlan, plan_for
-from profile_service.engine.stitch_actions import merge_user_actions
 from profile_service.engine.state import (
     IdentityNote,
     NormalizedEvent,
@@ -34,6 +33,7 @@ from profile_service.engine.state import (
     ProfileState,
     TraceRecord,
 )
+from profile_service.engine.stitch_actions import merge_user_actions
 from profile_service.engine.values import MISSING, timeline_limit
 
 __all__ = [
