@@ -177,7 +177,9 @@ async def test_unrelated_requests_do_not_join_the_callers_trace(stack: Stack) ->
     caller = TracedCaller(stack.profile.address, ADMIN_KEY, stack.tracing.provider("backend"))
     try:
         for visitor in ("first", "second"):
-            await caller.track(visitor, "purchase", {"order_total": 900.0, "customer_id": visitor})
+            await caller.track(
+                visitor, "purchase", {"order_total": 900.0, "customer_id": f"cust-{visitor}"}
+            )
     finally:
         await caller.close()
 

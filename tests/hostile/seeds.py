@@ -79,6 +79,9 @@ SEEDS: dict[str, Callable[[], Message]] = {
     "PublishDefinitions": lambda: definition_service_pb2.PublishDefinitionsRequest(
         definitions=counter_definitions(), expected_current_version="not-the-current-version"
     ),
+    "TryDefinitions": lambda: definition_service_pb2.TryDefinitionsRequest(
+        definitions=counter_definitions(), events=[_event()]
+    ),
     "GetDefinitions": lambda: definition_service_pb2.GetDefinitionsRequest(version="v1"),
     "SubmitActions": lambda: dispatch_service_pb2.SubmitActionsRequest(
         actions=[_track_user("no-such-connector")]

@@ -66,7 +66,9 @@ async def test_profile_shows_tables_on_a_terminal_and_json_otherwise(
     profile_server: ManagedServer, client: CrowdClient
 ) -> None:
     await client.publish_definitions(load_definitions_file(EXAMPLE))
-    await client.track_event("table-cli", "purchase", {"order_total": 600.0, "customer_id": "t2"})
+    await client.track_event(
+        "table-cli", "purchase", {"order_total": 600.0, "customer_id": "cust-t2"}
+    )
     env = cli_env(CROWD_PROFILE_TARGET=profile_server.address, CROWD_API_KEY=READ_KEY)
     pretty = await run_cli_async("-o", "pretty", "profile", "table-cli", env=env)
     assert pretty.code == 0, pretty.stderr
@@ -77,4 +79,4 @@ async def test_profile_shows_tables_on_a_terminal_and_json_otherwise(
 
     machine = await run_cli_async("--json", "profile", "table-cli", env=env)
     assert machine.code == 0, machine.stderr
-    assert json.loads(machine.stdout)["identities"] == {"customer_id": "t2"}
+    assert json.loads(machine.stdout)["identities"] == {"customer_id": "cust-t2"}
