@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import cluster, collect, dispatch, ingest, scaling
+from bench import cluster, collect, dispatch, file_import, ingest, scaling
 from bench.procs import machine
 from bench.report import Check, checks, section, table
 
@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small sizes (about 30 s in all)")
     p.add_argument(
         "--only",
-        choices=("ingest", "collect", "cluster", "scaling", "dispatch"),
+        choices=("ingest", "collect", "import", "cluster", "scaling", "dispatch"),
         help="run one benchmark",
     )
     g = p.add_argument_group("ingest")
@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--events-per-visitor", type=int, help="default 4 (quick 2)")
     g.add_argument("--batch-size", type=int, default=500, help="events per TrackEvents")
     g.add_argument("--clients", type=int, default=4, help="concurrent clients")
+    g = p.add_argument_group("file import (crowd import of a generated CSV)")
+    g.add_argument("--import-rows", type=int, help="default 1,000,000 (quick 50,000)")
     g = p.add_argument_group("scaling (ingest with 1 and with N worker processes)")
     g.add_argument("--workers", type=int, default=0, help="N (default: the cores, at least 2)")
     g.add_argument(
@@ -112,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 clients=args.clients,
             )
             results += collect.report_collect(collect.run(collect_config, RUN_DIR / "collect"))
+        if args.only in (None, "import"):
+            rows = args.import_rows or (50_000 if args.quick else 1_000_000)
+            imported = file_import.run(file_import.ImportConfig(rows=rows), RUN_DIR / "import")
+            file_import.report_import(imported)
         if args.only in (None, "cluster"):
             on_cluster = cluster.run(ingest_config, RUN_DIR / "cluster")
             cluster.report_cluster(on_cluster, single)
