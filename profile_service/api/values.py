@@ -16,7 +16,8 @@ from crowd.common.v1 import value_pb2
 
 MAX_LIST_ITEMS = 1000
 MAX_STRING_VALUE_LENGTH = 1500
-"""Tealium's event string limit; longer event values are refused, not silently cut."""
+"""Tealium's event string limit: longer event values are cut to it, as Tealium does (a tag
+that sends a long URL or search must not lose the whole event)."""
 
 
 class ValueError_(ValueError):
@@ -36,9 +37,7 @@ def ms_to_timestamp(ms: int) -> timestamp_pb2.Timestamp:
 
 
 def _check_string(text: str) -> str:
-    if len(text) > MAX_STRING_VALUE_LENGTH:
-        raise ValueError_(f"is longer than {MAX_STRING_VALUE_LENGTH} characters")
-    return text
+    return text[:MAX_STRING_VALUE_LENGTH]
 
 
 def _check_number(number: float) -> float:
@@ -57,7 +56,8 @@ def from_value(value: value_pb2.Value) -> Any:
     """Return the plain Python value of a Value message.
 
     Raises:
-        ValueError_: the value is unset, too long, not finite or a list too long.
+        ValueError_: the value is unset, not finite or a list too long (strings over
+            1,500 characters are cut, not refused).
     """
     kind = value.WhichOneof("kind")
     if kind == "null_value":

@@ -15,6 +15,7 @@ from profile_service.engine.values import (
     to_number_list,
     to_string_list,
     to_string_set,
+    to_tally,
 )
 
 
@@ -189,3 +190,115 @@ def reset(spec: Spec) -> Apply:
                 c.state.tally_touched.pop(meta.id, None)
 
     return reset
+
+
+def split(spec: Spec) -> Apply:
+    """Replace a set or string array with the string operands[0] cut at ``delimiter``."""
+    read = spec.operand(0)
+    delimiter = spec.enrichment.delimiter
+    meta = spec.meta
+    as_set = meta.type == pb.ATTRIBUTE_TYPE_STRING_SET
+    if not delimiter:
+        return nothing
+
+    def split_(c: EvalContext) -> None:
+        text = read(c)
+        if not isinstance(text, str):
+            return
+        parts = [part.strip() for part in text.split(delimiter)]
+        parts = [part for part in parts if part]
+        save(c, meta, sorted(set(parts)) if as_set else parts)
+
+    return split_
+
+
+def _list_coercer(kind: int) -> Callable[[Any], list[Any] | None] | None:
+    if kind in (pb.ATTRIBUTE_TYPE_STRING_ARRAY, pb.ATTRIBUTE_TYPE_STRING_SET):
+        return to_string_list
+    if kind == pb.ATTRIBUTE_TYPE_NUMBER_ARRAY:
+        return to_number_list
+    if kind == pb.ATTRIBUTE_TYPE_BOOLEAN_ARRAY:
+        return to_bool_list
+    return None
+
+
+def set_to_difference(spec: Spec) -> Apply:
+    """Replace with the items of operands[0] that are not in operands[1] (a set: A minus B; an
+    array keeps operands[0]'s order and duplicates, as Tealium's array difference)."""
+    first, second = spec.operand(0), spec.operand(1)
+    meta = spec.meta
+    coerce = _list_coercer(meta.type)
+    if coerce is None:
+        return nothing
+    as_set = meta.type == pb.ATTRIBUTE_TYPE_STRING_SET
+
+    def difference(c: EvalContext) -> None:
+        items = coerce(first(c))
+        if items is None:
+            return
+        drop = coerce(second(c)) or []
+        kept = [item for item in items if item not in drop]
+        save(c, meta, sorted(set(kept)) if as_set else kept)
+
+    return difference
+
+
+def remove_entries(spec: Spec) -> Apply:
+    """Remove the first, last or every array entry equal to operands[0]."""
+    read = spec.operand(0)
+    meta = spec.meta
+    coerce = _list_coercer(meta.type)
+    occurrence = spec.enrichment.occurrence
+    if coerce is None or meta.type == pb.ATTRIBUTE_TYPE_STRING_SET:
+        return nothing
+
+    def remove(c: EvalContext) -> None:
+        targets = coerce(read(c))
+        current = coerce(c.get(meta))
+        if not targets or not current:
+            return
+        target = targets[0]
+        positions = [i for i, item in enumerate(current) if item == target]
+        if not positions:
+            return
+        if occurrence == pb.OCCURRENCE_FIRST:
+            positions = positions[:1]
+        elif occurrence == pb.OCCURRENCE_LAST:
+            positions = positions[-1:]
+        gone = set(positions)
+        c.put(meta, [item for i, item in enumerate(current) if i not in gone])
+
+    return remove
+
+
+def top_keys(spec: Spec) -> Apply:
+    """Replace a set with the ``count`` keys of the tally operands[0] with the highest values
+    (ties in alphabetical order)."""
+    read = spec.operand(0)
+    count = spec.enrichment.count
+    meta = spec.meta
+
+    def top(c: EvalContext) -> None:
+        tally = to_tally(read(c))
+        if tally is None:
+            return
+        ranked = sorted(tally, key=lambda key: (-tally[key], key))[:count]
+        save(c, meta, sorted(ranked))
+
+    return top
+
+
+def increment_tally_by_tally(spec: Spec) -> Apply:
+    """Add each key's value of the tally operands[0] to the same key."""
+    read = spec.operand(0)
+    meta = spec.meta
+
+    def increment(c: EvalContext) -> None:
+        other = to_tally(read(c))
+        if not other:
+            return
+        # One key at a time through the tally path: limits, recency and the favourite apply.
+        for key in sorted(other):
+            _add_to_tally(c, meta, [key], other[key])
+
+    return increment

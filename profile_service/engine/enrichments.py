@@ -38,12 +38,18 @@ from profile_service.engine.enrichment_collections import (
     add_to_set,
     append,
     increment_tally,
+    increment_tally_by_tally,
     increment_tally_key,
+    remove_entries,
     remove_from_set,
     remove_tally_key,
     reset,
+    set_to_difference,
+    split,
     store_as_set,
+    top_keys,
 )
+from profile_service.engine.enrichment_dates import format_date, set_date_difference
 from profile_service.engine.enrichment_spec import (
     ARRAY_TYPES,
     STRING_TYPES,
@@ -284,6 +290,15 @@ _APPLIES_TO: dict[int, frozenset[int]] = {
     pb.ENRICHMENT_KIND_RESET: _COLLECTIONS,
     pb.ENRICHMENT_KIND_UPDATE_TIMELINE: frozenset({pb.ATTRIBUTE_TYPE_TIMELINE}),
     pb.ENRICHMENT_KIND_FUNNEL_STEP: frozenset({pb.ATTRIBUTE_TYPE_FUNNEL}),
+    pb.ENRICHMENT_KIND_SET_DATE_DIFFERENCE: _NUMBER,
+    pb.ENRICHMENT_KIND_FORMAT_DATE: frozenset({pb.ATTRIBUTE_TYPE_STRING}),
+    pb.ENRICHMENT_KIND_SPLIT: frozenset(
+        {pb.ATTRIBUTE_TYPE_STRING_SET, pb.ATTRIBUTE_TYPE_STRING_ARRAY}
+    ),
+    pb.ENRICHMENT_KIND_SET_TO_DIFFERENCE: frozenset({*ARRAY_TYPES, pb.ATTRIBUTE_TYPE_STRING_SET}),
+    pb.ENRICHMENT_KIND_REMOVE_ENTRIES: frozenset(ARRAY_TYPES),
+    pb.ENRICHMENT_KIND_TOP_KEYS: frozenset({pb.ATTRIBUTE_TYPE_STRING_SET}),
+    pb.ENRICHMENT_KIND_INCREMENT_TALLY_BY_TALLY: frozenset({pb.ATTRIBUTE_TYPE_TALLY}),
 }
 """The attribute types each kind applies to; elsewhere it compiles to a no-op (the
 validator refuses such documents; the engine must still never store a mistyped value)."""
@@ -315,6 +330,13 @@ _FACTORIES: dict[int, Factory] = {
     pb.ENRICHMENT_KIND_RESET: reset,
     pb.ENRICHMENT_KIND_UPDATE_TIMELINE: update_timeline,
     pb.ENRICHMENT_KIND_FUNNEL_STEP: funnel_step,
+    pb.ENRICHMENT_KIND_SET_DATE_DIFFERENCE: set_date_difference,
+    pb.ENRICHMENT_KIND_FORMAT_DATE: format_date,
+    pb.ENRICHMENT_KIND_SPLIT: split,
+    pb.ENRICHMENT_KIND_SET_TO_DIFFERENCE: set_to_difference,
+    pb.ENRICHMENT_KIND_REMOVE_ENTRIES: remove_entries,
+    pb.ENRICHMENT_KIND_TOP_KEYS: top_keys,
+    pb.ENRICHMENT_KIND_INCREMENT_TALLY_BY_TALLY: increment_tally_by_tally,
 }
 
 

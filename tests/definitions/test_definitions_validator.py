@@ -224,7 +224,8 @@ def test_invalid_document_lists_all_its_errors_with_paths_and_sentences() -> Non
         (
             "attributes[1].enrichments[1].kind",
             '"lowercase" does not apply to a number; a number takes increment, decrement, set, '
-            "set sum, set difference, set product, set ratio, set size, remove",
+            "set sum, set difference, set product, set ratio, set size, remove, "
+            "set date difference",
         ),
         (
             "attributes[2].scope",
@@ -388,6 +389,54 @@ ATTRIBUTE_CASES: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
         [
             (f"{E0}.operands", '"join" needs at least 2 operands, got 1'),
             (f"{E0}.delimiter", '"join" needs a delimiter of at least one character'),
+        ],
+    ),
+    (
+        "set date difference needs a unit and two dates",
+        with_attribute(
+            "number", when_any("set_date_difference", {"attribute": "seen"}, {"constant": True})
+        ),
+        [
+            (
+                f"{E0}.operands[1]",
+                '"set date difference" needs a date, but the constant is a boolean',
+            ),
+            (
+                f"{E0}.unit",
+                '"set date difference" needs a unit; use one of seconds, minutes, hours, days, '
+                "weeks, months",
+            ),
+        ],
+    ),
+    (
+        "split needs a delimiter; top keys a count and a tally",
+        with_attribute(
+            "string_set",
+            when_any("split", {"event": "csv"}),
+            when_any("top_keys", {"attribute": "tags"}),
+        ),
+        [
+            (f"{E0}.delimiter", '"split" needs a delimiter of at least one character'),
+            (
+                f"{A}.enrichments[1].operands[0]",
+                '"top keys" needs a tally, but attribute "tags" is a set of strings',
+            ),
+            (
+                f"{A}.enrichments[1].count",
+                '"top keys" needs a count from 1 to 30000 (the collection limit)',
+            ),
+        ],
+    ),
+    (
+        "occurrence and unit only where they are used",
+        with_attribute(
+            "string_set", {**when_any("add_to_set", {"event": "tag"}), "occurrence": "first"}
+        ),
+        [
+            (
+                f"{E0}.occurrence",
+                '"occurrence" is not used by "add to set"; only by "remove entries"',
+            )
         ],
     ),
     (

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from crowd.profile.v1 import definitions_pb2 as pb
 from tests.engine.helpers import (
+    DAY,
+    HOUR,
     MINUTE,
     T0,
     Visitor,
@@ -485,3 +487,127 @@ def test_new_visit_enrichments_run_before_any_event_enrichments() -> None:
     v = Visitor(defs)
     v.send("cart_add", T0)
     assert v.value("added") is True
+
+
+# --- Tealium parity: dates, splits, differences, tally keys -------------------------------------
+
+
+def test_set_date_difference_in_whole_units_always_positive() -> None:
+    defs = single(
+        attribute("joined", "date", enrichment("set", evt("joined"))),
+        attribute(
+            "days_member",
+            "number",
+            enrichment("set_date_difference", attr("joined"), evt("event.time"), unit="days"),
+        ),
+        attribute(
+            "weeks_ahead",
+            "number",
+            enrichment("set_date_difference", evt("event.time"), evt("renewal"), unit="weeks"),
+        ),
+    )
+    v = Visitor(defs)
+    v.send("view", T0 + 10 * DAY + HOUR, joined=T0, renewal=T0 + 40 * DAY)
+    assert v.value("days_member") == 10.0  # 10 days and 1 hour: 10 whole days
+    assert v.value("weeks_ahead") == 4.0  # 29 days 23 hours later: 4 whole weeks, positive
+    v.send("view", T0 + 11 * DAY, joined="not a date")
+    assert v.value("days_member") == 11.0  # the stored date is still read
+
+
+def test_format_date_with_a_pattern_or_iso_8601() -> None:
+    defs = single(
+        attribute(
+            "day", "string", enrichment("format_date", evt("event.time"), date_format="%d/%m/%Y")
+        ),
+        attribute("stamp", "string", enrichment("format_date", evt("at"))),
+    )
+    v = Visitor(defs)
+    v.send("view", 1_764_930_600_000, at="2026-12-05T10:30:00Z")  # 2025-12-05 10:30 UTC
+    assert v.value("day") == "05/12/2025"
+    assert v.value("stamp") == "2026-12-05T10:30:00Z"
+    v.send("view", 1_764_930_600_000 + MINUTE, at="soon")
+    assert v.value("stamp") == "2026-12-05T10:30:00Z"  # not a date: unchanged
+
+
+def test_split_into_a_set_or_an_array() -> None:
+    defs = single(
+        attribute("interests", "string_set", enrichment("split", evt("csv"), delimiter=",")),
+        attribute("path", "string_array", enrichment("split", evt("csv"), delimiter=",")),
+    )
+    v = Visitor(defs)
+    v.send("view", T0, csv="shoes, bags,,shoes ,hats")
+    assert v.value("interests") == ["bags", "hats", "shoes"]
+    assert v.value("path") == ["shoes", "bags", "shoes", "hats"]
+    v.send("view", T0 + MINUTE, csv=42)  # not a string: nothing changes
+    assert v.value("path") == ["shoes", "bags", "shoes", "hats"]
+
+
+def test_set_to_difference_of_sets_and_arrays() -> None:
+    defs = single(
+        attribute(
+            "wanted", "string_set", enrichment("set_to_difference", evt("all"), evt("owned"))
+        ),
+        attribute("left", "number_array", enrichment("set_to_difference", evt("a"), evt("b"))),
+    )
+    v = Visitor(defs)
+    v.send("view", T0, all=["a", "b", "c", "b"], owned=["b"], a=[1, 3, 1, 2, 3], b=[3])
+    assert v.value("wanted") == ["a", "c"]
+    assert v.value("left") == [1.0, 1.0, 2.0]  # Tealium: duplicates of the first array kept
+    v.send("view", T0 + MINUTE, all=["x"])  # no second list: nothing removed
+    assert v.value("wanted") == ["x"]
+
+
+def test_remove_entries_first_last_or_all() -> None:
+    def remover(attribute_id: str, **extra: str) -> dict[str, object]:
+        return attribute(
+            attribute_id,
+            "string_array",
+            enrichment("set", evt("items"), when="new_visitor"),
+            enrichment("remove_entries", evt("drop"), rule=[[is_event("drop")]], **extra),
+        )
+
+    defs = single(
+        remover("all"), remover("first", occurrence="first"), remover("last", occurrence="last")
+    )
+    v = Visitor(defs)
+    v.send("view", T0, items=["a", "x", "b", "x", "c", "x"])
+    v.send("drop", T0 + MINUTE, drop="x")
+    assert v.value("all") == ["a", "b", "c"]
+    assert v.value("first") == ["a", "b", "x", "c", "x"]
+    assert v.value("last") == ["a", "x", "b", "x", "c"]
+    v.send("drop", T0 + 2 * MINUTE, drop="zzz")
+    assert v.value("all") == ["a", "b", "c"]
+
+
+def test_top_keys_of_a_tally() -> None:
+    defs = single(
+        attribute("brands", "tally", enrichment("increment_tally", evt("brand"))),
+        attribute("top_brands", "string_set", enrichment("top_keys", attr("brands"), count=2)),
+    )
+    v = Visitor(defs)
+    for brand in ["nike", "adidas", "puma", "nike", "puma", "asics"]:
+        v.send("view", T0 + len(v.outcomes) * MINUTE, brand=brand)
+    assert v.value("top_brands") == ["nike", "puma"]
+    v.send("view", T0 + DAY, brand="adidas")  # adidas ties puma at 2: alphabetical wins
+    assert v.value("top_brands") == ["adidas", "nike"]
+
+
+def test_increment_tally_by_tally() -> None:
+    defs = single(
+        attribute(
+            "visit_views", "tally", enrichment("increment_tally", evt("category")), scope="visit"
+        ),
+        attribute(
+            "lifetime_views",
+            "tally",
+            enrichment("increment_tally_by_tally", attr("visit_views"), when="visit_ended"),
+        ),
+    )
+    v = Visitor(defs)
+    v.send("view", T0, category="shoes")
+    v.send("view", T0 + MINUTE, category="shoes")
+    v.send("view", T0 + 2 * MINUTE, category="bags")
+    v.end(T0 + HOUR)
+    v.send("view", T0 + DAY, category="bags")
+    v.end(T0 + DAY + HOUR)
+    assert v.value("lifetime_views") == {"shoes": 2.0, "bags": 2.0}

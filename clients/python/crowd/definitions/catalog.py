@@ -121,6 +121,29 @@ _APPEND_OPERAND: dict[int, tuple[OperandSpec, ...]] = {
 }
 
 
+DATE = _spec({VType.DATE, VType.STRING, VType.NUMBER}, "a date")
+TALLY = _spec({VType.TALLY}, "a tally", constant_allowed=False)
+_STRING = _spec(STRINGISH, "a string")
+_SPLIT_OPERAND: dict[int, tuple[OperandSpec, ...]] = {
+    T.ATTRIBUTE_TYPE_STRING_SET: (_STRING,),
+    T.ATTRIBUTE_TYPE_STRING_ARRAY: (_STRING,),
+}
+_STRINGS = _spec({VType.STRING_ARRAY, VType.STRING_SET}, "a list of strings")
+_NUMBERS = _spec({VType.NUMBER_ARRAY}, "a list of numbers")
+_BOOLEANS = _spec({VType.BOOLEAN_ARRAY}, "a list of booleans")
+_DIFFERENCE_OPERANDS: dict[int, tuple[OperandSpec, ...]] = {
+    T.ATTRIBUTE_TYPE_STRING_SET: (_STRINGS, _STRINGS),
+    T.ATTRIBUTE_TYPE_STRING_ARRAY: (_STRINGS, _STRINGS),
+    T.ATTRIBUTE_TYPE_NUMBER_ARRAY: (_NUMBERS, _NUMBERS),
+    T.ATTRIBUTE_TYPE_BOOLEAN_ARRAY: (_BOOLEANS, _BOOLEANS),
+}
+_REMOVE_OPERAND: dict[int, tuple[OperandSpec, ...]] = {
+    T.ATTRIBUTE_TYPE_STRING_ARRAY: (_STRING,),
+    T.ATTRIBUTE_TYPE_NUMBER_ARRAY: (NUMBER,),
+    T.ATTRIBUTE_TYPE_BOOLEAN_ARRAY: (_spec({VType.BOOLEAN}, "a boolean"),),
+}
+
+
 def _only(attribute_type: int, *specs: OperandSpec) -> dict[int, tuple[OperandSpec, ...]]:
     return {attribute_type: specs}
 
@@ -207,6 +230,29 @@ KIND_SPECS: Mapping[int, KindSpec] = MappingProxyType(
             frozenset({T.ATTRIBUTE_TYPE_FUNNEL}),
             uses=frozenset({"key", "capture", "required"}),
             needs_key=True,
+        ),
+        K.ENRICHMENT_KIND_SET_DATE_DIFFERENCE: KindSpec(
+            _NUM, _only(T.ATTRIBUTE_TYPE_NUMBER, DATE, DATE), uses=frozenset({"unit"})
+        ),
+        K.ENRICHMENT_KIND_FORMAT_DATE: KindSpec(
+            frozenset({T.ATTRIBUTE_TYPE_STRING}),
+            _only(T.ATTRIBUTE_TYPE_STRING, DATE),
+            uses=frozenset({"date_format"}),
+        ),
+        K.ENRICHMENT_KIND_SPLIT: KindSpec(
+            frozenset(_SPLIT_OPERAND), _SPLIT_OPERAND, uses=frozenset({"delimiter"})
+        ),
+        K.ENRICHMENT_KIND_SET_TO_DIFFERENCE: KindSpec(
+            frozenset(_DIFFERENCE_OPERANDS), _DIFFERENCE_OPERANDS
+        ),
+        K.ENRICHMENT_KIND_REMOVE_ENTRIES: KindSpec(
+            frozenset(_REMOVE_OPERAND), _REMOVE_OPERAND, uses=frozenset({"occurrence"})
+        ),
+        K.ENRICHMENT_KIND_TOP_KEYS: KindSpec(
+            _SET, _only(T.ATTRIBUTE_TYPE_STRING_SET, TALLY), uses=frozenset({"count"})
+        ),
+        K.ENRICHMENT_KIND_INCREMENT_TALLY_BY_TALLY: KindSpec(
+            _TALLY, _only(T.ATTRIBUTE_TYPE_TALLY, TALLY)
         ),
     }
 )

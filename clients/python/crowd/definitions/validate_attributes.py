@@ -228,8 +228,9 @@ def check_enrichment(
     _check_optional_fields(ctx, enrichment, spec, path, name)
     if spec.needs_key:
         _check_key(ctx, enrichment, path, name)
-    if enrichment.kind == K.ENRICHMENT_KIND_JOIN and not enrichment.delimiter:
-        ctx.add(f"{path}.delimiter", '"join" needs a delimiter of at least one character')
+    if "delimiter" in spec.uses and not enrichment.delimiter:
+        ctx.add(f"{path}.delimiter", f'"{name}" needs a delimiter of at least one character')
+    _check_parity_fields(ctx, enrichment, path, name)
     if enrichment.date_format and "date_format" in spec.uses:
         _check_date_format(ctx, attribute, enrichment, path)
     _check_date_constant(ctx, attribute, enrichment, operand_types, path)
@@ -337,6 +338,9 @@ def _check_optional_fields(
         "date_format": bool(enrichment.date_format),
         "capture": bool(enrichment.capture),
         "required": enrichment.required,
+        "unit": enrichment.unit != pb.TIME_UNIT_UNSPECIFIED,
+        "occurrence": enrichment.occurrence != pb.OCCURRENCE_UNSPECIFIED,
+        "count": enrichment.count != 0,
     }
     for field, is_set in present.items():
         if is_set and field not in spec.uses:
@@ -345,6 +349,31 @@ def _check_optional_fields(
             if field == "date_format":
                 where = '"set" on a date'
             ctx.add(f"{path}.{field}", f'"{field}" is not used by "{name}"; only by {where}')
+
+
+def _check_parity_fields(
+    ctx: ValidationContext, enrichment: pb.Enrichment, path: str, name: str
+) -> None:
+    """The fields of SET_DATE_DIFFERENCE (unit), REMOVE_ENTRIES (occurrence), TOP_KEYS
+    (count)."""
+    kind = enrichment.kind
+    if kind == K.ENRICHMENT_KIND_SET_DATE_DIFFERENCE:
+        if enrichment.unit == pb.TIME_UNIT_UNSPECIFIED:
+            choices = ", ".join(enum_short_names(pb.TimeUnit.DESCRIPTOR))
+            ctx.add(f"{path}.unit", f'"{name}" needs a unit; use one of {choices}')
+        elif enrichment.unit not in pb.TimeUnit.values():
+            ctx.add(f"{path}.unit", f"unknown unit {enrichment.unit}")
+    if kind == K.ENRICHMENT_KIND_REMOVE_ENTRIES and enrichment.occurrence not in (
+        pb.Occurrence.values()
+    ):
+        ctx.add(f"{path}.occurrence", f"unknown occurrence {enrichment.occurrence}")
+    if kind == K.ENRICHMENT_KIND_TOP_KEYS and not 1 <= enrichment.count <= (
+        ctx.max_collection_size
+    ):
+        ctx.add(
+            f"{path}.count",
+            f'"{name}" needs a count from 1 to {ctx.max_collection_size} (the collection limit)',
+        )
 
 
 def _check_key(ctx: ValidationContext, enrichment: pb.Enrichment, path: str, name: str) -> None:
@@ -363,7 +392,7 @@ def _check_date_format(
     enrichment: pb.Enrichment,
     path: str,
 ) -> None:
-    if attribute.type != T.ATTRIBUTE_TYPE_DATE:
+    if attribute.type != T.ATTRIBUTE_TYPE_DATE and enrichment.kind != K.ENRICHMENT_KIND_FORMAT_DATE:
         ctx.add(f"{path}.date_format", '"date_format" is only used when setting a date')
         return
     check_date_format(ctx, enrichment.date_format, f"{path}.date_format")

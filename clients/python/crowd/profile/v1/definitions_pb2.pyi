@@ -210,6 +210,34 @@ class _EnrichmentKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Enrich
     """funnel: complete step `key` (capturing `capture`); `required` steps must
     be completed in order.
     """
+    ENRICHMENT_KIND_SET_DATE_DIFFERENCE: _EnrichmentKind.ValueType  # 27
+    """number: the time between the dates operands[0] and operands[1], in whole
+    `unit`s (rounded down), always positive (Tealium's "difference between
+    two dates").
+    """
+    ENRICHMENT_KIND_FORMAT_DATE: _EnrichmentKind.ValueType  # 28
+    """string: the date operands[0] formatted with `date_format` (strftime, UTC;
+    ISO 8601 without one).
+    """
+    ENRICHMENT_KIND_SPLIT: _EnrichmentKind.ValueType  # 29
+    """set of strings, array of strings: replace with the string operands[0]
+    split at `delimiter` (parts trimmed, empty parts dropped).
+    """
+    ENRICHMENT_KIND_SET_TO_DIFFERENCE: _EnrichmentKind.ValueType  # 30
+    """set of strings: operands[0] without the entries of operands[1] (A minus B);
+    arrays: the items of operands[0] not in operands[1], duplicates and order
+    of operands[0] kept. Replaces the value.
+    """
+    ENRICHMENT_KIND_REMOVE_ENTRIES: _EnrichmentKind.ValueType  # 31
+    """array: remove the `occurrence` (first, last or all) entries equal to
+    operands[0].
+    """
+    ENRICHMENT_KIND_TOP_KEYS: _EnrichmentKind.ValueType  # 32
+    """set of strings: the `count` keys of the tally operands[0] with the
+    highest values (ties: alphabetical).
+    """
+    ENRICHMENT_KIND_INCREMENT_TALLY_BY_TALLY: _EnrichmentKind.ValueType  # 33
+    """tally: add every key's value of the tally operands[0] to the same key."""
 
 class EnrichmentKind(_EnrichmentKind, metaclass=_EnrichmentKindEnumTypeWrapper):
     """The operation an enrichment performs. Each names the attribute types it
@@ -272,7 +300,63 @@ ENRICHMENT_KIND_FUNNEL_STEP: EnrichmentKind.ValueType  # 26
 """funnel: complete step `key` (capturing `capture`); `required` steps must
 be completed in order.
 """
+ENRICHMENT_KIND_SET_DATE_DIFFERENCE: EnrichmentKind.ValueType  # 27
+"""number: the time between the dates operands[0] and operands[1], in whole
+`unit`s (rounded down), always positive (Tealium's "difference between
+two dates").
+"""
+ENRICHMENT_KIND_FORMAT_DATE: EnrichmentKind.ValueType  # 28
+"""string: the date operands[0] formatted with `date_format` (strftime, UTC;
+ISO 8601 without one).
+"""
+ENRICHMENT_KIND_SPLIT: EnrichmentKind.ValueType  # 29
+"""set of strings, array of strings: replace with the string operands[0]
+split at `delimiter` (parts trimmed, empty parts dropped).
+"""
+ENRICHMENT_KIND_SET_TO_DIFFERENCE: EnrichmentKind.ValueType  # 30
+"""set of strings: operands[0] without the entries of operands[1] (A minus B);
+arrays: the items of operands[0] not in operands[1], duplicates and order
+of operands[0] kept. Replaces the value.
+"""
+ENRICHMENT_KIND_REMOVE_ENTRIES: EnrichmentKind.ValueType  # 31
+"""array: remove the `occurrence` (first, last or all) entries equal to
+operands[0].
+"""
+ENRICHMENT_KIND_TOP_KEYS: EnrichmentKind.ValueType  # 32
+"""set of strings: the `count` keys of the tally operands[0] with the
+highest values (ties: alphabetical).
+"""
+ENRICHMENT_KIND_INCREMENT_TALLY_BY_TALLY: EnrichmentKind.ValueType  # 33
+"""tally: add every key's value of the tally operands[0] to the same key."""
 Global___EnrichmentKind: _TypeAlias = EnrichmentKind  # noqa: Y015
+
+class _Occurrence:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OccurrenceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Occurrence.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OCCURRENCE_UNSPECIFIED: _Occurrence.ValueType  # 0
+    """Not set: all of them."""
+    OCCURRENCE_ALL: _Occurrence.ValueType  # 1
+    """Every equal entry."""
+    OCCURRENCE_FIRST: _Occurrence.ValueType  # 2
+    """The first (oldest) equal entry."""
+    OCCURRENCE_LAST: _Occurrence.ValueType  # 3
+    """The last (newest) equal entry."""
+
+class Occurrence(_Occurrence, metaclass=_OccurrenceEnumTypeWrapper):
+    """Which entries REMOVE_ENTRIES removes."""
+
+OCCURRENCE_UNSPECIFIED: Occurrence.ValueType  # 0
+"""Not set: all of them."""
+OCCURRENCE_ALL: Occurrence.ValueType  # 1
+"""Every equal entry."""
+OCCURRENCE_FIRST: Occurrence.ValueType  # 2
+"""The first (oldest) equal entry."""
+OCCURRENCE_LAST: Occurrence.ValueType  # 3
+"""The last (newest) equal entry."""
+Global___Occurrence: _TypeAlias = Occurrence  # noqa: Y015
 
 class _Operator:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -860,6 +944,9 @@ class Enrichment(_message.Message):
     DATE_FORMAT_FIELD_NUMBER: _builtins.int
     CAPTURE_FIELD_NUMBER: _builtins.int
     REQUIRED_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    OCCURRENCE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Optional id, unique within the attribute, used in error paths and traces."""
     kind: Global___EnrichmentKind.ValueType
@@ -869,13 +956,20 @@ class Enrichment(_message.Message):
     key: _builtins.str
     """Tally key (INCREMENT_TALLY_KEY, REMOVE_TALLY_KEY) or funnel step id."""
     delimiter: _builtins.str
-    """Delimiter for JOIN (at least one character)."""
+    """Delimiter for JOIN and SPLIT (at least one character)."""
     date_format: _builtins.str
-    """Date format (strftime) used when a date is set from a string; ISO 8601
-    and epoch milliseconds are accepted without one.
+    """Date format (strftime) used when a date is set from a string (ISO 8601
+    and epoch milliseconds are accepted without one), and the output format
+    of FORMAT_DATE.
     """
     required: _builtins.bool
     """For FUNNEL_STEP: the step must be completed in order."""
+    unit: Global___TimeUnit.ValueType
+    """For SET_DATE_DIFFERENCE: the unit of the result (months are 30 days)."""
+    occurrence: Global___Occurrence.ValueType
+    """For REMOVE_ENTRIES: which equal entries are removed (default: all)."""
+    count: _builtins.int
+    """For TOP_KEYS: how many keys (1 to the collection limit)."""
     @_builtins.property
     def rule(self) -> Global___Rule:
         """Optional rule; when set, the enrichment runs only if it matches."""
@@ -901,10 +995,13 @@ class Enrichment(_message.Message):
         date_format: _builtins.str = ...,
         capture: _abc.Iterable[_builtins.str] | None = ...,
         required: _builtins.bool = ...,
+        unit: Global___TimeUnit.ValueType = ...,
+        occurrence: Global___Occurrence.ValueType = ...,
+        count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["rule", b"rule"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capture", b"capture", "date_format", b"date_format", "delimiter", b"delimiter", "id", b"id", "key", b"key", "kind", b"kind", "operands", b"operands", "required", b"required", "rule", b"rule", "when", b"when"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capture", b"capture", "count", b"count", "date_format", b"date_format", "delimiter", b"delimiter", "id", b"id", "key", b"key", "kind", b"kind", "occurrence", b"occurrence", "operands", b"operands", "required", b"required", "rule", b"rule", "unit", b"unit", "when", b"when"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
