@@ -13,6 +13,11 @@ Mapping semantics (documented for the README):
   left out (the rest of the action is sent). Their time defaults to the triggering event's
   time (the visit's end time for visit-end triggers); properties without a value are left
   out; purchase quantity defaults to 1 and is clamped to Braze's 1..100.
+- Product arrays (Tealium's Braze connector): a purchase whose product id is a list of N
+  items becomes N purchases, taking item i of every other list of N (price, quantity,
+  currency, properties) and sharing scalars; lists of another length in price, quantity or
+  currency leave the purchases out (noted). An event whose name is a list becomes one event
+  per name in the same way.
 - Membership forwarding (TrackUserMapping.membership) adds to the same Track User, so the
   whole update travels in one request: ``SegmentMembership`` (SET, the names of every
   audience the visitor is in, in document order) and/or ``In <audience name>`` (true for
@@ -116,18 +121,42 @@ def user_identifier_builder(
     return _identifier_builder(mapping, operands)
 
 
+Item = tuple[int, int]
+"""``(index, count)`` of one item of an expanded product array."""
+
+
+def _item(value: Any, item: Item | None) -> Any:
+    """``value[index]`` when ``value`` is a list of ``count`` items, else ``value`` (a scalar
+    or a list of another length is shared by every item)."""
+    if item is not None and isinstance(value, list) and len(value) == item[1]:
+        return value[item[0]]
+    return value
+
+
+def _items(*values: Any) -> list[Item | None] | None:
+    """Tealium's product arrays: when the first value is a list of N items, N items (each
+    other list must hold N too, else ``None``: the mapping is left out); else one item."""
+    first = values[0]
+    if not isinstance(first, list):
+        return [None]
+    count = len(first)
+    if any(isinstance(v, list) and len(v) != count for v in values[1:]):
+        return None
+    return [(index, count) for index in range(count)]
+
+
 def _properties_builder(
     properties: Any, operands: OperandCompiler
-) -> Callable[[EvalContext], dict[str, value_pb2.Value]]:
+) -> Callable[[EvalContext, Item | None], dict[str, value_pb2.Value]]:
     readers = tuple((name, operands.reader(operand)) for name, operand in properties.items())
 
-    def build(c: EvalContext) -> dict[str, value_pb2.Value]:
+    def build(c: EvalContext, item: Item | None) -> dict[str, value_pb2.Value]:
         converted: dict[str, value_pb2.Value] = {}
         for name, read in readers:
             value = read(c)
             if value is None:
                 continue
-            proto = to_common_value(value)
+            proto = to_common_value(_item(value, item))
             if proto is not None:
                 converted[name] = proto
         return converted
@@ -183,13 +212,18 @@ def _event_writer(mapping: pb.EventMapping, operands: OperandCompiler) -> Attrib
     properties = _properties_builder(mapping.properties, operands)
 
     def write(c: EvalContext, track: action_pb2.TrackUser) -> None:
-        name = to_string(read_name(c))
-        if not name:
-            c.note("a mapped event has no name; left out")
-            return
-        track.events.add(
-            name=name, time=timestamp_from_ms(_time(read_time, c)), properties=properties(c)
-        )
+        names = read_name(c)
+        # A list of names is a product array: one event per name (properties by index).
+        for item in _items(names) or ():
+            name = to_string(_item(names, item))
+            if not name:
+                c.note("a mapped event has no name; left out")
+                continue
+            track.events.add(
+                name=name,
+                time=timestamp_from_ms(_time(read_time, c)),
+                properties=properties(c, item),
+            )
 
     return write
 
@@ -203,20 +237,27 @@ def _purchase_writer(mapping: pb.PurchaseMapping, operands: OperandCompiler) -> 
     properties = _properties_builder(mapping.properties, operands)
 
     def write(c: EvalContext, track: action_pb2.TrackUser) -> None:
-        product, code = to_string(product_id(c)), to_string(currency(c))
-        amount = to_number(price(c))
-        if not product or not code or amount is None:
-            c.note("a mapped purchase lacks a product id, currency or price; left out")
+        values = (product_id(c), currency(c), price(c), quantity(c) if quantity else None)
+        items = _items(*values)
+        if items is None:
+            c.note("mapped product arrays differ in length; purchases left out")
             return
-        count = to_number(quantity(c)) if quantity is not None else None
-        track.purchases.add(
-            product_id=product,
-            currency=code,
-            price=amount,
-            quantity=min(100, max(1, int(count))) if count is not None else 1,
-            time=timestamp_from_ms(_time(read_time, c)),
-            properties=properties(c),
-        )
+        # Tealium's product arrays: equal-length lists give one purchase per index.
+        for item in items:
+            product, code, amount, count = (_item(v, item) for v in values)
+            product, code, amount = to_string(product), to_string(code), to_number(amount)
+            if not product or not code or amount is None:
+                c.note("a mapped purchase lacks a product id, currency or price; left out")
+                continue
+            number = to_number(count) if count is not None else None
+            track.purchases.add(
+                product_id=product,
+                currency=code,
+                price=amount,
+                quantity=min(100, max(1, int(number))) if number is not None else 1,
+                time=timestamp_from_ms(_time(read_time, c)),
+                properties=properties(c, item),
+            )
 
     return write
 

@@ -189,6 +189,47 @@ def test_track_user_events_and_purchases() -> None:
     assert track.purchases[0].properties["brand"].string_value == "n"
 
 
+def test_product_arrays_become_one_purchase_or_event_per_index() -> None:
+    # Tealium's Braze connector: equal-length arrays give one purchase (or event) per index.
+    purchase = {
+        "product_id": evt("product_id"),
+        "currency": const("EUR"),  # a scalar is shared
+        "price": evt("product_price"),
+        "quantity": evt("product_quantity"),
+        "properties": {"brand": evt("product_brand"), "page": evt("page")},
+    }
+    mapping = {
+        "track_user": {
+            "identifier": {"external_id": const("u1")},
+            "events": [{"name": evt("steps"), "properties": {"at": evt("product_id")}}],
+            "purchases": [
+                purchase,
+                {**purchase, "price": evt("short_prices")},  # lengths differ: left out
+            ],
+        }
+    }
+    data = {
+        "product_id": ["sku-1", "sku-2", "sku-3"],
+        "product_price": [10.0, 20.5, 3.0],
+        "product_quantity": [1.0, 2.0, 500.0],
+        "product_brand": ["a", "b", "c"],
+        "page": "checkout",
+        "short_prices": [1.0, 2.0],
+        "steps": ["viewed", "paid"],
+    }
+    track = fire_one(mapping, data).track_user
+    assert [(p.product_id, p.currency, p.price, p.quantity) for p in track.purchases] == [
+        ("sku-1", "EUR", 10.0, 1),
+        ("sku-2", "EUR", 20.5, 2),
+        ("sku-3", "EUR", 3.0, 100),
+    ]
+    assert [p.properties["brand"].string_value for p in track.purchases] == ["a", "b", "c"]
+    assert {p.properties["page"].string_value for p in track.purchases} == {"checkout"}
+    assert [e.name for e in track.events] == ["viewed", "paid"]
+    # A list of another length than the names is sent whole.
+    assert list(track.events[0].properties["at"].string_list.values) == data["product_id"]
+
+
 def test_frequency_cap_is_copied_with_the_cooldown_wait() -> None:
     cap = {"cooldown_group": "promo", "priority": 20, "max_sends": 3, "window": "24h"}
     action = fire_one(
