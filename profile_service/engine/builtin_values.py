@@ -16,7 +16,15 @@ returning_visitor      visitor boolean  true from the visitor's second visit on
 visit_start            visit    date     when the current visit started
 visit_event_count      visit    number   events in the current visit, the current one included
 visit_duration         visit    number   minutes from the visit's start to its latest event
+visit_end              visit    date     the time of the visit's latest event
+total_time_on_site     visitor number   minutes of every ended visit, added at visit end
+average_visit_duration visitor number   total_time_on_site / ended visits (unset before one)
+weeks_since_first_visit visitor number  whole weeks from first_visit to the latest activity
+average_visits_per_week visitor number  lifetime visits / weeks since the first (at least 1)
 =====================  ======  =======  ===================================================
+
+"Latest activity" is the profile's update time (its latest event or visit end), so the
+figures are those of the moment the profile last changed, the same in rules and lookups.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ from profile_service.engine.state import ProfileState
 from profile_service.engine.values import (
     MS_PER_MINUTE,
 )
+
+MS_PER_WEEK = 7 * 24 * 60 * MS_PER_MINUTE
 
 BuiltinReader = Callable[[ProfileState], Any]
 
@@ -68,6 +78,36 @@ def _visit_duration(state: ProfileState) -> Any:
     return (visit.last_event_ms - visit.started_ms) / MS_PER_MINUTE
 
 
+def _visit_end(state: ProfileState) -> Any:
+    return state.visit.last_event_ms if state.visit is not None else None
+
+
+def _total_time_on_site(state: ProfileState) -> Any:
+    return state.time_on_site_ms / MS_PER_MINUTE
+
+
+def _average_visit_duration(state: ProfileState) -> Any:
+    if state.ended_visits == 0:
+        return None
+    return state.time_on_site_ms / MS_PER_MINUTE / state.ended_visits
+
+
+def _weeks(state: ProfileState) -> float | None:
+    if state.first_visit_ms is None:
+        return None
+    return max(0, state.updated_ms - state.first_visit_ms) / MS_PER_WEEK
+
+
+def _weeks_since_first_visit(state: ProfileState) -> Any:
+    weeks = _weeks(state)
+    return float(int(weeks)) if weeks is not None else None
+
+
+def _average_visits_per_week(state: ProfileState) -> Any:
+    weeks = _weeks(state)
+    return state.visit_count / max(1.0, weeks) if weeks is not None else None
+
+
 BUILTIN_READERS: Final[dict[str, BuiltinReader]] = {
     "lifetime_event_count": _lifetime_event_count,
     "lifetime_visit_count": _lifetime_visit_count,
@@ -77,6 +117,11 @@ BUILTIN_READERS: Final[dict[str, BuiltinReader]] = {
     "visit_start": _visit_start,
     "visit_event_count": _visit_event_count,
     "visit_duration": _visit_duration,
+    "visit_end": _visit_end,
+    "total_time_on_site": _total_time_on_site,
+    "average_visit_duration": _average_visit_duration,
+    "weeks_since_first_visit": _weeks_since_first_visit,
+    "average_visits_per_week": _average_visits_per_week,
 }
 """Built-in attribute id -> how its value is read (``None`` when unassigned)."""
 
@@ -89,10 +134,17 @@ BUILTIN_TYPES: Final[dict[str, int]] = {
     "visit_start": pb.ATTRIBUTE_TYPE_DATE,
     "visit_event_count": pb.ATTRIBUTE_TYPE_NUMBER,
     "visit_duration": pb.ATTRIBUTE_TYPE_NUMBER,
+    "visit_end": pb.ATTRIBUTE_TYPE_DATE,
+    "total_time_on_site": pb.ATTRIBUTE_TYPE_NUMBER,
+    "average_visit_duration": pb.ATTRIBUTE_TYPE_NUMBER,
+    "weeks_since_first_visit": pb.ATTRIBUTE_TYPE_NUMBER,
+    "average_visits_per_week": pb.ATTRIBUTE_TYPE_NUMBER,
 }
 """Built-in attribute id -> ``crowd.profile.v1.AttributeType``."""
 
-VISIT_BUILTINS: Final = frozenset({"visit_start", "visit_event_count", "visit_duration"})
+VISIT_BUILTINS: Final = frozenset(
+    {"visit_start", "visit_event_count", "visit_duration", "visit_end"}
+)
 """Built-ins of the current visit (the others are visitor-scoped)."""
 
 

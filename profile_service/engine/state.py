@@ -100,6 +100,10 @@ class ProfileState:
     value_times: dict[str, int] = field(default_factory=dict)
     """Visitor attribute id -> when an enrichment last wrote (or removed) it: merge rules
     NEWER and OLDER compare these, not the profiles' update times."""
+    time_on_site_ms: int = 0
+    """Total duration of the visitor's ended visits (built-in ``total_time_on_site``)."""
+    ended_visits: int = 0
+    """Visits that have ended (``average_visit_duration`` divides by it)."""
 
     def to_bytes(self) -> bytes:
         """Serialise to compact JSON."""

@@ -186,6 +186,8 @@ def _base_state(s: ProfileState, r: ProfileState, now_ms: int) -> ProfileState:
         if visitor_id not in merged.visitor_ids:
             merged.visitor_ids.append(visitor_id)
     merged.visit_count = s.visit_count + r.visit_count
+    merged.time_on_site_ms = s.time_on_site_ms + r.time_on_site_ms
+    merged.ended_visits = s.ended_visits + r.ended_visits
     merged.event_count = s.event_count + r.event_count
     merged.sequence = max(s.sequence, r.sequence)
     firsts = [t for t in (s.first_visit_ms, r.first_visit_ms) if t is not None]

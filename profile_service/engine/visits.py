@@ -65,6 +65,8 @@ def mark_visit_ended(state: ProfileState, ended_ms: int) -> dict[str, Any]:
         return {}
     state.last_visit_ms = ended_ms
     state.last_visit_id = visit.visit_id
+    state.time_on_site_ms += visit.last_event_ms - visit.started_ms
+    state.ended_visits += 1
     state.updated_ms = max(state.updated_ms, ended_ms)
     return {
         "visit_id": visit.visit_id,

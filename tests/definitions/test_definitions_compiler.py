@@ -338,6 +338,11 @@ def test_builtin_table_and_resolution() -> None:
         "visit_start": (pb.ATTRIBUTE_SCOPE_VISIT, pb.ATTRIBUTE_TYPE_DATE),
         "visit_event_count": (pb.ATTRIBUTE_SCOPE_VISIT, pb.ATTRIBUTE_TYPE_NUMBER),
         "visit_duration": (pb.ATTRIBUTE_SCOPE_VISIT, pb.ATTRIBUTE_TYPE_NUMBER),
+        "visit_end": (pb.ATTRIBUTE_SCOPE_VISIT, pb.ATTRIBUTE_TYPE_DATE),
+        "total_time_on_site": (pb.ATTRIBUTE_SCOPE_VISITOR, pb.ATTRIBUTE_TYPE_NUMBER),
+        "average_visit_duration": (pb.ATTRIBUTE_SCOPE_VISITOR, pb.ATTRIBUTE_TYPE_NUMBER),
+        "weeks_since_first_visit": (pb.ATTRIBUTE_SCOPE_VISITOR, pb.ATTRIBUTE_TYPE_NUMBER),
+        "average_visits_per_week": (pb.ATTRIBUTE_SCOPE_VISITOR, pb.ATTRIBUTE_TYPE_NUMBER),
         "returning_visitor": (pb.ATTRIBUTE_SCOPE_VISITOR, pb.ATTRIBUTE_TYPE_BOOLEAN),
     }
     defined = {

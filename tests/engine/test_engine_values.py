@@ -110,12 +110,15 @@ def test_profile_values_for_the_api() -> None:
         "lifetime_visit_count",
         "first_visit",
         "returning_visitor",
+        "total_time_on_site",
+        "weeks_since_first_visit",
+        "average_visits_per_week",
     }  # badges are listed separately
     assert visitor["brands"].tally_value.favorite == "nike"
     visit = visit_attribute_values(defs, state)
     assert visit["page"].string_value == "/home"
     assert visit["visit_event_count"].number_value == 1.0
-    assert set(visit) == {"page", "visit_start", "visit_event_count", "visit_duration"}
+    assert set(visit) == {"page", "visit_start", "visit_event_count", "visit_duration", "visit_end"}
     favorite = attribute_value_of(defs, state, "brands.favorite")
     assert favorite is not None and favorite.string_value == "nike"
     fan = attribute_value_of(defs, state, "fan")
@@ -125,6 +128,38 @@ def test_profile_values_for_the_api() -> None:
     assert visit_attribute_values(defs, v.profile) == {}
     last = attribute_value_of(defs, v.profile, "last_visit")
     assert last is not None and last.date_value.ToMilliseconds() == T0 + 30 * 60_000
+
+
+def test_tealium_preloaded_time_builtins() -> None:
+    defs = single(attribute("n", "number"))
+    v = Visitor(defs)
+    minute, week = 60_000, 7 * 24 * 60 * 60_000
+    v.send("view", T0)
+    v.send("view", T0 + 10 * minute)
+    assert attribute_value_of(defs, v.profile, "average_visit_duration") is None  # none ended
+    assert _number(defs, v.profile, "total_time_on_site") == 0.0
+    assert _date(defs, v.profile, "visit_end") == T0 + 10 * minute
+    v.end(T0 + 60 * minute)  # a 10-minute visit
+    v.send("view", T0 + 3 * week)
+    v.send("view", T0 + 3 * week + 20 * minute)
+    v.end(T0 + 3 * week + 2 * 60 * minute)  # a 20-minute visit
+    assert _number(defs, v.profile, "total_time_on_site") == 30.0
+    assert _number(defs, v.profile, "average_visit_duration") == 15.0
+    assert _number(defs, v.profile, "weeks_since_first_visit") == 3.0
+    # 2 visits in 3 weeks and a bit (up to the second visit's end).
+    assert 0.6 < _number(defs, v.profile, "average_visits_per_week") < 2 / 3
+
+
+def _number(defs: Any, state: Any, attribute_id: str) -> float:
+    value = attribute_value_of(defs, state, attribute_id)
+    assert value is not None
+    return value.number_value
+
+
+def _date(defs: Any, state: Any, attribute_id: str) -> int:
+    value = attribute_value_of(defs, state, attribute_id)
+    assert value is not None
+    return int(value.date_value.ToMilliseconds())
 
 
 def test_plans_are_cached_per_definitions_object() -> None:

@@ -45,6 +45,10 @@ def test_first_event_creates_the_visitor_and_starts_a_visit_with_builtins() -> N
         "visit_start": T0,
         "visit_event_count": 1.0,
         "visit_duration": 0.0,
+        "visit_end": T0,
+        "total_time_on_site": 0.0,
+        "weeks_since_first_visit": 0.0,
+        "average_visits_per_week": 1.0,
     }
     kinds = [record.kind for record in outcome.trace]
     assert kinds[:3] == [
