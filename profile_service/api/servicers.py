@@ -7,6 +7,7 @@ canonical status codes with ``google.rpc`` details.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator
@@ -187,9 +188,12 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
         position = 0
         async for request in request_iterator:
             events: list[NormalizedEvent] = []
-            for record in request.records:
+            # Visitor-ID values are looked up together (one round trip each, concurrently);
+            # anonymous ids need no lookup: ingest itself follows their aliases.
+            owners = await asyncio.gather(*(self._owner(r.visitor) for r in request.records))
+            for record, owner in zip(request.records, owners, strict=True):
                 violations = Violations()
-                event = await self._import_event(record, violations)
+                event = self._import_event(record, owner, violations)
                 if event is None:
                     response.violations.extend(
                         _violation_pb(v) for v in _prefixed(f"records[{position}]", violations)
@@ -203,8 +207,18 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
                 response.imported += sum(1 for r in results if not r.duplicate)
         return response
 
-    async def _import_event(
-        self, record: profile_service_pb2.ImportRecord, violations: Violations
+    async def _owner(self, lookup: event_pb2.VisitorLookup) -> str | None:
+        """The profile holding a visitor-ID value lookup's value (None: unknown, or not such
+        a lookup)."""
+        if lookup.WhichOneof("by") != "visitor_id_value" or not lookup.visitor_id_value.value:
+            return None
+        return await self._backend.resolve(lookup)
+
+    def _import_event(
+        self,
+        record: profile_service_pb2.ImportRecord,
+        owner: str | None,
+        violations: Violations,
     ) -> NormalizedEvent | None:
         """The event one offline record becomes, or None after recording its violations."""
         lookup = record.visitor
@@ -214,7 +228,7 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
             violations.extend_prefixed("", exc.violations)
             return None
         identities: dict[str, str] = {}
-        visitor_id = await self._backend.resolve(lookup)
+        visitor_id = owner
         if lookup.WhichOneof("by") == "visitor_id_value":
             identities[lookup.visitor_id_value.attribute_id] = lookup.visitor_id_value.value
             if visitor_id is None:
