@@ -15,6 +15,7 @@ from crowd.profile.v1 import definitions_pb2, event_pb2, profile_pb2, trace_pb2
 from profile_service.definitions.checked import validate_off_loop
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.definitions.violations import field_violations
+from profile_service.engine.builtin_values import UNBADGED
 from profile_service.engine.deletion import deletion_actions
 from profile_service.engine.processor import (
     visit_attribute_values,
@@ -87,12 +88,14 @@ def profile_message(
     defs: CompiledDefinitions, state: ProfileState, retention_ms: int
 ) -> profile_pb2.Profile:
     """The API view of a stored profile."""
-    badges = sorted(
+    badge_ids = [
         attribute_id
         for attribute_id, definition in defs.attributes.items()
         if definition.type == definitions_pb2.ATTRIBUTE_TYPE_BADGE
-        and state.attributes.get(attribute_id) is True
-    )
+    ]
+    badges = sorted(b for b in badge_ids if state.attributes.get(b) is True)
+    if not badges and UNBADGED not in defs.attributes:
+        badges = [UNBADGED]  # Tealium's preloaded badge of visitors with no custom badge
     identities = {
         attribute_id: str(state.attributes[attribute_id])
         for attribute_id in defs.visitor_id_attributes

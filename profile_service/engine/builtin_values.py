@@ -23,13 +23,18 @@ weeks_since_first_visit visitor number  whole weeks from first_visit to the late
 average_visits_per_week visitor number  lifetime visits / weeks since the first (at least 1)
 =====================  ======  =======  ===================================================
 
+``unbadged`` (visitor badge) is assigned while the visitor holds none of the definitions'
+badges: Tealium's preloaded Unbadged, given to every new visitor and gone once a custom
+badge is earned (it comes back if every badge is removed). It depends on the definitions,
+so `OperandCompiler` and the API view compute it with `is_unbadged`.
+
 "Latest activity" is the profile's update time (its latest event or visit end), so the
 figures are those of the moment the profile last changed, the same in rules and lookups.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from crowd.profile.v1 import definitions_pb2 as pb
@@ -146,6 +151,15 @@ VISIT_BUILTINS: Final = frozenset(
     {"visit_start", "visit_event_count", "visit_duration", "visit_end"}
 )
 """Built-ins of the current visit (the others are visitor-scoped)."""
+
+
+UNBADGED: Final = "unbadged"
+"""The id of the preloaded Unbadged badge."""
+
+
+def is_unbadged(state: ProfileState, badge_ids: Iterable[str]) -> bool:
+    """True while the profile holds none of ``badge_ids`` (the definitions' badges)."""
+    return not any(state.attributes.get(badge) is True for badge in badge_ids)
 
 
 def builtin_values(state: ProfileState) -> dict[str, Any]:

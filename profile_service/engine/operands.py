@@ -13,7 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from crowd.profile.v1 import definitions_pb2 as pb
-from profile_service.engine.builtin_values import BUILTIN_READERS, BUILTIN_TYPES
+from profile_service.engine.builtin_values import (
+    BUILTIN_READERS,
+    BUILTIN_TYPES,
+    UNBADGED,
+    is_unbadged,
+)
 from profile_service.engine.context import AttributeMeta, EvalContext, Reader, favorite_id
 from profile_service.engine.value_protos import (
     value_from_proto,
@@ -39,6 +44,7 @@ class OperandCompiler:
     def __init__(self, metas: dict[str, AttributeMeta]) -> None:
         self._metas = metas
         self._tallies = {favorite_id(meta.id): meta for meta in metas.values() if meta.is_tally}
+        self._badges = tuple(meta.id for meta in metas.values() if meta.is_badge)
 
     # --- static information ------------------------------------------------------------------
 
@@ -49,6 +55,8 @@ class OperandCompiler:
             return meta.type
         if attribute_id in self._tallies:
             return pb.ATTRIBUTE_TYPE_STRING
+        if attribute_id == UNBADGED:
+            return pb.ATTRIBUTE_TYPE_BADGE
         return BUILTIN_TYPES.get(attribute_id)
 
     def static_type(self, operand: pb.Operand) -> int | None:
@@ -105,6 +113,9 @@ class OperandCompiler:
         tally = self._tallies.get(attribute_id)
         if tally is not None:
             return self._favorite_reader(tally, missing)
+        if attribute_id == UNBADGED:
+            badges = self._badges
+            return lambda c: True if is_unbadged(c.state, badges) else missing
         builtin = BUILTIN_READERS.get(attribute_id)
         if builtin is not None:
 

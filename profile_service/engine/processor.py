@@ -36,7 +36,13 @@ from profile_service.definitions.model import CompiledDefinitions
 from profile_service.engine import value_protos, values
 from profile_service.engine.actions import event_key, fire, visit_end_key
 from profile_service.engine.audiences import evaluate_audiences, is_member
-from profile_service.engine.builtin_values import BUILTIN_TYPES, VISIT_BUILTINS, builtin_values
+from profile_service.engine.builtin_values import (
+    BUILTIN_TYPES,
+    UNBADGED,
+    VISIT_BUILTINS,
+    builtin_values,
+    is_unbadged,
+)
 from profile_service.engine.context import EvalContext
 from profile_service.engine.enrichment_spec import identity_accepted
 from profile_service.engine.enrichments import EnrichmentStep
@@ -351,6 +357,10 @@ def attribute_value_of(
     if attribute_id in BUILTIN_TYPES:
         value = builtin_values(state).get(attribute_id)
         return to_attribute_value(BUILTIN_TYPES[attribute_id], value)
+    if attribute_id == UNBADGED:
+        badges = [a for a, d in defs.attributes.items() if d.type == pb.ATTRIBUTE_TYPE_BADGE]
+        unbadged = True if is_unbadged(state, badges) else None
+        return to_attribute_value(pb.ATTRIBUTE_TYPE_BADGE, unbadged)
     tally_id, _, suffix = attribute_id.rpartition(".")
     tally = defs.attributes.get(tally_id)
     if suffix == "favorite" and tally is not None and tally.type == pb.ATTRIBUTE_TYPE_TALLY:

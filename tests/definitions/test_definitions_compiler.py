@@ -343,6 +343,7 @@ def test_builtin_table_and_resolution() -> None:
         "average_visit_duration": (pb.ATTRIBUTE_SCOPE_VISITOR, pb.ATTRIBUTE_TYPE_NUMBER),
         "weeks_since_first_visit": (pb.ATTRIBUTE_SCOPE_VISITOR, pb.ATTRIBUTE_TYPE_NUMBER),
         "average_visits_per_week": (pb.ATTRIBUTE_SCOPE_VISITOR, pb.ATTRIBUTE_TYPE_NUMBER),
+        "unbadged": (pb.ATTRIBUTE_SCOPE_VISITOR, pb.ATTRIBUTE_TYPE_BADGE),
         "returning_visitor": (pb.ATTRIBUTE_SCOPE_VISITOR, pb.ATTRIBUTE_TYPE_BOOLEAN),
     }
     defined = {

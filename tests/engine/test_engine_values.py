@@ -18,7 +18,17 @@ from profile_service.engine.processor import (
     visit_attribute_values,
     visitor_attribute_values,
 )
-from tests.engine.helpers import T0, Visitor, attribute, enrichment, evt, is_event, single
+from tests.engine.helpers import (
+    T0,
+    Visitor,
+    attr,
+    attribute,
+    cond,
+    enrichment,
+    evt,
+    is_event,
+    single,
+)
 
 T = pb.AttributeType
 
@@ -148,6 +158,22 @@ def test_tealium_preloaded_time_builtins() -> None:
     assert _number(defs, v.profile, "weeks_since_first_visit") == 3.0
     # 2 visits in 3 weeks and a bit (up to the second visit's end).
     assert 0.6 < _number(defs, v.profile, "average_visits_per_week") < 2 / 3
+
+
+def test_unbadged_until_a_custom_badge_is_earned() -> None:
+    # Tealium's preloaded Unbadged: every new visitor has it; earning a badge removes it.
+    defs = single(
+        attribute("vip", "badge", enrichment("assign_badge", rule=[[is_event("purchase")]])),
+        audiences=[
+            {"id": "newcomers", "expression": {"condition": cond(attr("unbadged"), "is_assigned")}}
+        ],
+    )
+    v = Visitor(defs)
+    assert v.send("view", T0).audiences_joined == ["newcomers"]
+    unbadged = attribute_value_of(defs, v.profile, "unbadged")
+    assert unbadged is not None and unbadged.badge_value is True
+    assert v.send("purchase", T0 + 60_000).audiences_left == ["newcomers"]
+    assert attribute_value_of(defs, v.profile, "unbadged") is None
 
 
 def _number(defs: Any, state: Any, attribute_id: str) -> float:

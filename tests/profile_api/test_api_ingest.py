@@ -48,6 +48,9 @@ async def test_track_event_reports_typed_changes_badges_audiences_and_actions(
     assert first.definitions_version == version.version
     assert changes(first)["customer_id"].string_value == "cust-1"
 
+    # Tealium's preloaded Unbadged: until a custom badge is earned.
+    assert list((await client.get_profile("shopper")).badges) == ["unbadged"]
+
     small = await client.track_event("shopper", "purchase", {"order_total": 320.0})
     assert changes(small)["lifetime_order_value"].number_value == 320.0
     assert changes(small)["purchased"].bool_value is True
@@ -59,6 +62,7 @@ async def test_track_event_reports_typed_changes_badges_audiences_and_actions(
     assert changed["lifetime_order_value"].number_value == 560.5
     # Badges are reported as badges (not repeated among the changed attributes).
     assert list(big.badges_assigned) == ["vip"]
+    assert list((await client.get_profile("shopper")).badges) == ["vip"]
     assert list(big.audiences_joined) == [VIPS]
     [fired] = big.actions_fired
     assert fired.action_id == VIP_ACTION and fired.idempotency_key

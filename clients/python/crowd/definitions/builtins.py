@@ -125,6 +125,14 @@ _BUILTINS = (
         "Lifetime visits divided by the weeks since the first visit (at least one week).",
     ),
     BuiltinAttribute(
+        "unbadged",
+        "Unbadged",
+        VISITOR,
+        pb.ATTRIBUTE_TYPE_BADGE,
+        "Tealium's preloaded badge: assigned while the visitor holds none of the document's "
+        "badges (every new visitor has it; earning a badge removes it).",
+    ),
+    BuiltinAttribute(
         "returning_visitor",
         "Returning visitor",
         VISITOR,
