@@ -1,12 +1,16 @@
-"""Enrichments that record history: UPDATE_TIMELINE and FUNNEL_STEP (with their captures)."""
+"""Enrichments that record history: UPDATE_TIMELINE and FUNNEL_STEP (with their captures), and
+the ones that read or expire timeline entries."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 from crowd.profile.v1 import definitions_pb2 as pb
 from profile_service.engine.context import Apply, EvalContext, Reader
-from profile_service.engine.enrichment_spec import Spec, nothing
+from profile_service.engine.enrichment_dates import UNIT_MS
+from profile_service.engine.enrichment_spec import Spec, nothing, save
 from profile_service.engine.values import (
     MISSING,
     TIMELINE_MAX_AGE_MS,
@@ -108,3 +112,65 @@ def funnel_step(spec: Spec) -> Apply:
         c.put(meta, {"steps": [*recorded, step], "completed": index == last_index})
 
     return record
+
+
+def _captured_numbers(entries: list[Any], key: str) -> list[float]:
+    numbers: list[float] = []
+    for _time, snapshot in entries:
+        value = snapshot.get(key)
+        if isinstance(value, float) and math.isfinite(value):
+            numbers.append(value)
+    return numbers
+
+
+def rolling(aggregate: Callable[[list[float]], float | None]) -> Callable[[Spec], Apply]:
+    """SET_ROLLING_SUM / _AVERAGE / _MAX: a number from the numbers captured as ``key`` in a
+    timeline's entries (expired entries are gone from the timeline already)."""
+
+    def factory(spec: Spec) -> Apply:
+        read = spec.operand(0)
+        key = spec.enrichment.key
+        meta = spec.meta
+
+        def compute(c: EvalContext) -> None:
+            value = read(c)
+            if value is MISSING:
+                return
+            result = aggregate(_captured_numbers(_timeline_entries(value), key))
+            if result is not None:
+                save(c, meta, result)
+
+        return compute
+
+    return factory
+
+
+def rolling_sum(numbers: list[float]) -> float | None:
+    return float(sum(numbers))
+
+
+def rolling_average(numbers: list[float]) -> float | None:
+    return sum(numbers) / len(numbers) if numbers else None
+
+
+def rolling_max(numbers: list[float]) -> float | None:
+    return max(numbers) if numbers else None
+
+
+def expire_timeline_entries(spec: Spec) -> Apply:
+    """Drop the entries older than ``count`` ``unit``s before the event (or the visit end)."""
+    meta = spec.meta
+    max_age_ms = spec.enrichment.count * UNIT_MS.get(
+        spec.enrichment.unit, UNIT_MS[pb.TIME_UNIT_DAYS]
+    )
+    if max_age_ms <= 0:
+        return nothing
+
+    def expire(c: EvalContext) -> None:
+        entries = _timeline_entries(c.get(meta))
+        cutoff = c.event_time_ms - max_age_ms
+        kept = [entry for entry in entries if entry[0] >= cutoff]
+        if len(kept) != len(entries):
+            c.put(meta, kept)
+
+    return expire

@@ -58,7 +58,15 @@ from profile_service.engine.enrichment_spec import (
     nothing,
     save,
 )
-from profile_service.engine.enrichment_timelines import funnel_step, update_timeline
+from profile_service.engine.enrichment_timelines import (
+    expire_timeline_entries,
+    funnel_step,
+    rolling,
+    rolling_average,
+    rolling_max,
+    rolling_sum,
+    update_timeline,
+)
 from profile_service.engine.operands import OperandCompiler
 from profile_service.engine.values import (
     MISSING,
@@ -299,6 +307,10 @@ _APPLIES_TO: dict[int, frozenset[int]] = {
     pb.ENRICHMENT_KIND_REMOVE_ENTRIES: frozenset(ARRAY_TYPES),
     pb.ENRICHMENT_KIND_TOP_KEYS: frozenset({pb.ATTRIBUTE_TYPE_STRING_SET}),
     pb.ENRICHMENT_KIND_INCREMENT_TALLY_BY_TALLY: frozenset({pb.ATTRIBUTE_TYPE_TALLY}),
+    pb.ENRICHMENT_KIND_SET_ROLLING_SUM: _NUMBER,
+    pb.ENRICHMENT_KIND_SET_ROLLING_AVERAGE: _NUMBER,
+    pb.ENRICHMENT_KIND_SET_ROLLING_MAX: _NUMBER,
+    pb.ENRICHMENT_KIND_EXPIRE_TIMELINE_ENTRIES: frozenset({pb.ATTRIBUTE_TYPE_TIMELINE}),
 }
 """The attribute types each kind applies to; elsewhere it compiles to a no-op (the
 validator refuses such documents; the engine must still never store a mistyped value)."""
@@ -337,6 +349,10 @@ _FACTORIES: dict[int, Factory] = {
     pb.ENRICHMENT_KIND_REMOVE_ENTRIES: remove_entries,
     pb.ENRICHMENT_KIND_TOP_KEYS: top_keys,
     pb.ENRICHMENT_KIND_INCREMENT_TALLY_BY_TALLY: increment_tally_by_tally,
+    pb.ENRICHMENT_KIND_SET_ROLLING_SUM: rolling(rolling_sum),
+    pb.ENRICHMENT_KIND_SET_ROLLING_AVERAGE: rolling(rolling_average),
+    pb.ENRICHMENT_KIND_SET_ROLLING_MAX: rolling(rolling_max),
+    pb.ENRICHMENT_KIND_EXPIRE_TIMELINE_ENTRIES: expire_timeline_entries,
 }
 
 

@@ -225,7 +225,7 @@ def test_invalid_document_lists_all_its_errors_with_paths_and_sentences() -> Non
             "attributes[1].enrichments[1].kind",
             '"lowercase" does not apply to a number; a number takes increment, decrement, set, '
             "set sum, set difference, set product, set ratio, set size, remove, "
-            "set date difference",
+            "set date difference, set rolling sum, set rolling average, set rolling max",
         ),
         (
             "attributes[2].scope",
@@ -428,6 +428,47 @@ ATTRIBUTE_CASES: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
         ],
     ),
     (
+        "a rolling aggregate names a captured attribute of a timeline",
+        {
+            **copy.deepcopy(BASE),
+            "attributes": [
+                *copy.deepcopy(BASE["attributes"]),
+                {
+                    "id": "orders",
+                    "scope": "visitor",
+                    "type": "timeline",
+                    "enrichments": [
+                        when_any("update_timeline", capture=["ltv"]),
+                        when_any("expire_timeline_entries", unit="days"),
+                    ],
+                },
+                {
+                    "id": "subject",
+                    "scope": "visitor",
+                    "type": "number",
+                    "enrichments": [
+                        when_any("set_rolling_sum", {"attribute": "orders"}, key="nickname"),
+                        when_any("set_rolling_max", {"attribute": "orders"}),
+                    ],
+                },
+            ],
+        },
+        [
+            (
+                f"{NEXT_ATTRIBUTE}.enrichments[1].count",
+                '"expire timeline entries" needs a count of at least 1 (the age limit in units)',
+            ),
+            (
+                f"attributes[{len(BASE['attributes']) + 1}].enrichments[0].key",
+                '"nickname" is not captured by the timeline "orders" (it captures ltv)',
+            ),
+            (
+                f"attributes[{len(BASE['attributes']) + 1}].enrichments[1].key",
+                '"set rolling max" needs the captured attribute\'s id in "key"',
+            ),
+        ],
+    ),
+    (
         "occurrence and unit only where they are used",
         with_attribute(
             "string_set", {**when_any("add_to_set", {"event": "tag"}), "occurrence": "first"}
@@ -496,7 +537,8 @@ ATTRIBUTE_CASES: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
             (
                 f"{A}.enrichments[2].key",
                 '"key" is not used by "remove"; only by "increment tally key" and "remove tally '
-                'key" and "funnel step"',
+                'key" and "funnel step" and "set rolling sum" and "set rolling average" and '
+                '"set rolling max"',
             ),
         ],
     ),

@@ -611,3 +611,49 @@ def test_increment_tally_by_tally() -> None:
     v.send("view", T0 + DAY, category="bags")
     v.end(T0 + DAY + HOUR)
     assert v.value("lifetime_views") == {"shoes": 2.0, "bags": 2.0}
+
+
+def test_rolling_sum_average_and_max_over_timeline_entries() -> None:
+    def rolling(attribute_id: str, kind: str) -> dict[str, object]:
+        return attribute(attribute_id, "number", enrichment(kind, attr("orders"), key="total"))
+
+    defs = single(
+        attribute("total", "number", enrichment("set", evt("total")), scope="visit"),
+        attribute(
+            "orders",
+            "timeline",
+            enrichment("update_timeline", capture=["total"], rule=[[is_event("purchase")]]),
+        ),
+        rolling("sum", "set_rolling_sum"),
+        rolling("mean", "set_rolling_average"),
+        rolling("most", "set_rolling_max"),
+    )
+    v = Visitor(defs)
+    v.send("view", T0)
+    assert v.value("sum") is None  # no timeline yet
+    v.send("purchase", T0 + 30)  # an entry without a total: nothing to average
+    assert v.value("sum") == 0.0
+    assert v.value("mean") is None and v.value("most") is None
+    for n, total in enumerate([10.0, 30.0, 20.0], start=1):
+        v.send("purchase", T0 + n * MINUTE, total=total)
+    assert (v.value("sum"), v.value("mean"), v.value("most")) == (60.0, 20.0, 30.0)
+
+
+def test_expire_timeline_entries_at_the_start_of_a_visit() -> None:
+    defs = single(
+        attribute(
+            "logins",
+            "timeline",
+            enrichment("expire_timeline_entries", when="new_visit", count=7, unit="days"),
+            enrichment("update_timeline", rule=[[is_event("login")]]),
+        ),
+        attribute("recent", "number", enrichment("set_size", attr("logins"))),
+    )
+    v = Visitor(defs)
+    v.send("login", T0)
+    v.send("login", T0 + 3 * DAY)
+    v.send("login", T0 + 6 * DAY)
+    assert v.value("recent") == 3.0
+    v.send("view", T0 + 9 * DAY)  # a new visit: the login of day 0 is over 7 days old
+    assert v.value("recent") == 2.0
+    assert [entry[0] for entry in v.value("logins")] == [T0 + 3 * DAY, T0 + 6 * DAY]

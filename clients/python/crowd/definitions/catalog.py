@@ -123,6 +123,7 @@ _APPEND_OPERAND: dict[int, tuple[OperandSpec, ...]] = {
 
 DATE = _spec({VType.DATE, VType.STRING, VType.NUMBER}, "a date")
 TALLY = _spec({VType.TALLY}, "a tally", constant_allowed=False)
+TIMELINE = _spec({VType.TIMELINE}, "a timeline", constant_allowed=False)
 _STRING = _spec(STRINGISH, "a string")
 _SPLIT_OPERAND: dict[int, tuple[OperandSpec, ...]] = {
     T.ATTRIBUTE_TYPE_STRING_SET: (_STRING,),
@@ -151,6 +152,11 @@ def _only(attribute_type: int, *specs: OperandSpec) -> dict[int, tuple[OperandSp
 _NUM = frozenset({T.ATTRIBUTE_TYPE_NUMBER})
 _TALLY = frozenset({T.ATTRIBUTE_TYPE_TALLY})
 _SET = frozenset({T.ATTRIBUTE_TYPE_STRING_SET})
+
+# A rolling aggregate reads a timeline and names the captured attribute in ``key``.
+_ROLLING = KindSpec(
+    _NUM, _only(T.ATTRIBUTE_TYPE_NUMBER, TIMELINE), uses=frozenset({"key"}), needs_key=True
+)
 
 K = pb.EnrichmentKind
 KIND_SPECS: Mapping[int, KindSpec] = MappingProxyType(
@@ -253,6 +259,12 @@ KIND_SPECS: Mapping[int, KindSpec] = MappingProxyType(
         ),
         K.ENRICHMENT_KIND_INCREMENT_TALLY_BY_TALLY: KindSpec(
             _TALLY, _only(T.ATTRIBUTE_TYPE_TALLY, TALLY)
+        ),
+        K.ENRICHMENT_KIND_SET_ROLLING_SUM: _ROLLING,
+        K.ENRICHMENT_KIND_SET_ROLLING_AVERAGE: _ROLLING,
+        K.ENRICHMENT_KIND_SET_ROLLING_MAX: _ROLLING,
+        K.ENRICHMENT_KIND_EXPIRE_TIMELINE_ENTRIES: KindSpec(
+            frozenset({T.ATTRIBUTE_TYPE_TIMELINE}), uses=frozenset({"count", "unit"})
         ),
     }
 )

@@ -355,9 +355,9 @@ def _check_parity_fields(
     ctx: ValidationContext, enrichment: pb.Enrichment, path: str, name: str
 ) -> None:
     """The fields of SET_DATE_DIFFERENCE (unit), REMOVE_ENTRIES (occurrence), TOP_KEYS
-    (count)."""
+    (count) and EXPIRE_TIMELINE_ENTRIES (count and unit)."""
     kind = enrichment.kind
-    if kind == K.ENRICHMENT_KIND_SET_DATE_DIFFERENCE:
+    if kind in (K.ENRICHMENT_KIND_SET_DATE_DIFFERENCE, K.ENRICHMENT_KIND_EXPIRE_TIMELINE_ENTRIES):
         if enrichment.unit == pb.TIME_UNIT_UNSPECIFIED:
             choices = ", ".join(enum_short_names(pb.TimeUnit.DESCRIPTOR))
             ctx.add(f"{path}.unit", f'"{name}" needs a unit; use one of {choices}')
@@ -367,6 +367,8 @@ def _check_parity_fields(
         pb.Occurrence.values()
     ):
         ctx.add(f"{path}.occurrence", f"unknown occurrence {enrichment.occurrence}")
+    if kind == K.ENRICHMENT_KIND_EXPIRE_TIMELINE_ENTRIES and enrichment.count < 1:
+        ctx.add(f"{path}.count", f'"{name}" needs a count of at least 1 (the age limit in units)')
     if kind == K.ENRICHMENT_KIND_TOP_KEYS and not 1 <= enrichment.count <= (
         ctx.max_collection_size
     ):
@@ -376,14 +378,47 @@ def _check_parity_fields(
         )
 
 
+_ROLLING_KINDS = frozenset(
+    {
+        K.ENRICHMENT_KIND_SET_ROLLING_SUM,
+        K.ENRICHMENT_KIND_SET_ROLLING_AVERAGE,
+        K.ENRICHMENT_KIND_SET_ROLLING_MAX,
+    }
+)
+
+
 def _check_key(ctx: ValidationContext, enrichment: pb.Enrichment, path: str, name: str) -> None:
+    rolling = enrichment.kind in _ROLLING_KINDS
     if not enrichment.key:
-        what = "a step id" if enrichment.kind == K.ENRICHMENT_KIND_FUNNEL_STEP else "a tally key"
+        if enrichment.kind == K.ENRICHMENT_KIND_FUNNEL_STEP:
+            what = "a step id"
+        else:
+            what = "the captured attribute's id" if rolling else "a tally key"
         ctx.add(f"{path}.key", f'"{name}" needs {what} in "key"')
+    elif rolling:
+        _check_captured(ctx, enrichment, path)
     elif enrichment.kind == K.ENRICHMENT_KIND_FUNNEL_STEP:
         ctx.check_id_format(enrichment.key, f"{path}.key", "funnel step id")
     elif len(enrichment.key) > ctx.max_string_length:
         ctx.add(f"{path}.key", f"the key is longer than {ctx.max_string_length} characters")
+
+
+def _check_captured(ctx: ValidationContext, enrichment: pb.Enrichment, path: str) -> None:
+    """A rolling aggregate's ``key`` names an attribute its timeline captures."""
+    operands = enrichment.operands
+    if not operands or operands[0].WhichOneof("source") != "attribute":
+        return
+    timeline = next((a for a in ctx.definitions.attributes if a.id == operands[0].attribute), None)
+    if timeline is None or timeline.type != T.ATTRIBUTE_TYPE_TIMELINE:
+        return  # reported with the operand
+    captured = sorted({c for e in timeline.enrichments for c in e.capture})
+    if enrichment.key not in captured:
+        listed = ", ".join(captured) or "nothing"
+        ctx.add(
+            f"{path}.key",
+            f'"{enrichment.key}" is not captured by the timeline "{timeline.id}" '
+            f"(it captures {listed})",
+        )
 
 
 def _check_date_format(

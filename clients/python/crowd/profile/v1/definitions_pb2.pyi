@@ -238,6 +238,18 @@ class _EnrichmentKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Enrich
     """
     ENRICHMENT_KIND_INCREMENT_TALLY_BY_TALLY: _EnrichmentKind.ValueType  # 33
     """tally: add every key's value of the tally operands[0] to the same key."""
+    ENRICHMENT_KIND_SET_ROLLING_SUM: _EnrichmentKind.ValueType  # 34
+    """number: the sum of the number captured as `key` in the entries of the
+    timeline operands[0] (0 without any).
+    """
+    ENRICHMENT_KIND_SET_ROLLING_AVERAGE: _EnrichmentKind.ValueType  # 35
+    """number: the mean of those numbers (not saved without any)."""
+    ENRICHMENT_KIND_SET_ROLLING_MAX: _EnrichmentKind.ValueType  # 36
+    """number: the largest of those numbers (not saved without any)."""
+    ENRICHMENT_KIND_EXPIRE_TIMELINE_ENTRIES: _EnrichmentKind.ValueType  # 37
+    """timeline: remove the entries older than `count` `unit`s before the event
+    (Tealium evaluates its expiry at the start of each visit: use WHEN_NEW_VISIT).
+    """
 
 class EnrichmentKind(_EnrichmentKind, metaclass=_EnrichmentKindEnumTypeWrapper):
     """The operation an enrichment performs. Each names the attribute types it
@@ -328,6 +340,18 @@ highest values (ties: alphabetical).
 """
 ENRICHMENT_KIND_INCREMENT_TALLY_BY_TALLY: EnrichmentKind.ValueType  # 33
 """tally: add every key's value of the tally operands[0] to the same key."""
+ENRICHMENT_KIND_SET_ROLLING_SUM: EnrichmentKind.ValueType  # 34
+"""number: the sum of the number captured as `key` in the entries of the
+timeline operands[0] (0 without any).
+"""
+ENRICHMENT_KIND_SET_ROLLING_AVERAGE: EnrichmentKind.ValueType  # 35
+"""number: the mean of those numbers (not saved without any)."""
+ENRICHMENT_KIND_SET_ROLLING_MAX: EnrichmentKind.ValueType  # 36
+"""number: the largest of those numbers (not saved without any)."""
+ENRICHMENT_KIND_EXPIRE_TIMELINE_ENTRIES: EnrichmentKind.ValueType  # 37
+"""timeline: remove the entries older than `count` `unit`s before the event
+(Tealium evaluates its expiry at the start of each visit: use WHEN_NEW_VISIT).
+"""
 Global___EnrichmentKind: _TypeAlias = EnrichmentKind  # noqa: Y015
 
 class _Occurrence:
@@ -954,7 +978,9 @@ class Enrichment(_message.Message):
     when: Global___When.ValueType
     """When the enrichment is evaluated."""
     key: _builtins.str
-    """Tally key (INCREMENT_TALLY_KEY, REMOVE_TALLY_KEY) or funnel step id."""
+    """Tally key (INCREMENT_TALLY_KEY, REMOVE_TALLY_KEY), funnel step id, or the
+    captured attribute a rolling aggregate reads from timeline entries.
+    """
     delimiter: _builtins.str
     """Delimiter for JOIN and SPLIT (at least one character)."""
     date_format: _builtins.str
@@ -965,11 +991,15 @@ class Enrichment(_message.Message):
     required: _builtins.bool
     """For FUNNEL_STEP: the step must be completed in order."""
     unit: Global___TimeUnit.ValueType
-    """For SET_DATE_DIFFERENCE: the unit of the result (months are 30 days)."""
+    """For SET_DATE_DIFFERENCE: the unit of the result; for
+    EXPIRE_TIMELINE_ENTRIES: of the age limit (months are 30 days).
+    """
     occurrence: Global___Occurrence.ValueType
     """For REMOVE_ENTRIES: which equal entries are removed (default: all)."""
     count: _builtins.int
-    """For TOP_KEYS: how many keys (1 to the collection limit)."""
+    """For TOP_KEYS: how many keys (1 to the collection limit); for
+    EXPIRE_TIMELINE_ENTRIES: the age limit in `unit`s (at least 1).
+    """
     @_builtins.property
     def rule(self) -> Global___Rule:
         """Optional rule; when set, the enrichment runs only if it matches."""
