@@ -220,6 +220,8 @@ def _compile(
         return lambda c: bool(read(c) != previous(c))
     if operator in (pb.OPERATOR_OCCURRED_WITHIN, pb.OPERATOR_OCCURRED_BEFORE):
         return _occurred(read, operator, abs(offset_ms(condition.offset)), formats)
+    if operator in _FUNNEL_OPERATORS:
+        return _funnel(read, operator, condition.key)
 
     value = operands.optional_reader(condition.value)
     if operator == pb.OPERATOR_TALLY_KEY_VALUE:
@@ -275,6 +277,39 @@ def _binary(
 
         return matches_dynamic
     raise _Never
+
+
+_FUNNEL_OPERATORS = frozenset(
+    {
+        pb.OPERATOR_FUNNEL_STARTED,
+        pb.OPERATOR_FUNNEL_COMPLETED,
+        pb.OPERATOR_STEP_COMPLETED,
+        pb.OPERATOR_STEP_NOT_COMPLETED,
+    }
+)
+
+
+def _funnel(read: Reader, operator: int, step_id: str) -> Predicate:
+    """Funnel conditions over the stored ``{"steps": [[id, ms, snapshot]...], "completed"}``;
+    an unassigned funnel is neither started nor has any step."""
+
+    def recorded(c: EvalContext) -> tuple[set[str], bool]:
+        funnel = read(c)
+        if not isinstance(funnel, dict):
+            return set(), False
+        steps = funnel.get("steps")
+        ids = (
+            {s[0] for s in steps if isinstance(s, list) and s} if isinstance(steps, list) else set()
+        )
+        return ids, bool(funnel.get("completed"))
+
+    if operator == pb.OPERATOR_FUNNEL_STARTED:
+        return lambda c: bool(recorded(c)[0])
+    if operator == pb.OPERATOR_FUNNEL_COMPLETED:
+        return lambda c: recorded(c)[1]
+    if operator == pb.OPERATOR_STEP_COMPLETED:
+        return lambda c: step_id in recorded(c)[0]
+    return lambda c: step_id not in recorded(c)[0]
 
 
 _NO_CONTEXT: Any = None

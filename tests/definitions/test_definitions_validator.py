@@ -1258,3 +1258,45 @@ def _damage(defs: pb.Definitions, rng: random.Random) -> None:
     else:
         enrichment = attribute.enrichments.add(kind=pb.ENRICHMENT_KIND_SET, when=pb.WHEN_ANY_EVENT)
         enrichment.operands.add(attribute=rng.choice([a.id for a in defs.attributes]))
+
+
+def test_funnel_operators_name_a_step_of_their_funnel() -> None:
+    document = copy.deepcopy(BASE)
+    step = {"kind": "funnel_step", "when": ANY, "key": "cart"}
+    document["attributes"].append(
+        {"id": "checkout", "scope": "visitor", "type": "funnel", "enrichments": [step]}
+    )
+    document["audiences"] = [
+        {
+            "id": "started",
+            "expression": {"condition": condition({"attribute": "checkout"}, "funnel_started")},
+        },
+        {
+            "id": "paid",
+            "expression": {
+                "condition": condition({"attribute": "checkout"}, "step_completed", key="pay")
+            },
+        },
+        {
+            "id": "nokey",
+            "expression": {"condition": condition({"attribute": "checkout"}, "step_not_completed")},
+        },
+        {
+            "id": "wrong",
+            "expression": {"condition": condition({"attribute": "ltv"}, "funnel_completed")},
+        },
+    ]
+    assert errors_of(document) == [
+        (
+            "audiences[1].expression.condition.key",
+            '"pay" is not a step of the funnel "checkout" (steps: cart)',
+        ),
+        (
+            "audiences[2].expression.condition.key",
+            '"step not completed" needs the funnel step id in "key"',
+        ),
+        (
+            "audiences[3].expression.condition.operator",
+            '"funnel completed" does not apply to a number',
+        ),
+    ]

@@ -41,6 +41,8 @@ ATTRIBUTES = [
     attribute("scores", "number_array"),
     attribute("customer", "visitor_id"),
     attribute("visit_text", "string", scope="visit"),
+    attribute("checkout", "funnel"),
+    attribute("signup", "funnel"),
 ]
 
 PROFILE: dict[str, Any] = {
@@ -54,6 +56,8 @@ PROFILE: dict[str, Any] = {
     "names": ["Ann", "bob", "Ann"],
     "scores": [1.0, 2.5],
     "customer": "cust-12345",
+    "checkout": {"steps": [["cart", NOW - HOUR, {}]], "completed": False},
+    "signup": {"steps": [["form", NOW - DAY, {}], ["confirm", NOW - HOUR, {}]], "completed": True},
 }
 
 EVENT_DATA: dict[str, Any] = {
@@ -92,6 +96,10 @@ def days(amount: int) -> dict[str, Any]:
 
 
 MATCH: list[dict[str, Any]] = [
+    cond(attr("checkout"), "funnel_started"),
+    cond(attr("signup"), "funnel_completed"),
+    cond(attr("checkout"), "step_completed", key="cart"),
+    cond(attr("checkout"), "step_not_completed", key="pay"),
     # equals / not equals
     cond(attr("text"), "equals", const("Luggage and bags")),
     cond(attr("text"), "equals", const("LUGGAGE AND BAGS"), ignore_case=True),
@@ -186,6 +194,10 @@ MATCH: list[dict[str, Any]] = [
 ]
 
 NO_MATCH: list[dict[str, Any]] = [
+    cond(attr("unknown_is_unassigned"), "funnel_started"),
+    cond(attr("checkout"), "funnel_completed"),
+    cond(attr("checkout"), "step_completed", key="pay"),
+    cond(attr("signup"), "step_not_completed", key="confirm"),
     cond(attr("text"), "equals", const("luggage and bags")),
     cond(attr("num"), "equals", const(12.5)),
     cond(attr("num"), "equals", const("twelve")),

@@ -309,14 +309,29 @@ UNARY_OPERATORS = frozenset(
         Op.OPERATOR_OCCURRED_WITHIN,
         Op.OPERATOR_OCCURRED_BEFORE,
         Op.OPERATOR_HAS_CHANGED,
+        Op.OPERATOR_FUNNEL_STARTED,
+        Op.OPERATOR_FUNNEL_COMPLETED,
+        Op.OPERATOR_STEP_COMPLETED,
+        Op.OPERATOR_STEP_NOT_COMPLETED,
     }
 )
 """Operators that take no ``value``."""
 
+STEP_OPERATORS = frozenset({Op.OPERATOR_STEP_COMPLETED, Op.OPERATOR_STEP_NOT_COMPLETED})
+"""Funnel operators that name a step in ``key``."""
+
 OFFSET_OPERATORS = frozenset({Op.OPERATOR_OCCURRED_WITHIN, Op.OPERATOR_OCCURRED_BEFORE})
 """Operators that need an ``offset`` (a positive amount and a unit)."""
 
-ATTRIBUTE_ONLY_OPERATORS = frozenset({Op.OPERATOR_TALLY_KEY_VALUE, Op.OPERATOR_HAS_CHANGED})
+ATTRIBUTE_ONLY_OPERATORS = frozenset(
+    {
+        Op.OPERATOR_TALLY_KEY_VALUE,
+        Op.OPERATOR_HAS_CHANGED,
+        Op.OPERATOR_FUNNEL_STARTED,
+        Op.OPERATOR_FUNNEL_COMPLETED,
+        *STEP_OPERATORS,
+    }
+)
 """Operators whose input must be an attribute (event data has no tally and no history)."""
 
 _EVERY_VTYPE = frozenset(VType) - {VType.NULL, VType.ANY}
@@ -355,6 +370,10 @@ OPERATOR_INPUTS: Mapping[int, frozenset[VType]] = MappingProxyType(
         Op.OPERATOR_OCCURRED_BEFORE: frozenset({VType.DATE}),
         Op.OPERATOR_TALLY_KEY_VALUE: frozenset({VType.TALLY}),
         Op.OPERATOR_HAS_CHANGED: _EVERY_VTYPE,
+        Op.OPERATOR_FUNNEL_STARTED: frozenset({VType.FUNNEL}),
+        Op.OPERATOR_FUNNEL_COMPLETED: frozenset({VType.FUNNEL}),
+        Op.OPERATOR_STEP_COMPLETED: frozenset({VType.FUNNEL}),
+        Op.OPERATOR_STEP_NOT_COMPLETED: frozenset({VType.FUNNEL}),
     }
 )
 """Input types each operator applies to (an event value, `VType.ANY`, fits every operator

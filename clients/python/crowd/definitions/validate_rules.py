@@ -14,6 +14,7 @@ from crowd.definitions.catalog import (
     OFFSET_OPERATORS,
     OPERATOR_INPUTS,
     ORDERING_OPERATORS,
+    STEP_OPERATORS,
     STRING_OPERATORS,
     TALLY_KEY_OPERATORS,
     UNARY_OPERATORS,
@@ -243,10 +244,38 @@ def _check_ignore_case(
         ctx.add(f"{path}.ignore_case", "ignore_case only applies to comparisons of strings")
 
 
+def _check_step_key(ctx: ValidationContext, condition: pb.Condition, path: str, name: str) -> None:
+    """STEP_COMPLETED / STEP_NOT_COMPLETED name a step of the funnel they test."""
+    if not condition.key:
+        ctx.add(f"{path}.key", f'"{name}" needs the funnel step id in "key"')
+        return
+    source = condition.input
+    if source.WhichOneof("source") != "attribute":
+        return
+    funnel = next((a for a in ctx.definitions.attributes if a.id == source.attribute), None)
+    if funnel is None or funnel.type != pb.ATTRIBUTE_TYPE_FUNNEL:
+        return  # reported with the input
+    steps = [e.key for e in funnel.enrichments if e.kind == pb.ENRICHMENT_KIND_FUNNEL_STEP]
+    if condition.key not in steps:
+        listed = ", ".join(steps) or "none"
+        ctx.add(
+            f"{path}.key",
+            f'"{condition.key}" is not a step of the funnel "{funnel.id}" (steps: {listed})',
+        )
+
+
 def _check_tally_key(ctx: ValidationContext, condition: pb.Condition, path: str, name: str) -> None:
+    if condition.operator in STEP_OPERATORS:
+        _check_step_key(ctx, condition, path, name)
+        if condition.key_operator != Op.OPERATOR_UNSPECIFIED:
+            ctx.add(f"{path}.key_operator", '"key_operator" is only used by tally key value')
+        return
     if condition.operator != Op.OPERATOR_TALLY_KEY_VALUE:
         if condition.key:
-            ctx.add(f"{path}.key", '"key" is only used by the tally key value operator')
+            ctx.add(
+                f"{path}.key",
+                '"key" is only used by the tally key value and funnel step operators',
+            )
         if condition.key_operator != Op.OPERATOR_UNSPECIFIED:
             ctx.add(f"{path}.key_operator", '"key_operator" is only used by tally key value')
         return

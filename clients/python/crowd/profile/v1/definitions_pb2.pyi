@@ -430,6 +430,14 @@ class _OperatorEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Operator.Val
     """The input's value differs from its value before the current event."""
     OPERATOR_CONTAINS_PARTIAL: _Operator.ValueType  # 20
     """A list, set or tally contains an item/key containing the value."""
+    OPERATOR_FUNNEL_STARTED: _Operator.ValueType  # 21
+    """Funnel: at least one step is recorded."""
+    OPERATOR_FUNNEL_COMPLETED: _Operator.ValueType  # 22
+    """Funnel: the last step is recorded (the funnel is completed)."""
+    OPERATOR_STEP_COMPLETED: _Operator.ValueType  # 23
+    """Funnel: the step `key` is recorded."""
+    OPERATOR_STEP_NOT_COMPLETED: _Operator.ValueType  # 24
+    """Funnel: the step `key` is not recorded."""
 
 class Operator(_Operator, metaclass=_OperatorEnumTypeWrapper):
     """Comparison operators shared by rules and audiences."""
@@ -476,6 +484,14 @@ OPERATOR_HAS_CHANGED: Operator.ValueType  # 19
 """The input's value differs from its value before the current event."""
 OPERATOR_CONTAINS_PARTIAL: Operator.ValueType  # 20
 """A list, set or tally contains an item/key containing the value."""
+OPERATOR_FUNNEL_STARTED: Operator.ValueType  # 21
+"""Funnel: at least one step is recorded."""
+OPERATOR_FUNNEL_COMPLETED: Operator.ValueType  # 22
+"""Funnel: the last step is recorded (the funnel is completed)."""
+OPERATOR_STEP_COMPLETED: Operator.ValueType  # 23
+"""Funnel: the step `key` is recorded."""
+OPERATOR_STEP_NOT_COMPLETED: Operator.ValueType  # 24
+"""Funnel: the step `key` is not recorded."""
 Global___Operator: _TypeAlias = Operator  # noqa: Y015
 
 class _TimeUnit:
@@ -1141,7 +1157,9 @@ class Condition(_message.Message):
     ignore_case: _builtins.bool
     """Compare strings case-insensitively."""
     key: _builtins.str
-    """For TALLY_KEY_VALUE: the tally key."""
+    """For TALLY_KEY_VALUE: the tally key; for STEP_COMPLETED and
+    STEP_NOT_COMPLETED: the funnel step id.
+    """
     key_operator: Global___Operator.ValueType
     """For TALLY_KEY_VALUE: the numeric operator applied to the key's value."""
     @_builtins.property
