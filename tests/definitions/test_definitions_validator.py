@@ -787,7 +787,7 @@ RULE_CASES: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
             ),
             (
                 f"{E0}.rule.groups[0].conditions[3].key",
-                '"key" is only used by the tally key value operator',
+                '"key" is only used by the tally key value and funnel step operators',
             ),
         ],
     ),
@@ -818,7 +818,8 @@ RULE_CASES: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
                 "starts_with, ends_with, matches_regex, less_than, less_than_or_equal, "
                 "greater_than, greater_than_or_equal, is_assigned, is_not_assigned, is_true, "
                 "is_false, occurred_within, occurred_before, tally_key_value, has_changed, "
-                "contains_partial",
+                "contains_partial, funnel_started, funnel_completed, step_completed, "
+                "step_not_completed",
             ),
         ],
     ),
