@@ -47,10 +47,18 @@ def event_result(
         profile_id=applied.profile_id,
         duplicate=applied.duplicate,
         definitions_version=defs.version,
+        stitched_profile_ids=applied.stitched,
     )
     outcome: Outcome | None = applied.outcome
     if outcome is None:
         return result
+    for note in outcome.identity_notes:
+        result.identity_notes.add(
+            attribute_id=note.attribute_id,
+            value=note.value,
+            outcome=note.outcome,
+            message=note.message,
+        )
     result.visit_started = outcome.visit_started
     result.new_visitor = outcome.new_visitor
     _add_changes(result, defs, outcome)

@@ -114,7 +114,8 @@ class PartitionKeys:
         return partition_tag(self.partition)
 
     def profile(self, profile_id: str) -> str:
-        """Hash: ``s`` = serialised ``ProfileState`` (JSON bytes), ``v`` = version token.
+        """Hash: ``s`` = serialised ``ProfileState`` (JSON bytes), ``v`` = version token, and
+        ``f`` = the survivor once a stitch has frozen the profile (no commit writes it then).
 
         The version token is a string replaced on every write (a random prefix per process
         and a counter): writers compare it (compare-and-set in Lua) so that concurrent
@@ -160,6 +161,18 @@ class PartitionKeys:
         action is re-evaluated against the profile when due (a gone profile drops it).
         """
         return f"{PREFIX}:{self.tag}:delayed"
+
+    @property
+    def stitches(self) -> str:
+        """Sorted set: stitches in progress whose replaced profile lives in this partition,
+        scored by when they started (ms). No TTL.
+
+        Members are JSON ``{"r": replaced id, "s": survivor id, "a": attribute id, "v":
+        value, "i": stitch id}``: written with the freeze (step 1), removed when the replaced
+        profile is retired (step 3); an entry older than the recovery grace is completed by
+        the sweeper (docs/identity.md).
+        """
+        return f"{PREFIX}:{self.tag}:stitches"
 
     def audience(self, audience_id: str) -> str:
         """Set: profile ids in an audience within this partition. No TTL (kept in step with

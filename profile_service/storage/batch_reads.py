@@ -17,7 +17,10 @@ from profile_service.storage.store_core import (
     raise_errors,
 )
 
-__all__ = ["BatchReads", "Loaded"]
+__all__ = ["MAX_LINK_HOPS", "BatchReads", "Loaded"]
+
+MAX_LINK_HOPS = 8
+"""Most alias or freeze links followed from a visitor id to its surviving profile."""
 
 
 @dataclass
@@ -59,12 +62,25 @@ class BatchReads(StoreCore):
 
         survivors = {s for v, s in survivor_of.items() if s != v}
         loaded: dict[str, Loaded] = {}
-        if survivors:
-            loaded = await self._read_survivors(events, by_visitor, survivor_of, survivors)
-            for visitor_id, survivor in survivor_of.items():
-                if survivor != visitor_id and loaded[survivor].state is None:
-                    # A stale alias (its survivor expired): the visitor id stands for itself.
-                    survivor_of[visitor_id] = visitor_id
+        for _ in range(MAX_LINK_HOPS):
+            if not survivors:
+                break
+            loaded, moved = await self._read_survivors(events, by_visitor, survivor_of, survivors)
+            if not moved:
+                break
+            # A survivor is itself stitched (frozen, or merged away): follow it.
+            survivor_of = {v: moved.get(s, s) for v, s in survivor_of.items()}
+            survivors = {s for v, s in survivor_of.items() if s != v}
+        for visitor_id, survivor in survivor_of.items():
+            if survivor == visitor_id:
+                continue
+            if survivor not in loaded or loaded[survivor].state is None:
+                # A stale alias (its survivor expired): the visitor id stands for itself.
+                survivor_of[visitor_id] = visitor_id
+            else:
+                # Event ids seen on the visitor id's own profile before it was stitched
+                # still count: a retried event is not applied twice.
+                loaded[survivor].seen.update(direct[visitor_id].seen)
         groups: dict[str, list[int]] = {}
         for visitor_id, indexes in by_visitor.items():
             profile_id = survivor_of[visitor_id]
@@ -104,9 +120,10 @@ class BatchReads(StoreCore):
         by_visitor: dict[str, list[int]],
         survivor_of: dict[str, str],
         survivors: set[str],
-    ) -> dict[str, Loaded]:
+    ) -> tuple[dict[str, Loaded], dict[str, str]]:
         """Round trip 1b: the profiles aliased visitor ids point to, with every event id that
-        may land on them."""
+        may land on them; and the survivors that link on (frozen by a stitch, or merged away
+        with an alias of their own) to where they lead."""
         ordered = sorted(survivors)
         ids_of: dict[str, list[str]] = {s: [] for s in ordered}
         for visitor_id, indexes in by_visitor.items():
@@ -116,20 +133,27 @@ class BatchReads(StoreCore):
         async with self._client.pipeline(transaction=False) as pipe:
             for profile_id in ordered:
                 pkeys = self._layout.keys_for(profile_id)
-                pipe.hmget(pkeys.profile(profile_id), ["s", "v"])
+                pipe.hmget(pkeys.profile(profile_id), ["s", "v", "f"])
+                pipe.get(pkeys.alias(profile_id))
                 if ids_of[profile_id]:
                     pipe.zmscore(pkeys.dedup(profile_id), ids_of[profile_id])
             replies = await self._execute(pipe)
         raise_errors(replies)
         loaded: dict[str, Loaded] = {}
+        moved: dict[str, str] = {}
         at = 0
         for profile_id in ordered:
             state, version = parse_profile(replies[at])
-            at += 1
+            frozen, alias = replies[at][2], replies[at + 1]
+            at += 2
+            if frozen:
+                moved[profile_id] = as_text(frozen)
+            elif state is None and alias and as_text(alias) != profile_id:
+                moved[profile_id] = as_text(alias)
             ids = ids_of[profile_id]
             seen: dict[str, float] = {}
             if ids:
                 seen = {i: float(s) for i, s in zip(ids, replies[at], strict=True) if s is not None}
                 at += 1
             loaded[profile_id] = Loaded(profile_id, state, version, seen)
-        return loaded
+        return loaded, moved

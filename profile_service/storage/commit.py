@@ -5,8 +5,8 @@ the profile's partition, applied atomically and only if the profile's version to
 the one that was read), plus the writes that live in other slots and therefore cannot be in
 the script:
 
-- identity-index entries and alias TTL refreshes, queued in the same pipeline right after
-  the script (the identity index is a hint that readers confirm against the profile);
+- alias TTL refreshes, queued in the same pipeline right after the script (identity-index
+  entries are claimed after the commit by `stitches`: the first holder keeps a value);
 - entries for live-trace-id streams, written only after the commit succeeded.
 """
 
@@ -27,7 +27,6 @@ from profile_service.engine.state import NormalizedEvent, Outcome, ProfileState
 from profile_service.storage.layout import Layout
 from profile_service.storage.lua import storage_script
 from profile_service.storage.replies import RedisArg
-from service_common import keys
 from service_common.trace_entries import (
     TRACE_MAXLEN,
     TRACE_TTL_MS,
@@ -95,24 +94,6 @@ class ProfileWrite:
         for side_write in self.side_writes:
             side_write(pipe)
         return 1 + len(self.side_writes)
-
-
-def _identity_writes(
-    layout: Layout, defs: CompiledDefinitions, state: ProfileState, retention_ms: int
-) -> list[SideWrite]:
-    writes: list[SideWrite] = []
-    for attribute_id in defs.visitor_id_attributes:
-        value = state.attributes.get(attribute_id)
-        if isinstance(value, str) and value:
-            key = keys.identity_index(attribute_id, value, layout.partitions)
-
-            def write(
-                pipe: redis.asyncio.client.Pipeline, key: str = key, owner: str = state.profile_id
-            ) -> None:
-                pipe.set(key, owner, px=retention_ms)
-
-            writes.append(write)
-    return writes
 
 
 def _alias_refreshes(layout: Layout, state: ProfileState, retention_ms: int) -> list[SideWrite]:
@@ -248,10 +229,7 @@ def build_write(
         profile_id=profile_id,
         keys=script_keys,
         args=args,
-        side_writes=[
-            *_identity_writes(layout, defs, final, retention),
-            *_alias_refreshes(layout, final, retention),
-        ],
+        side_writes=_alias_refreshes(layout, final, retention),
         trace_id_entries=trace_id_entries,
         outbox_entries=len(outbox) // 2,
     )

@@ -33,11 +33,12 @@ from dataclasses import dataclass
 import redis.asyncio
 
 from profile_service.definitions.model import CompiledDefinitions
-from profile_service.engine.state import NormalizedEvent
+from profile_service.engine.state import NormalizedEvent, ProfileState
 from profile_service.storage.batch_reads import BatchReads, Loaded
 from profile_service.storage.commit import ProfileWrite, Step, build_write
 from profile_service.storage.delayed_actions import DelayedActions
 from profile_service.storage.lua import is_noscript
+from profile_service.storage.stitches import Stitches
 from profile_service.storage.store_core import (
     FIX_VISIT_DUE_SCRIPT,
     MOVE_DELAYED_SCRIPT,
@@ -74,13 +75,16 @@ class _Plan:
     indexes: list[int]
     results: dict[int, EventApplyResult]
     write: ProfileWrite | None
+    state: ProfileState | None = None
+    """The profile after its events (what ``write`` commits)."""
 
 
-class ProfileStore(BatchReads, VisitEnds, DelayedActions):
+class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches):
     """Applies events, visit ends and due delayed actions to profiles, atomically per profile.
 
     The jobs live in their own modules: reading a batch (`batch_reads`), ending visits
-    (`visit_ends`), firing delayed actions (`delayed_actions`), on a shared core
+    (`visit_ends`), firing delayed actions (`delayed_actions`), stitching profiles that
+    share a visitor-ID value (`stitches`), on a shared core
     (`store_core`: constructor, scripts, pipeline runner). This module plans, computes and
     commits event batches.
     """
@@ -105,6 +109,7 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions):
         now = self._clock() if now_ms is None else now_ms
         results: list[EventApplyResult | None] = [None] * len(events)
         committed: list[ProfileWrite] = []
+        finals: dict[str, tuple[ProfileState, list[int]]] = {}
         self.stats.batches += 1
         async with self._locks.hold(e.visitor_id for e in events):
             pending = list(range(len(events)))
@@ -123,14 +128,18 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions):
                     if ok:
                         for index, result in plan.results.items():
                             results[index] = result
-                        if plan.write is not None:
+                        if plan.write is not None and plan.state is not None:
                             committed.append(plan.write)
+                            new = [i for i, r in plan.results.items() if not r.duplicate]
+                            finals[plan.write.profile_id] = (plan.state, new)
                     else:
                         pending.extend(plan.indexes)
                 pending.sort()
                 self.stats.conflicts += sum(1 for ok in done if not ok)
-        await self._append_trace_id_entries(committed)
-        return [r for r in results if r is not None]
+            await self._append_trace_id_entries(committed)
+            batch = [r for r in results if r is not None]
+            # Still under the visitors' locks: a stitch is part of the batch that caused it.
+            return await self._claim_and_stitch(defs, events, batch, finals, now)
 
     async def _plan(
         self,
@@ -188,7 +197,7 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions):
                 now_ms=now,
                 dedup_max_entries=self._dedup_max_entries,
             )
-        return _Plan(indexes=indexes, results=results, write=write)
+        return _Plan(indexes=indexes, results=results, write=write, state=state)
 
     async def _write_plans(self, plans: Sequence[_Plan]) -> list[bool]:
         """Round trip 2: every plan's compare-and-set; True where it committed.

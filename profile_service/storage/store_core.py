@@ -40,7 +40,18 @@ logger = logging.getLogger(__name__)
 FIX_VISIT_DUE_SCRIPT = storage_script("fix_visit_due")
 MOVE_DELAYED_SCRIPT = storage_script("move_delayed")
 READ_VISITOR_SCRIPT = storage_script("read_visitor")
-_SCRIPTS = (COMMIT_SCRIPT, FIX_VISIT_DUE_SCRIPT, MOVE_DELAYED_SCRIPT, READ_VISITOR_SCRIPT)
+CLAIM_IDENTITY_SCRIPT = storage_script("claim_identity")
+FREEZE_PROFILE_SCRIPT = storage_script("freeze_profile")
+RETIRE_PROFILE_SCRIPT = storage_script("retire_profile")
+_SCRIPTS = (
+    COMMIT_SCRIPT,
+    FIX_VISIT_DUE_SCRIPT,
+    MOVE_DELAYED_SCRIPT,
+    READ_VISITOR_SCRIPT,
+    CLAIM_IDENTITY_SCRIPT,
+    FREEZE_PROFILE_SCRIPT,
+    RETIRE_PROFILE_SCRIPT,
+)
 
 
 class ProfileConflictError(Aborted):
@@ -69,12 +80,15 @@ class EventApplyResult:
             the visitor id is an alias of).
         duplicate: The event id was seen within the dedup window; nothing changed.
         outcome: The engine's outcome; ``None`` for a duplicate.
+        stitched: Profiles merged into ``profile_id`` because of this event.
     """
 
     index: int
     profile_id: str
     duplicate: bool = False
     outcome: Outcome | None = None
+    stitched: tuple[str, ...] = ()
+    """Profiles this event's visitor-ID values stitched into ``profile_id``."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +111,10 @@ class StoreStats:
     conflicts: int = 0
     """Compare-and-set attempts that found the profile changed and were retried."""
     visits_ended: int = 0
+    stitches: int = 0
+    """Stitches this store completed (two profiles made one)."""
+    stitches_refused: int = 0
+    """Stitches a guardrail refused."""
 
 
 def raise_errors(replies: Sequence[Any]) -> None:

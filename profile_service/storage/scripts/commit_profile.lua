@@ -1,6 +1,6 @@
 -- Compare-and-set one profile together with everything that changes with it, atomically.
 --
--- KEYS[1]  profile hash {s = state bytes, v = version token}
+-- KEYS[1]  profile hash {s = state bytes, v = version token, f = survivor once frozen}
 -- KEYS[2]  the profile's dedup sorted set
 -- KEYS[3]  the partition's visits_due sorted set
 -- KEYS[4]  the partition's outbox stream
@@ -33,13 +33,17 @@
 -- arguments, the state last (redis-py copies what it has packed once per further argument).
 -- Each key gets one command per kind of write: Redis counts (and spends time on) every one.
 --
--- Returns 1 when written, 0 when the stored version differs (nothing is written).
+-- Returns 1 when written, 0 when the stored version differs or the profile is frozen by a
+-- stitch (nothing is written).
 
 local h = cjson.decode(ARGV[1])
 
-local current = redis.call('HGET', KEYS[1], 'v')
-if current == false then current = '' end
-if current ~= h.e then
+local current = redis.call('HMGET', KEYS[1], 'v', 'f')
+if current[2] then
+  return 0  -- frozen by a stitch: the retry follows its alias to the survivor
+end
+if current[1] == false then current[1] = '' end
+if current[1] ~= h.e then
   return 0
 end
 
