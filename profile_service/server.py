@@ -119,6 +119,7 @@ async def create_server(
                 lambda: watcher.current,
                 interval_s=settings.sweep_interval_seconds,
                 batch_limit=settings.sweep_batch_limit,
+                stitch_grace_ms=settings.stitch_recovery_grace_ms,
             )
         )
         background.append(

@@ -53,6 +53,13 @@ class ProfileSettings(ServiceSettings):
         le=100_000,
         description="Most due visits (and, apart, delayed actions) taken per partition per sweep.",
     )
+    stitch_recovery_grace_ms: int = Field(
+        30_000,
+        ge=1_000,
+        le=3_600_000,
+        description="A stitch still pending this long after it started was interrupted "
+        "(its process died between steps); the sweeper of any replica completes it.",
+    )
     outbox_claim_idle_seconds: float = Field(
         30.0,
         gt=0,

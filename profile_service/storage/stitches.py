@@ -393,21 +393,18 @@ class Stitches(StoreCore):
         self.stats.stitches_refused += 1
 
     async def recover_stitches(
-        self, defs: CompiledDefinitions, partition: int, now: int, grace_ms: int
+        self, defs: CompiledDefinitions, stalled: Sequence[tuple[int, str]], now: int
     ) -> int:
-        """Complete the stitches of one partition that were interrupted more than
-        ``grace_ms`` ago (steps 2 to 4 again; each is idempotent). Returns how many."""
-        pending = keys.PartitionKeys(partition).stitches
-        members = await self._client.zrangebyscore(pending, "-inf", now - grace_ms, 0, 100)
+        """Complete interrupted stitches, given as ``(partition, pending member)`` (steps 2
+        to 4 again; each is idempotent). Returns how many were completed."""
         done = 0
-        for raw in members:
-            member = as_text(raw)
+        for partition, member in stalled:
             stitch = _Stitch.parse(member)
             if await self._complete(defs, stitch, None, now) is not None:
                 done += 1
             else:
                 # Nothing left to merge into (the survivor expired): drop the record.
-                await self._client.zrem(pending, member)
+                await self._client.zrem(keys.PartitionKeys(partition).stitches, member)
         return done
 
 

@@ -1,4 +1,5 @@
-"""The visit-end sweeper: ends visits after inactivity and fires due delayed actions.
+"""The visit-end sweeper: ends visits after inactivity, fires due delayed actions and
+completes interrupted stitches.
 
 Every ``interval_s`` (1 s by default) one pipeline reads, for every partition, the visits
 whose expiry has passed (``visits_due``) and the delayed actions that are due. The store
@@ -57,6 +58,8 @@ class VisitSweeper:
         batch_limit: Most due visits (and, separately, delayed actions) taken per partition
             per sweep.
         clock: Epoch-milliseconds clock.
+        stitch_grace_ms: A stitch still pending this long after it started was interrupted
+            (its process died between steps): the sweeper completes it.
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class VisitSweeper:
         interval_s: float = 1.0,
         batch_limit: int = 100,
         clock: Clock = system_clock_ms,
+        stitch_grace_ms: int = 30_000,
     ) -> None:
         self._client = client
         self._store = store
@@ -75,6 +79,7 @@ class VisitSweeper:
         self._interval_s = interval_s
         self._batch_limit = batch_limit
         self._clock = clock
+        self._stitch_grace_ms = stitch_grace_ms
         self._order = list(range(store.layout.partitions))
         random.shuffle(self._order)
         self._loop = BackgroundLoop("visit-sweeper")
@@ -89,14 +94,19 @@ class VisitSweeper:
                 pkeys = PartitionKeys(partition)
                 pipe.zrangebyscore(pkeys.visits_due, "-inf", now, start=0, num=self._batch_limit)
                 pipe.zrangebyscore(pkeys.delayed, "-inf", now, start=0, num=self._batch_limit)
+                pipe.zrangebyscore(
+                    pkeys.stitches, "-inf", now - self._stitch_grace_ms, start=0, num=10
+                )
             replies = await pipe.execute()
         self._store.stats.round_trips += 1
 
         due_profiles: list[str] = []
         due_delayed: list[tuple[int, str]] = []
         more = False
+        stalled: list[tuple[int, str]] = []
         for n, partition in enumerate(self._order):
-            visits, delayed = replies[2 * n], replies[2 * n + 1]
+            visits, delayed, stitches = replies[3 * n], replies[3 * n + 1], replies[3 * n + 2]
+            stalled += [(partition, as_text(m)) for m in stitches]
             due_profiles += [as_text(m) for m in visits]
             due_delayed += [(partition, as_text(m)) for m in delayed]
             more = more or len(visits) >= self._batch_limit or len(delayed) >= self._batch_limit
@@ -105,6 +115,8 @@ class VisitSweeper:
         if due_profiles:
             ended = await self._store.end_due_visits(defs, due_profiles, now)
         delayed_report = await self._store.fire_due_delayed(defs, due_delayed, now)
+        if stalled:
+            await self._store.recover_stitches(defs, stalled, now)
         self.sweeps += 1
         return SweepReport(
             visits_ended=len(ended),
