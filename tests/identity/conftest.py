@@ -23,3 +23,7 @@ async def store(redis_client: redis.asyncio.Redis, layout: Layout) -> ProfileSto
 @pytest.fixture
 def reader(redis_client: redis.asyncio.Redis, layout: Layout) -> ProfileReader:
     return ProfileReader(redis_client, layout)
+
+
+# The API-level tests use the profile API suite's real servers and clients.
+from tests.profile_api.conftest import client, profile_server, servers  # noqa: E402, F401
