@@ -151,11 +151,13 @@ class Stitches(StoreCore):
                     last.outcome.identity_notes.append(refusal_note(done))
             elif done is not None:
                 survivor, replaced = done
+                cause = _cause(results, claim)
                 for index in claim.indexes:
+                    stitched = results[index].stitched
                     results[index] = dataclasses.replace(
                         results[index],
                         profile_id=survivor,
-                        stitched=(*results[index].stitched, replaced),
+                        stitched=(*stitched, replaced) if index == cause else stitched,
                     )
         return results
 
@@ -406,6 +408,16 @@ class Stitches(StoreCore):
                 # Nothing left to merge into (the survivor expired): drop the record.
                 await self._client.zrem(keys.PartitionKeys(partition).stitches, member)
         return done
+
+
+def _cause(results: Sequence[EventApplyResult], claim: _Claim) -> int:
+    """The event of the batch that brought the claimed value (the first to change the
+    attribute; the profile's last event if none did, e.g. the value was set earlier)."""
+    for index in claim.indexes:
+        outcome = results[index].outcome
+        if outcome is not None and claim.attribute_id in outcome.changed_attributes:
+            return index
+    return claim.indexes[-1]
 
 
 def _filler(write: ProfileWrite) -> Callable[[redis.asyncio.client.Pipeline], None]:

@@ -26,13 +26,21 @@ from tests.identity.test_identity_stitch import (
     test_second_device_login_stitches_into_the_first_profile,
     test_two_replicas_stitching_at_once_agree_on_one_survivor,
 )
+from tests.identity.test_identity_stitching import (
+    crowd,
+    test_an_import_that_carries_a_known_value_stitches,
+    test_one_batch_carrying_both_devices_stitches_once,
+)
 from tests.profile_api.helpers import ADMIN_KEY
 
 __all__ = [
+    "crowd",
     "test_a_chain_of_three_devices_becomes_one_profile",
     "test_a_guardrail_refuses_and_the_value_stays_with_its_first_holder",
     "test_a_stitch_interrupted_before_any_step_is_completed_exactly_once",
+    "test_an_import_that_carries_a_known_value_stitches",
     "test_cross_stitches_form_no_cycle",
+    "test_one_batch_carrying_both_devices_stitches_once",
     "test_replaying_the_same_events_changes_nothing",
     "test_second_device_login_stitches_into_the_first_profile",
     "test_two_devices_one_person_through_the_api",
