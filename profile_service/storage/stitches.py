@@ -151,13 +151,13 @@ class Stitches(StoreCore):
                     last.outcome.identity_notes.append(refusal_note(done))
             elif done is not None:
                 survivor, replaced = done
-                cause = _cause(results, claim)
+                cause = _cause(results, claim) if replaced is not None else -1
                 for index in claim.indexes:
                     stitched = results[index].stitched
+                    if index == cause and replaced is not None:
+                        stitched = (*stitched, replaced)
                     results[index] = dataclasses.replace(
-                        results[index],
-                        profile_id=survivor,
-                        stitched=(*stitched, replaced) if index == cause else stitched,
+                        results[index], profile_id=survivor, stitched=stitched
                     )
         return results
 
@@ -190,18 +190,19 @@ class Stitches(StoreCore):
         owner: str,
         events: Sequence[NormalizedEvent],
         now: int,
-    ) -> tuple[str, str] | StitchRefusal | None:
-        """Stitch the claiming profile and the value's owner: ``(survivor, replaced)``, the
-        guardrail's refusal, or None if there was nothing to stitch (the owner is gone or no
-        longer holds the value, or both are one person already)."""
+    ) -> tuple[str, str | None] | StitchRefusal | None:
+        """Stitch the claiming profile and the value's owner: ``(survivor, replaced)`` (the
+        replaced id None when another call stitched them), the guardrail's refusal, or None
+        if there was nothing to stitch (the owner is gone or no longer holds the value)."""
         mine = await self._final_survivor(claim.profile_id)
         other = await self._final_survivor(owner)
         retention = defs.limits.visitor_retention_ms
         index_key = keys.identity_index(claim.attribute_id, claim.value, self._layout.partitions)
         if mine == other:
-            # Already one person: the entry names a profile merged away; point it here.
+            # Already one person (e.g. another replica is stitching the pair right now): the
+            # entry names a profile merged away, point it here; the events belong to ``mine``.
             await self._client.set(index_key, mine, px=retention)
-            return None
+            return (mine, None) if mine != claim.profile_id else None
         a, _, _ = await self._read_state(mine)
         b, _, _ = await self._read_state(other)
         if a is None:

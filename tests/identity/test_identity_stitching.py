@@ -4,8 +4,11 @@ idempotent replay, guardrail refusals, import."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
+import grpc
+import grpc.aio
 import pytest
 
 from crowd.client import CrowdClient, make_event
@@ -13,6 +16,7 @@ from crowd.profile.v1 import event_pb2, profile_service_pb2
 from crowd.values import to_value_map
 from tests.identity.defs import EVERYONE, identity_definitions
 from tests.profile_api.helpers import ADMIN_KEY, bearer
+from tests.profile_api.servers import Servers
 
 CUSTOMER = "cust-4711-abc"
 EMAIL = "ann.person@example.com"
@@ -173,3 +177,74 @@ async def test_an_import_that_carries_a_known_value_stitches(crowd: CrowdClient)
     assert found.profile_id == "imp-a"
     assert _n(found) == 3
     assert await crowd.audience_size(EVERYONE) == 1
+
+
+async def test_conflicting_secondary_ids_stay_with_the_person_and_still_stitch(
+    crowd: CrowdClient,
+) -> None:
+    # Both devices have a customer id of their own; the email makes them one person.
+    await crowd.track_event("sec-1", "page_view", {"customer_id": CUSTOMER, "email": EMAIL})
+    await crowd.track_event("sec-2", "page_view", {"customer_id": "cust-9999-xyz"})
+    joined = await crowd.track_event("sec-2", "page_view", {"email": EMAIL})
+    assert joined.profile_id == "sec-1"
+    survivor = await crowd.get_profile("sec-1")
+    assert survivor.identities["customer_id"] == CUSTOMER  # the survivor keeps its own
+    assert [dict(r.identities) for r in survivor.replaces] == [
+        {"customer_id": "cust-9999-xyz", "email": EMAIL}
+    ]
+    # The other customer id still finds the person, and still stitches a new device.
+    assert (
+        await crowd.get_profile(attribute_id="customer_id", value="cust-9999-xyz")
+    ).profile_id == "sec-1"
+    third = await crowd.track_event("sec-3", "page_view", {"customer_id": "cust-9999-xyz"})
+    assert third.profile_id == "sec-1"
+    assert await crowd.audience_size(EVERYONE) == 1
+
+
+async def test_two_replicas_stitching_the_same_pair_at_once_make_one_person(
+    servers: Servers,
+) -> None:
+    first, second = await servers.profile(), await servers.profile()
+    async with (
+        CrowdClient(first.address, api_key=ADMIN_KEY) as one,
+        CrowdClient(second.address, api_key=ADMIN_KEY) as two,
+    ):
+        await one.publish_definitions(identity_definitions())
+        await one.track_event("pair-1", "page_view", {"email": EMAIL})
+        await one.track_event("pair-2", "page_view")
+        # Two events of the second device carry the email at once, each to a replica: both
+        # replicas find the value owned by pair-1 and stitch the same pair.
+        results = await asyncio.gather(
+            *(
+                crowd.track_events(
+                    [make_event("pair-2", "page_view", {"email": EMAIL}, event_id=event_id)]
+                )
+                for crowd, event_id in ((one, "login-a"), (two, "login-b"))
+            )
+        )
+    assert {r.profile_id for [r] in results} == {"pair-1"}
+    async with CrowdClient(first.address, api_key=ADMIN_KEY) as check:
+        survivor = await check.get_profile("pair-2")
+        assert survivor.profile_id == "pair-1"
+        assert [r.profile_id for r in survivor.replaces] == ["pair-2"]  # merged once
+        assert _n(survivor) == 4  # every event applied once
+        assert await check.audience_size(EVERYONE) == 1
+
+
+async def test_deleting_any_id_of_a_stitched_person_deletes_the_person(
+    crowd: CrowdClient,
+) -> None:
+    await crowd.track_event("del-1", "page_view", {"email": EMAIL})
+    await crowd.track_event("del-2", "page_view", {"customer_id": CUSTOMER})
+    await crowd.track_event("del-2", "page_view", {"email": EMAIL})
+    deleted = await crowd.delete_profile("del-2")
+    assert set(deleted.visitor_ids) >= {"del-1", "del-2"}
+    for lookup in ({"visitor_id": "del-1"}, {"visitor_id": "del-2"}):
+        with pytest.raises(grpc.aio.AioRpcError) as gone:
+            await crowd.get_profile(**lookup)
+        assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+    for attribute_id, value in (("email", EMAIL), ("customer_id", CUSTOMER)):
+        with pytest.raises(grpc.aio.AioRpcError) as gone:
+            await crowd.get_profile(attribute_id=attribute_id, value=value)
+        assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+    assert await crowd.audience_size(EVERYONE) == 0
