@@ -128,10 +128,12 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches):
                     if ok:
                         for index, result in plan.results.items():
                             results[index] = result
-                        if plan.write is not None and plan.state is not None:
+                        if plan.write is not None:
                             committed.append(plan.write)
+                        if plan.state is not None:
+                            # Duplicates too: a retry after a failure mid-stitch re-drives it.
                             new = [i for i, r in plan.results.items() if not r.duplicate]
-                            finals[plan.write.profile_id] = (plan.state, new)
+                            finals[plan.state.profile_id] = (plan.state, new)
                     else:
                         pending.extend(plan.indexes)
                 pending.sort()

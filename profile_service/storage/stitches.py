@@ -30,6 +30,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio
 
@@ -43,6 +44,7 @@ from profile_service.engine.stitching import (
     survivor_first,
 )
 from profile_service.storage.commit import ProfileWrite, build_write, new_version_token
+from profile_service.storage.lua import LuaScript, is_noscript
 from profile_service.storage.replies import as_text
 from profile_service.storage.store_core import (
     CLAIM_IDENTITY_SCRIPT,
@@ -51,6 +53,7 @@ from profile_service.storage.store_core import (
     EventApplyResult,
     StoreCore,
     parse_profile,
+    raise_errors,
 )
 from service_common import keys
 from service_common.trace_entries import TRACE_MAXLEN, TRACE_TTL_MS, encode_entries, entry_doc
@@ -131,23 +134,28 @@ class Stitches(StoreCore):
         if not claims:
             return results
         retention = defs.limits.visitor_retention_ms
-        async with self._client.pipeline(transaction=False) as pipe:
+
+        def claim_all(pipe: redis.asyncio.client.Pipeline) -> None:
             for claim in claims:
                 key = keys.identity_index(claim.attribute_id, claim.value, self._layout.partitions)
                 CLAIM_IDENTITY_SCRIPT.queue(pipe, [key], [claim.profile_id, retention])
-            owners = await self._execute(pipe)
+
+        # Every step is acknowledged per the store's WAIT policy, like commits: a failover
+        # must not lose a claim, a freeze or a re-point that the next step relies on.
+        owners = await self._execute_acknowledged(claim_all, [])
+        # A failed claim fails the call: the events are committed, and the client's retry
+        # (duplicates, by their event ids) claims again and so completes the stitch.
+        raise_errors(owners)
         for claim, owner in zip(claims, owners, strict=True):
-            if isinstance(owner, Exception):
-                # The index is re-claimed by the next commit of this profile.
-                logger.warning("could not claim a visitor-ID value: %s", owner)
-                continue
             other = as_text(owner)
             if other == claim.profile_id:
                 continue
             done = await self._stitch(defs, claim, other, events, now)
+            if not claim.indexes:
+                continue  # only duplicates of this profile in the batch: nothing to report
             if isinstance(done, StitchRefusal):
-                last = results[claim.indexes[-1]] if claim.indexes else None
-                if last is not None and last.outcome is not None:
+                last = results[claim.indexes[-1]]
+                if last.outcome is not None:
                     last.outcome.identity_notes.append(refusal_note(done))
             elif done is not None:
                 survivor, replaced = done
@@ -176,10 +184,35 @@ class Stitches(StoreCore):
             current = target
         return current
 
-    async def _read_state(self, profile_id: str) -> tuple[ProfileState | None, str, str | None]:
-        """A profile's state, version and freeze target (``f``)."""
-        pkeys = self._layout.keys_for(profile_id)
-        reply = await self._client.hmget(pkeys.profile(profile_id), ["s", "v", "f"])
+    async def _point_index(self, key: str, owner: str, retention_ms: int) -> None:
+        """Point an index entry at ``owner``, acknowledged per the WAIT policy (a decision
+        made on a read during a failover must not stand if that node was not the master)."""
+
+        def fill(pipe: redis.asyncio.client.Pipeline) -> None:
+            pipe.set(key, owner, px=retention_ms)
+
+        raise_errors(await self._execute_acknowledged(fill, []))
+
+    async def _read_state(
+        self, profile_id: str, *, confirmed: bool = False
+    ) -> tuple[ProfileState | None, str, str | None]:
+        """A profile's state, version and freeze target (``f``).
+
+        ``confirmed``: read under the WAIT policy (a replication marker in the profile's
+        slot), so that an absence read from a node that is not the master (a restarted one,
+        during a failover) fails instead of deciding a stitch.
+        """
+        key = self._layout.keys_for(profile_id).profile(profile_id)
+
+        def fill(pipe: redis.asyncio.client.Pipeline) -> None:
+            pipe.hmget(key, ["s", "v", "f"])
+
+        if confirmed:
+            replies = await self._execute_acknowledged(fill, [key])
+            raise_errors(replies)
+            reply = replies[0]
+        else:
+            reply = await self._client.hmget(key, ["s", "v", "f"])
         state, version = parse_profile(reply)
         return state, version, as_text(reply[2]) if reply[2] else None
 
@@ -201,15 +234,15 @@ class Stitches(StoreCore):
         if mine == other:
             # Already one person (e.g. another replica is stitching the pair right now): the
             # entry names a profile merged away, point it here; the events belong to ``mine``.
-            await self._client.set(index_key, mine, px=retention)
+            await self._point_index(index_key, mine, retention)
             return (mine, None) if mine != claim.profile_id else None
-        a, _, _ = await self._read_state(mine)
-        b, _, _ = await self._read_state(other)
+        a, _, _ = await self._read_state(mine, confirmed=True)
+        b, _, _ = await self._read_state(other, confirmed=True)
         if a is None:
             return None
         if b is None or not _holds(b, claim.attribute_id, claim.value):
             # A stale entry (its profile expired or lost the value): the claimer takes it.
-            await self._client.set(index_key, mine, px=retention)
+            await self._point_index(index_key, mine, retention)
             return None
         survivor, replaced = survivor_first(a, b)
         refusal = self._engine.check_stitch(
@@ -239,8 +272,8 @@ class Stitches(StoreCore):
         """Steps 1 to 4 of ``stitch``; the survivor that holds the person afterwards."""
         retention = defs.limits.visitor_retention_ms
         rkeys = self._layout.keys_for(stitch.replaced)
-        frozen = await FREEZE_PROFILE_SCRIPT.run(
-            self._client,
+        frozen = await self._script(
+            FREEZE_PROFILE_SCRIPT,
             [rkeys.profile(stitch.replaced), rkeys.alias(stitch.replaced), rkeys.stitches],
             [stitch.survivor, new_version_token(), retention, now, stitch.member()],
         )
@@ -271,6 +304,18 @@ class Stitches(StoreCore):
         await self._retire(defs, stitch, survivor, replaced, now)
         self.stats.stitches += 1
         return survivor
+
+    async def _script(self, script: LuaScript, script_keys: list[str], args: list[Any]) -> Any:
+        """One single-slot step, acknowledged per the WAIT policy; its reply (errors raise)."""
+
+        def fill(pipe: redis.asyncio.client.Pipeline) -> None:
+            script.queue(pipe, script_keys, args)
+
+        replies = await self._execute_acknowledged(fill, [])
+        if is_noscript(replies[0]):  # the scripts were just reloaded: once more
+            replies = await self._execute_acknowledged(fill, [])
+        raise_errors(replies)
+        return replies[0]
 
     def _fault(self, step: str) -> None:
         if self.stitch_fault is not None:
@@ -347,18 +392,16 @@ class Stitches(StoreCore):
                 value = replaced.attributes.get(attribute_id)
                 if isinstance(value, str) and value:
                     values.add((attribute_id, value))
-        async with self._client.pipeline(transaction=False) as pipe:
+
+        def repoint_all(pipe: redis.asyncio.client.Pipeline) -> None:
             for visitor_id in sorted(visitor_ids - {survivor}):
-                pipe.set(
-                    self._layout.keys_for(visitor_id).alias(visitor_id), survivor, px=retention
-                )
+                alias = self._layout.keys_for(visitor_id).alias(visitor_id)
+                pipe.set(alias, survivor, px=retention)
             for attribute_id, value in sorted(values):
                 key = keys.identity_index(attribute_id, value, self._layout.partitions)
                 pipe.set(key, survivor, px=retention)
-            replies = await self._execute(pipe)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
+
+        raise_errors(await self._execute_acknowledged(repoint_all, []))
 
     async def _retire(
         self,
@@ -374,8 +417,8 @@ class Stitches(StoreCore):
         record = _stitched_record(stitch, survivor)
         doc = entry_doc(record, profile_id=stitch.replaced, time_ms=now)
         _, entry = encode_entries([doc])
-        await RETIRE_PROFILE_SCRIPT.run(
-            self._client,
+        await self._script(
+            RETIRE_PROFILE_SCRIPT,
             [
                 rkeys.profile(stitch.replaced),
                 rkeys.trace(stitch.replaced),
