@@ -25,6 +25,7 @@ from profile_service.engine.value_protos import (
     fill_attribute_value,
     timestamp_from_ms,
 )
+from profile_service.metrics import EVALUATION_SECONDS
 from profile_service.storage import (
     DefinitionsStore,
     DefinitionsWatcher,
@@ -164,7 +165,8 @@ class ProfileApp:
 
     async def track(self, events: Sequence[NormalizedEvent]) -> list[event_pb2.EventResult]:
         defs = self._watcher.current  # one snapshot for the whole batch
-        applied = await self._store.apply_events(defs, events)
+        with EVALUATION_SECONDS.time():
+            applied = await self._store.apply_events(defs, events)
         return [event_result(defs, a, events[a.index]) for a in applied]
 
     async def resolve(self, lookup: event_pb2.VisitorLookup) -> str | None:

@@ -28,6 +28,7 @@ from profile_service.collect.server import CollectServer, collect_enabled
 from profile_service.definitions.checked import validate_remembered
 from profile_service.definitions.compiler import compile_definitions, digest
 from profile_service.dispatch_link import DispatchSubmitter
+from profile_service.metrics import outbox_gauges
 from profile_service.settings import ProfileSettings
 from profile_service.storage import (
     AudienceReconciler,
@@ -41,6 +42,7 @@ from profile_service.storage import (
     TraceLog,
     VisitSweeper,
 )
+from profile_service.storage.outbox import FORWARDER_GROUP
 from service_common.client import create_channels
 from service_common.readiness import RedisReadiness
 from service_common.redis import connect_settings_redis
@@ -193,6 +195,9 @@ async def create_server(
                 redis.aclose,
             ],
             readiness=readiness,
+            metrics_collectors=[
+                outbox_gauges(redis, [p.outbox for p in layout.all_partitions()], FORWARDER_GROUP)
+            ],
         ),
         tracer_provider=provider,
     )

@@ -34,6 +34,7 @@ import redis.asyncio
 
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.engine.state import NormalizedEvent
+from profile_service.metrics import REDIS_SECONDS, record_conflicts
 from profile_service.storage.batch_reads import BatchReads, Loaded
 from profile_service.storage.commit import ProfileWrite, Step, build_write
 from profile_service.storage.delayed_actions import DelayedActions
@@ -117,7 +118,8 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions):
                     # Jitter, so that two replicas that collided do not collide again.
                     await asyncio.sleep(CAS_CONFLICT.delay(attempt - 1))
                 plans = await self._plan(defs, events, pending, now)
-                done = await self._write_plans(plans)
+                with REDIS_SECONDS.labels("commit").time():
+                    done = await self._write_plans(plans)
                 pending = []
                 for plan, ok in zip(plans, done, strict=True):
                     if ok:
@@ -129,6 +131,7 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions):
                         pending.extend(plan.indexes)
                 pending.sort()
                 self.stats.conflicts += sum(1 for ok in done if not ok)
+                record_conflicts(sum(1 for ok in done if not ok))
         await self._append_trace_id_entries(committed)
         return [r for r in results if r is not None]
 
