@@ -7,7 +7,6 @@ Queue depth and age are read from Redis at scrape time (:func:`queue_gauges`).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping, Sequence
 
@@ -136,7 +135,8 @@ def queue_gauges(
         )
         now = time.time()
         for name, (streams, group) in queues.items():
-            backlogs = await asyncio.gather(*(stream_backlog(redis, s, group) for s in streams))
+            # One stream at a time: one pooled connection, never a burst that empties the pool.
+            backlogs = [await stream_backlog(redis, s, group) for s in streams]
             depth.add_metric([name], sum(b.entries for b in backlogs))
             oldest = [b.oldest_ms for b in backlogs if b.oldest_ms is not None]
             age.add_metric([name], max(0.0, now - min(oldest) / 1000) if oldest else 0.0)

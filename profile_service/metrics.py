@@ -7,7 +7,6 @@ action ids from the definitions (folded into ``other`` past a cap, see ``bounded
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 
@@ -99,7 +98,8 @@ def outbox_gauges(redis: Redis, streams: Sequence[str], group: str) -> RedisGaug
     """Outbox backlog (entries not yet forwarded to dispatch) and its oldest entry's age."""
 
     async def read() -> list[GaugeMetricFamily]:
-        backlogs = await asyncio.gather(*(stream_backlog(redis, s, group) for s in streams))
+        # One stream at a time: one pooled connection, never a burst that empties the pool.
+        backlogs = [await stream_backlog(redis, s, group) for s in streams]
         entries = GaugeMetricFamily(
             "crowd_profile_outbox_backlog_entries",
             "Outbox entries not yet handed to the dispatch service.",
