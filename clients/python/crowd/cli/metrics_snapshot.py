@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,10 +84,34 @@ class Snapshot:
         }
 
 
-def read_snapshot(profile_url: str, dispatch_url: str) -> Snapshot:
-    """Read both endpoints (a worker's endpoint is enough: gauges are global)."""
-    profile = fetch(profile_url)
-    dispatch = fetch(dispatch_url)
+#: Gauges every worker reports alike (read from Redis): merged by ``max``, not added up.
+_GLOBAL_GAUGES = frozenset(
+    {
+        "crowd_profile_outbox_backlog_entries",
+        "crowd_profile_outbox_oldest_age_seconds",
+        "crowd_dispatch_queue_depth",
+        "crowd_dispatch_queue_oldest_age_seconds",
+    }
+)
+
+
+def fetch_all(urls: Sequence[str]) -> dict[str, Series]:
+    """The samples of several endpoints of one service (its worker processes) merged:
+    counters added up, the Redis gauges (the same in every worker) taken once."""
+    merged: dict[str, Series] = defaultdict(list)
+    for url in urls:
+        for name, series in fetch(url).items():
+            if name in _GLOBAL_GAUGES and merged[name]:
+                known = {frozenset(labels.items()) for labels, _ in merged[name]}
+                series = [(lb, v) for lb, v in series if frozenset(lb.items()) not in known]
+            merged[name].extend(series)
+    return merged
+
+
+def read_snapshot(profile_urls: Sequence[str], dispatch_urls: Sequence[str]) -> Snapshot:
+    """Read every endpoint of both services (one per worker process)."""
+    profile = fetch_all(profile_urls)
+    dispatch = fetch_all(dispatch_urls)
     return Snapshot(
         taken_at=time.monotonic(),
         events_ingested=_total(profile, "crowd_profile_events_ingested_total"),

@@ -46,7 +46,9 @@ def stats(
     profile_metrics: Annotated[
         str,
         typer.Option(
-            "--profile-metrics", envvar="CROWD_PROFILE_METRICS", help="profile service /metrics URL"
+            "--profile-metrics",
+            envvar="CROWD_PROFILE_METRICS",
+            help="profile service /metrics URL (comma-separated: one per worker)",
         ),
     ] = "http://127.0.0.1:9101/metrics",
     dispatch_metrics: Annotated[
@@ -54,7 +56,7 @@ def stats(
         typer.Option(
             "--dispatch-metrics",
             envvar="CROWD_DISPATCH_METRICS",
-            help="dispatch service /metrics URL",
+            help="dispatch service /metrics URL (comma-separated: one per worker)",
         ),
     ] = "http://127.0.0.1:9102/metrics",
     once: Annotated[bool, typer.Option("--once", help="print one snapshot and exit")] = False,
@@ -70,7 +72,9 @@ def stats(
 
     def read(previous: Snapshot | None) -> Snapshot:
         try:
-            return with_rate(read_snapshot(profile_metrics, dispatch_metrics), previous)
+            profile_urls = profile_metrics.split(",")
+            dispatch_urls = dispatch_metrics.split(",")
+            return with_rate(read_snapshot(profile_urls, dispatch_urls), previous)
         except MetricsUnavailable as exc:
             output.problem(str(exc))
             raise typer.Exit(EXIT_UNAVAILABLE) from None
