@@ -73,6 +73,17 @@ def record_results(rpc: str, results: Sequence[event_pb2.EventResult]) -> None:
             ACTIONS_FIRED.labels(bounded_label("action", action.action_id)).inc()
 
 
+def result_attributes(results: Sequence[event_pb2.EventResult]) -> dict[str, int]:
+    """Span attributes of a batch's results: counts only, no ids or personal data."""
+    return {
+        "crowd.duplicates": sum(1 for r in results if r.duplicate),
+        "crowd.audiences_changed": sum(
+            len(r.audiences_joined) + len(r.audiences_left) for r in results
+        ),
+        "crowd.actions_fired": sum(len(r.actions_fired) for r in results),
+    }
+
+
 def record_rejected(reason: str, count: int = 1) -> None:
     """Events refused (``invalid`` for a request with field violations)."""
     EVENTS_REJECTED.labels(reason).inc(count)

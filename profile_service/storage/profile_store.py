@@ -51,6 +51,7 @@ from profile_service.storage.store_core import (
 from profile_service.storage.visit_ends import ENGINE_FAILURE_RETRY_MS, VisitEnds
 from service_common import keys
 from service_common.redis_toolkit.retry import CAS_CONFLICT
+from service_common.step_spans import redis_span, step_span
 from service_common.trace_entries import TRACE_MAXLEN, TRACE_TTL_MS
 
 __all__ = [
@@ -118,8 +119,13 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions):
                     # Jitter, so that two replicas that collided do not collide again.
                     await asyncio.sleep(CAS_CONFLICT.delay(attempt - 1))
                 plans = await self._plan(defs, events, pending, now)
-                with REDIS_SECONDS.labels("commit").time():
+                with (
+                    step_span("engine.commit", {"crowd.attempt": attempt}) as span,
+                    redis_span("commit"),
+                    REDIS_SECONDS.labels("commit").time(),
+                ):
                     done = await self._write_plans(plans)
+                    span.set_attribute("crowd.conflicts", done.count(False))
                 pending = []
                 for plan, ok in zip(plans, done, strict=True):
                     if ok:
@@ -142,11 +148,13 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions):
         pending: Sequence[int],
         now: int,
     ) -> list[_Plan]:
-        loaded, groups = await self._read(events, pending)
+        with step_span("engine.load", {"crowd.events": len(pending)}), redis_span("read"):
+            loaded, groups = await self._read(events, pending)
         cutoff = now - defs.limits.event_dedup_window_ms
         plans = []
-        for profile_id, indexes in groups.items():
-            plans.append(self._compute(defs, loaded[profile_id], indexes, events, now, cutoff))
+        with step_span("engine.evaluate", {"crowd.profiles": len(groups)}):
+            for profile_id, indexes in groups.items():
+                plans.append(self._compute(defs, loaded[profile_id], indexes, events, now, cutoff))
         return plans
 
     def _compute(
