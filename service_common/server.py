@@ -53,7 +53,12 @@ from service_common.rpc_counter import RpcCounter
 from service_common.settings import ServiceSettings, settings_cli
 from service_common.step_spans import StepTracerInterceptor
 from service_common.supervisor import run_supervised
-from service_common.telemetry import server_interceptor, setup_tracing, shutdown_tracing
+from service_common.telemetry import (
+    exports_spans,
+    server_interceptor,
+    setup_tracing,
+    shutdown_tracing,
+)
 
 __all__ = [
     "ManagedServer",
@@ -344,11 +349,10 @@ def build_server(
     provider = tracer_provider or setup_tracing(settings.otel_service_name)
 
     rpc_counter = RpcCounter()
-    interceptors: list[grpc.aio.ServerInterceptor] = [
-        rpc_counter,
-        server_interceptor(provider),
-        StepTracerInterceptor(provider),
-    ]
+    interceptors: list[grpc.aio.ServerInterceptor] = [rpc_counter, server_interceptor(provider)]
+    if exports_spans(provider):
+        # Engine and Redis step spans only when spans go somewhere (their cost, see README).
+        interceptors.append(StepTracerInterceptor(provider))
     if settings.auth_enabled:
         missing = _unscoped_methods(spec.service_names, spec.method_scopes)
         if missing:
