@@ -119,10 +119,8 @@ def record_data_points_saved(count: int) -> None:
         DATA_POINTS_SAVED.inc(count)
 
 
-def queue_gauges(
-    redis: Redis, queues: Mapping[str, tuple[Sequence[str], str]]
-) -> RedisGaugeCollector:
-    """Depth and oldest age of each queue: name -> (its partition streams, consumer group)."""
+def queue_gauges(redis: Redis, queues: Mapping[str, Sequence[str]]) -> RedisGaugeCollector:
+    """Depth and oldest age of each queue: name -> its partition streams."""
 
     async def read() -> list[GaugeMetricFamily]:
         depth = GaugeMetricFamily(
@@ -134,9 +132,9 @@ def queue_gauges(
             labels=["queue"],
         )
         now = time.time()
-        for name, (streams, group) in queues.items():
+        for name, streams in queues.items():
             # One stream at a time: one pooled connection, never a burst that empties the pool.
-            backlogs = [await stream_backlog(redis, s, group) for s in streams]
+            backlogs = [await stream_backlog(redis, s) for s in streams]
             depth.add_metric([name], sum(b.entries for b in backlogs))
             oldest = [b.oldest_ms for b in backlogs if b.oldest_ms is not None]
             age.add_metric([name], max(0.0, now - min(oldest) / 1000) if oldest else 0.0)

@@ -22,11 +22,9 @@ from crowd.dispatch.v1 import dispatch_service_pb2_grpc
 from dispatch_service.braze import BrazeConnector, create_session, load_connectors
 from dispatch_service.braze.connector import load_connectors_from_env
 from dispatch_service.cohorts import CohortStore, CohortWorker, CohortWorkerSettings, cohort_senders
-from dispatch_service.cohorts.queue import GROUP as COHORT_GROUP
 from dispatch_service.delivery import braze_deliveries
 from dispatch_service.metrics import queue_gauges
 from dispatch_service.queue import ActionStore
-from dispatch_service.queue.queues import GROUP as ACTION_GROUP
 from dispatch_service.scopes import DISPATCH_SERVICE, METHOD_SCOPES
 from dispatch_service.servicer import DispatchServicer
 from dispatch_service.settings import DispatchSettings
@@ -47,11 +45,11 @@ def load_configured_connectors(settings: DispatchSettings) -> dict[str, BrazeCon
     return load_connectors_from_env()
 
 
-def _queues(partitions: int) -> dict[str, tuple[list[str], str]]:
-    """The queues whose depth and age the metrics report: their partition streams and group."""
+def _queues(partitions: int) -> dict[str, list[str]]:
+    """The queues whose depth and age the metrics report: their partition streams."""
     return {
-        "actions": ([DispatchKeys(p).queue for p in range(partitions)], ACTION_GROUP),
-        "cohorts": ([CohortKeys(p).queue for p in range(partitions)], COHORT_GROUP),
+        "actions": [DispatchKeys(p).queue for p in range(partitions)],
+        "cohorts": [CohortKeys(p).queue for p in range(partitions)],
     }
 
 

@@ -105,12 +105,12 @@ def record_stitch(merged_profiles: int = 1) -> None:
     STITCHES.inc(merged_profiles)
 
 
-def outbox_gauges(redis: Redis, streams: Sequence[str], group: str) -> RedisGaugeCollector:
+def outbox_gauges(redis: Redis, streams: Sequence[str]) -> RedisGaugeCollector:
     """Outbox backlog (entries not yet forwarded to dispatch) and its oldest entry's age."""
 
     async def read() -> list[GaugeMetricFamily]:
         # One stream at a time: one pooled connection, never a burst that empties the pool.
-        backlogs = [await stream_backlog(redis, s, group) for s in streams]
+        backlogs = [await stream_backlog(redis, s) for s in streams]
         entries = GaugeMetricFamily(
             "crowd_profile_outbox_backlog_entries",
             "Outbox entries not yet handed to the dispatch service.",

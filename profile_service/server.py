@@ -42,7 +42,6 @@ from profile_service.storage import (
     TraceLog,
     VisitSweeper,
 )
-from profile_service.storage.outbox import FORWARDER_GROUP
 from service_common.client import create_channels
 from service_common.readiness import RedisReadiness
 from service_common.redis import connect_settings_redis
@@ -195,9 +194,7 @@ async def create_server(
                 redis.aclose,
             ],
             readiness=readiness,
-            metrics_collectors=[
-                outbox_gauges(redis, [p.outbox for p in layout.all_partitions()], FORWARDER_GROUP)
-            ],
+            metrics_collectors=[outbox_gauges(redis, [p.outbox for p in layout.all_partitions()])],
         ),
         tracer_provider=provider,
     )
