@@ -27,11 +27,15 @@ from pathlib import Path
 from typing import TypeVar
 
 from google.protobuf import duration_pb2, json_format
+from rich.console import Console
 
 from braze_sandbox import BrazeSandbox  # noqa: F401  (documents the API used)
+from crowd.cli.metrics_snapshot import MetricsUnavailable, read_snapshot
+from crowd.cli.stats import render
 from crowd.client import CrowdClient, make_event
 from crowd.definitions.loader import load_definitions
 from crowd.profile.v1 import profile_service_pb2
+from demo.metrics_urls import MetricsUrls
 from demo.stack import (
     PYTHON,
     RUN_DIR,
@@ -39,11 +43,13 @@ from demo.stack import (
     Process,
     Stack,
     free_port,
+    free_port_range,
     start_redis,
     wait_serving,
 )
 from demo.stop_requests import StopRequests
 from demo.supervise import report_child_exit, supervise
+from service_common.settings import available_cores
 
 SEED_DEFINITIONS = Path(__file__).resolve().parent.parent / "examples/definitions/seed_vip.yaml"
 RUN_DIR_ENV = "CROWD_DEMO_RUN_DIR"
@@ -198,6 +204,23 @@ async def _second_device(crowd: CrowdClient, phone: str, customer: str) -> None:
         raise RuntimeError("the second device was not stitched into the first profile")
 
 
+def _metrics_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/metrics"
+
+
+async def show_metrics(metrics: MetricsUrls) -> None:
+    """Where the metrics are, and a ``crowd stats --once`` summary of the run."""
+    _say("metrics (Prometheus; one endpoint per worker process)")
+    print(f"  profile:  {', '.join(metrics.profile)}")
+    print(f"  dispatch: {', '.join(metrics.dispatch)}")
+    try:
+        snapshot = await asyncio.to_thread(read_snapshot, metrics.profile, metrics.dispatch)
+    except MetricsUnavailable as exc:
+        print(f"  {exc}")
+        return
+    Console(highlight=False).print(render(snapshot))
+
+
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.splitlines()[0])
     parser.add_argument("--exit", action="store_true", help="stop after the demo")
@@ -273,6 +296,13 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         common = {"CROWD_REDIS_URL": redis_url}
+        # Each worker process serves /metrics on metrics_port + its index.
+        workers = available_cores()
+        dispatch_metrics, profile_metrics = free_port_range(workers), free_port_range(workers)
+        metrics = MetricsUrls(
+            [_metrics_url(profile_metrics + i) for i in range(workers)],
+            [_metrics_url(dispatch_metrics + i) for i in range(workers)],
+        )
         dispatch = stack.start(
             "dispatch",
             [PYTHON, "-m", "dispatch_service"],
@@ -282,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
                 "CROWD_DISPATCH_REDIS_URL": redis_url,
                 "CROWD_DISPATCH_API_KEYS": keys_json,
                 "CROWD_DISPATCH_CONNECTORS_FILE": str(connectors),
+                "CROWD_DISPATCH_WORKERS": str(workers),
+                "CROWD_DISPATCH_METRICS_PORT": str(dispatch_metrics),
                 BRAZE_KEY_ENV: braze_key,
             },
         )
@@ -295,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
                 "CROWD_PROFILE_API_KEYS": keys_json,
                 "CROWD_PROFILE_DISPATCH_TARGET": f"127.0.0.1:{dispatch_port}",
                 "CROWD_PROFILE_DISPATCH_API_KEY": api_key,
+                "CROWD_PROFILE_WORKERS": str(workers),
+                "CROWD_PROFILE_METRICS_PORT": str(profile_metrics),
             },
         )
         profile_target = f"127.0.0.1:{profile_port}"
@@ -305,7 +339,10 @@ def main(argv: list[str] | None = None) -> int:
             await wait_serving(profile, profile_target)
             sandbox.check_alive()
             _say(f"stack up: redis {redis_url}, sandbox {sandbox_url}, logs in {run_dir}/")
-            await play(profile_target, dispatch_target, api_key, sandbox_url)
+            try:
+                await play(profile_target, dispatch_target, api_key, sandbox_url)
+            finally:
+                await show_metrics(metrics)
             if args.exit:
                 return
             _say("stack running; try the CLI in another shell:")
@@ -313,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  export CROWD_DISPATCH_TARGET={dispatch_target}")
             print(f'  export CROWD_API_KEY="$(cat {api_key_file.resolve()})"')
             print("  .venv/bin/crowd audience size vip_cart_abandoners")
+            print(f"  .venv/bin/crowd stats {metrics.stats_options()}")
             print("Ctrl-C (or SIGTERM, SIGHUP) stops everything.", flush=True)
 
         return asyncio.run(supervise(stack, demo(), stop, exit_after_demo=args.exit))

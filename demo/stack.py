@@ -42,6 +42,25 @@ def free_port() -> int:
         return port
 
 
+def free_port_range(count: int) -> int:
+    """A first port such that it and the ``count - 1`` after it are free on loopback now
+    (a service's ``metrics_port``: worker *i* serves on ``metrics_port + i``)."""
+    while True:
+        base = free_port()
+        if base + count > 65535:
+            continue
+        free = True
+        for port in range(base + 1, base + count):
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    free = False
+                    break
+        if free:
+            return base
+
+
 class ChildExited(RuntimeError):
     """A child process of the stack has exited while it should be running."""
 

@@ -23,12 +23,14 @@ from dispatch_service.braze import BrazeConnector, create_session, load_connecto
 from dispatch_service.braze.connector import load_connectors_from_env
 from dispatch_service.cohorts import CohortStore, CohortWorker, CohortWorkerSettings, cohort_senders
 from dispatch_service.delivery import braze_deliveries
+from dispatch_service.metrics import queue_gauges
 from dispatch_service.queue import ActionStore
 from dispatch_service.scopes import DISPATCH_SERVICE, METHOD_SCOPES
 from dispatch_service.servicer import DispatchServicer
 from dispatch_service.settings import DispatchSettings
 from dispatch_service.visitor_trace import VisitorTrace
 from dispatch_service.worker import DispatchWorker, WorkerSettings
+from service_common.keys import CohortKeys, DispatchKeys
 from service_common.readiness import RedisReadiness
 from service_common.redis import connect_settings_redis
 from service_common.redis_toolkit.replication import WaitPolicy
@@ -41,6 +43,14 @@ def load_configured_connectors(settings: DispatchSettings) -> dict[str, BrazeCon
     if settings.connectors_file is not None:
         return load_connectors(settings.connectors_file)
     return load_connectors_from_env()
+
+
+def _queues(partitions: int) -> dict[str, list[str]]:
+    """The queues whose depth and age the metrics report: their partition streams."""
+    return {
+        "actions": [DispatchKeys(p).queue for p in range(partitions)],
+        "cohorts": [CohortKeys(p).queue for p in range(partitions)],
+    }
 
 
 async def create_server(
@@ -116,6 +126,7 @@ async def create_server(
             method_scopes=METHOD_SCOPES,
             on_shutdown=[stop_worker, session.close, redis.aclose],
             readiness=RedisReadiness.for_settings(redis, settings, [prepare]),
+            metrics_collectors=[queue_gauges(redis, _queues(settings.partitions))],
         ),
         tracer_provider=provider,
     )

@@ -128,7 +128,8 @@ class DispatchSettings(ServiceSettings):
 
     def worker_overrides(self, index: int) -> dict[str, Any]:
         """Each worker process needs its own consumer name: ``<consumer_name>-<index>``."""
-        return {"consumer_name": f"{self.consumer_name}-{index}"} if self.consumer_name else {}
+        named = {"consumer_name": f"{self.consumer_name}-{index}"} if self.consumer_name else {}
+        return {**super().worker_overrides(index), **named}
 
     def worker_settings(self) -> WorkerSettings:
         """The delivery worker's tuning from these settings."""

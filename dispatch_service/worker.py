@@ -50,6 +50,7 @@ from functools import partial
 
 from dispatch_service.braze.results import ActionResult, Outcome
 from dispatch_service.delivery import ConnectorDelivery, DeliveryOutcome
+from dispatch_service.metrics import record_results
 from dispatch_service.queue.queues import (
     Completion,
     QueuedAction,
@@ -404,6 +405,7 @@ class DispatchWorker:
 
     async def _record(self, completions: Sequence[Completion]) -> None:
         """Record results; retried while Redis is unreachable, then left to reclaiming."""
+        record_results([c.result for c in completions])
         deadline = time.monotonic() + self.settings.record_retry_s
         backoff = FailureBackoff(REDIS_RECORD)
         unrecorded = list(completions)

@@ -26,6 +26,7 @@ from profile_service.engine.value_protos import (
     fill_attribute_value,
     timestamp_from_ms,
 )
+from profile_service.metrics import EVALUATION_SECONDS, result_attributes
 from profile_service.storage import (
     DefinitionsStore,
     DefinitionsWatcher,
@@ -35,6 +36,7 @@ from profile_service.storage import (
     TraceLog,
 )
 from service_common.errors import InvalidArgument
+from service_common.step_spans import step_span
 
 
 def event_result(
@@ -175,8 +177,14 @@ class ProfileApp:
 
     async def track(self, events: Sequence[NormalizedEvent]) -> list[event_pb2.EventResult]:
         defs = self._watcher.current  # one snapshot for the whole batch
-        applied = await self._store.apply_events(defs, events)
-        return [event_result(defs, a, events[a.index]) for a in applied]
+        with (
+            step_span("engine.apply", {"crowd.event_count": len(events)}) as span,
+            EVALUATION_SECONDS.time(),
+        ):
+            applied = await self._store.apply_events(defs, events)
+            results = [event_result(defs, a, events[a.index]) for a in applied]
+            span.set_attributes(result_attributes(results))
+        return results
 
     async def resolve(self, lookup: event_pb2.VisitorLookup) -> str | None:
         if lookup.WhichOneof("by") == "visitor_id_value":

@@ -28,6 +28,7 @@ from profile_service.collect.server import CollectServer, collect_enabled
 from profile_service.definitions.checked import validate_remembered
 from profile_service.definitions.compiler import compile_definitions, digest
 from profile_service.dispatch_link import DispatchSubmitter
+from profile_service.metrics import outbox_gauges
 from profile_service.settings import ProfileSettings
 from profile_service.storage import (
     AudienceReconciler,
@@ -194,6 +195,7 @@ async def create_server(
                 redis.aclose,
             ],
             readiness=readiness,
+            metrics_collectors=[outbox_gauges(redis, [p.outbox for p in layout.all_partitions()])],
         ),
         tracer_provider=provider,
     )

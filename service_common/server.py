@@ -47,11 +47,18 @@ from service_common.auth import ApiKeyStore, AuthInterceptor
 from service_common.decoding import RequestDecodingInterceptor
 from service_common.error_mapping import ErrorMappingInterceptor
 from service_common.logging import configure_logging
+from service_common.metrics import MetricsEndpoint, RedisGaugeCollector
 from service_common.readiness import ReadinessInterceptor, RedisReadiness
 from service_common.rpc_counter import RpcCounter
 from service_common.settings import ServiceSettings, settings_cli
+from service_common.step_spans import StepTracerInterceptor
 from service_common.supervisor import run_supervised
-from service_common.telemetry import server_interceptor, setup_tracing, shutdown_tracing
+from service_common.telemetry import (
+    exports_spans,
+    server_interceptor,
+    setup_tracing,
+    shutdown_tracing,
+)
 
 __all__ = [
     "ManagedServer",
@@ -94,6 +101,8 @@ class ServerSpec:
     on_start: Sequence[Hook] = ()
     on_shutdown: Sequence[Hook] = ()
     readiness: RedisReadiness | None = None
+    metrics_collectors: Sequence[RedisGaugeCollector] = ()
+    """Scrape-time gauges of this service (served when ``metrics_port`` is set)."""
 
 
 class ManagedServer:
@@ -136,6 +145,12 @@ class ManagedServer:
         self._readiness_task: asyncio.Task[None] | None = None
         self.failure: BaseException | None = None
         """A fatal error of the background start-up (it stopped the server)."""
+        self.metrics = (
+            MetricsEndpoint(settings.host, settings.metrics_port, spec.metrics_collectors)
+            if settings.metrics_port
+            else None
+        )
+        """The Prometheus endpoint (``metrics.port`` once started), None when off."""
 
     @property
     def address(self) -> str:
@@ -156,6 +171,8 @@ class ManagedServer:
                 await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
             for hook in self._spec.on_start:
                 await hook()
+            if self.metrics is not None:
+                self.metrics.start()
             await self.server.start()
             if self._spec.readiness is None:
                 await self._report(True)
@@ -234,6 +251,8 @@ class ManagedServer:
             # NOT_SERVING first so load balancers drain this replica while RPCs finish.
             await self.health.enter_graceful_shutdown()
             await self.server.stop(grace)
+            if self.metrics is not None:
+                self.metrics.stop()
             for hook in self._spec.on_shutdown:
                 await self._run_shutdown_hook(hook)
             if self._owns_tracer_provider:
@@ -331,6 +350,9 @@ def build_server(
 
     rpc_counter = RpcCounter()
     interceptors: list[grpc.aio.ServerInterceptor] = [rpc_counter, server_interceptor(provider)]
+    if exports_spans(provider):
+        # Engine and Redis step spans only when spans go somewhere (their cost, see README).
+        interceptors.append(StepTracerInterceptor(provider))
     if settings.auth_enabled:
         missing = _unscoped_methods(spec.service_names, spec.method_scopes)
         if missing:

@@ -152,6 +152,13 @@ class ServiceSettings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Interface to listen on (0.0.0.0 or :: for all).")
     port: int = Field(0, ge=0, le=65535, description="TCP port to listen on; 0 picks a free one.")
+    metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="HTTP port of the Prometheus /metrics endpoint; 0 turns it off. With "
+        "--workers N, worker i serves it on metrics_port + i.",
+    )
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
         repr=False,  # may hold a password
@@ -331,9 +338,10 @@ class ServiceSettings(BaseSettings):
         """Settings that must differ between the worker processes of one supervisor.
 
         ``index`` is the worker's number (0-based, kept across its restarts). Services with
-        per-process identities (e.g. a stable consumer name) override this.
+        per-process identities (e.g. a stable consumer name) extend this. Each worker serves
+        its own ``/metrics`` on ``metrics_port + index`` (Prometheus sums the workers).
         """
-        return {}
+        return {"metrics_port": self.metrics_port + index} if self.metrics_port else {}
 
     @classmethod
     def env_name(cls, field_name: str) -> str:

@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 
 __all__ = [
     "client_interceptors",
+    "exports_spans",
     "server_interceptor",
     "setup_tracing",
     "shutdown_tracing",
@@ -60,6 +61,19 @@ def setup_tracing(
     if span_exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(span_exporter))
     return provider
+
+
+def exports_spans(provider: TracerProvider) -> bool:
+    """Whether ``provider`` sends its spans anywhere (has a span processor).
+
+    Without one, spans only carry trace ids to logs and downstream calls, so finer spans
+    (engine steps, Redis round trips) would be pure cost. The SDK has no public accessor;
+    if its internals change, assume it exports.
+    """
+    processors = getattr(
+        getattr(provider, "_active_span_processor", None), "_span_processors", None
+    )
+    return True if processors is None else bool(processors)
 
 
 def shutdown_tracing(provider: TracerProvider) -> None:

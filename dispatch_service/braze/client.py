@@ -36,6 +36,7 @@ from dispatch_service.braze.rate_limit import SharedRateLimiter, Throttled
 from dispatch_service.braze.results import ActionResult, Outcome, delivered, failed, retry
 from dispatch_service.braze.retry import retry_after_from_headers
 from dispatch_service.braze.tracing import parent_and_links
+from dispatch_service.metrics import record_braze_response, record_deliveries, record_rate_limit
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,10 @@ class BrazeClient:
             attributes=attributes,
         ) as span:
             results = await self._send_in_span(request, span)
+            record_deliveries(
+                {i.idempotency_key: i.action.fired_at.ToMilliseconds() for i in request.items},
+                {r.idempotency_key: r.outcome.value for r in results},
+            )
             counts = {o: sum(r.outcome is o for r in results) for o in Outcome}
             for outcome, count in counts.items():
                 span.set_attribute(f"braze.results.{outcome.value}", count)
@@ -139,12 +144,14 @@ class BrazeClient:
         try:
             slot = await self._limiter.reserve(group, self._connector.max_rate_wait_s)
         except Throttled as exc:
+            record_rate_limit(request.endpoint.value, None)
             span.set_attribute("braze.rate_limit.throttled", True)
             return [retry(key, f"not sent: {exc}", after=exc.wait_s) for key in request.keys]
         except RedisError as exc:
             reason = f"rate limiter unavailable, not sent: {type(exc).__name__}"
             return [retry(key, reason) for key in request.keys]
         span.set_attribute("braze.rate_limit.wait_s", round(slot.waited_s, 3))
+        record_rate_limit(request.endpoint.value, slot.waited_s)
         # Without an answer the slot is not released: Braze may still count the request, so
         # the slot stays in flight until its lease ends.
         try:
@@ -159,6 +166,12 @@ class BrazeClient:
             return [retry(key, reason) for key in request.keys]
         await slot.release()
         span.set_attribute("http.response.status_code", response.status)
+        record_braze_response(
+            request.endpoint.value,
+            response.status,
+            request.object_count,
+            request.endpoint.max_objects,
+        )
         return await self._classify(request, response, group)
 
     async def _post(self, request: PlannedRequest) -> _Response:

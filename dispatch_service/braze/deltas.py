@@ -48,6 +48,7 @@ from dispatch_service.braze.payload import IdentifyObject, MergeObject, TrackObj
 from dispatch_service.braze.planner import DeliveryItem, PlannedRequest
 from dispatch_service.braze.results import ActionResult, skipped
 from dispatch_service.braze.values import canonical_json
+from dispatch_service.metrics import record_data_points_saved
 from service_common import keys
 from service_common.redis_toolkit.scripts import LuaScript, execute_with_scripts
 
@@ -125,6 +126,7 @@ class DeltaView:
                 kept.append(item)
                 continue
             reduced = replace(objects, attributes=attributes if attributes.ops else None)
+            record_data_points_saved(len(objects.attributes.ops) - len(attributes.ops))
             if reduced.is_empty:
                 settled.append(skipped(item.idempotency_key, SKIP_REASON))
             else:

@@ -58,6 +58,7 @@ from dispatch_service.cohorts.queue import (
 )
 from dispatch_service.cohorts.sender import CohortSender, RunState
 from dispatch_service.cohorts.store import CohortStore
+from dispatch_service.metrics import record_cohort_dead_letters
 from service_common.keys import CohortKeys
 from service_common.redis_toolkit.streams import read_loop
 
@@ -316,6 +317,7 @@ class CohortWorker:
                     f"gave up after {state.attempt} attempts: {result.retry.reason}",
                     result.retry.http_status,
                 )
+                record_cohort_dead_letters(moved)
                 logger.warning(
                     "gave up on %d cohort changes of connector %s after %d attempts",
                     moved,

@@ -32,6 +32,7 @@ from profile_service.api.validation import (
     normalize_event,
 )
 from profile_service.engine.state import NormalizedEvent
+from profile_service.metrics import record_rejected, record_results
 from service_common.errors import (
     FieldViolation,
     InvalidArgument,
@@ -126,16 +127,25 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
         # "event.visitor_id", not "event[0].visitor_id".
         own = Violations()
         event = normalize_event(request.event, _now_ms(), own, traceparent=_current_traceparent())
+        if event is None:
+            record_rejected("invalid")
         _prefixed("event", own).raise_if_any()
         assert event is not None  # normalize_event returns None only with violations
         results = await self._backend.track([event])
+        record_results("TrackEvent", results)
         return profile_service_pb2.TrackEventResponse(result=results[0])
 
     async def TrackEvents(
         self, request: profile_service_pb2.TrackEventsRequest, context: Context
     ) -> profile_service_pb2.TrackEventsResponse:
-        events = normalize_batch(request.events, _now_ms(), traceparent=_current_traceparent())
-        return profile_service_pb2.TrackEventsResponse(results=await self._backend.track(events))
+        try:
+            events = normalize_batch(request.events, _now_ms(), traceparent=_current_traceparent())
+        except InvalidArgument:
+            record_rejected("invalid", len(request.events))
+            raise
+        results = await self._backend.track(events)
+        record_results("TrackEvents", results)
+        return profile_service_pb2.TrackEventsResponse(results=results)
 
     async def StreamEvents(
         self,
@@ -148,12 +158,14 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
                 events = normalize_batch(request.events, _now_ms(), traceparent=traceparent)
             except InvalidArgument as exc:
                 # A bad batch is answered and skipped; the stream goes on.
+                record_rejected("invalid", len(request.events))
                 yield profile_service_pb2.StreamEventsResponse(
                     sequence=request.sequence,
                     violations=[_violation_pb(v) for v in exc.violations],
                 )
                 continue
             results = await self._backend.track(events)
+            record_results("StreamEvents", results)
             yield profile_service_pb2.StreamEventsResponse(
                 sequence=request.sequence, results=results
             )
@@ -195,6 +207,7 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
                 violations = Violations()
                 event = self._import_event(record, owner, violations)
                 if event is None:
+                    record_rejected("invalid")
                     response.violations.extend(
                         _violation_pb(v) for v in _prefixed(f"records[{position}]", violations)
                     )
@@ -203,6 +216,7 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
                 position += 1
             if events:
                 results = await self._backend.track(events)
+                record_results("ImportRecords", results)
                 response.duplicates += sum(1 for r in results if r.duplicate)
                 response.imported += sum(1 for r in results if not r.duplicate)
         return response

@@ -34,6 +34,7 @@ import redis.asyncio
 
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.engine.state import NormalizedEvent, ProfileState
+from profile_service.metrics import REDIS_SECONDS, record_conflicts
 from profile_service.storage.batch_reads import BatchReads, Loaded
 from profile_service.storage.commit import ProfileWrite, Step, build_write
 from profile_service.storage.delayed_actions import DelayedActions
@@ -51,6 +52,7 @@ from profile_service.storage.store_core import (
 from profile_service.storage.visit_ends import ENGINE_FAILURE_RETRY_MS, VisitEnds
 from service_common import keys
 from service_common.redis_toolkit.retry import CAS_CONFLICT
+from service_common.step_spans import redis_span, step_span
 from service_common.trace_entries import TRACE_MAXLEN, TRACE_TTL_MS
 
 __all__ = [
@@ -122,7 +124,13 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches):
                     # Jitter, so that two replicas that collided do not collide again.
                     await asyncio.sleep(CAS_CONFLICT.delay(attempt - 1))
                 plans = await self._plan(defs, events, pending, now)
-                done = await self._write_plans(plans)
+                with (
+                    step_span("engine.commit", {"crowd.attempt": attempt}) as span,
+                    redis_span("commit"),
+                    REDIS_SECONDS.labels("commit").time(),
+                ):
+                    done = await self._write_plans(plans)
+                    span.set_attribute("crowd.conflicts", done.count(False))
                 pending = []
                 for plan, ok in zip(plans, done, strict=True):
                     if ok:
@@ -138,6 +146,7 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches):
                         pending.extend(plan.indexes)
                 pending.sort()
                 self.stats.conflicts += sum(1 for ok in done if not ok)
+                record_conflicts(sum(1 for ok in done if not ok))
             await self._append_trace_id_entries(committed)
             batch = [r for r in results if r is not None]
             # Still under the visitors' locks: a stitch is part of the batch that caused it.
@@ -150,11 +159,13 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches):
         pending: Sequence[int],
         now: int,
     ) -> list[_Plan]:
-        loaded, groups = await self._read(events, pending)
+        with step_span("engine.load", {"crowd.events": len(pending)}), redis_span("read"):
+            loaded, groups = await self._read(events, pending)
         cutoff = now - defs.limits.event_dedup_window_ms
         plans = []
-        for profile_id, indexes in groups.items():
-            plans.append(self._compute(defs, loaded[profile_id], indexes, events, now, cutoff))
+        with step_span("engine.evaluate", {"crowd.profiles": len(groups)}):
+            for profile_id, indexes in groups.items():
+                plans.append(self._compute(defs, loaded[profile_id], indexes, events, now, cutoff))
         return plans
 
     def _compute(

@@ -43,6 +43,7 @@ from profile_service.engine.stitching import (
     refusal_record,
     survivor_first,
 )
+from profile_service.metrics import record_stitch, record_stitch_refused
 from profile_service.storage.commit import ProfileWrite, build_write, new_version_token
 from profile_service.storage.lua import LuaScript, is_noscript
 from profile_service.storage.replies import as_text
@@ -303,6 +304,7 @@ class Stitches(StoreCore):
         self._fault("retire")
         await self._retire(defs, stitch, survivor, replaced, now)
         self.stats.stitches += 1
+        record_stitch()
         return survivor
 
     async def _script(self, script: LuaScript, script_keys: list[str], args: list[Any]) -> Any:
@@ -437,6 +439,7 @@ class Stitches(StoreCore):
         trace = self._layout.keys_for(claim.profile_id).trace(claim.profile_id)
         await self._client.xadd(trace, {field: entry}, maxlen=TRACE_MAXLEN, approximate=True)
         self.stats.stitches_refused += 1
+        record_stitch_refused()
 
     async def recover_stitches(
         self, defs: CompiledDefinitions, stalled: Sequence[tuple[int, str]], now: int

@@ -24,6 +24,7 @@ import redis.asyncio
 import redis.exceptions
 
 from profile_service.definitions.model import CompiledDefinitions
+from profile_service.metrics import record_visits_ended
 from profile_service.storage.background import BackgroundLoop
 from profile_service.storage.layout import Clock, system_clock_ms
 from profile_service.storage.profile_store import ProfileStore
@@ -114,6 +115,7 @@ class VisitSweeper:
         ended: list[str] = []
         if due_profiles:
             ended = await self._store.end_due_visits(defs, due_profiles, now)
+            record_visits_ended(len(ended))
         delayed_report = await self._store.fire_due_delayed(defs, due_delayed, now)
         if stalled:
             await self._store.recover_stitches(defs, stalled, now)

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from crowd.cli import actions, audiences, defs, imports, profiles, trace
+from crowd.cli import actions, audiences, defs, imports, profiles, stats, trace
 from crowd.cli.output import Output, OutputMode
 from crowd.cli.session import EXIT_OK, Session
 
@@ -41,6 +41,7 @@ app.command()(profiles.profile)
 app.command()(profiles.delete)
 app.command()(trace.trace)
 app.command(name="import")(imports.import_)
+app.command()(stats.stats)
 
 
 def version() -> str:

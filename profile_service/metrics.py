@@ -1,0 +1,136 @@
+"""The profile service's Prometheus metrics (``crowd_profile_*``) and the calls that move them.
+
+Servicers and stores call the small ``record_*`` functions (one line each) so the metric
+definitions stay here. Labels are bounded: RPC names, fixed outcomes/reasons, and audience /
+action ids from the definitions (folded into ``other`` past a cap, see ``bounded_label``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from prometheus_client import Counter, Histogram
+from prometheus_client.metrics_core import GaugeMetricFamily
+from redis.asyncio import Redis
+
+from crowd.profile.v1 import event_pb2
+from service_common.metrics import RedisGaugeCollector, bounded_label
+from service_common.stream_backlog import stream_backlog
+
+EVENTS_INGESTED = Counter(
+    "crowd_profile_events_ingested_total",
+    "Events applied or found duplicate, by RPC and outcome (accepted, duplicate).",
+    ["rpc", "outcome"],
+)
+EVENTS_REJECTED = Counter(
+    "crowd_profile_events_rejected_total",
+    "Events or batches refused before processing, by reason.",
+    ["reason"],
+)
+EVALUATION_SECONDS = Histogram(
+    "crowd_profile_evaluation_seconds",
+    "Time to evaluate and commit a batch of events (enrichments, badges, audiences).",
+)
+CAS_CONFLICTS = Counter(
+    "crowd_profile_cas_conflicts_total",
+    "Compare-and-set commits that found the profile changed by someone else.",
+)
+CAS_RETRIES = Counter(
+    "crowd_profile_cas_retries_total", "Commits re-run after a compare-and-set conflict."
+)
+AUDIENCE_JOINS = Counter(
+    "crowd_profile_audience_joins_total", "Visitors joining an audience.", ["audience"]
+)
+AUDIENCE_LEAVES = Counter(
+    "crowd_profile_audience_leaves_total", "Visitors leaving an audience.", ["audience"]
+)
+ACTIONS_FIRED = Counter(
+    "crowd_profile_actions_fired_total", "Connector actions fired by events.", ["action"]
+)
+VISITS_ENDED = Counter(
+    "crowd_profile_visits_ended_total", "Visits ended by the inactivity sweeper."
+)
+STITCHES = Counter(
+    "crowd_profile_stitches_total", "Profiles merged into another by identity stitching."
+)
+STITCHES_REFUSED = Counter(
+    "crowd_profile_stitches_refused_total",
+    "Stitches a guardrail refused (blocked value, value limit, profile limit).",
+)
+REDIS_SECONDS = Histogram(
+    "crowd_profile_redis_command_seconds",
+    "Latency of the profile store's Redis round trips (commit scripts, reads).",
+    ["operation"],
+)
+
+
+def record_results(rpc: str, results: Sequence[event_pb2.EventResult]) -> None:
+    """Count one RPC's event results: outcomes, audience moves and fired actions."""
+    for result in results:
+        EVENTS_INGESTED.labels(rpc, "duplicate" if result.duplicate else "accepted").inc()
+        for audience in result.audiences_joined:
+            AUDIENCE_JOINS.labels(bounded_label("audience", audience)).inc()
+        for audience in result.audiences_left:
+            AUDIENCE_LEAVES.labels(bounded_label("audience", audience)).inc()
+        for action in result.actions_fired:
+            ACTIONS_FIRED.labels(bounded_label("action", action.action_id)).inc()
+
+
+def result_attributes(results: Sequence[event_pb2.EventResult]) -> dict[str, int]:
+    """Span attributes of a batch's results: counts only, no ids or personal data."""
+    return {
+        "crowd.duplicates": sum(1 for r in results if r.duplicate),
+        "crowd.audiences_changed": sum(
+            len(r.audiences_joined) + len(r.audiences_left) for r in results
+        ),
+        "crowd.actions_fired": sum(len(r.actions_fired) for r in results),
+    }
+
+
+def record_rejected(reason: str, count: int = 1) -> None:
+    """Events refused (``invalid`` for a request with field violations)."""
+    EVENTS_REJECTED.labels(reason).inc(count)
+
+
+def record_conflicts(count: int) -> None:
+    """Compare-and-set conflicts of one commit attempt; each profile's commit is retried."""
+    if count:
+        CAS_CONFLICTS.inc(count)
+        CAS_RETRIES.inc(count)
+
+
+def record_visits_ended(count: int) -> None:
+    VISITS_ENDED.inc(count)
+
+
+def record_stitch(merged_profiles: int = 1) -> None:
+    """Called by the identity stitch protocol for each profile merged away."""
+    STITCHES.inc(merged_profiles)
+
+
+def record_stitch_refused() -> None:
+    """Called by the identity stitch protocol for each stitch a guardrail refused."""
+    STITCHES_REFUSED.inc()
+
+
+def outbox_gauges(redis: Redis, streams: Sequence[str]) -> RedisGaugeCollector:
+    """Outbox backlog (entries not yet forwarded to dispatch) and its oldest entry's age."""
+
+    async def read() -> list[GaugeMetricFamily]:
+        # One stream at a time: one pooled connection, never a burst that empties the pool.
+        backlogs = [await stream_backlog(redis, s) for s in streams]
+        entries = GaugeMetricFamily(
+            "crowd_profile_outbox_backlog_entries",
+            "Outbox entries not yet handed to the dispatch service.",
+        )
+        entries.add_metric([], sum(b.entries for b in backlogs))
+        age = GaugeMetricFamily(
+            "crowd_profile_outbox_oldest_age_seconds",
+            "Age of the oldest outbox entry not yet handed over (0 when empty).",
+        )
+        oldest = [b.oldest_ms for b in backlogs if b.oldest_ms is not None]
+        age.add_metric([], max(0.0, time.time() - min(oldest) / 1000) if oldest else 0.0)
+        return [entries, age]
+
+    return RedisGaugeCollector(read)
