@@ -38,6 +38,7 @@ from profile_service.storage.batch_reads import BatchReads, Loaded
 from profile_service.storage.commit import ProfileWrite, Step, build_write
 from profile_service.storage.delayed_actions import DelayedActions
 from profile_service.storage.lua import is_noscript
+from profile_service.storage.reevaluations import Reevaluations
 from profile_service.storage.store_core import (
     FIX_VISIT_DUE_SCRIPT,
     MOVE_DELAYED_SCRIPT,
@@ -76,7 +77,7 @@ class _Plan:
     write: ProfileWrite | None
 
 
-class ProfileStore(BatchReads, VisitEnds, DelayedActions):
+class ProfileStore(BatchReads, VisitEnds, DelayedActions, Reevaluations):
     """Applies events, visit ends and due delayed actions to profiles, atomically per profile.
 
     The jobs live in their own modules: reading a batch (`batch_reads`), ending visits
