@@ -183,7 +183,7 @@ class BackfillWorker:
         definitions_store: Reads the previous version when no job record exists yet.
         definitions: Returns the current compiled definitions.
         profiles_per_second: Rate limit per replica.
-        chunk: ``SCAN COUNT`` hint per partition step.
+        chunk: About how many profiles one partition step takes.
         interval_s: Pause when there is nothing to do.
     """
 
@@ -320,16 +320,19 @@ class BackfillWorker:
         prefix = pkeys.profile("")
         pattern = prefix.replace("{", "\\{").replace("}", "\\}") + "*"
         client: Any = self._client
+        # MATCH filters after the walk: a partition holds about 1/partitions of the keys (and
+        # a profile has a few keys), so the hint covers that many buckets per step.
+        count = min(self._chunk * self._partitions * 4, 200_000)
         if isinstance(client, redis.asyncio.RedisCluster):
             node = client.get_node_from_key(prefix)
             reply = await client.execute_command(
-                "SCAN", cursor, "MATCH", pattern, "COUNT", self._chunk, target_nodes=node
+                "SCAN", cursor, "MATCH", pattern, "COUNT", count, target_nodes=node
             )
             if isinstance(reply, dict):
                 reply = next(iter(reply.values()))
             next_cursor, found = reply
         else:
-            next_cursor, found = await client.scan(cursor, match=pattern, count=self._chunk)
+            next_cursor, found = await client.scan(cursor, match=pattern, count=count)
         ids = [as_text(k)[len(prefix) :] for k in found]
         return int(next_cursor), ids
 
