@@ -11,6 +11,7 @@ from crowd.definitions.loader import definitions_from_dict
 from crowd.dispatch.v1 import action_pb2
 from crowd.profile.v1 import definitions_pb2
 from service_common.keys import PartitionKeys
+from tests.storage.helpers import stream
 
 AUDIENCE = "big_spenders"
 ACTION = "braze_big_spender"
@@ -110,7 +111,7 @@ async def outbox_actions(redis_client: redis.asyncio.Redis, partitions: int) -> 
     """Idempotency keys of every action in every partition's outbox."""
     keys: list[str] = []
     for partition in range(partitions):
-        for _, fields in await redis_client.xrange(PartitionKeys(partition).outbox):
-            action = action_pb2.Action.FromString(fields[b"a"])
+        for _, fields in await stream(redis_client, PartitionKeys(partition).outbox):
+            action = action_pb2.Action.FromString(fields["a"])
             keys.append(action.idempotency_key)
     return keys

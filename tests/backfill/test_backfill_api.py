@@ -36,11 +36,12 @@ FAST = {"backfill_profiles_per_second": 1_000_000.0, "backfill_interval_seconds"
 async def _done(
     client: CrowdClient, version: str
 ) -> definition_service_pb2.GetBackfillStatusResponse:
-    async def check() -> definition_service_pb2.GetBackfillStatusResponse | None:
+    async def check() -> bool:
         status = await client.backfill_status()
-        return status if status.version == version and status.state == "done" else None
+        return status.version == version and status.state == "done"
 
-    return await wait_for(check, f"the backfill of {version} to finish", within_s=120)
+    await wait_for(check, f"the backfill of {version} to finish", within_s=120)
+    return await client.backfill_status()
 
 
 async def test_a_new_audience_backfills_ten_thousand_profiles_without_firing_actions(
