@@ -19,6 +19,7 @@ from profile_service.definitions.model import CompiledDefinitions
 from profile_service.engine.state import NormalizedEvent
 from profile_service.storage import DefinitionsStore, EngineFunctions, Layout, ProfileStore
 from profile_service.storage.backfill import BackfillWorker, read_backfill_progress
+from profile_service.storage.replies import as_text
 from tests.backfill.helpers import (
     ACTION,
     AUDIENCE,
@@ -98,7 +99,7 @@ async def test_a_backfill_killed_mid_way_resumes_without_losing_or_repeating_any
     expected = {f"p{n}" for n in range(PROFILES) if amount_of(n) > 50}
     members: set[str] = set()
     for pkeys in layout.all_partitions():
-        members |= {m.decode() for m in await redis_client.smembers(pkeys.audience(AUDIENCE))}
+        members |= {as_text(m) for m in await redis_client.smembers(pkeys.audience(AUDIENCE))}
     assert members == expected
     fired = Counter(await outbox_actions(redis_client, PARTITIONS))
     if fires_actions:
