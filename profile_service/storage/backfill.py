@@ -331,6 +331,8 @@ class BackfillWorker:
             if isinstance(reply, dict):
                 reply = next(iter(reply.values()))
             next_cursor, found = reply
+            if isinstance(next_cursor, dict):  # redis-py's cluster SCAN reply: {node: cursor}
+                next_cursor = next(iter(next_cursor.values()))
         else:
             next_cursor, found = await client.scan(cursor, match=pattern, count=count)
         ids = [as_text(k)[len(prefix) :] for k in found]
