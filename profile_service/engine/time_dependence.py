@@ -25,7 +25,13 @@ from profile_service.engine.plan import plan_for
 from profile_service.engine.state import ProfileState
 from profile_service.engine.values import to_date
 
-__all__ = ["TimeProbe", "is_time_dependent", "next_flip_ms", "time_probes"]
+__all__ = [
+    "TimeProbe",
+    "is_time_dependent",
+    "next_flip_ms",
+    "time_dependent_audiences",
+    "time_probes",
+]
 
 _ORDERINGS = (
     pb.OPERATOR_LESS_THAN,
@@ -41,6 +47,7 @@ class TimeProbe:
 
     read: Reader
     shift_ms: int
+    audience_id: str
 
 
 def _conditions(expression: pb.AudienceExpression) -> Iterator[pb.Condition]:
@@ -54,19 +61,23 @@ def _conditions(expression: pb.AudienceExpression) -> Iterator[pb.Condition]:
         yield expression.condition
 
 
-def _probe(condition: pb.Condition, defs: CompiledDefinitions) -> TimeProbe | None:
+def _probe(
+    condition: pb.Condition, defs: CompiledDefinitions, audience_id: str
+) -> TimeProbe | None:
     if condition.input.WhichOneof("source") == "event":
         return None
     operands = plan_for(defs).operands
     operator = condition.operator
     if operator in (pb.OPERATOR_OCCURRED_WITHIN, pb.OPERATOR_OCCURRED_BEFORE):
         # age = now - date crosses the span at now = date + span.
-        return TimeProbe(operands.reader(condition.input), abs(offset_ms(condition.offset)))
+        span = abs(offset_ms(condition.offset))
+        return TimeProbe(operands.reader(condition.input), span, audience_id)
     if operator in _ORDERINGS and not condition.HasField("value"):
         date_input = operands.static_type(condition.input) == pb.ATTRIBUTE_TYPE_DATE
         if date_input or condition.HasField("offset"):
             # date compared with now + offset crosses at now = date - offset.
-            return TimeProbe(operands.reader(condition.input), -offset_ms(condition.offset))
+            shift = -offset_ms(condition.offset)
+            return TimeProbe(operands.reader(condition.input), shift, audience_id)
     return None
 
 
@@ -81,9 +92,9 @@ def time_probes(defs: CompiledDefinitions) -> tuple[TimeProbe, ...]:
         return entry[1]
     probes = tuple(
         probe
-        for audience in defs.audiences.values()
+        for audience_id, audience in defs.audiences.items()
         for condition in _conditions(audience.expression)
-        if (probe := _probe(condition, defs)) is not None
+        if (probe := _probe(condition, defs, audience_id)) is not None
     )
 
     def forget(ref: weakref.ref[CompiledDefinitions], key: int = key) -> None:
@@ -98,6 +109,12 @@ def time_probes(defs: CompiledDefinitions) -> tuple[TimeProbe, ...]:
 def is_time_dependent(defs: CompiledDefinitions) -> bool:
     """Whether some audience compares a date with now."""
     return bool(time_probes(defs))
+
+
+def time_dependent_audiences(defs: CompiledDefinitions) -> frozenset[str]:
+    """The audiences with a date-vs-now condition: the only ones time re-evaluates (others,
+    e.g. on visit attributes, keep their membership until the next event)."""
+    return frozenset(probe.audience_id for probe in time_probes(defs))
 
 
 def next_flip_ms(defs: CompiledDefinitions, state: ProfileState, now_ms: int) -> int | None:

@@ -3,9 +3,10 @@
 Every commit records, in the partition's ``reevaluate_due`` sorted set, the next instant a
 date-vs-now audience condition can change for the profile (`time_dependence`). This worker,
 beside the visit sweeper, reads the due entries of every partition in one pipeline and
-re-evaluates those profiles through the compare-and-set commit; joins and leaves fire
-JOINED / LEFT actions like an event's (key ``{profile}:{action}:time:{now ms}``). Each
-entry is then set to the profile's next flip, or removed, against the committed version.
+re-evaluates those profiles' time-dependent audiences through the compare-and-set commit;
+joins and leaves fire JOINED / LEFT actions like an event's (key
+``{profile}:{action}:time:{now ms}``). Each entry is then set to the profile's next flip,
+or removed, against the committed version.
 Several replicas may run it: a transition commits exactly once (the loser re-reads and finds
 nothing to change).
 """
@@ -19,6 +20,7 @@ from collections.abc import Callable
 import redis.asyncio
 
 from profile_service.definitions.model import CompiledDefinitions
+from profile_service.engine.time_dependence import time_dependent_audiences
 from profile_service.storage.background import BackgroundLoop
 from profile_service.storage.layout import Clock, system_clock_ms
 from profile_service.storage.profile_store import ProfileStore
@@ -77,8 +79,14 @@ class ReevaluationWorker:
         more = any(len(reply) >= self._batch_limit for reply in replies)
         if not due:
             return ReevaluationReport(), more
+        defs = self._definitions()
         report = await self._store.reevaluate_profiles(
-            self._definitions(), due, now, cause=f"time:{now}", fix_due=True
+            defs,
+            due,
+            now,
+            cause=f"time:{now}",
+            audience_ids=time_dependent_audiences(defs),
+            fix_due=True,
         )
         return report, more
 
