@@ -46,10 +46,10 @@ async def _publish(
 
 def _worker(
     client: redis.asyncio.Redis, store: ProfileStore, definitions: DefinitionsStore,
-    defs: CompiledDefinitions,
+    defs: CompiledDefinitions, chunk: int = 50,
 ) -> BackfillWorker:  # fmt: skip
     return BackfillWorker(
-        client, store, definitions, lambda: defs, profiles_per_second=1e6, chunk=50
+        client, store, definitions, lambda: defs, profiles_per_second=1e6, chunk=chunk
     )
 
 
@@ -106,3 +106,46 @@ async def test_a_backfill_killed_mid_way_resumes_without_losing_or_repeating_any
         assert fired == Counter({f"{p}:{ACTION}:backfill:{defs.version}": 1 for p in expected})
     else:
         assert fired == Counter()
+
+
+async def test_a_newer_publish_supersedes_a_running_backfill_and_keeps_its_audiences(
+    redis_client: redis.asyncio.Redis,
+) -> None:
+    layout = Layout(PARTITIONS)
+    store = ProfileStore(redis_client, layout, EngineFunctions.real())
+    await store.prepare()
+    definitions = DefinitionsStore(redis_client, validate=validate_remembered, digest=digest)
+    base = await _publish(definitions, base_definitions())
+    await store.apply_events(
+        base,
+        [
+            NormalizedEvent(f"p{n}", f"e{n}", "purchase", 1_000, {"amount": amount_of(n)})
+            for n in range(500)
+        ],
+    )
+    first = await _publish(definitions, with_audience())
+    # One small chunk per partition: the first backfill is still running.
+    await _worker(redis_client, store, definitions, first, chunk=1).step()
+    running = await read_backfill_progress(redis_client, PARTITIONS)
+    assert (running.version, running.state) == (first.version, "running")
+
+    document = with_audience()
+    document.audiences.add().CopyFrom(document.audiences[0])
+    document.audiences[1].id = "huge_spenders"
+    document.audiences[1].name = "Huge spenders"
+    document.audiences[1].expression.condition.value.constant.number_value = 95
+    newest = await _publish(definitions, document)
+    worker = _worker(redis_client, store, definitions, newest)
+    await worker.step()
+    progress = await read_backfill_progress(redis_client, PARTITIONS)
+    assert progress.version == newest.version
+    assert set(progress.audience_ids) == {AUDIENCE, "huge_spenders"}
+    while (await read_backfill_progress(redis_client, PARTITIONS)).state != "done":
+        await worker.step()
+
+    for audience_id, threshold in ((AUDIENCE, 50), ("huge_spenders", 95)):
+        members: set[str] = set()
+        for pkeys in layout.all_partitions():
+            found = await redis_client.smembers(pkeys.audience(audience_id))
+            members |= {as_text(m) for m in found}
+        assert members == {f"p{n}" for n in range(500) if amount_of(n) > threshold}
