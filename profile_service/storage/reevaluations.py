@@ -75,7 +75,7 @@ class Reevaluations(StoreCore):
                     break
                 if attempt > 1:
                     await asyncio.sleep(CAS_CONFLICT.delay(attempt - 1))
-                pending = await self._attempt(
+                pending = await self._reevaluate_attempt(
                     defs, pending, now_ms, cause, audience_ids, fires_actions, fix_due, report
                 )
             else:
@@ -85,7 +85,7 @@ class Reevaluations(StoreCore):
                     )
         return report
 
-    async def _attempt(
+    async def _reevaluate_attempt(
         self,
         defs: CompiledDefinitions,
         pending: list[str],
