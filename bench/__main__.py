@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import cluster, collect, dispatch, file_import, ingest, scaling
+from bench import backfill, cluster, collect, dispatch, file_import, ingest, scaling
 from bench.procs import machine
 from bench.report import Check, checks, section, table
 
@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small sizes (about 30 s in all)")
     p.add_argument(
         "--only",
-        choices=("ingest", "collect", "import", "cluster", "scaling", "dispatch"),
+        choices=("ingest", "collect", "import", "cluster", "scaling", "dispatch", "backfill"),
         help="run one benchmark",
     )
     g = p.add_argument_group("ingest")
@@ -124,6 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.only in (None, "scaling"):
             scaled = scaling.run(_scaling_config(args), RUN_DIR / "scaling")
             results += scaling.report_scaling(scaled)
+        if args.only in (None, "backfill"):
+            visitors = args.visitors or (2_000 if args.quick else 10_000)
+            backfill.report_backfill(backfill.run(visitors, RUN_DIR / "backfill"))
         if args.only in (None, "dispatch"):
             results += dispatch.report_dispatch(dispatch.run(dispatch_config, RUN_DIR / "dispatch"))
     except Exception:

@@ -8,10 +8,17 @@ store, and turns the engine's outcomes and stored states into API messages.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from crowd.definitions.errors import InvalidDefinitionsError, definition_errors_to_proto
-from crowd.profile.v1 import definitions_pb2, event_pb2, profile_pb2, trace_pb2
+from crowd.profile.v1 import (
+    definition_service_pb2,
+    definitions_pb2,
+    event_pb2,
+    profile_pb2,
+    trace_pb2,
+)
+from profile_service.backfill_status import backfill_status_message
 from profile_service.definitions.checked import validate_off_loop
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.definitions.violations import field_violations
@@ -35,6 +42,7 @@ from profile_service.storage import (
     ProfileStore,
     TraceLog,
 )
+from profile_service.storage.backfill import BackfillProgress
 from service_common.errors import InvalidArgument
 from service_common.step_spans import step_span
 
@@ -163,12 +171,14 @@ class ProfileApp:
         trace_log: TraceLog,
         definitions_store: DefinitionsStore,
         watcher: DefinitionsWatcher,
+        backfill_progress: Callable[[], Awaitable[BackfillProgress]] | None = None,
     ) -> None:
         self._store = store
         self._reader = reader
         self._trace_log = trace_log
         self._definitions_store = definitions_store
         self._watcher = watcher
+        self._backfill_progress = backfill_progress
 
     @property
     def definitions(self) -> CompiledDefinitions:
@@ -264,6 +274,14 @@ class ProfileApp:
 
     async def get_definitions(self, version: str) -> definitions_pb2.DefinitionsVersion | None:
         return await self._definitions_store.find(version)
+
+    async def backfill_status(self) -> definition_service_pb2.GetBackfillStatusResponse:
+        progress = (
+            await self._backfill_progress()
+            if self._backfill_progress is not None
+            else BackfillProgress()
+        )
+        return backfill_status_message(progress)
 
 
 __all__ = ["ProfileApp", "event_result", "profile_message"]

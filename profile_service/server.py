@@ -42,6 +42,8 @@ from profile_service.storage import (
     TraceLog,
     VisitSweeper,
 )
+from profile_service.storage.backfill import BackfillWorker, read_backfill_progress
+from profile_service.storage.reevaluation_worker import ReevaluationWorker
 from service_common.client import create_channels
 from service_common.readiness import RedisReadiness
 from service_common.redis import connect_settings_redis
@@ -132,6 +134,27 @@ async def create_server(
                 scan_count=settings.reconcile_scan_count,
             )
         )
+        # Audience backfill and time-based re-evaluation (profile_service/storage/backfill.py,
+        # reevaluation_worker.py).
+        background.append(
+            BackfillWorker(
+                redis,
+                store,
+                definitions_store,
+                lambda: watcher.current,
+                profiles_per_second=settings.backfill_profiles_per_second,
+                interval_s=settings.backfill_interval_seconds,
+            )
+        )
+        background.append(
+            ReevaluationWorker(
+                redis,
+                store,
+                lambda: watcher.current,
+                interval_s=settings.reevaluate_interval_seconds,
+                batch_limit=settings.sweep_batch_limit,
+            )
+        )
         if forwarder is not None:
             background.append(forwarder)
 
@@ -141,6 +164,7 @@ async def create_server(
         trace_log=TraceLog(redis, layout),
         definitions_store=definitions_store,
         watcher=watcher,
+        backfill_progress=lambda: read_backfill_progress(redis, layout.partitions),
     )
     profiles = ProfileServicer(app)
     definitions = DefinitionServicer(app)

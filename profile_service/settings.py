@@ -94,6 +94,22 @@ class ProfileSettings(ServiceSettings):
     outbox_retry_max_seconds: float = Field(
         10.0, gt=0, le=3600, description="Cap of the forwarder's retry delay."
     )
+    backfill_profiles_per_second: float = Field(
+        1000.0,
+        gt=0,
+        description="Audience backfill rate per replica: existing profiles re-evaluated per "
+        "second when a published version adds or changes audiences.",
+    )
+    backfill_interval_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often an idle backfill worker looks for a new job."
+    )
+    reevaluate_interval_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often profiles whose date-vs-now audience conditions may have flipped "
+        "are re-evaluated.",
+    )
     reconcile_interval_seconds: float = Field(
         3600.0,
         gt=0,

@@ -59,6 +59,11 @@ DEFINITIONS_SEQUENCE = f"{PREFIX}:{DEFINITIONS_TAG}:seq"
 DEFINITIONS_HISTORY = f"{PREFIX}:{DEFINITIONS_TAG}:history"
 """Sorted set: version id scored by publish time (ms). No TTL."""
 
+BACKFILL_JOB = f"{PREFIX}:{DEFINITIONS_TAG}:backfill"
+"""Hash: the current audience backfill: ``job`` (definitions version), ``audiences`` (JSON
+list of audience ids), ``baseline`` (JSON: audience id -> expression digest of that
+version), ``started`` (ms). No TTL."""
+
 DEFINITIONS_CHANNEL = f"{PREFIX}:defs:changed"
 """Pub/sub channel: the new version id is published after every switch."""
 
@@ -173,6 +178,25 @@ class PartitionKeys:
         the sweeper (docs/identity.md).
         """
         return f"{PREFIX}:{self.tag}:stitches"
+
+    @property
+    def reevaluate_due(self) -> str:
+        """Sorted set: profile ids scored by the next instant (ms) a date-vs-now audience
+        condition can flip for them (time-based re-evaluation). Written with ``ZADD LT`` in
+        the commit's pipeline (an early entry only wakes the worker early); corrected by the
+        worker against the profile version. No TTL."""
+        return f"{PREFIX}:{self.tag}:reevaluate:due"
+
+    @property
+    def backfill(self) -> str:
+        """Hash: this partition's backfill progress: ``job`` (definitions version), ``cursor``
+        (SCAN cursor of the partition's profiles), ``scanned``, ``joins``, ``done``. No TTL."""
+        return f"{PREFIX}:{self.tag}:backfill"
+
+    @property
+    def backfill_lease(self) -> str:
+        """String: the replica backfilling this partition right now. TTL 30 s."""
+        return f"{PREFIX}:{self.tag}:backfill:lease"
 
     def audience(self, audience_id: str) -> str:
         """Set: profile ids in an audience within this partition. No TTL (kept in step with

@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Protocol
 
-from crowd.profile.v1 import definitions_pb2, event_pb2, profile_pb2, trace_pb2
+from crowd.profile.v1 import (
+    definition_service_pb2,
+    definitions_pb2,
+    event_pb2,
+    profile_pb2,
+    trace_pb2,
+)
 from profile_service.engine.state import NormalizedEvent
 
 
@@ -74,4 +80,8 @@ class ProfileBackend(Protocol):
 
     async def get_definitions(self, version: str) -> definitions_pb2.DefinitionsVersion | None:
         """Return the current ("" ) or a named version, or None."""
+        ...
+
+    async def backfill_status(self) -> definition_service_pb2.GetBackfillStatusResponse:
+        """Progress of the current audience backfill."""
         ...

@@ -28,6 +28,7 @@ _DEFINITION_SCOPES = {
     "ValidateDefinitions": READ,
     "GetDefinitions": READ,
     "TryDefinitions": READ,  # writes nothing
+    "GetBackfillStatus": READ,
     "PublishDefinitions": ADMIN,
 }
 

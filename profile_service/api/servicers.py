@@ -354,5 +354,10 @@ class DefinitionServicer(definition_service_pb2_grpc.DefinitionServiceServicer):
     ) -> definition_service_pb2.TryDefinitionsResponse:
         return await try_definitions(request)
 
+    async def GetBackfillStatus(
+        self, request: definition_service_pb2.GetBackfillStatusRequest, context: Context
+    ) -> definition_service_pb2.GetBackfillStatusResponse:
+        return await self._backend.backfill_status()
+
 
 __all__ = ["DefinitionServicer", "ProfileServicer"]

@@ -26,6 +26,7 @@ from profile_service.definitions.model import CompiledDefinitions
 from profile_service.engine.state import NormalizedEvent, Outcome, ProfileState
 from profile_service.storage.layout import Layout
 from profile_service.storage.lua import storage_script
+from profile_service.storage.reevaluation_due import reevaluation_due_writes
 from profile_service.storage.replies import RedisArg
 from service_common.trace_entries import (
     TRACE_MAXLEN,
@@ -82,6 +83,8 @@ class ProfileWrite:
     trace_id_entries: list[tuple[str, bytes]] = field(default_factory=list)
     """``(live-trace id, entry JSON)`` to append once the commit succeeded."""
     outbox_entries: int = 0
+    new_version: str = ""
+    """The version token the profile has once this write committed."""
 
     @property
     def command_count(self) -> int:
@@ -204,7 +207,7 @@ def build_write(
     # every argument in Python, and one per parameter cost more than the rest of the commit.
     header = {
         "e": expected_version,
-        "n": new_version_token(),
+        "n": (token := new_version_token()),
         "r": str(limits.visitor_retention_ms),
         "p": profile_id,
         "d": visit_due,
@@ -229,7 +232,11 @@ def build_write(
         profile_id=profile_id,
         keys=script_keys,
         args=args,
-        side_writes=_alias_refreshes(layout, final, retention),
+        side_writes=[
+            *_alias_refreshes(layout, final, retention),
+            *reevaluation_due_writes(defs, pkeys, final, now_ms),  # time-based re-evaluation
+        ],
+        new_version=token,
         trace_id_entries=trace_id_entries,
         outbox_entries=len(outbox) // 2,
     )

@@ -39,6 +39,7 @@ from profile_service.storage.batch_reads import BatchReads, Loaded
 from profile_service.storage.commit import ProfileWrite, Step, build_write
 from profile_service.storage.delayed_actions import DelayedActions
 from profile_service.storage.lua import is_noscript
+from profile_service.storage.reevaluations import Reevaluations
 from profile_service.storage.stitches import Stitches
 from profile_service.storage.store_core import (
     FIX_VISIT_DUE_SCRIPT,
@@ -81,7 +82,7 @@ class _Plan:
     """The profile after its events (what ``write`` commits)."""
 
 
-class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches):
+class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches, Reevaluations):
     """Applies events, visit ends and due delayed actions to profiles, atomically per profile.
 
     The jobs live in their own modules: reading a batch (`batch_reads`), ending visits

@@ -311,6 +311,17 @@ class CrowdClient:
         )
         return list(response.results)
 
+    async def backfill_status(self) -> definition_service_pb2.GetBackfillStatusResponse:
+        """Progress of the audience backfill (version, state, per-partition figures)."""
+        response: definition_service_pb2.GetBackfillStatusResponse = (
+            await self.definitions.GetBackfillStatus(
+                definition_service_pb2.GetBackfillStatusRequest(),
+                metadata=self._metadata,
+                timeout=self._timeout,
+            )
+        )
+        return response
+
     async def publish_definitions(
         self, definitions: definitions_pb2.Definitions, expected_current_version: str = ""
     ) -> definitions_pb2.DefinitionsVersion:

@@ -26,29 +26,35 @@ from crowd.profile.v1 import definitions_pb2 as crowd_dot_profile_dot_v1_dot_def
 from crowd.profile.v1 import event_pb2 as crowd_dot_profile_dot_v1_dot_event__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)crowd/profile/v1/definition_service.proto\x12\x10\x63rowd.profile.v1\x1a\"crowd/profile/v1/definitions.proto\x1a\x1c\x63rowd/profile/v1/event.proto\"P\n\x1aValidateDefinitionsRequest\x12\x32\n\x0b\x64\x65\x66initions\x18\x01 \x01(\x0b\x32\x1d.crowd.profile.v1.Definitions\"_\n\x1bValidateDefinitionsResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x31\n\x06\x65rrors\x18\x02 \x03(\x0b\x32!.crowd.profile.v1.DefinitionError\"q\n\x19PublishDefinitionsRequest\x12\x32\n\x0b\x64\x65\x66initions\x18\x01 \x01(\x0b\x32\x1d.crowd.profile.v1.Definitions\x12 \n\x18\x65xpected_current_version\x18\x02 \x01(\t\"S\n\x1aPublishDefinitionsResponse\x12\x35\n\x07version\x18\x01 \x01(\x0b\x32$.crowd.profile.v1.DefinitionsVersion\"(\n\x15GetDefinitionsRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"O\n\x16GetDefinitionsResponse\x12\x35\n\x07version\x18\x01 \x01(\x0b\x32$.crowd.profile.v1.DefinitionsVersion\"t\n\x15TryDefinitionsRequest\x12\x32\n\x0b\x64\x65\x66initions\x18\x01 \x01(\x0b\x32\x1d.crowd.profile.v1.Definitions\x12\'\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x17.crowd.profile.v1.Event\"H\n\x16TryDefinitionsResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.crowd.profile.v1.EventResult2\xc2\x03\n\x11\x44\x65\x66initionService\x12r\n\x13ValidateDefinitions\x12,.crowd.profile.v1.ValidateDefinitionsRequest\x1a-.crowd.profile.v1.ValidateDefinitionsResponse\x12o\n\x12PublishDefinitions\x12+.crowd.profile.v1.PublishDefinitionsRequest\x1a,.crowd.profile.v1.PublishDefinitionsResponse\x12\x63\n\x0eGetDefinitions\x12\'.crowd.profile.v1.GetDefinitionsRequest\x1a(.crowd.profile.v1.GetDefinitionsResponse\x12\x63\n\x0eTryDefinitions\x12\'.crowd.profile.v1.TryDefinitionsRequest\x1a(.crowd.profile.v1.TryDefinitionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)crowd/profile/v1/definition_service.proto\x12\x10\x63rowd.profile.v1\x1a\"crowd/profile/v1/definitions.proto\x1a\x1c\x63rowd/profile/v1/event.proto\"\x1a\n\x18GetBackfillStatusRequest\"c\n\x11\x42\x61\x63kfillPartition\x12\x11\n\tpartition\x18\x01 \x01(\x05\x12\x18\n\x10profiles_scanned\x18\x02 \x01(\x03\x12\x13\n\x0bjoins_found\x18\x03 \x01(\x03\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\"\xec\x01\n\x19GetBackfillStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x14\n\x0c\x61udience_ids\x18\x02 \x03(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x18\n\x10profiles_scanned\x18\x04 \x01(\x03\x12\x13\n\x0bjoins_found\x18\x05 \x01(\x03\x12\x17\n\x0fpartitions_done\x18\x06 \x01(\x05\x12\x18\n\x10partitions_total\x18\x07 \x01(\x05\x12\x37\n\npartitions\x18\x08 \x03(\x0b\x32#.crowd.profile.v1.BackfillPartition\"P\n\x1aValidateDefinitionsRequest\x12\x32\n\x0b\x64\x65\x66initions\x18\x01 \x01(\x0b\x32\x1d.crowd.profile.v1.Definitions\"_\n\x1bValidateDefinitionsResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x31\n\x06\x65rrors\x18\x02 \x03(\x0b\x32!.crowd.profile.v1.DefinitionError\"q\n\x19PublishDefinitionsRequest\x12\x32\n\x0b\x64\x65\x66initions\x18\x01 \x01(\x0b\x32\x1d.crowd.profile.v1.Definitions\x12 \n\x18\x65xpected_current_version\x18\x02 \x01(\t\"S\n\x1aPublishDefinitionsResponse\x12\x35\n\x07version\x18\x01 \x01(\x0b\x32$.crowd.profile.v1.DefinitionsVersion\"(\n\x15GetDefinitionsRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"O\n\x16GetDefinitionsResponse\x12\x35\n\x07version\x18\x01 \x01(\x0b\x32$.crowd.profile.v1.DefinitionsVersion\"t\n\x15TryDefinitionsRequest\x12\x32\n\x0b\x64\x65\x66initions\x18\x01 \x01(\x0b\x32\x1d.crowd.profile.v1.Definitions\x12\'\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x17.crowd.profile.v1.Event\"H\n\x16TryDefinitionsResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.crowd.profile.v1.EventResult2\xb0\x04\n\x11\x44\x65\x66initionService\x12r\n\x13ValidateDefinitions\x12,.crowd.profile.v1.ValidateDefinitionsRequest\x1a-.crowd.profile.v1.ValidateDefinitionsResponse\x12o\n\x12PublishDefinitions\x12+.crowd.profile.v1.PublishDefinitionsRequest\x1a,.crowd.profile.v1.PublishDefinitionsResponse\x12\x63\n\x0eGetDefinitions\x12\'.crowd.profile.v1.GetDefinitionsRequest\x1a(.crowd.profile.v1.GetDefinitionsResponse\x12\x63\n\x0eTryDefinitions\x12\'.crowd.profile.v1.TryDefinitionsRequest\x1a(.crowd.profile.v1.TryDefinitionsResponse\x12l\n\x11GetBackfillStatus\x12*.crowd.profile.v1.GetBackfillStatusRequest\x1a+.crowd.profile.v1.GetBackfillStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'crowd.profile.v1.definition_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VALIDATEDEFINITIONSREQUEST']._serialized_start=129
-  _globals['_VALIDATEDEFINITIONSREQUEST']._serialized_end=209
-  _globals['_VALIDATEDEFINITIONSRESPONSE']._serialized_start=211
-  _globals['_VALIDATEDEFINITIONSRESPONSE']._serialized_end=306
-  _globals['_PUBLISHDEFINITIONSREQUEST']._serialized_start=308
-  _globals['_PUBLISHDEFINITIONSREQUEST']._serialized_end=421
-  _globals['_PUBLISHDEFINITIONSRESPONSE']._serialized_start=423
-  _globals['_PUBLISHDEFINITIONSRESPONSE']._serialized_end=506
-  _globals['_GETDEFINITIONSREQUEST']._serialized_start=508
-  _globals['_GETDEFINITIONSREQUEST']._serialized_end=548
-  _globals['_GETDEFINITIONSRESPONSE']._serialized_start=550
-  _globals['_GETDEFINITIONSRESPONSE']._serialized_end=629
-  _globals['_TRYDEFINITIONSREQUEST']._serialized_start=631
-  _globals['_TRYDEFINITIONSREQUEST']._serialized_end=747
-  _globals['_TRYDEFINITIONSRESPONSE']._serialized_start=749
-  _globals['_TRYDEFINITIONSRESPONSE']._serialized_end=821
-  _globals['_DEFINITIONSERVICE']._serialized_start=824
-  _globals['_DEFINITIONSERVICE']._serialized_end=1274
+  _globals['_GETBACKFILLSTATUSREQUEST']._serialized_start=129
+  _globals['_GETBACKFILLSTATUSREQUEST']._serialized_end=155
+  _globals['_BACKFILLPARTITION']._serialized_start=157
+  _globals['_BACKFILLPARTITION']._serialized_end=256
+  _globals['_GETBACKFILLSTATUSRESPONSE']._serialized_start=259
+  _globals['_GETBACKFILLSTATUSRESPONSE']._serialized_end=495
+  _globals['_VALIDATEDEFINITIONSREQUEST']._serialized_start=497
+  _globals['_VALIDATEDEFINITIONSREQUEST']._serialized_end=577
+  _globals['_VALIDATEDEFINITIONSRESPONSE']._serialized_start=579
+  _globals['_VALIDATEDEFINITIONSRESPONSE']._serialized_end=674
+  _globals['_PUBLISHDEFINITIONSREQUEST']._serialized_start=676
+  _globals['_PUBLISHDEFINITIONSREQUEST']._serialized_end=789
+  _globals['_PUBLISHDEFINITIONSRESPONSE']._serialized_start=791
+  _globals['_PUBLISHDEFINITIONSRESPONSE']._serialized_end=874
+  _globals['_GETDEFINITIONSREQUEST']._serialized_start=876
+  _globals['_GETDEFINITIONSREQUEST']._serialized_end=916
+  _globals['_GETDEFINITIONSRESPONSE']._serialized_start=918
+  _globals['_GETDEFINITIONSRESPONSE']._serialized_end=997
+  _globals['_TRYDEFINITIONSREQUEST']._serialized_start=999
+  _globals['_TRYDEFINITIONSREQUEST']._serialized_end=1115
+  _globals['_TRYDEFINITIONSRESPONSE']._serialized_start=1117
+  _globals['_TRYDEFINITIONSRESPONSE']._serialized_end=1189
+  _globals['_DEFINITIONSERVICE']._serialized_start=1192
+  _globals['_DEFINITIONSERVICE']._serialized_end=1752
 # @@protoc_insertion_point(module_scope)

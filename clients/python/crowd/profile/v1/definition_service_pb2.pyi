@@ -21,6 +21,111 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class GetBackfillStatusRequest(_message.Message):
+    """Request of GetBackfillStatus."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetBackfillStatusRequest: _TypeAlias = GetBackfillStatusRequest  # noqa: Y015
+
+@_typing.final
+class BackfillPartition(_message.Message):
+    """Progress of one partition of a backfill."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTITION_FIELD_NUMBER: _builtins.int
+    PROFILES_SCANNED_FIELD_NUMBER: _builtins.int
+    JOINS_FOUND_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    partition: _builtins.int
+    """The partition number."""
+    profiles_scanned: _builtins.int
+    """Profiles evaluated so far."""
+    joins_found: _builtins.int
+    """Joins committed so far."""
+    done: _builtins.bool
+    """True once the partition has been scanned to its end."""
+    def __init__(
+        self,
+        *,
+        partition: _builtins.int = ...,
+        profiles_scanned: _builtins.int = ...,
+        joins_found: _builtins.int = ...,
+        done: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "joins_found", b"joins_found", "partition", b"partition", "profiles_scanned", b"profiles_scanned"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BackfillPartition: _TypeAlias = BackfillPartition  # noqa: Y015
+
+@_typing.final
+class GetBackfillStatusResponse(_message.Message):
+    """Response of GetBackfillStatus."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    AUDIENCE_IDS_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    PROFILES_SCANNED_FIELD_NUMBER: _builtins.int
+    JOINS_FOUND_FIELD_NUMBER: _builtins.int
+    PARTITIONS_DONE_FIELD_NUMBER: _builtins.int
+    PARTITIONS_TOTAL_FIELD_NUMBER: _builtins.int
+    PARTITIONS_FIELD_NUMBER: _builtins.int
+    version: _builtins.str
+    """The definitions version being (or last) backfilled; empty if none yet."""
+    state: _builtins.str
+    """"idle" (no backfill yet), "running" or "done"."""
+    profiles_scanned: _builtins.int
+    """Profiles evaluated so far, all partitions."""
+    joins_found: _builtins.int
+    """Joins committed so far, all partitions."""
+    partitions_done: _builtins.int
+    """Partitions scanned to their end."""
+    partitions_total: _builtins.int
+    """All partitions (the backfill is done when every one is)."""
+    @_builtins.property
+    def audience_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The audiences backfilled (added or changed by that version)."""
+
+    @_builtins.property
+    def partitions(self) -> _containers.RepeatedCompositeFieldContainer[Global___BackfillPartition]:
+        """Per-partition progress."""
+
+    def __init__(
+        self,
+        *,
+        version: _builtins.str = ...,
+        audience_ids: _abc.Iterable[_builtins.str] | None = ...,
+        state: _builtins.str = ...,
+        profiles_scanned: _builtins.int = ...,
+        joins_found: _builtins.int = ...,
+        partitions_done: _builtins.int = ...,
+        partitions_total: _builtins.int = ...,
+        partitions: _abc.Iterable[Global___BackfillPartition] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience_ids", b"audience_ids", "joins_found", b"joins_found", "partitions", b"partitions", "partitions_done", b"partitions_done", "partitions_total", b"partitions_total", "profiles_scanned", b"profiles_scanned", "state", b"state", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetBackfillStatusResponse: _TypeAlias = GetBackfillStatusResponse  # noqa: Y015
+
+@_typing.final
 class ValidateDefinitionsRequest(_message.Message):
     """Request of ValidateDefinitions."""
 

@@ -55,6 +55,11 @@ class DefinitionServiceStub:
                 request_serializer=crowd_dot_profile_dot_v1_dot_definition__service__pb2.TryDefinitionsRequest.SerializeToString,
                 response_deserializer=crowd_dot_profile_dot_v1_dot_definition__service__pb2.TryDefinitionsResponse.FromString,
                 _registered_method=True)
+        self.GetBackfillStatus = channel.unary_unary(
+                '/crowd.profile.v1.DefinitionService/GetBackfillStatus',
+                request_serializer=crowd_dot_profile_dot_v1_dot_definition__service__pb2.GetBackfillStatusRequest.SerializeToString,
+                response_deserializer=crowd_dot_profile_dot_v1_dot_definition__service__pb2.GetBackfillStatusResponse.FromString,
+                _registered_method=True)
 
 
 class DefinitionServiceServicer:
@@ -94,6 +99,14 @@ class DefinitionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBackfillStatus(self, request, context):
+        """Progress of the audience backfill of the newest definitions version that
+        added or changed audiences. Scope: read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DefinitionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -116,6 +129,11 @@ def add_DefinitionServiceServicer_to_server(servicer, server):
                     servicer.TryDefinitions,
                     request_deserializer=crowd_dot_profile_dot_v1_dot_definition__service__pb2.TryDefinitionsRequest.FromString,
                     response_serializer=crowd_dot_profile_dot_v1_dot_definition__service__pb2.TryDefinitionsResponse.SerializeToString,
+            ),
+            'GetBackfillStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBackfillStatus,
+                    request_deserializer=crowd_dot_profile_dot_v1_dot_definition__service__pb2.GetBackfillStatusRequest.FromString,
+                    response_serializer=crowd_dot_profile_dot_v1_dot_definition__service__pb2.GetBackfillStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -227,6 +245,33 @@ class DefinitionService:
             '/crowd.profile.v1.DefinitionService/TryDefinitions',
             crowd_dot_profile_dot_v1_dot_definition__service__pb2.TryDefinitionsRequest.SerializeToString,
             crowd_dot_profile_dot_v1_dot_definition__service__pb2.TryDefinitionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBackfillStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crowd.profile.v1.DefinitionService/GetBackfillStatus',
+            crowd_dot_profile_dot_v1_dot_definition__service__pb2.GetBackfillStatusRequest.SerializeToString,
+            crowd_dot_profile_dot_v1_dot_definition__service__pb2.GetBackfillStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,10 @@ class DefinitionServiceStub:
     starts as a fresh profile; the events apply in order. An invalid document
     or event is refused with INVALID_ARGUMENT. Scope: read.
     """
+    GetBackfillStatus: _grpc.UnaryUnaryMultiCallable[_definition_service_pb2.GetBackfillStatusRequest, _definition_service_pb2.GetBackfillStatusResponse]
+    """Progress of the audience backfill of the newest definitions version that
+    added or changed audiences. Scope: read.
+    """
 
 @_typing.type_check_only
 class DefinitionServiceAsyncStub(DefinitionServiceStub):
@@ -70,6 +74,10 @@ class DefinitionServiceAsyncStub(DefinitionServiceStub):
     memory: nothing is stored, no action is queued or sent. Each visitor id
     starts as a fresh profile; the events apply in order. An invalid document
     or event is refused with INVALID_ARGUMENT. Scope: read.
+    """
+    GetBackfillStatus: _aio.UnaryUnaryMultiCallable[_definition_service_pb2.GetBackfillStatusRequest, _definition_service_pb2.GetBackfillStatusResponse]  # type: ignore[assignment]
+    """Progress of the audience backfill of the newest definitions version that
+    added or changed audiences. Scope: read.
     """
 
 class DefinitionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -113,6 +121,16 @@ class DefinitionServiceServicer(metaclass=_abc_1.ABCMeta):
         memory: nothing is stored, no action is queued or sent. Each visitor id
         starts as a fresh profile; the events apply in order. An invalid document
         or event is refused with INVALID_ARGUMENT. Scope: read.
+        """
+
+    @_abc_1.abstractmethod
+    def GetBackfillStatus(
+        self,
+        request: _definition_service_pb2.GetBackfillStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_definition_service_pb2.GetBackfillStatusResponse, _abc.Awaitable[_definition_service_pb2.GetBackfillStatusResponse]]:
+        """Progress of the audience backfill of the newest definitions version that
+        added or changed audiences. Scope: read.
         """
 
 def add_DefinitionServiceServicer_to_server(servicer: DefinitionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1231,12 +1231,20 @@ class AudienceDefinition(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     EXPRESSION_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    BACKFILL_FIRES_ACTIONS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Stable user-chosen id, e.g. "vip_cart_abandoners"."""
     name: _builtins.str
     """Human-readable name; used for Braze membership attributes."""
     description: _builtins.str
     """Free-text description."""
+    backfill_fires_actions: _builtins.bool
+    """Whether joins (and leaves) found by a backfill fire this audience's
+    JOINED / LEFT actions. A backfill evaluates every existing profile when a
+    published version adds the audience or changes its expression. Default
+    false: the backfill only fills the membership, so publishing a new
+    audience does not send a burst of actions for visitors who did nothing.
+    """
     @_builtins.property
     def expression(self) -> Global___AudienceExpression:
         """The membership condition."""
@@ -1248,10 +1256,11 @@ class AudienceDefinition(_message.Message):
         name: _builtins.str = ...,
         expression: Global___AudienceExpression | None = ...,
         description: _builtins.str = ...,
+        backfill_fires_actions: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expression", b"expression"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "expression", b"expression", "id", b"id", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backfill_fires_actions", b"backfill_fires_actions", "description", b"description", "expression", b"expression", "id", b"id", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
