@@ -24,6 +24,7 @@ from crowd.profile.v1 import definition_service_pb2_grpc, profile_service_pb2_gr
 from profile_service.api.scopes import DEFINITION_SERVICE, METHOD_SCOPES, PROFILE_SERVICE
 from profile_service.api.servicers import DefinitionServicer, ProfileServicer
 from profile_service.app import ProfileApp
+from profile_service.cohort_resync import CohortResync
 from profile_service.collect.server import CollectServer, collect_enabled
 from profile_service.definitions.checked import validate_remembered
 from profile_service.definitions.compiler import compile_definitions, digest
@@ -140,7 +141,10 @@ async def create_server(
         definitions_store=definitions_store,
         watcher=watcher,
     )
-    profiles = ProfileServicer(app)
+    resync = CohortResync(
+        ProfileReader(redis, layout, wait=wait), lambda: watcher.current, channels
+    )
+    profiles = ProfileServicer(app, resync)
     definitions = DefinitionServicer(app)
 
     def register(server: grpc.aio.Server) -> None:

@@ -16,6 +16,7 @@ from crowd.profile.v1 import definitions_pb2 as pb
 from profile_service.definitions.model import CompiledDefinitions, EngineLimits
 from profile_service.engine.actions import ActionPlan, compile_action
 from profile_service.engine.builtin_values import BUILTIN_READERS
+from profile_service.engine.cohort_bindings import compile_cohort_bindings
 from profile_service.engine.context import AttributeMeta, Predicate, favorite_id
 from profile_service.engine.enrichments import EnrichmentStep, compile_enrichment
 from profile_service.engine.forwarding import compile_forwardings
@@ -195,6 +196,7 @@ def build_plan(defs: CompiledDefinitions) -> EnginePlan:
         for definition in defs.actions.values()
         if not definition.disabled
     ) + compile_forwardings(defs.document, operands, names)
+    actions += compile_cohort_bindings(defs.document, operands)
 
     changed_inputs = {
         condition.input.attribute

@@ -599,6 +599,34 @@ MEMBERSHIP_MODE_BOTH: MembershipMode.ValueType  # 3
 """Both."""
 Global___MembershipMode: _TypeAlias = MembershipMode  # noqa: Y015
 
+class _CohortIdentifier:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CohortIdentifierEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CohortIdentifier.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COHORT_IDENTIFIER_UNSPECIFIED: _CohortIdentifier.ValueType  # 0
+    """Not set: EXTERNAL_ID."""
+    COHORT_IDENTIFIER_EXTERNAL_ID: _CohortIdentifier.ValueType  # 1
+    """The Braze external id (identified users)."""
+    COHORT_IDENTIFIER_DEVICE_ID: _CohortIdentifier.ValueType  # 2
+    """A Braze device id (anonymous users)."""
+    COHORT_IDENTIFIER_ALIAS: _CohortIdentifier.ValueType  # 3
+    """A Braze user alias (alias_name and alias_label)."""
+
+class CohortIdentifier(_CohortIdentifier, metaclass=_CohortIdentifierEnumTypeWrapper):
+    """Which identifier a cohort binding sends to Braze's cohort import."""
+
+COHORT_IDENTIFIER_UNSPECIFIED: CohortIdentifier.ValueType  # 0
+"""Not set: EXTERNAL_ID."""
+COHORT_IDENTIFIER_EXTERNAL_ID: CohortIdentifier.ValueType  # 1
+"""The Braze external id (identified users)."""
+COHORT_IDENTIFIER_DEVICE_ID: CohortIdentifier.ValueType  # 2
+"""A Braze device id (anonymous users)."""
+COHORT_IDENTIFIER_ALIAS: CohortIdentifier.ValueType  # 3
+"""A Braze user alias (alias_name and alias_label)."""
+Global___CohortIdentifier: _TypeAlias = CohortIdentifier  # noqa: Y015
+
 @_typing.final
 class Definitions(_message.Message):
     """The whole definitions document. It is validated as a whole and published
@@ -614,6 +642,7 @@ class Definitions(_message.Message):
     COOLDOWN_GROUPS_FIELD_NUMBER: _builtins.int
     ACTIONS_FIELD_NUMBER: _builtins.int
     AUDIENCE_FORWARDING_FIELD_NUMBER: _builtins.int
+    COHORT_BINDINGS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def settings(self) -> Global___EngineSettings:
         """Engine settings (visit timeouts, retention, limits)."""
@@ -645,6 +674,12 @@ class Definitions(_message.Message):
         updates the visitor's Braze user without explicit actions.
         """
 
+    @_builtins.property
+    def cohort_bindings(self) -> _containers.RepeatedCompositeFieldContainer[Global___CohortBinding]:
+        """Audiences bound to Braze cohorts (as Treasure Data's cohort import): every
+        join and leave adds the visitor to or removes it from the cohort.
+        """
+
     def __init__(
         self,
         *,
@@ -655,10 +690,11 @@ class Definitions(_message.Message):
         cooldown_groups: _abc.Iterable[Global___CooldownGroup] | None = ...,
         actions: _abc.Iterable[Global___ActionDefinition] | None = ...,
         audience_forwarding: _abc.Iterable[Global___AudienceForwarding] | None = ...,
+        cohort_bindings: _abc.Iterable[Global___CohortBinding] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "attributes", b"attributes", "audience_forwarding", b"audience_forwarding", "audiences", b"audiences", "cooldown_groups", b"cooldown_groups", "event_feeds", b"event_feeds", "settings", b"settings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "attributes", b"attributes", "audience_forwarding", b"audience_forwarding", "audiences", b"audiences", "cohort_bindings", b"cohort_bindings", "cooldown_groups", b"cooldown_groups", "event_feeds", b"event_feeds", "settings", b"settings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1766,6 +1802,71 @@ class AudienceForwarding(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AudienceForwarding: _TypeAlias = AudienceForwarding  # noqa: Y015
+
+@_typing.final
+class CohortBinding(_message.Message):
+    """An audience bound to a Braze cohort: joining adds the visitor to the
+    cohort, leaving removes it, through the dispatch service's cohort sync
+    (batches of at most 1,000 ids, rate limits, retries, dead letters).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUDIENCE_ID_FIELD_NUMBER: _builtins.int
+    CONNECTOR_ID_FIELD_NUMBER: _builtins.int
+    COHORT_ID_FIELD_NUMBER: _builtins.int
+    COHORT_NAME_FIELD_NUMBER: _builtins.int
+    IDENTIFIER_FIELD_NUMBER: _builtins.int
+    EXTERNAL_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    ALIAS_NAME_FIELD_NUMBER: _builtins.int
+    ALIAS_LABEL_FIELD_NUMBER: _builtins.int
+    audience_id: _builtins.str
+    """The bound audience id."""
+    connector_id: _builtins.str
+    """The dispatch connector id (with cohort import credentials)."""
+    cohort_id: _builtins.str
+    """The cohort id in Braze ("unique for the specified client")."""
+    cohort_name: _builtins.str
+    """The cohort's name in Braze; defaults to cohort_id."""
+    identifier: Global___CohortIdentifier.ValueType
+    """Which identifier is sent; unset means EXTERNAL_ID."""
+    @_builtins.property
+    def external_id(self) -> Global___Operand:
+        """The external id (for EXTERNAL_ID)."""
+
+    @_builtins.property
+    def device_id(self) -> Global___Operand:
+        """The device id (for DEVICE_ID)."""
+
+    @_builtins.property
+    def alias_name(self) -> Global___Operand:
+        """The alias name (for ALIAS)."""
+
+    @_builtins.property
+    def alias_label(self) -> Global___Operand:
+        """The alias label (for ALIAS); usually a constant."""
+
+    def __init__(
+        self,
+        *,
+        audience_id: _builtins.str = ...,
+        connector_id: _builtins.str = ...,
+        cohort_id: _builtins.str = ...,
+        cohort_name: _builtins.str = ...,
+        identifier: Global___CohortIdentifier.ValueType = ...,
+        external_id: Global___Operand | None = ...,
+        device_id: Global___Operand | None = ...,
+        alias_name: Global___Operand | None = ...,
+        alias_label: Global___Operand | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alias_label", b"alias_label", "alias_name", b"alias_name", "device_id", b"device_id", "external_id", b"external_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alias_label", b"alias_label", "alias_name", b"alias_name", "audience_id", b"audience_id", "cohort_id", b"cohort_id", "cohort_name", b"cohort_name", "connector_id", b"connector_id", "device_id", b"device_id", "external_id", b"external_id", "identifier", b"identifier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CohortBinding: _TypeAlias = CohortBinding  # noqa: Y015
 
 @_typing.final
 class DeleteUserMapping(_message.Message):
