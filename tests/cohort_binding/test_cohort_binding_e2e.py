@@ -4,6 +4,7 @@ name defaults to its id; ResyncCohort refills a cohort wiped in Braze."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import grpc
@@ -12,8 +13,10 @@ import pytest
 
 from crowd.definitions.loader import definitions_from_dict
 from crowd.profile.v1 import profile_service_pb2
+from tests.cli.cli_runner import cli_env, run_cli_async
 from tests.cohort_binding.conftest import CONNECTOR, PARTNER, BindingStack
 from tests.forwarding.documents import document
+from tests.profile_api.helpers import ADMIN_KEY
 
 COHORT = "td-silver-2026"
 
@@ -118,3 +121,28 @@ async def test_resync_refuses_unbound_and_unknown_audiences(binding_stack: Bindi
             ):
                 pass
         assert refused.value.code() == code
+
+
+async def test_cli_cohort_resync(binding_stack: BindingStack) -> None:
+    stack, sandbox = binding_stack, binding_stack.sandbox
+    await stack.client.publish_definitions(_bound())
+    await _user_exists(stack, "c1", "cust-c0001")
+    await stack.client.track_event("c1", "score", {"points": 50.0})
+    await sandbox.wait_until(
+        lambda: sandbox.cohort_members(PARTNER, COHORT) == {"cust-c0001"}, timeout=20
+    )
+    sandbox.drop_cohort(PARTNER, COHORT)
+
+    env = cli_env(CROWD_PROFILE_TARGET=stack.profile.address, CROWD_API_KEY=ADMIN_KEY)
+    ran = await run_cli_async("cohort", "resync", "silver", env=env)
+    assert ran.code == 0, ran.stderr
+    result = json.loads(ran.stdout)
+    assert result["done"] is True
+    assert result["members_sent"] == "1"  # int64 in proto JSON
+    await sandbox.wait_until(
+        lambda: sandbox.cohort_members(PARTNER, COHORT) == {"cust-c0001"}, timeout=20
+    )
+
+    refused = await run_cli_async("cohort", "resync", "gold", env=env)
+    assert refused.code == 1
+    assert "not bound" in refused.stderr

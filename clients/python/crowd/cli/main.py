@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from crowd.cli import actions, audiences, defs, imports, profiles, trace
+from crowd.cli import actions, audiences, cohorts, defs, imports, profiles, trace
 from crowd.cli.output import Output, OutputMode
 from crowd.cli.session import EXIT_OK, Session
 
@@ -36,6 +36,7 @@ app.add_typer(defs.app, name="defs")
 app.add_typer(defs.app, name="definitions", help="Alias of defs.")
 app.add_typer(audiences.app, name="audience")
 app.add_typer(actions.app, name="actions")
+app.add_typer(cohorts.app, name="cohort")
 app.command()(profiles.track)
 app.command()(profiles.profile)
 app.command()(profiles.delete)
