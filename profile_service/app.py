@@ -156,6 +156,8 @@ class ProfileApp:
         self._trace_log = trace_log
         self._definitions_store = definitions_store
         self._watcher = watcher
+        self.on_published: Callable[[CompiledDefinitions, CompiledDefinitions], None] | None = None
+        """Called with the previous and the new definitions after this replica published."""
 
     @property
     def definitions(self) -> CompiledDefinitions:
@@ -232,6 +234,7 @@ class ProfileApp:
             errors = await validate_off_loop(definitions)
             if errors:
                 raise InvalidDefinitionsError(errors)
+            before = self._watcher.current
             published = await self._definitions_store.publish(definitions, expected_current_version)
         except InvalidDefinitionsError as exc:
             raise InvalidArgument(
@@ -241,6 +244,8 @@ class ProfileApp:
             ) from None
         # Switch this replica at once; the others follow within their poll interval.
         await self._watcher.refresh()
+        if self.on_published is not None and published.changed:
+            self.on_published(before, self._watcher.current)
         return published.version
 
     async def get_definitions(self, version: str) -> definitions_pb2.DefinitionsVersion | None:

@@ -29,6 +29,7 @@ from profile_service.collect.server import CollectServer, collect_enabled
 from profile_service.definitions.checked import validate_remembered
 from profile_service.definitions.compiler import compile_definitions, digest
 from profile_service.dispatch_link import DispatchSubmitter
+from profile_service.forwarding_removal import ForwardingClearer
 from profile_service.settings import ProfileSettings
 from profile_service.storage import (
     AudienceReconciler,
@@ -145,6 +146,13 @@ async def create_server(
         ProfileReader(redis, layout, wait=wait), lambda: watcher.current, channels
     )
     profiles = ProfileServicer(app, resync)
+    clearer = None
+    if channels:
+        # Deleting a forwarded audience clears its membership in Braze (forwarding_removal).
+        clearer = ForwardingClearer(
+            ProfileReader(redis, layout, wait=wait), DispatchSubmitter(channels)
+        )
+        app.on_published = clearer.published
     definitions = DefinitionServicer(app)
 
     def register(server: grpc.aio.Server) -> None:
@@ -173,6 +181,8 @@ async def create_server(
     async def stop_background() -> None:
         for task in reversed(background):
             await task.stop()
+        if clearer is not None:
+            await clearer.stop()
         await watcher.stop()
         for channel in channels:
             await channel.close()

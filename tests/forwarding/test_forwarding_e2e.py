@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from crowd.definitions.loader import definitions_from_dict
 from tests.forwarding.conftest import Stack
-from tests.forwarding.documents import definitions, forwarding
+from tests.forwarding.documents import definitions, document, forwarding
 
 
 def _attributes(stack: Stack, external_id: str) -> dict[str, Any]:
@@ -96,3 +97,26 @@ async def test_one_connector_forwards_several_audiences_with_two_forwardings(sta
         "cust-0004",
         {"SegmentMembership": ["silver", "gold", "platinum"], "In platinum": True},
     )
+
+
+async def test_deleting_a_forwarded_audience_clears_it_in_braze(stack: Stack) -> None:
+    client = stack.client
+    await client.publish_definitions(
+        definitions(forwarding("mp", mode="both", audience_ids=["silver", "gold"]))
+    )
+    for visitor, customer in (("d1", "cust-d0001"), ("d2", "cust-d0002")):
+        await client.track_event(visitor, "score", {"customer_id": customer, "points": 500.0})
+        await _wait_attributes(
+            stack, customer, {"SegmentMembership": ["silver", "gold"], "In gold": True}
+        )
+
+    without_gold = document(forwarding("mp", mode="both", audience_ids=["silver"]))
+    without_gold["audiences"] = [a for a in without_gold["audiences"] if a["id"] != "gold"]
+    await client.publish_definitions(definitions_from_dict(without_gold))
+    # No event for these visitors: the publish itself queues the clearing updates.
+    for customer in ("cust-d0001", "cust-d0002"):
+        await _wait_attributes(
+            stack,
+            customer,
+            {"SegmentMembership": ["silver"], "In gold": False, "In silver": True},
+        )
