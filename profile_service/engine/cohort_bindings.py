@@ -33,7 +33,7 @@ def cohort_action_id(binding: pb.CohortBinding, joined: bool) -> str:
 
 def cohort_name(binding: pb.CohortBinding) -> str:
     """The cohort's name in Braze: its id unless a name is given (Treasure Data's rule)."""
-    return binding.cohort_name.strip() or binding.cohort_id
+    return binding.cohort_name or binding.cohort_id
 
 
 def _text(read: Reader | None, c: EvalContext) -> str:

@@ -12,11 +12,14 @@ import grpc.aio
 import pytest
 
 from crowd.definitions.loader import definitions_from_dict
+from crowd.dispatch.v1 import action_pb2, dispatch_service_pb2_grpc
 from crowd.profile.v1 import profile_service_pb2
+from profile_service.cohort_link import sync_cohort
+from service_common.client import create_channel
 from tests.cli.cli_runner import cli_env, run_cli_async
 from tests.cohort_binding.conftest import CONNECTOR, PARTNER, BindingStack
 from tests.forwarding.documents import document
-from tests.profile_api.helpers import ADMIN_KEY
+from tests.profile_api.helpers import ADMIN_KEY, DISPATCH_KEY
 
 COHORT = "td-silver-2026"
 
@@ -146,3 +149,22 @@ async def test_cli_cohort_resync(binding_stack: BindingStack) -> None:
     refused = await run_cli_async("cohort", "resync", "gold", env=env)
     assert refused.code == 1
     assert "not bound" in refused.stderr
+
+
+async def test_sync_cohort_without_a_name_is_named_by_its_id(binding_stack: BindingStack) -> None:
+    stack, sandbox = binding_stack, binding_stack.sandbox
+    await stack.client.publish_definitions(_bound())
+    await _user_exists(stack, "n1", "cust-n0001")
+    channel = create_channel(stack.dispatch.address, api_key=DISPATCH_KEY)
+    try:
+        stub = dispatch_service_pb2_grpc.DispatchServiceStub(channel)
+        change = action_pb2.CohortChange(user=action_pb2.UserIds(external_id="cust-n0001"))
+        response = await sync_cohort(stub, (CONNECTOR, "unnamed-7", ""), [change])
+    finally:
+        await channel.close()
+    assert response.accepted == 1
+    await sandbox.wait_until(
+        lambda: sandbox.cohort_members(PARTNER, "unnamed-7") == {"cust-n0001"}, timeout=20
+    )
+    cohort = sandbox.cohort(PARTNER, "unnamed-7")
+    assert cohort is not None and cohort.name == "unnamed-7"
