@@ -147,6 +147,10 @@ class BrazeSandbox:
         """A partner cohort, if it exists."""
         return self._state.store.cohorts.get((partner, cohort_id))
 
+    def drop_cohort(self, partner: str, cohort_id: str) -> bool:
+        """Delete a cohort and its memberships (a cohort lost in Braze); whether it existed."""
+        return self._state.store.drop_cohort(partner, cohort_id)
+
     def cohort_members(self, partner: str, cohort_id: str) -> set[str]:
         """external_ids (or braze_ids of unidentified profiles) in a cohort."""
         return {

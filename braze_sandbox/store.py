@@ -382,6 +382,18 @@ class UserStore:
             return True
         return self._join(user, key)
 
+    def drop_cohort(self, partner: str, cohort_id: str) -> bool:
+        """Delete a cohort and every membership in it (as deleting it in the dashboard);
+        returns whether it existed."""
+        cohort = self.cohorts.pop((partner, cohort_id), None)
+        if cohort is None:
+            return False
+        for braze_id in cohort.members:
+            user = self._by_braze_id.get(braze_id)
+            if user is not None:
+                user.cohorts.discard((partner, cohort_id))
+        return True
+
     def cohort_members(self, partner: str, cohort_id: str) -> list[User]:
         """Current members of a cohort."""
         cohort = self.cohorts.get((partner, cohort_id))

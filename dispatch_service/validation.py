@@ -91,6 +91,8 @@ def _action(action: action_pb2.Action, connector_ids: Connectors) -> Violations:
             "exactly one of track_user, delete_user, identify_user, update_membership, "
             "merge_users is required",
         )
+    elif payload == "cohort_membership":
+        v.add("cohort_membership", "cohort changes are sent with SyncCohort, not SubmitActions")
     else:
         track = action.track_user
         if payload == "track_user" and not (track.attributes or track.events or track.purchases):

@@ -179,6 +179,8 @@ class ProfileApp:
         self._definitions_store = definitions_store
         self._watcher = watcher
         self._backfill_progress = backfill_progress
+        self.on_published: Callable[[CompiledDefinitions, CompiledDefinitions], None] | None = None
+        """Called with the previous and the new definitions after this replica published."""
 
     @property
     def definitions(self) -> CompiledDefinitions:
@@ -261,6 +263,7 @@ class ProfileApp:
             errors = await validate_off_loop(definitions)
             if errors:
                 raise InvalidDefinitionsError(errors)
+            before = self._watcher.current
             published = await self._definitions_store.publish(definitions, expected_current_version)
         except InvalidDefinitionsError as exc:
             raise InvalidArgument(
@@ -270,6 +273,8 @@ class ProfileApp:
             ) from None
         # Switch this replica at once; the others follow within their poll interval.
         await self._watcher.refresh()
+        if self.on_published is not None and published.changed:
+            self.on_published(before, self._watcher.current)
         return published.version
 
     async def get_definitions(self, version: str) -> definitions_pb2.DefinitionsVersion | None:

@@ -10,6 +10,7 @@ import grpc.aio
 
 from crowd.channels import ChannelPool
 from crowd.dispatch.v1 import action_pb2, dispatch_service_pb2, dispatch_service_pb2_grpc
+from profile_service.cohort_link import submit_cohort_actions
 from profile_service.storage import SubmitRejected
 from service_common.errors import decode_error
 
@@ -38,20 +39,29 @@ class DispatchSubmitter:
     def _stub(self) -> dispatch_service_pb2_grpc.DispatchServiceAsyncStub:
         return dispatch_service_pb2_grpc.DispatchServiceStub(self._pool.take())
 
-    async def __call__(self, actions: list[action_pb2.Action]) -> None:
-        try:
-            await self._stub().SubmitActions(
-                dispatch_service_pb2.SubmitActionsRequest(actions=actions),
-                timeout=SUBMIT_TIMEOUT_S,
-            )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
-                raise
-            _, _, violations = decode_error(exc)
-            refused = {
-                actions[int(m.group(1))].idempotency_key
-                for v in violations
-                if (m := _ACTION_INDEX.match(v.field)) and int(m.group(1)) < len(actions)
-            }
-            reasons = "; ".join(f"{v.field}: {v.description}" for v in violations[:5])
-            raise SubmitRejected(refused, reasons) from None
+    async def __call__(self, all_actions: list[action_pb2.Action]) -> None:
+        # Changes of bound cohorts take the dispatch service's cohort path (SyncCohort).
+        cohort = [a for a in all_actions if a.WhichOneof("payload") == "cohort_membership"]
+        actions = [a for a in all_actions if a.WhichOneof("payload") != "cohort_membership"]
+        refused: set[str] = set()
+        reasons: list[str] = []
+        if cohort:
+            refused, reasons = await submit_cohort_actions(self._stub(), cohort)
+        if actions:
+            try:
+                await self._stub().SubmitActions(
+                    dispatch_service_pb2.SubmitActionsRequest(actions=actions),
+                    timeout=SUBMIT_TIMEOUT_S,
+                )
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                    raise
+                _, _, violations = decode_error(exc)
+                refused |= {
+                    actions[int(m.group(1))].idempotency_key
+                    for v in violations
+                    if (m := _ACTION_INDEX.match(v.field)) and int(m.group(1)) < len(actions)
+                }
+                reasons += [f"{v.field}: {v.description}" for v in violations[:5]]
+        if refused:
+            raise SubmitRejected(refused, "; ".join(reasons))

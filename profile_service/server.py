@@ -24,10 +24,12 @@ from crowd.profile.v1 import definition_service_pb2_grpc, profile_service_pb2_gr
 from profile_service.api.scopes import DEFINITION_SERVICE, METHOD_SCOPES, PROFILE_SERVICE
 from profile_service.api.servicers import DefinitionServicer, ProfileServicer
 from profile_service.app import ProfileApp
+from profile_service.cohort_resync import CohortResync
 from profile_service.collect.server import CollectServer, collect_enabled
 from profile_service.definitions.checked import validate_remembered
 from profile_service.definitions.compiler import compile_definitions, digest
 from profile_service.dispatch_link import DispatchSubmitter
+from profile_service.forwarding_removal import ForwardingClearer
 from profile_service.metrics import outbox_gauges
 from profile_service.settings import ProfileSettings
 from profile_service.storage import (
@@ -166,7 +168,17 @@ async def create_server(
         watcher=watcher,
         backfill_progress=lambda: read_backfill_progress(redis, layout.partitions),
     )
-    profiles = ProfileServicer(app)
+    resync = CohortResync(
+        ProfileReader(redis, layout, wait=wait), lambda: watcher.current, channels
+    )
+    profiles = ProfileServicer(app, resync)
+    clearer = None
+    if channels:
+        # Deleting a forwarded audience clears its membership in Braze (forwarding_removal).
+        clearer = ForwardingClearer(
+            ProfileReader(redis, layout, wait=wait), DispatchSubmitter(channels)
+        )
+        app.on_published = clearer.published
     definitions = DefinitionServicer(app)
 
     def register(server: grpc.aio.Server) -> None:
@@ -195,6 +207,8 @@ async def create_server(
     async def stop_background() -> None:
         for task in reversed(background):
             await task.stop()
+        if clearer is not None:
+            await clearer.stop()
         await watcher.stop()
         for channel in channels:
             await channel.close()

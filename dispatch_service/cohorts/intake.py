@@ -144,8 +144,12 @@ class CohortIntake:
                 "(partner_name, partner_api_key_env, client_secret_env)",
             )
         _text(v, f"{where}.cohort_id", cohort.cohort_id, MAX_COHORT_ID_LENGTH)
-        _text(v, f"{where}.name", cohort.name, MAX_NAME_LENGTH)
-        self._cohort = (cohort.connector_id, cohort.cohort_id, cohort.name)
+        # As Treasure Data: without a name the cohort is shown under its id (a name that is
+        # given but blank is still refused).
+        name = cohort.name or cohort.cohort_id
+        if cohort.name:
+            _text(v, f"{where}.name", cohort.name, MAX_NAME_LENGTH)
+        self._cohort = (cohort.connector_id, cohort.cohort_id, name)
 
 
 def _text(v: Violations, field: str, value: str, limit: int) -> None:

@@ -23,6 +23,7 @@ _PROFILE_SCOPES = {
     "ListAudienceMembers": READ,
     "StreamTrace": READ,
     "DeleteProfile": ADMIN,
+    "ResyncCohort": ADMIN,
 }
 _DEFINITION_SCOPES = {
     "ValidateDefinitions": READ,

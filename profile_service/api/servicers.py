@@ -31,9 +31,11 @@ from profile_service.api.validation import (
     normalize_batch,
     normalize_event,
 )
+from profile_service.cohort_resync import CohortResync
 from profile_service.engine.state import NormalizedEvent
 from profile_service.metrics import record_rejected, record_results
 from service_common.errors import (
+    FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     NotFound,
@@ -108,8 +110,17 @@ def _page_size(requested: int) -> int:
 class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
     """Implements crowd.profile.v1.ProfileService."""
 
-    def __init__(self, backend: ProfileBackend) -> None:
+    def __init__(self, backend: ProfileBackend, resync: CohortResync | None = None) -> None:
         self._backend = backend
+        self._resync = resync
+
+    async def ResyncCohort(
+        self, request: profile_service_pb2.ResyncCohortRequest, context: Context
+    ) -> AsyncIterator[profile_service_pb2.ResyncCohortResponse]:
+        if self._resync is None:
+            raise FailedPrecondition("cohort resync is not configured", reason="NO_RESYNC")
+        async for progress in self._resync.run(request):
+            yield progress
 
     async def _resolve(self, lookup: event_pb2.VisitorLookup, field: str) -> str:
         _check_lookup(lookup, field)

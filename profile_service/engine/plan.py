@@ -16,8 +16,10 @@ from crowd.profile.v1 import definitions_pb2 as pb
 from profile_service.definitions.model import CompiledDefinitions, EngineLimits
 from profile_service.engine.actions import ActionPlan, compile_action
 from profile_service.engine.builtin_values import BUILTIN_READERS
+from profile_service.engine.cohort_bindings import compile_cohort_bindings
 from profile_service.engine.context import AttributeMeta, Predicate, favorite_id
 from profile_service.engine.enrichments import EnrichmentStep, compile_enrichment
+from profile_service.engine.forwarding import compile_forwardings
 from profile_service.engine.identity_values import identity_rule
 from profile_service.engine.operands import EVENT_NAME, OperandCompiler
 from profile_service.engine.rules import compile_expression, compile_rule
@@ -193,7 +195,8 @@ def build_plan(defs: CompiledDefinitions) -> EnginePlan:
         compile_action(definition, operands, names, defs.cooldown_wait_ms)
         for definition in defs.actions.values()
         if not definition.disabled
-    )
+    ) + compile_forwardings(defs.document, operands, names)
+    actions += compile_cohort_bindings(defs.document, operands)
 
     changed_inputs = {
         condition.input.attribute

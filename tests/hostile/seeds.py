@@ -70,6 +70,7 @@ SEEDS: dict[str, Callable[[], Message]] = {
     "ListAudienceMembers": lambda: profile_service_pb2.ListAudienceMembersRequest(
         audience_id="vip", page_size=10
     ),
+    "ResyncCohort": lambda: profile_service_pb2.ResyncCohortRequest(audience_id="vip"),
     "StreamTrace": lambda: profile_service_pb2.StreamTraceRequest(
         visitor_id=FUZZ_VISITOR, after="0"
     ),

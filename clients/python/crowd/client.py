@@ -268,6 +268,17 @@ class CrowdClient:
             if not token:
                 return members
 
+    async def resync_cohort(
+        self, audience_id: str, cohort_id: str = ""
+    ) -> AsyncIterator[profile_service_pb2.ResyncCohortResponse]:
+        """Send every member of a bound audience to its Braze cohort(s); yields progress
+        after every page, the last with ``done`` (admin scope; no overall timeout)."""
+        request = profile_service_pb2.ResyncCohortRequest(
+            audience_id=audience_id, cohort_id=cohort_id
+        )
+        async for progress in self.profiles.ResyncCohort(request, metadata=self._metadata):
+            yield progress
+
     async def stream_trace(
         self, visitor_id: str = "", *, trace_id: str = "", after: str = ""
     ) -> AsyncIterator[Any]:

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from crowd.cli import actions, audiences, backfill, defs, imports, profiles, stats, trace
+from crowd.cli import actions, audiences, backfill, cohorts, defs, imports, profiles, stats, trace
 from crowd.cli.output import Output, OutputMode
 from crowd.cli.session import EXIT_OK, Session
 
@@ -37,6 +37,7 @@ app.add_typer(defs.app, name="definitions", help="Alias of defs.")
 app.add_typer(audiences.app, name="audience")
 app.add_typer(actions.app, name="actions")
 app.add_typer(backfill.app, name="backfill")
+app.add_typer(cohorts.app, name="cohort")
 app.command()(profiles.track)
 app.command()(profiles.profile)
 app.command()(profiles.delete)

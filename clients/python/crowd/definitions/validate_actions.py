@@ -251,6 +251,10 @@ def _check_identifier(
         )
 
 
+check_identifier = _check_identifier
+"""Check a user identifier mapping (shared with audience forwarding)."""
+
+
 def _check_identify_user(
     ctx: ValidationContext, mapping: pb.IdentifyUserMapping, path: str, no_events: str | None
 ) -> None:

@@ -41,6 +41,8 @@ from crowd.definitions.validate_actions import (
     check_event_feeds,
 )
 from crowd.definitions.validate_attributes import check_attributes
+from crowd.definitions.validate_cohort_bindings import check_cohort_bindings
+from crowd.definitions.validate_forwarding import check_audience_forwarding
 from crowd.definitions.validate_settings import check_settings
 from crowd.definitions.validation_context import ValidationContext
 from crowd.profile.v1 import definitions_pb2 as pb
@@ -81,6 +83,8 @@ def validate(definitions: pb.Definitions) -> list[DefinitionError]:
     check_event_feeds(ctx)
     check_cooldown_groups(ctx)
     check_actions(ctx)
+    check_audience_forwarding(ctx)
+    check_cohort_bindings(ctx)
     for cycle in find_cycles(definitions):
         ctx.add(cycle.edges[0].path, describe_cycle(cycle))
     return ctx.errors

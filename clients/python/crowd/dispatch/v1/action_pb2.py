@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63rowd/dispatch/v1/action.proto\x12\x11\x63rowd.dispatch.v1\x1a\x1b\x63rowd/common/v1/value.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x04\n\x06\x41\x63tion\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x14\n\x0c\x63onnector_id\x18\x02 \x01(\t\x12\x12\n\nvisitor_id\x18\x03 \x01(\t\x12\x11\n\taction_id\x18\x04 \x01(\t\x12<\n\rfrequency_cap\x18\x05 \x01(\x0b\x32%.crowd.dispatch.v1.FrequencyCapPolicy\x12\x34\n\rtrace_context\x18\x06 \x01(\x0b\x32\x1d.crowd.common.v1.TraceContext\x12,\n\x08\x66ired_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\ntrack_user\x18\x08 \x01(\x0b\x32\x1c.crowd.dispatch.v1.TrackUserH\x00\x12\x34\n\x0b\x64\x65lete_user\x18\t \x01(\x0b\x32\x1d.crowd.dispatch.v1.DeleteUserH\x00\x12\x38\n\ridentify_user\x18\n \x01(\x0b\x32\x1f.crowd.dispatch.v1.IdentifyUserH\x00\x12@\n\x11update_membership\x18\x0b \x01(\x0b\x32#.crowd.dispatch.v1.UpdateMembershipH\x00\x12\x34\n\x0bmerge_users\x18\x0c \x01(\x0b\x32\x1d.crowd.dispatch.v1.MergeUsersH\x00\x42\t\n\x07payload\"q\n\nMergeUsers\x12\x31\n\ruser_to_merge\x18\x01 \x01(\x0b\x32\x1a.crowd.dispatch.v1.UserIds\x12\x30\n\x0cuser_to_keep\x18\x02 \x01(\x0b\x32\x1a.crowd.dispatch.v1.UserIds\"\xa9\x01\n\x12\x46requencyCapPolicy\x12\x16\n\x0e\x63ooldown_group\x18\x01 \x01(\t\x12+\n\x08\x63ooldown\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08priority\x18\x03 \x01(\x05\x12\x11\n\tmax_sends\x18\x04 \x01(\x05\x12)\n\x06window\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x80\x01\n\x07UserIds\x12\x13\n\x0b\x65xternal_id\x18\x01 \x01(\t\x12\x10\n\x08\x62raze_id\x18\x02 \x01(\t\x12\x30\n\nuser_alias\x18\x03 \x01(\x0b\x32\x1c.crowd.dispatch.v1.UserAlias\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\r\n\x05phone\x18\x05 \x01(\t\"4\n\tUserAlias\x12\x12\n\nalias_name\x18\x01 \x01(\t\x12\x13\n\x0b\x61lias_label\x18\x02 \x01(\t\"\xbd\x01\n\tAttribute\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x03set\x18\x02 \x01(\x0b\x32\x16.crowd.common.v1.ValueH\x00\x12\x13\n\tincrement\x18\x03 \x01(\x01H\x00\x12*\n\x03\x61\x64\x64\x18\x04 \x01(\x0b\x32\x1b.crowd.common.v1.StringListH\x00\x12-\n\x06remove\x18\x05 \x01(\x0b\x32\x1b.crowd.common.v1.StringListH\x00\x42\x0b\n\toperation\"\xd2\x01\n\nTrackEvent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x41\n\nproperties\x18\x03 \x03(\x0b\x32-.crowd.dispatch.v1.TrackEvent.PropertiesEntry\x1aI\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.crowd.common.v1.Value:\x02\x38\x01\"\x87\x02\n\x08Purchase\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\r\n\x05price\x18\x03 \x01(\x01\x12\x10\n\x08quantity\x18\x04 \x01(\x05\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12?\n\nproperties\x18\x06 \x03(\x0b\x32+.crowd.dispatch.v1.Purchase.PropertiesEntry\x1aI\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.crowd.common.v1.Value:\x02\x38\x01\"\xe4\x01\n\tTrackUser\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x1a.crowd.dispatch.v1.UserIds\x12\x30\n\nattributes\x18\x02 \x03(\x0b\x32\x1c.crowd.dispatch.v1.Attribute\x12-\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x1d.crowd.dispatch.v1.TrackEvent\x12.\n\tpurchases\x18\x04 \x03(\x0b\x32\x1b.crowd.dispatch.v1.Purchase\x12\x1c\n\x14update_existing_only\x18\x05 \x01(\x08\"6\n\nDeleteUser\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x1a.crowd.dispatch.v1.UserIds\"U\n\x0cIdentifyUser\x12\x13\n\x0b\x65xternal_id\x18\x01 \x01(\t\x12\x30\n\nuser_alias\x18\x02 \x01(\x0b\x32\x1c.crowd.dispatch.v1.UserAlias\"\x8e\x01\n\x10UpdateMembership\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x1a.crowd.dispatch.v1.UserIds\x12/\n\x04mode\x18\x02 \x01(\x0e\x32!.crowd.dispatch.v1.MembershipMode\x12\x11\n\taudiences\x18\x03 \x03(\t\x12\x0c\n\x04left\x18\x04 \x03(\t\"\xb0\x02\n\x0c\x41\x63tionStatus\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x14\n\x0c\x63onnector_id\x18\x02 \x01(\t\x12-\n\x05state\x18\x03 \x01(\x0e\x32\x1e.crowd.dispatch.v1.ActionState\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10last_http_status\x18\x08 \x01(\x05\x12\x12\n\nvisitor_id\x18\t \x01(\t\x12\x11\n\taction_id\x18\n \x01(\t\"[\n\x0c\x43ohortChange\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x1a.crowd.dispatch.v1.UserIds\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x0e\n\x06remove\x18\x03 \x01(\x08*\x9f\x01\n\x0eMembershipMode\x12\x1f\n\x1bMEMBERSHIP_MODE_UNSPECIFIED\x10\x00\x12&\n\"MEMBERSHIP_MODE_SEGMENT_MEMBERSHIP\x10\x01\x12*\n&MEMBERSHIP_MODE_IN_AUDIENCE_ATTRIBUTES\x10\x02\x12\x18\n\x14MEMBERSHIP_MODE_BOTH\x10\x03*\xb2\x01\n\x0b\x41\x63tionState\x12\x1c\n\x18\x41\x43TION_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41\x43TION_STATE_ACCEPTED\x10\x01\x12\x1b\n\x17\x41\x43TION_STATE_SUPPRESSED\x10\x02\x12\x1a\n\x16\x41\x43TION_STATE_DELIVERED\x10\x03\x12\x17\n\x13\x41\x43TION_STATE_FAILED\x10\x04\x12\x18\n\x14\x41\x43TION_STATE_SKIPPED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63rowd/dispatch/v1/action.proto\x12\x11\x63rowd.dispatch.v1\x1a\x1b\x63rowd/common/v1/value.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x04\n\x06\x41\x63tion\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x14\n\x0c\x63onnector_id\x18\x02 \x01(\t\x12\x12\n\nvisitor_id\x18\x03 \x01(\t\x12\x11\n\taction_id\x18\x04 \x01(\t\x12<\n\rfrequency_cap\x18\x05 \x01(\x0b\x32%.crowd.dispatch.v1.FrequencyCapPolicy\x12\x34\n\rtrace_context\x18\x06 \x01(\x0b\x32\x1d.crowd.common.v1.TraceContext\x12,\n\x08\x66ired_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\ntrack_user\x18\x08 \x01(\x0b\x32\x1c.crowd.dispatch.v1.TrackUserH\x00\x12\x34\n\x0b\x64\x65lete_user\x18\t \x01(\x0b\x32\x1d.crowd.dispatch.v1.DeleteUserH\x00\x12\x38\n\ridentify_user\x18\n \x01(\x0b\x32\x1f.crowd.dispatch.v1.IdentifyUserH\x00\x12@\n\x11update_membership\x18\x0b \x01(\x0b\x32#.crowd.dispatch.v1.UpdateMembershipH\x00\x12\x34\n\x0bmerge_users\x18\x0c \x01(\x0b\x32\x1d.crowd.dispatch.v1.MergeUsersH\x00\x12@\n\x11\x63ohort_membership\x18\r \x01(\x0b\x32#.crowd.dispatch.v1.CohortMembershipH\x00\x42\t\n\x07payload\"d\n\x10\x43ohortMembership\x12\x11\n\tcohort_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12/\n\x06\x63hange\x18\x03 \x01(\x0b\x32\x1f.crowd.dispatch.v1.CohortChange\"q\n\nMergeUsers\x12\x31\n\ruser_to_merge\x18\x01 \x01(\x0b\x32\x1a.crowd.dispatch.v1.UserIds\x12\x30\n\x0cuser_to_keep\x18\x02 \x01(\x0b\x32\x1a.crowd.dispatch.v1.UserIds\"\xa9\x01\n\x12\x46requencyCapPolicy\x12\x16\n\x0e\x63ooldown_group\x18\x01 \x01(\t\x12+\n\x08\x63ooldown\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08priority\x18\x03 \x01(\x05\x12\x11\n\tmax_sends\x18\x04 \x01(\x05\x12)\n\x06window\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x80\x01\n\x07UserIds\x12\x13\n\x0b\x65xternal_id\x18\x01 \x01(\t\x12\x10\n\x08\x62raze_id\x18\x02 \x01(\t\x12\x30\n\nuser_alias\x18\x03 \x01(\x0b\x32\x1c.crowd.dispatch.v1.UserAlias\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\r\n\x05phone\x18\x05 \x01(\t\"4\n\tUserAlias\x12\x12\n\nalias_name\x18\x01 \x01(\t\x12\x13\n\x0b\x61lias_label\x18\x02 \x01(\t\"\xbd\x01\n\tAttribute\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x03set\x18\x02 \x01(\x0b\x32\x16.crowd.common.v1.ValueH\x00\x12\x13\n\tincrement\x18\x03 \x01(\x01H\x00\x12*\n\x03\x61\x64\x64\x18\x04 \x01(\x0b\x32\x1b.crowd.common.v1.StringListH\x00\x12-\n\x06remove\x18\x05 \x01(\x0b\x32\x1b.crowd.common.v1.StringListH\x00\x42\x0b\n\toperation\"\xd2\x01\n\nTrackEvent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x41\n\nproperties\x18\x03 \x03(\x0b\x32-.crowd.dispatch.v1.TrackEvent.PropertiesEntry\x1aI\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.crowd.common.v1.Value:\x02\x38\x01\"\x87\x02\n\x08Purchase\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\r\n\x05price\x18\x03 \x01(\x01\x12\x10\n\x08quantity\x18\x04 \x01(\x05\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12?\n\nproperties\x18\x06 \x03(\x0b\x32+.crowd.dispatch.v1.Purchase.PropertiesEntry\x1aI\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.crowd.common.v1.Value:\x02\x38\x01\"\xe4\x01\n\tTrackUser\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x1a.crowd.dispatch.v1.UserIds\x12\x30\n\nattributes\x18\x02 \x03(\x0b\x32\x1c.crowd.dispatch.v1.Attribute\x12-\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x1d.crowd.dispatch.v1.TrackEvent\x12.\n\tpurchases\x18\x04 \x03(\x0b\x32\x1b.crowd.dispatch.v1.Purchase\x12\x1c\n\x14update_existing_only\x18\x05 \x01(\x08\"6\n\nDeleteUser\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x1a.crowd.dispatch.v1.UserIds\"U\n\x0cIdentifyUser\x12\x13\n\x0b\x65xternal_id\x18\x01 \x01(\t\x12\x30\n\nuser_alias\x18\x02 \x01(\x0b\x32\x1c.crowd.dispatch.v1.UserAlias\"\x8e\x01\n\x10UpdateMembership\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x1a.crowd.dispatch.v1.UserIds\x12/\n\x04mode\x18\x02 \x01(\x0e\x32!.crowd.dispatch.v1.MembershipMode\x12\x11\n\taudiences\x18\x03 \x03(\t\x12\x0c\n\x04left\x18\x04 \x03(\t\"\xb0\x02\n\x0c\x41\x63tionStatus\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x14\n\x0c\x63onnector_id\x18\x02 \x01(\t\x12-\n\x05state\x18\x03 \x01(\x0e\x32\x1e.crowd.dispatch.v1.ActionState\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10last_http_status\x18\x08 \x01(\x05\x12\x12\n\nvisitor_id\x18\t \x01(\t\x12\x11\n\taction_id\x18\n \x01(\t\"[\n\x0c\x43ohortChange\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x1a.crowd.dispatch.v1.UserIds\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x0e\n\x06remove\x18\x03 \x01(\x08*\x9f\x01\n\x0eMembershipMode\x12\x1f\n\x1bMEMBERSHIP_MODE_UNSPECIFIED\x10\x00\x12&\n\"MEMBERSHIP_MODE_SEGMENT_MEMBERSHIP\x10\x01\x12*\n&MEMBERSHIP_MODE_IN_AUDIENCE_ATTRIBUTES\x10\x02\x12\x18\n\x14MEMBERSHIP_MODE_BOTH\x10\x03*\xb2\x01\n\x0b\x41\x63tionState\x12\x1c\n\x18\x41\x43TION_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41\x43TION_STATE_ACCEPTED\x10\x01\x12\x1b\n\x17\x41\x43TION_STATE_SUPPRESSED\x10\x02\x12\x1a\n\x16\x41\x43TION_STATE_DELIVERED\x10\x03\x12\x17\n\x13\x41\x43TION_STATE_FAILED\x10\x04\x12\x18\n\x14\x41\x43TION_STATE_SKIPPED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,40 +38,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRACKEVENT_PROPERTIESENTRY']._serialized_options = b'8\001'
   _globals['_PURCHASE_PROPERTIESENTRY']._loaded_options = None
   _globals['_PURCHASE_PROPERTIESENTRY']._serialized_options = b'8\001'
-  _globals['_MEMBERSHIPMODE']._serialized_start=2764
-  _globals['_MEMBERSHIPMODE']._serialized_end=2923
-  _globals['_ACTIONSTATE']._serialized_start=2926
-  _globals['_ACTIONSTATE']._serialized_end=3104
+  _globals['_MEMBERSHIPMODE']._serialized_start=2932
+  _globals['_MEMBERSHIPMODE']._serialized_end=3091
+  _globals['_ACTIONSTATE']._serialized_start=3094
+  _globals['_ACTIONSTATE']._serialized_end=3272
   _globals['_ACTION']._serialized_start=148
-  _globals['_ACTION']._serialized_end=699
-  _globals['_MERGEUSERS']._serialized_start=701
-  _globals['_MERGEUSERS']._serialized_end=814
-  _globals['_FREQUENCYCAPPOLICY']._serialized_start=817
-  _globals['_FREQUENCYCAPPOLICY']._serialized_end=986
-  _globals['_USERIDS']._serialized_start=989
-  _globals['_USERIDS']._serialized_end=1117
-  _globals['_USERALIAS']._serialized_start=1119
-  _globals['_USERALIAS']._serialized_end=1171
-  _globals['_ATTRIBUTE']._serialized_start=1174
-  _globals['_ATTRIBUTE']._serialized_end=1363
-  _globals['_TRACKEVENT']._serialized_start=1366
-  _globals['_TRACKEVENT']._serialized_end=1576
-  _globals['_TRACKEVENT_PROPERTIESENTRY']._serialized_start=1503
-  _globals['_TRACKEVENT_PROPERTIESENTRY']._serialized_end=1576
-  _globals['_PURCHASE']._serialized_start=1579
-  _globals['_PURCHASE']._serialized_end=1842
-  _globals['_PURCHASE_PROPERTIESENTRY']._serialized_start=1503
-  _globals['_PURCHASE_PROPERTIESENTRY']._serialized_end=1576
-  _globals['_TRACKUSER']._serialized_start=1845
-  _globals['_TRACKUSER']._serialized_end=2073
-  _globals['_DELETEUSER']._serialized_start=2075
-  _globals['_DELETEUSER']._serialized_end=2129
-  _globals['_IDENTIFYUSER']._serialized_start=2131
-  _globals['_IDENTIFYUSER']._serialized_end=2216
-  _globals['_UPDATEMEMBERSHIP']._serialized_start=2219
-  _globals['_UPDATEMEMBERSHIP']._serialized_end=2361
-  _globals['_ACTIONSTATUS']._serialized_start=2364
-  _globals['_ACTIONSTATUS']._serialized_end=2668
-  _globals['_COHORTCHANGE']._serialized_start=2670
-  _globals['_COHORTCHANGE']._serialized_end=2761
+  _globals['_ACTION']._serialized_end=765
+  _globals['_COHORTMEMBERSHIP']._serialized_start=767
+  _globals['_COHORTMEMBERSHIP']._serialized_end=867
+  _globals['_MERGEUSERS']._serialized_start=869
+  _globals['_MERGEUSERS']._serialized_end=982
+  _globals['_FREQUENCYCAPPOLICY']._serialized_start=985
+  _globals['_FREQUENCYCAPPOLICY']._serialized_end=1154
+  _globals['_USERIDS']._serialized_start=1157
+  _globals['_USERIDS']._serialized_end=1285
+  _globals['_USERALIAS']._serialized_start=1287
+  _globals['_USERALIAS']._serialized_end=1339
+  _globals['_ATTRIBUTE']._serialized_start=1342
+  _globals['_ATTRIBUTE']._serialized_end=1531
+  _globals['_TRACKEVENT']._serialized_start=1534
+  _globals['_TRACKEVENT']._serialized_end=1744
+  _globals['_TRACKEVENT_PROPERTIESENTRY']._serialized_start=1671
+  _globals['_TRACKEVENT_PROPERTIESENTRY']._serialized_end=1744
+  _globals['_PURCHASE']._serialized_start=1747
+  _globals['_PURCHASE']._serialized_end=2010
+  _globals['_PURCHASE_PROPERTIESENTRY']._serialized_start=1671
+  _globals['_PURCHASE_PROPERTIESENTRY']._serialized_end=1744
+  _globals['_TRACKUSER']._serialized_start=2013
+  _globals['_TRACKUSER']._serialized_end=2241
+  _globals['_DELETEUSER']._serialized_start=2243
+  _globals['_DELETEUSER']._serialized_end=2297
+  _globals['_IDENTIFYUSER']._serialized_start=2299
+  _globals['_IDENTIFYUSER']._serialized_end=2384
+  _globals['_UPDATEMEMBERSHIP']._serialized_start=2387
+  _globals['_UPDATEMEMBERSHIP']._serialized_end=2529
+  _globals['_ACTIONSTATUS']._serialized_start=2532
+  _globals['_ACTIONSTATUS']._serialized_end=2836
+  _globals['_COHORTCHANGE']._serialized_start=2838
+  _globals['_COHORTCHANGE']._serialized_end=2929
 # @@protoc_insertion_point(module_scope)

@@ -106,6 +106,7 @@ class Action(_message.Message):
     IDENTIFY_USER_FIELD_NUMBER: _builtins.int
     UPDATE_MEMBERSHIP_FIELD_NUMBER: _builtins.int
     MERGE_USERS_FIELD_NUMBER: _builtins.int
+    COHORT_MEMBERSHIP_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     """Caller-chosen key; submitting the same key again changes nothing and
     returns the first outcome. 1 to 512 characters.
@@ -154,6 +155,13 @@ class Action(_message.Message):
     def merge_users(self) -> Global___MergeUsers:
         """Braze /users/merge: two Braze users that are one person."""
 
+    @_builtins.property
+    def cohort_membership(self) -> Global___CohortMembership:
+        """A change of a Braze cohort's membership (an audience bound to the
+        cohort). The profile service sends these with SyncCohort, through the
+        durable cohort path; SubmitActions refuses them.
+        """
+
     def __init__(
         self,
         *,
@@ -169,16 +177,49 @@ class Action(_message.Message):
         identify_user: Global___IdentifyUser | None = ...,
         update_membership: Global___UpdateMembership | None = ...,
         merge_users: Global___MergeUsers | None = ...,
+        cohort_membership: Global___CohortMembership | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delete_user", b"delete_user", "fired_at", b"fired_at", "frequency_cap", b"frequency_cap", "identify_user", b"identify_user", "merge_users", b"merge_users", "payload", b"payload", "trace_context", b"trace_context", "track_user", b"track_user", "update_membership", b"update_membership"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cohort_membership", b"cohort_membership", "delete_user", b"delete_user", "fired_at", b"fired_at", "frequency_cap", b"frequency_cap", "identify_user", b"identify_user", "merge_users", b"merge_users", "payload", b"payload", "trace_context", b"trace_context", "track_user", b"track_user", "update_membership", b"update_membership"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_id", b"action_id", "connector_id", b"connector_id", "delete_user", b"delete_user", "fired_at", b"fired_at", "frequency_cap", b"frequency_cap", "idempotency_key", b"idempotency_key", "identify_user", b"identify_user", "merge_users", b"merge_users", "payload", b"payload", "trace_context", b"trace_context", "track_user", b"track_user", "update_membership", b"update_membership", "visitor_id", b"visitor_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_id", b"action_id", "cohort_membership", b"cohort_membership", "connector_id", b"connector_id", "delete_user", b"delete_user", "fired_at", b"fired_at", "frequency_cap", b"frequency_cap", "idempotency_key", b"idempotency_key", "identify_user", b"identify_user", "merge_users", b"merge_users", "payload", b"payload", "trace_context", b"trace_context", "track_user", b"track_user", "update_membership", b"update_membership", "visitor_id", b"visitor_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["track_user", "delete_user", "identify_user", "update_membership", "merge_users"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["track_user", "delete_user", "identify_user", "update_membership", "merge_users", "cohort_membership"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
 Global___Action: _TypeAlias = Action  # noqa: Y015
+
+@_typing.final
+class CohortMembership(_message.Message):
+    """One change of a cohort's membership, fired by an audience bound to it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COHORT_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CHANGE_FIELD_NUMBER: _builtins.int
+    cohort_id: _builtins.str
+    """The cohort id."""
+    name: _builtins.str
+    """The cohort's name in Braze; defaults to cohort_id."""
+    @_builtins.property
+    def change(self) -> Global___CohortChange:
+        """The user and whether it is added or removed."""
+
+    def __init__(
+        self,
+        *,
+        cohort_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        change: Global___CohortChange | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "cohort_id", b"cohort_id", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CohortMembership: _TypeAlias = CohortMembership  # noqa: Y015
 
 @_typing.final
 class MergeUsers(_message.Message):

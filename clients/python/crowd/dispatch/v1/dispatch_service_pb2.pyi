@@ -281,7 +281,9 @@ class Cohort(_message.Message):
     cohort_id: _builtins.str
     """The cohort id, unique per Braze workspace."""
     name: _builtins.str
-    """The cohort's name shown in Braze."""
+    """The cohort's name shown in Braze; defaults to cohort_id (as Treasure
+    Data does).
+    """
     def __init__(
         self,
         *,

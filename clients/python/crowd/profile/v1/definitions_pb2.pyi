@@ -694,9 +694,13 @@ class _MembershipMode:
 class _MembershipModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MembershipMode.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     MEMBERSHIP_MODE_UNSPECIFIED: _MembershipMode.ValueType  # 0
-    """Not forwarded."""
+    """Not forwarded (on a Track User mapping); SEGMENT_MEMBERSHIP (mParticle's
+    default) on an audience forwarding.
+    """
     MEMBERSHIP_MODE_SEGMENT_MEMBERSHIP: _MembershipMode.ValueType  # 1
-    """One array attribute (`SegmentMembership`) listing audience names."""
+    """One array attribute (`SegmentMembership`) listing audience labels (names
+    on a Track User mapping; ids by default on an audience forwarding).
+    """
     MEMBERSHIP_MODE_IN_AUDIENCE_ATTRIBUTES: _MembershipMode.ValueType  # 2
     """One boolean attribute `In <audience name>` per audience."""
     MEMBERSHIP_MODE_BOTH: _MembershipMode.ValueType  # 3
@@ -706,14 +710,46 @@ class MembershipMode(_MembershipMode, metaclass=_MembershipModeEnumTypeWrapper):
     """How audience membership is written to Braze users."""
 
 MEMBERSHIP_MODE_UNSPECIFIED: MembershipMode.ValueType  # 0
-"""Not forwarded."""
+"""Not forwarded (on a Track User mapping); SEGMENT_MEMBERSHIP (mParticle's
+default) on an audience forwarding.
+"""
 MEMBERSHIP_MODE_SEGMENT_MEMBERSHIP: MembershipMode.ValueType  # 1
-"""One array attribute (`SegmentMembership`) listing audience names."""
+"""One array attribute (`SegmentMembership`) listing audience labels (names
+on a Track User mapping; ids by default on an audience forwarding).
+"""
 MEMBERSHIP_MODE_IN_AUDIENCE_ATTRIBUTES: MembershipMode.ValueType  # 2
 """One boolean attribute `In <audience name>` per audience."""
 MEMBERSHIP_MODE_BOTH: MembershipMode.ValueType  # 3
 """Both."""
 Global___MembershipMode: _TypeAlias = MembershipMode  # noqa: Y015
+
+class _CohortIdentifier:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CohortIdentifierEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CohortIdentifier.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COHORT_IDENTIFIER_UNSPECIFIED: _CohortIdentifier.ValueType  # 0
+    """Not set: EXTERNAL_ID."""
+    COHORT_IDENTIFIER_EXTERNAL_ID: _CohortIdentifier.ValueType  # 1
+    """The Braze external id (identified users)."""
+    COHORT_IDENTIFIER_DEVICE_ID: _CohortIdentifier.ValueType  # 2
+    """A Braze device id (anonymous users)."""
+    COHORT_IDENTIFIER_ALIAS: _CohortIdentifier.ValueType  # 3
+    """A Braze user alias (alias_name and alias_label)."""
+
+class CohortIdentifier(_CohortIdentifier, metaclass=_CohortIdentifierEnumTypeWrapper):
+    """Which identifier a cohort binding sends to Braze's cohort import."""
+
+COHORT_IDENTIFIER_UNSPECIFIED: CohortIdentifier.ValueType  # 0
+"""Not set: EXTERNAL_ID."""
+COHORT_IDENTIFIER_EXTERNAL_ID: CohortIdentifier.ValueType  # 1
+"""The Braze external id (identified users)."""
+COHORT_IDENTIFIER_DEVICE_ID: CohortIdentifier.ValueType  # 2
+"""A Braze device id (anonymous users)."""
+COHORT_IDENTIFIER_ALIAS: CohortIdentifier.ValueType  # 3
+"""A Braze user alias (alias_name and alias_label)."""
+Global___CohortIdentifier: _TypeAlias = CohortIdentifier  # noqa: Y015
 
 @_typing.final
 class Definitions(_message.Message):
@@ -729,6 +765,8 @@ class Definitions(_message.Message):
     EVENT_FEEDS_FIELD_NUMBER: _builtins.int
     COOLDOWN_GROUPS_FIELD_NUMBER: _builtins.int
     ACTIONS_FIELD_NUMBER: _builtins.int
+    AUDIENCE_FORWARDING_FIELD_NUMBER: _builtins.int
+    COHORT_BINDINGS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def settings(self) -> Global___EngineSettings:
         """Engine settings (visit timeouts, retention, limits)."""
@@ -753,6 +791,19 @@ class Definitions(_message.Message):
     def actions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ActionDefinition]:
         """Connector actions."""
 
+    @_builtins.property
+    def audience_forwarding(self) -> _containers.RepeatedCompositeFieldContainer[Global___AudienceForwarding]:
+        """Automatic audience membership forwarding to Braze (as mParticle's
+        audience integration): every join and leave of a forwarded audience
+        updates the visitor's Braze user without explicit actions.
+        """
+
+    @_builtins.property
+    def cohort_bindings(self) -> _containers.RepeatedCompositeFieldContainer[Global___CohortBinding]:
+        """Audiences bound to Braze cohorts (as Treasure Data's cohort import): every
+        join and leave adds the visitor to or removes it from the cohort.
+        """
+
     def __init__(
         self,
         *,
@@ -762,10 +813,12 @@ class Definitions(_message.Message):
         event_feeds: _abc.Iterable[Global___EventFeedDefinition] | None = ...,
         cooldown_groups: _abc.Iterable[Global___CooldownGroup] | None = ...,
         actions: _abc.Iterable[Global___ActionDefinition] | None = ...,
+        audience_forwarding: _abc.Iterable[Global___AudienceForwarding] | None = ...,
+        cohort_bindings: _abc.Iterable[Global___CohortBinding] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "attributes", b"attributes", "audiences", b"audiences", "cooldown_groups", b"cooldown_groups", "event_feeds", b"event_feeds", "settings", b"settings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "attributes", b"attributes", "audience_forwarding", b"audience_forwarding", "audiences", b"audiences", "cohort_bindings", b"cohort_bindings", "cooldown_groups", b"cooldown_groups", "event_feeds", b"event_feeds", "settings", b"settings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1815,6 +1868,159 @@ class TrackUserMapping(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TrackUserMapping: _TypeAlias = TrackUserMapping  # noqa: Y015
+
+@_typing.final
+class AudienceForwarding(_message.Message):
+    """Automatic forwarding of audience membership to one Braze connector. On
+    every join or leave of a forwarded audience the engine fires a Braze Track
+    User itself (idempotency key from the profile, the forwarding, the audience,
+    the transition and the event), through the same outbox as actions.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class LabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ID_FIELD_NUMBER: _builtins.int
+    CONNECTOR_ID_FIELD_NUMBER: _builtins.int
+    IDENTIFIER_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    AUDIENCE_IDS_FIELD_NUMBER: _builtins.int
+    ALL_AUDIENCES_FIELD_NUMBER: _builtins.int
+    USE_NAMES_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    UPDATE_EXISTING_ONLY_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Stable user-chosen id, unique among forwardings."""
+    connector_id: _builtins.str
+    """The dispatch connector id (configured in the dispatch service)."""
+    mode: Global___MembershipMode.ValueType
+    """How membership is written; unset means SEGMENT_MEMBERSHIP."""
+    all_audiences: _builtins.bool
+    """Forward every audience of the document (audience_ids must be empty)."""
+    use_names: _builtins.bool
+    """Write audience names instead of ids (the id when an audience has no
+    name).
+    """
+    update_existing_only: _builtins.bool
+    """Only update users that already exist in Braze."""
+    @_builtins.property
+    def identifier(self) -> Global___UserIdentifierMapping:
+        """The Braze user of a profile (as on a Track User mapping)."""
+
+    @_builtins.property
+    def audience_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The audience ids forwarded; empty (with all_audiences) forwards every
+        audience.
+        """
+
+    @_builtins.property
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Explicit labels by audience id; they win over ids and names."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        connector_id: _builtins.str = ...,
+        identifier: Global___UserIdentifierMapping | None = ...,
+        mode: Global___MembershipMode.ValueType = ...,
+        audience_ids: _abc.Iterable[_builtins.str] | None = ...,
+        all_audiences: _builtins.bool = ...,
+        use_names: _builtins.bool = ...,
+        labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        update_existing_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["identifier", b"identifier"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_audiences", b"all_audiences", "audience_ids", b"audience_ids", "connector_id", b"connector_id", "id", b"id", "identifier", b"identifier", "labels", b"labels", "mode", b"mode", "update_existing_only", b"update_existing_only", "use_names", b"use_names"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AudienceForwarding: _TypeAlias = AudienceForwarding  # noqa: Y015
+
+@_typing.final
+class CohortBinding(_message.Message):
+    """An audience bound to a Braze cohort: joining adds the visitor to the
+    cohort, leaving removes it, through the dispatch service's cohort sync
+    (batches of at most 1,000 ids, rate limits, retries, dead letters).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUDIENCE_ID_FIELD_NUMBER: _builtins.int
+    CONNECTOR_ID_FIELD_NUMBER: _builtins.int
+    COHORT_ID_FIELD_NUMBER: _builtins.int
+    COHORT_NAME_FIELD_NUMBER: _builtins.int
+    IDENTIFIER_FIELD_NUMBER: _builtins.int
+    EXTERNAL_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    ALIAS_NAME_FIELD_NUMBER: _builtins.int
+    ALIAS_LABEL_FIELD_NUMBER: _builtins.int
+    audience_id: _builtins.str
+    """The bound audience id."""
+    connector_id: _builtins.str
+    """The dispatch connector id (with cohort import credentials)."""
+    cohort_id: _builtins.str
+    """The cohort id in Braze ("unique for the specified client")."""
+    cohort_name: _builtins.str
+    """The cohort's name in Braze; defaults to cohort_id."""
+    identifier: Global___CohortIdentifier.ValueType
+    """Which identifier is sent; unset means EXTERNAL_ID."""
+    @_builtins.property
+    def external_id(self) -> Global___Operand:
+        """The external id (for EXTERNAL_ID)."""
+
+    @_builtins.property
+    def device_id(self) -> Global___Operand:
+        """The device id (for DEVICE_ID)."""
+
+    @_builtins.property
+    def alias_name(self) -> Global___Operand:
+        """The alias name (for ALIAS)."""
+
+    @_builtins.property
+    def alias_label(self) -> Global___Operand:
+        """The alias label (for ALIAS); usually a constant."""
+
+    def __init__(
+        self,
+        *,
+        audience_id: _builtins.str = ...,
+        connector_id: _builtins.str = ...,
+        cohort_id: _builtins.str = ...,
+        cohort_name: _builtins.str = ...,
+        identifier: Global___CohortIdentifier.ValueType = ...,
+        external_id: Global___Operand | None = ...,
+        device_id: Global___Operand | None = ...,
+        alias_name: Global___Operand | None = ...,
+        alias_label: Global___Operand | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alias_label", b"alias_label", "alias_name", b"alias_name", "device_id", b"device_id", "external_id", b"external_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alias_label", b"alias_label", "alias_name", b"alias_name", "audience_id", b"audience_id", "cohort_id", b"cohort_id", "cohort_name", b"cohort_name", "connector_id", b"connector_id", "device_id", b"device_id", "external_id", b"external_id", "identifier", b"identifier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CohortBinding: _TypeAlias = CohortBinding  # noqa: Y015
 
 @_typing.final
 class DeleteUserMapping(_message.Message):

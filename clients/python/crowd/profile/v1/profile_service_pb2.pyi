@@ -567,3 +567,69 @@ class StreamTraceResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StreamTraceResponse: _TypeAlias = StreamTraceResponse  # noqa: Y015
+
+@_typing.final
+class ResyncCohortRequest(_message.Message):
+    """Request of ResyncCohort."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUDIENCE_ID_FIELD_NUMBER: _builtins.int
+    COHORT_ID_FIELD_NUMBER: _builtins.int
+    audience_id: _builtins.str
+    """The audience; it must be bound to at least one cohort."""
+    cohort_id: _builtins.str
+    """Only this cohort id of the audience's bindings; empty means all of them."""
+    def __init__(
+        self,
+        *,
+        audience_id: _builtins.str = ...,
+        cohort_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience_id", b"audience_id", "cohort_id", b"cohort_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResyncCohortRequest: _TypeAlias = ResyncCohortRequest  # noqa: Y015
+
+@_typing.final
+class ResyncCohortResponse(_message.Message):
+    """Progress of ResyncCohort (one message per page, the last with done)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBERS_SCANNED_FIELD_NUMBER: _builtins.int
+    MEMBERS_SENT_FIELD_NUMBER: _builtins.int
+    MEMBERS_SKIPPED_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    COHORT_IDS_FIELD_NUMBER: _builtins.int
+    members_scanned: _builtins.int
+    """Audience members read so far."""
+    members_sent: _builtins.int
+    """Cohort additions handed to the dispatch service so far (stored durably)."""
+    members_skipped: _builtins.int
+    """Members without a value for the binding's identifier (not sent)."""
+    done: _builtins.bool
+    """True on the last message: the resync is complete."""
+    @_builtins.property
+    def cohort_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The cohort ids synced."""
+
+    def __init__(
+        self,
+        *,
+        members_scanned: _builtins.int = ...,
+        members_sent: _builtins.int = ...,
+        members_skipped: _builtins.int = ...,
+        done: _builtins.bool = ...,
+        cohort_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cohort_ids", b"cohort_ids", "done", b"done", "members_scanned", b"members_scanned", "members_sent", b"members_sent", "members_skipped", b"members_skipped"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResyncCohortResponse: _TypeAlias = ResyncCohortResponse  # noqa: Y015

@@ -81,6 +81,11 @@ class ProfileServiceStub:
                 request_serializer=crowd_dot_profile_dot_v1_dot_profile__service__pb2.StreamTraceRequest.SerializeToString,
                 response_deserializer=crowd_dot_profile_dot_v1_dot_profile__service__pb2.StreamTraceResponse.FromString,
                 _registered_method=True)
+        self.ResyncCohort = channel.unary_stream(
+                '/crowd.profile.v1.ProfileService/ResyncCohort',
+                request_serializer=crowd_dot_profile_dot_v1_dot_profile__service__pb2.ResyncCohortRequest.SerializeToString,
+                response_deserializer=crowd_dot_profile_dot_v1_dot_profile__service__pb2.ResyncCohortResponse.FromString,
+                _registered_method=True)
 
 
 class ProfileServiceServicer:
@@ -160,6 +165,15 @@ class ProfileServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResyncCohort(self, request, context):
+        """Send every current member of an audience to its bound Braze cohort(s)
+        (recovery after a cohort was lost or changed in Braze), paged through the
+        audience; streams progress, the last message has done set. Admin scope.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProfileServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -207,6 +221,11 @@ def add_ProfileServiceServicer_to_server(servicer, server):
                     servicer.StreamTrace,
                     request_deserializer=crowd_dot_profile_dot_v1_dot_profile__service__pb2.StreamTraceRequest.FromString,
                     response_serializer=crowd_dot_profile_dot_v1_dot_profile__service__pb2.StreamTraceResponse.SerializeToString,
+            ),
+            'ResyncCohort': grpc.unary_stream_rpc_method_handler(
+                    servicer.ResyncCohort,
+                    request_deserializer=crowd_dot_profile_dot_v1_dot_profile__service__pb2.ResyncCohortRequest.FromString,
+                    response_serializer=crowd_dot_profile_dot_v1_dot_profile__service__pb2.ResyncCohortResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -454,6 +473,33 @@ class ProfileService:
             '/crowd.profile.v1.ProfileService/StreamTrace',
             crowd_dot_profile_dot_v1_dot_profile__service__pb2.StreamTraceRequest.SerializeToString,
             crowd_dot_profile_dot_v1_dot_profile__service__pb2.StreamTraceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResyncCohort(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/crowd.profile.v1.ProfileService/ResyncCohort',
+            crowd_dot_profile_dot_v1_dot_profile__service__pb2.ResyncCohortRequest.SerializeToString,
+            crowd_dot_profile_dot_v1_dot_profile__service__pb2.ResyncCohortResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -67,6 +67,11 @@ class ProfileServiceStub:
     """Streams trace entries of one visitor or one live-trace id as they
     happen, optionally starting with recent history. Scope: read.
     """
+    ResyncCohort: _grpc.UnaryStreamMultiCallable[_profile_service_pb2.ResyncCohortRequest, _profile_service_pb2.ResyncCohortResponse]
+    """Send every current member of an audience to its bound Braze cohort(s)
+    (recovery after a cohort was lost or changed in Braze), paged through the
+    audience; streams progress, the last message has done set. Admin scope.
+    """
 
 @_typing.type_check_only
 class ProfileServiceAsyncStub(ProfileServiceStub):
@@ -106,6 +111,11 @@ class ProfileServiceAsyncStub(ProfileServiceStub):
     StreamTrace: _aio.UnaryStreamMultiCallable[_profile_service_pb2.StreamTraceRequest, _profile_service_pb2.StreamTraceResponse]  # type: ignore[assignment]
     """Streams trace entries of one visitor or one live-trace id as they
     happen, optionally starting with recent history. Scope: read.
+    """
+    ResyncCohort: _aio.UnaryStreamMultiCallable[_profile_service_pb2.ResyncCohortRequest, _profile_service_pb2.ResyncCohortResponse]  # type: ignore[assignment]
+    """Send every current member of an audience to its bound Braze cohort(s)
+    (recovery after a cohort was lost or changed in Braze), paged through the
+    audience; streams progress, the last message has done set. Admin scope.
     """
 
 class ProfileServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -197,6 +207,17 @@ class ProfileServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_profile_service_pb2.StreamTraceResponse], _abc.AsyncIterator[_profile_service_pb2.StreamTraceResponse]]:
         """Streams trace entries of one visitor or one live-trace id as they
         happen, optionally starting with recent history. Scope: read.
+        """
+
+    @_abc_1.abstractmethod
+    def ResyncCohort(
+        self,
+        request: _profile_service_pb2.ResyncCohortRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_profile_service_pb2.ResyncCohortResponse], _abc.AsyncIterator[_profile_service_pb2.ResyncCohortResponse]]:
+        """Send every current member of an audience to its bound Braze cohort(s)
+        (recovery after a cohort was lost or changed in Braze), paged through the
+        audience; streams progress, the last message has done set. Admin scope.
         """
 
 def add_ProfileServiceServicer_to_server(servicer: ProfileServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
