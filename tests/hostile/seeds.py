@@ -83,6 +83,7 @@ SEEDS: dict[str, Callable[[], Message]] = {
     "TryDefinitions": lambda: definition_service_pb2.TryDefinitionsRequest(
         definitions=counter_definitions(), events=[_event()]
     ),
+    "GetBackfillStatus": lambda: definition_service_pb2.GetBackfillStatusRequest(),
     "GetDefinitions": lambda: definition_service_pb2.GetDefinitionsRequest(version="v1"),
     "SubmitActions": lambda: dispatch_service_pb2.SubmitActionsRequest(
         actions=[_track_user("no-such-connector")]
