@@ -28,6 +28,7 @@ from profile_service.storage.layout import Layout
 from profile_service.storage.lua import storage_script
 from profile_service.storage.reevaluation_due import reevaluation_due_writes
 from profile_service.storage.replies import RedisArg
+from service_common import keys
 from service_common.trace_entries import (
     TRACE_MAXLEN,
     TRACE_TTL_MS,
@@ -97,6 +98,24 @@ class ProfileWrite:
         for side_write in self.side_writes:
             side_write(pipe)
         return 1 + len(self.side_writes)
+
+
+def _identity_refreshes(
+    layout: Layout, defs: CompiledDefinitions, state: ProfileState, retention_ms: int
+) -> list[SideWrite]:
+    """Keep the index entries of the profile's visitor-ID values alive as long as it is (the
+    entries are claimed by `stitches` only when a value is new, not on every commit)."""
+    writes: list[SideWrite] = []
+    for attribute_id in defs.visitor_id_attributes:
+        value = state.attributes.get(attribute_id)
+        if isinstance(value, str) and value:
+            key = keys.identity_index(attribute_id, value, layout.partitions)
+
+            def refresh(pipe: redis.asyncio.client.Pipeline, key: str = key) -> None:
+                pipe.pexpire(key, retention_ms)
+
+            writes.append(refresh)
+    return writes
 
 
 def _alias_refreshes(layout: Layout, state: ProfileState, retention_ms: int) -> list[SideWrite]:
@@ -234,6 +253,7 @@ def build_write(
         args=args,
         side_writes=[
             *_alias_refreshes(layout, final, retention),
+            *_identity_refreshes(layout, defs, final, retention),
             *reevaluation_due_writes(defs, pkeys, final, now_ms),  # time-based re-evaluation
         ],
         new_version=token,

@@ -80,6 +80,9 @@ class _Plan:
     write: ProfileWrite | None
     state: ProfileState | None = None
     """The profile after its events (what ``write`` commits)."""
+    claims: bool = False
+    """Its visitor-ID values must be claimed: one is new, or the batch repeats events (a
+    retry after a failure mid-stitch re-drives the stitch)."""
 
 
 class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches, Reevaluations):
@@ -139,8 +142,7 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches, Reevaluation
                             results[index] = result
                         if plan.write is not None:
                             committed.append(plan.write)
-                        if plan.state is not None:
-                            # Duplicates too: a retry after a failure mid-stitch re-drives it.
+                        if plan.state is not None and plan.claims:
                             new = [i for i, r in plan.results.items() if not r.duplicate]
                             finals[plan.state.profile_id] = (plan.state, new)
                     else:
@@ -181,6 +183,8 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches, Reevaluation
         """Run the engine over one profile's events, in order."""
         state = loaded.state
         initial_audiences = list(state.audiences) if state is not None else []
+        # Before the engine runs: it may change the state in place.
+        held = _identities(defs, state)
         seen = {event_id for event_id, score in loaded.seen.items() if score >= cutoff}
         steps: list[Step] = []
         new_ids: list[str] = []
@@ -211,7 +215,15 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches, Reevaluation
                 now_ms=now,
                 dedup_max_entries=self._dedup_max_entries,
             )
-        return _Plan(indexes=indexes, results=results, write=write, state=state)
+        values = _identities(defs, state)
+        claims = state is not None and (
+            values != held
+            or any(r.duplicate for r in results.values())
+            # An event that carries a value the profile holds: another replica may be
+            # stitching the profile for it right now, and the result must name the survivor.
+            or any(_carries(events[i], values) for i in indexes)
+        )
+        return _Plan(indexes=indexes, results=results, write=write, state=state, claims=claims)
 
     async def _write_plans(self, plans: Sequence[_Plan]) -> list[bool]:
         """Round trip 2: every plan's compare-and-set; True where it committed.
@@ -269,3 +281,14 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches, Reevaluation
             if isinstance(reply, Exception):
                 # The live trace is a debugging aid: never fail a committed batch over it.
                 logger.warning("could not append to a live-trace stream: %s", reply)
+
+
+def _carries(event: NormalizedEvent, values: list[object]) -> bool:
+    return any(isinstance(v, str) and v in values for v in event.data.values())
+
+
+def _identities(defs: CompiledDefinitions, state: ProfileState | None) -> list[object]:
+    """The profile's visitor-ID values, in attribute order."""
+    if state is None:
+        return []
+    return [state.attributes.get(a) for a in defs.visitor_id_attributes]
