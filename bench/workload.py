@@ -116,7 +116,12 @@ def visitor_journey(
     rng = random.Random(index)
     visitor_id = f"{prefix}-{index:07d}"
     known = rng.random() < KNOWN_SHARE
-    customer = identity.customer(index) if identity else (f"cust-{index}" if known else None)
+    # Customer ids are per prefix: passes on one Redis must not stitch into each other.
+    if identity is not None:
+        number = identity.customer(index)
+        customer = f"{prefix}-{number}" if number is not None else None
+    else:
+        customer = f"{prefix}-cust-{index}" if known else None
     names, weights = zip(*EVENT_MIX, strict=True)
     for n in range(events_per_visitor):
         name = "page_view" if n == 0 else rng.choices(names, weights)[0]
