@@ -31,6 +31,9 @@ class Loaded:
     state: ProfileState | None
     version: str
     seen: dict[str, float] = field(default_factory=dict)
+    frozen: list[str] = field(default_factory=list)
+    """Visitor ids whose own profile still stands frozen into this one: their events came
+    here past a stitch that was cut short (or is running elsewhere right now)."""
 
 
 class BatchReads(StoreCore):
@@ -81,6 +84,8 @@ class BatchReads(StoreCore):
                 # Event ids seen on the visitor id's own profile before it was stitched
                 # still count: a retried event is not applied twice.
                 loaded[survivor].seen.update(direct[visitor_id].seen)
+                if direct[visitor_id].state is not None:
+                    loaded[survivor].frozen.append(visitor_id)
         groups: dict[str, list[int]] = {}
         for visitor_id, indexes in by_visitor.items():
             profile_id = survivor_of[visitor_id]

@@ -83,6 +83,8 @@ class _Plan:
     claims: bool = False
     """Its visitor-ID values must be claimed: one is new, or the batch repeats events (a
     retry after a failure mid-stitch re-drives the stitch)."""
+    frozen: tuple[str, ...] = ()
+    """Profiles frozen into this one whose stitch may be unfinished (`Loaded.frozen`)."""
 
 
 class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches, Reevaluations):
@@ -116,6 +118,7 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches, Reevaluation
         results: list[EventApplyResult | None] = [None] * len(events)
         committed: list[ProfileWrite] = []
         finals: dict[str, tuple[ProfileState, list[int]]] = {}
+        frozen: set[str] = set()
         self.stats.batches += 1
         async with self._locks.hold(e.visitor_id for e in events):
             pending = list(range(len(events)))
@@ -142,6 +145,7 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches, Reevaluation
                             results[index] = result
                         if plan.write is not None:
                             committed.append(plan.write)
+                        frozen.update(plan.frozen)
                         if plan.state is not None and plan.claims:
                             new = [i for i, r in plan.results.items() if not r.duplicate]
                             finals[plan.state.profile_id] = (plan.state, new)
@@ -152,7 +156,9 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches, Reevaluation
                 record_conflicts(sum(1 for ok in done if not ok))
             await self._append_trace_id_entries(committed)
             batch = [r for r in results if r is not None]
-            # Still under the visitors' locks: a stitch is part of the batch that caused it.
+            # Still under the visitors' locks: a stitch is part of the batch that caused it,
+            # and a retry is not acknowledged before the stitch it was cut short in is done.
+            await self._finish_stitches(defs, sorted(frozen), now)
             return await self._claim_and_stitch(defs, events, batch, finals, now)
 
     async def _plan(
@@ -223,7 +229,14 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches, Reevaluation
             # stitching the profile for it right now, and the result must name the survivor.
             or any(_carries(events[i], values) for i in indexes)
         )
-        return _Plan(indexes=indexes, results=results, write=write, state=state, claims=claims)
+        return _Plan(
+            indexes=indexes,
+            results=results,
+            write=write,
+            state=state,
+            claims=claims,
+            frozen=tuple(loaded.frozen),
+        )
 
     async def _write_plans(self, plans: Sequence[_Plan]) -> list[bool]:
         """Round trip 2: every plan's compare-and-set; True where it committed.

@@ -16,8 +16,10 @@ command, safe to repeat, by this process or by any replica (docs/identity.md):
    survivor (aliases and index entries: idempotent SETs in their own slots).
 4. **Retire** the replaced profile (`retire_profile.lua`, its slot): delete it, its visit
    entry and its audience memberships (no LEFT actions), trace the stitch, drop the pending
-   record. A crash anywhere leaves the pending record, which the sweeper completes
-   (`recover_stitches`) after a grace period.
+   record. A crash anywhere leaves the pending record and the frozen profile: the next
+   event routed past it (the client's retry, say) finishes the stitch before it is
+   answered (`_finish_stitches`), and the sweeper completes the rest (`recover_stitches`)
+   after a grace period.
 
 The survivor is the older profile (`survivor_first`): a total order, so two concurrent
 stitches of the same pair agree, and no chain of stitches forms a cycle.
@@ -170,6 +172,24 @@ class Stitches(StoreCore):
                     )
         return results
 
+    async def _finish_stitches(
+        self, defs: CompiledDefinitions, replaced_ids: Sequence[str], now: int
+    ) -> None:
+        """Finish the stitches of frozen profiles that a batch's events were routed past:
+        a client retrying after a failure mid-stitch (a master's death, say) is answered
+        once the person is one profile, not when the sweeper's grace period has passed.
+        Steps 2 to 4 are idempotent, so a replica running the same stitch now is harmless."""
+        for replaced_id in replaced_ids:
+            key = self._layout.keys_for(replaced_id).profile(replaced_id)
+
+            def fill(pipe: redis.asyncio.client.Pipeline, key: str = key) -> None:
+                pipe.hget(key, "p")
+
+            replies = await self._execute_acknowledged(fill, [key])
+            raise_errors(replies)
+            if replies[0]:  # else retired meanwhile: nothing left to finish
+                await self._complete(defs, _Stitch.parse(as_text(replies[0])), None, now)
+
     async def _final_survivor(self, profile_id: str) -> str:
         """Follow alias and freeze links from ``profile_id`` to the profile that stands."""
         current = profile_id
@@ -178,7 +198,11 @@ class Stitches(StoreCore):
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.get(pkeys.alias(current))
                 pipe.hget(pkeys.profile(current), "f")
-                alias, frozen = await self._execute(pipe)
+                replies = await self._execute(pipe)
+            # A failed read must fail the stitch, not pass for an absent link (the error's
+            # text would be taken for a profile id).
+            raise_errors(replies)
+            alias, frozen = replies
             target = as_text(frozen) if frozen else as_text(alias) if alias else None
             if target is None or target == current:
                 return current
@@ -302,9 +326,10 @@ class Stitches(StoreCore):
         self._fault("repoint")
         await self._repoint(defs, stitch, replaced, survivor)
         self._fault("retire")
-        await self._retire(defs, stitch, survivor, replaced, now)
-        self.stats.stitches += 1
-        record_stitch()
+        if await self._retire(defs, stitch, survivor, replaced, now):
+            # Counted once, by whoever retired it (a retry and the sweeper may both finish).
+            self.stats.stitches += 1
+            record_stitch()
         return survivor
 
     async def _script(self, script: LuaScript, script_keys: list[str], args: list[Any]) -> Any:
@@ -412,14 +437,15 @@ class Stitches(StoreCore):
         survivor: str,
         replaced: ProfileState | None,
         now: int,
-    ) -> None:
-        """Step 4: delete the frozen profile and its memberships; trace; drop the record."""
+    ) -> bool:
+        """Step 4: delete the frozen profile and its memberships; trace; drop the record.
+        True if this call retired it (False: it was gone already)."""
         rkeys = self._layout.keys_for(stitch.replaced)
         audiences = sorted({*defs.audiences, *(replaced.audiences if replaced else ())})
         record = _stitched_record(stitch, survivor)
         doc = entry_doc(record, profile_id=stitch.replaced, time_ms=now)
         _, entry = encode_entries([doc])
-        await self._script(
+        retired = await self._script(
             RETIRE_PROFILE_SCRIPT,
             [
                 rkeys.profile(stitch.replaced),
@@ -430,6 +456,7 @@ class Stitches(StoreCore):
             ],
             [stitch.replaced, survivor, stitch.member(), TRACE_MAXLEN, TRACE_TTL_MS, entry],
         )
+        return bool(retired == 1)
 
     async def _refuse(self, claim: _Claim, refusal: StitchRefusal, other: str, now: int) -> None:
         """A guardrail refused the stitch: trace it on the claiming profile."""

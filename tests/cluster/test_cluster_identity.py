@@ -24,6 +24,7 @@ from tests.identity.test_identity_stitch import (
     test_cross_stitches_form_no_cycle,
     test_replaying_the_same_events_changes_nothing,
     test_second_device_login_stitches_into_the_first_profile,
+    test_the_next_event_of_an_interrupted_stitch_finishes_it_before_it_is_answered,
     test_two_replicas_stitching_at_once_agree_on_one_survivor,
 )
 from tests.identity.test_identity_stitching import (
@@ -43,6 +44,7 @@ __all__ = [
     "test_one_batch_carrying_both_devices_stitches_once",
     "test_replaying_the_same_events_changes_nothing",
     "test_second_device_login_stitches_into_the_first_profile",
+    "test_the_next_event_of_an_interrupted_stitch_finishes_it_before_it_is_answered",
     "test_two_devices_one_person_through_the_api",
     "test_two_replicas_stitching_at_once_agree_on_one_survivor",
 ]

@@ -130,10 +130,8 @@ class Crash(Exception):
     """Raised by the fault hook: the process dies between two steps of a stitch."""
 
 
-@pytest.mark.parametrize("step", ["merge", "repoint", "retire"])
-async def test_a_stitch_interrupted_before_any_step_is_completed_exactly_once(
-    redis_client: redis.asyncio.Redis, layout: Layout, reader: ProfileReader, step: str
-) -> None:
+async def _crash_mid_stitch(redis_client: redis.asyncio.Redis, layout: Layout, step: str) -> None:
+    """The laptop's login stitches in a replica that dies before ``step``."""
     crashing = await real_store(redis_client, layout)
 
     def crash(at: str) -> None:
@@ -143,25 +141,58 @@ async def test_a_stitch_interrupted_before_any_step_is_completed_exactly_once(
     crashing.stitch_fault = crash
     with pytest.raises(Crash):
         await _phone_then_laptop(crashing)
-    pending = layout.keys_for(LAPTOP).stitches
-    assert await redis_client.zcard(pending) == 1
+    assert await redis_client.zcard(layout.keys_for(LAPTOP).stitches) == 1
 
-    # Meanwhile the laptop keeps sending: nothing is lost (the freeze routes it).
-    other = await real_store(redis_client, layout)
-    await other.apply_events(DEFS, [event(LAPTOP, "l9", "purchase", T0 + 5)], T0 + 5)
 
-    # Another replica's sweeper completes it; a second pass finds nothing to do.
-    partition = layout.keys_for(LAPTOP).partition
-    members = await redis_client.zrange(pending, 0, -1)
-    stalled = [(partition, as_text(m)) for m in members]
-    assert await other.recover_stitches(DEFS, stalled, T0 + 60_000) == 1
-    assert await redis_client.zcard(pending) == 0
-    assert await other.recover_stitches(DEFS, stalled, T0 + 60_001) == 1  # idempotent
+async def _assert_one_person(
+    redis_client: redis.asyncio.Redis, layout: Layout, reader: ProfileReader, orders: float
+) -> None:
     found = await reader.get_profile(LAPTOP)
     assert found is not None and found.profile_id == PHONE
-    assert found.state.attributes["orders"] == 3.0  # two devices' purchases + the later one
+    assert found.state.attributes["orders"] == orders
     assert [r["profile_id"] for r in found.state.replaces] == [LAPTOP]
     assert not await redis_client.exists(layout.keys_for(LAPTOP).profile(LAPTOP))
+    assert await redis_client.zcard(layout.keys_for(LAPTOP).stitches) == 0
+
+
+@pytest.mark.parametrize("step", ["merge", "repoint", "retire"])
+async def test_a_stitch_interrupted_before_any_step_is_completed_exactly_once(
+    redis_client: redis.asyncio.Redis, layout: Layout, reader: ProfileReader, step: str
+) -> None:
+    await _crash_mid_stitch(redis_client, layout, step)
+
+    # No event comes: another replica's sweeper completes it; a second pass finds it done.
+    other = await real_store(redis_client, layout)
+    pending = layout.keys_for(LAPTOP).stitches
+    partition = layout.keys_for(LAPTOP).partition
+    stalled = [(partition, as_text(m)) for m in await redis_client.zrange(pending, 0, -1)]
+    assert await other.recover_stitches(DEFS, stalled, T0 + 60_000) == 1
+    assert await other.recover_stitches(DEFS, stalled, T0 + 60_001) == 1  # idempotent
+    await _assert_one_person(redis_client, layout, reader, orders=2.0)
+    assert other.stats.stitches == 1  # counted once, by the call that retired the profile
+
+
+@pytest.mark.parametrize("step", ["merge", "repoint", "retire"])
+async def test_the_next_event_of_an_interrupted_stitch_finishes_it_before_it_is_answered(
+    redis_client: redis.asyncio.Redis, layout: Layout, reader: ProfileReader, step: str
+) -> None:
+    await _crash_mid_stitch(redis_client, layout, step)
+
+    # The client retries the login (a duplicate now) through another replica, and the laptop
+    # buys again: both land on the survivor, which holds the whole person when they return.
+    other = await real_store(redis_client, layout)
+    retry, later = await other.apply_events(
+        DEFS,
+        [
+            event(LAPTOP, "l2", "login", T0 + 3, email=EMAIL),
+            event(LAPTOP, "l9", "purchase", T0 + 5),
+        ],
+        T0 + 5,
+    )
+    assert retry.duplicate and retry.profile_id == PHONE
+    assert not later.duplicate and later.profile_id == PHONE
+    await _assert_one_person(redis_client, layout, reader, orders=3.0)
+    assert other.stats.stitches == 1
 
 
 async def test_two_replicas_stitching_at_once_agree_on_one_survivor(

@@ -7,8 +7,10 @@
 --
 -- Freezing sets field f (the survivor) and a new version token, so that every in-flight
 -- compare-and-set of the replaced profile fails, and its own id's alias, so that the retry
--- (and every later event) goes to the survivor. The first freeze wins: a profile already
--- frozen into another survivor keeps it (everyone then merges into that one).
+-- (and every later event) goes to the survivor. Field p keeps the stitch record, so that
+-- whoever routes an event past the frozen profile can finish the stitch. The first freeze
+-- wins: a profile already frozen into another survivor keeps it (everyone then merges
+-- into that one).
 --
 -- Returns {'ok'}, {'frozen', <its survivor>} or {'gone'} (no such profile).
 
@@ -19,7 +21,7 @@ local into = redis.call('HGET', KEYS[1], 'f')
 if into and into ~= ARGV[1] then
   return {'frozen', into}
 end
-redis.call('HSET', KEYS[1], 'f', ARGV[1], 'v', ARGV[2])
+redis.call('HSET', KEYS[1], 'f', ARGV[1], 'v', ARGV[2], 'p', ARGV[5])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
 return {'ok'}
