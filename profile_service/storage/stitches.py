@@ -145,10 +145,9 @@ class Stitches(StoreCore):
 
         # Every step is acknowledged per the store's WAIT policy, like commits: a failover
         # must not lose a claim, a freeze or a re-point that the next step relies on.
-        owners = await self._execute_acknowledged(claim_all, [])
         # A failed claim fails the call: the events are committed, and the client's retry
         # (duplicates, by their event ids) claims again and so completes the stitch.
-        raise_errors(owners)
+        owners = await self._scripts_acknowledged(claim_all)
         for claim, owner in zip(claims, owners, strict=True):
             other = as_text(owner)
             if other == claim.profile_id:
@@ -338,11 +337,22 @@ class Stitches(StoreCore):
         def fill(pipe: redis.asyncio.client.Pipeline) -> None:
             script.queue(pipe, script_keys, args)
 
+        return (await self._scripts_acknowledged(fill))[0]
+
+    async def _scripts_acknowledged(
+        self, fill: Callable[[redis.asyncio.client.Pipeline], None]
+    ) -> list[Any]:
+        """The replies of the scripts ``fill`` queues, acknowledged per the WAIT policy, run
+        once more if a node had lost the scripts (a restarted master: `_execute` has just
+        loaded them again). Every error raises, NOSCRIPT too: an error reply must never be
+        read as a profile id."""
         replies = await self._execute_acknowledged(fill, [])
-        if is_noscript(replies[0]):  # the scripts were just reloaded: once more
+        if any(is_noscript(reply) for reply in replies):
             replies = await self._execute_acknowledged(fill, [])
-        raise_errors(replies)
-        return replies[0]
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return list(replies)
 
     def _fault(self, step: str) -> None:
         if self.stitch_fault is not None:
