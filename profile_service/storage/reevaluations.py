@@ -18,13 +18,7 @@ from profile_service.definitions.model import CompiledDefinitions
 from profile_service.engine.reevaluation import reevaluate_audiences
 from profile_service.engine.time_dependence import next_flip_ms
 from profile_service.storage.commit import ProfileWrite, build_write
-from profile_service.storage.lua import is_noscript
-from profile_service.storage.store_core import (
-    FIX_VISIT_DUE_SCRIPT,
-    StoreCore,
-    parse_profile,
-    raise_errors,
-)
+from profile_service.storage.profile_rewrites import DueFix, ProfileRewrites
 from service_common.redis_toolkit.retry import CAS_CONFLICT
 
 __all__ = ["ReevaluationReport", "Reevaluations"]
@@ -46,7 +40,7 @@ class ReevaluationReport:
     changed: list[str] = field(default_factory=list)
 
 
-class Reevaluations(StoreCore):
+class Reevaluations(ProfileRewrites):
     """Re-evaluates audiences of stored profiles (part of `ProfileStore`)."""
 
     async def reevaluate_profiles(
@@ -96,19 +90,13 @@ class Reevaluations(StoreCore):
         fix_due: bool,
         report: ReevaluationReport,
     ) -> list[str]:
-        async with self._client.pipeline(transaction=False) as pipe:
-            for profile_id in pending:
-                pipe.hmget(self._layout.keys_for(profile_id).profile(profile_id), ["s", "v"])
-            replies = await self._execute(pipe)
-        raise_errors(replies)
-
+        loaded = await self._read_profiles(pending)
         writes: list[tuple[ProfileWrite, int, int]] = []  # write, joins, leaves
-        fixes: list[tuple[str, str, str]] = []  # profile id, version, due ("" = none)
-        for profile_id, reply in zip(pending, replies, strict=True):
-            state, version = parse_profile(reply)
+        fixes: list[DueFix] = []
+        for profile_id, (state, version) in zip(pending, loaded, strict=True):
             if state is None:
                 if fix_due:
-                    fixes.append((profile_id, version, ""))
+                    fixes.append(DueFix(profile_id, version, None))
                 continue
             report.evaluated += 1
             initial_audiences = list(state.audiences)
@@ -124,12 +112,13 @@ class Reevaluations(StoreCore):
             except Exception:
                 logger.exception("re-evaluating profile %s failed", profile_id)
                 if fix_due:
-                    fixes.append((profile_id, version, str(now_ms + RETRY_LATER_MS)))
+                    fixes.append(DueFix(profile_id, version, now_ms + RETRY_LATER_MS))
                 continue
             if not outcome.audiences_joined and not outcome.audiences_left:
                 if fix_due:
-                    due = next_flip_ms(defs, outcome.state, now_ms)
-                    fixes.append((profile_id, version, "" if due is None else str(due)))
+                    fixes.append(
+                        DueFix(profile_id, version, next_flip_ms(defs, outcome.state, now_ms))
+                    )
                 continue
             write = build_write(
                 layout=self._layout,
@@ -146,42 +135,18 @@ class Reevaluations(StoreCore):
             writes.append((write, len(outcome.audiences_joined), len(outcome.audiences_left)))
             if fix_due:
                 due = next_flip_ms(defs, outcome.state, now_ms)
-                fixes.append((profile_id, write.new_version, "" if due is None else str(due)))
-        if not writes and not fixes:
-            return []
-        async with self._client.pipeline(transaction=False) as pipe:
-            positions = []
-            at = 0
-            for write, _, _ in writes:
-                positions.append(at)
-                at += write.queue(pipe)
-            for profile_id, version, due_at in fixes:
-                pkeys = self._layout.keys_for(profile_id)
-                # The visits_due fix script is generic: set/remove a sorted-set entry if the
-                # profile's version is the expected one.
-                FIX_VISIT_DUE_SCRIPT.queue(
-                    pipe,
-                    [pkeys.profile(profile_id), pkeys.reevaluate_due],
-                    [version, profile_id, due_at],
-                )
-            replies = await self._execute(pipe)
+                fixes.append(DueFix(profile_id, write.new_version, due))
+        committed = await self._commit_rewrites(
+            [write for write, _, _ in writes], fixes, lambda k: k.reevaluate_due
+        )
         retry: list[str] = []
-        outbox_written = False
-        for (write, joins, leaves), position in zip(writes, positions, strict=True):
-            reply = replies[position]
-            if isinstance(reply, Exception) and not is_noscript(reply):
-                raise reply
-            if reply == 1:
+        for (write, joins, leaves), done in zip(writes, committed, strict=True):
+            if done:
                 report.joins += joins
                 report.leaves += leaves
                 report.actions += write.outbox_entries
                 report.changed.append(write.profile_id)
-                outbox_written = outbox_written or write.outbox_entries > 0
             else:
                 self.stats.conflicts += 1
                 retry.append(write.profile_id)
-        # A fix that lost its compare-and-set leaves the due entry: the worker sees it again.
-        raise_errors(replies[at:])
-        if outbox_written and self._on_outbox_write is not None:
-            self._on_outbox_write()
         return sorted(retry)

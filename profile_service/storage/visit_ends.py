@@ -8,13 +8,7 @@ from collections.abc import Sequence
 
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.storage.commit import ProfileWrite, build_write
-from profile_service.storage.lua import is_noscript
-from profile_service.storage.store_core import (
-    FIX_VISIT_DUE_SCRIPT,
-    StoreCore,
-    parse_profile,
-    raise_errors,
-)
+from profile_service.storage.profile_rewrites import DueFix, ProfileRewrites
 from service_common.redis_toolkit.retry import CAS_CONFLICT
 
 __all__ = ["ENGINE_FAILURE_RETRY_MS", "VisitEnds"]
@@ -25,7 +19,7 @@ ENGINE_FAILURE_RETRY_MS = 60_000
 """When the engine fails to end a visit, the sweeper tries again this much later."""
 
 
-class VisitEnds(StoreCore):
+class VisitEnds(ProfileRewrites):
     """Ends due visits (part of `ProfileStore`)."""
 
     async def end_due_visits(
@@ -55,22 +49,16 @@ class VisitEnds(StoreCore):
     async def _end_visits_attempt(
         self, defs: CompiledDefinitions, pending: list[str], now_ms: int, ended: list[str]
     ) -> list[str]:
-        async with self._client.pipeline(transaction=False) as pipe:
-            for profile_id in pending:
-                pipe.hmget(self._layout.keys_for(profile_id).profile(profile_id), ["s", "v"])
-            replies = await self._execute(pipe)
-        raise_errors(replies)
-
         writes: list[ProfileWrite] = []
-        fixes: list[tuple[str, str, str]] = []  # (profile id, version, due or "")
-        for profile_id, reply in zip(pending, replies, strict=True):
-            state, version = parse_profile(reply)
+        fixes: list[DueFix] = []
+        loaded = await self._read_profiles(pending)
+        for profile_id, (state, version) in zip(pending, loaded, strict=True):
             if state is None or state.visit is None:
-                fixes.append((profile_id, version, ""))
+                fixes.append(DueFix(profile_id, version, None))
                 continue
             due = state.visit.expires_ms(defs.limits.max_visit_length_ms)
             if due > now_ms:
-                fixes.append((profile_id, version, str(due)))
+                fixes.append(DueFix(profile_id, version, due))
                 continue
             initial_audiences = list(state.audiences)
             try:
@@ -79,7 +67,7 @@ class VisitEnds(StoreCore):
                 # One profile the engine cannot handle must not stall every visit end:
                 # log it and look at it again later.
                 logger.exception("ending the visit of profile %s failed", profile_id)
-                fixes.append((profile_id, version, str(now_ms + ENGINE_FAILURE_RETRY_MS)))
+                fixes.append(DueFix(profile_id, version, now_ms + ENGINE_FAILURE_RETRY_MS))
                 continue
             writes.append(
                 build_write(
@@ -95,37 +83,12 @@ class VisitEnds(StoreCore):
                     dedup_max_entries=self._dedup_max_entries,
                 )
             )
-        if not writes and not fixes:
-            return []
-        async with self._client.pipeline(transaction=False) as pipe:
-            positions = []
-            at = 0
-            for write in writes:
-                positions.append(at)
-                at += write.queue(pipe)
-            for profile_id, version, due_at in fixes:
-                pkeys = self._layout.keys_for(profile_id)
-                FIX_VISIT_DUE_SCRIPT.queue(
-                    pipe,
-                    [pkeys.profile(profile_id), pkeys.visits_due],
-                    [version, profile_id, due_at],
-                )
-            replies = await self._execute(pipe)
+        committed = await self._commit_rewrites(writes, fixes, lambda k: k.visits_due)
         retry: list[str] = []
-        outbox_written = False
-        for write, position in zip(writes, positions, strict=True):
-            reply = replies[position]
-            if isinstance(reply, Exception) and not is_noscript(reply):
-                raise reply
-            if reply == 1:
+        for write, done in zip(writes, committed, strict=True):
+            if done:
                 ended.append(write.profile_id)
-                outbox_written = outbox_written or write.outbox_entries > 0
             else:
                 self.stats.conflicts += 1
                 retry.append(write.profile_id)
-        # A fix that lost its compare-and-set needs nothing: the commit that beat it wrote a
-        # correct visits_due entry. NOSCRIPT fixes are redone by the next sweep.
-        raise_errors(replies[at:])
-        if outbox_written and self._on_outbox_write is not None:
-            self._on_outbox_write()
         return sorted(retry)
