@@ -35,7 +35,9 @@ logger = logging.getLogger(__name__)
 #: Distinct values one label may take before new ones are folded into ``"other"``.
 MAX_LABEL_VALUES = 200
 OTHER = "other"
-SCRAPE_TIMEOUT_S = 1.0
+SCRAPE_TIMEOUT_S = 5.0
+"""How long a scrape waits for the Redis gauges (queue depths, backlog ages); Prometheus's
+default scrape timeout is 10 s, and a busy Redis or event loop can take over a second."""
 
 _seen: dict[str, set[str]] = {}
 _seen_lock = threading.Lock()

@@ -47,8 +47,8 @@ async def test_with_wait_every_acknowledged_stitch_survives_a_master_killed_mid_
     server = await cluster_profile_servers.profile(
         redis_wait_replicas=1, redis_wait_timeout_ms=1000
     )
-    phones = visitors_on_every_master(redis_cluster, PAIRS, prefix="phone", per_master=3)
-    laptops = visitors_on_every_master(redis_cluster, PAIRS, prefix="laptop", per_master=3)
+    phones = visitors_on_every_master(redis_cluster, PAIRS, prefix="phone")
+    laptops = visitors_on_every_master(redis_cluster, PAIRS, prefix="laptop")
     async with CrowdClient(server.address, api_key=ADMIN_KEY) as client:
         await client.publish_definitions(identity_definitions())
         await client.track_events(
