@@ -91,7 +91,7 @@ async def test_alias_new_needs_its_permission(make_sandbox, http):
         api_keys={
             "no-alias": frozenset({"users.track", "users.identify"}),
             "alias": frozenset({PERM_ALIAS_NEW}),
-        }  # fmt: skip
+        }
     )
     body = {"user_aliases": [alias("anon-1")]}
     assert (await post(http, sandbox, "/users/alias/new", body, key="no-alias")).status == 403
