@@ -9,6 +9,7 @@ from crowd.dispatch.v1.action_pb2 import (
     Action,
     CreateAlias,
     IdentifyUser,
+    MergeUsers,
     UserAlias,
     UserIds,
 )
@@ -128,3 +129,26 @@ async def test_alias_new_retries_on_429_and_5xx(
     [done] = await stack.delivery.deliver([PendingAction("a1", create("anon-1"), attempt=3)])
     assert done.outcome is Outcome.DELIVERED
     assert sandbox.get_user_by_alias("anon-1", LABEL) is not None
+
+
+async def test_a_stitch_merge_of_a_created_alias_is_sent_as_identify(
+    sandbox: BrazeSandbox, make_stack: StackFactory
+) -> None:
+    # Two profiles stitch: the replaced one was only ever created as an alias. The alias
+    # counts as sent, so the MergeUsers action is not skipped; it goes to /users/identify.
+    stack = await make_stack(sandbox.url)
+    await stack.delivery.deliver([PendingAction("a1", create("anon-1"))])
+    await stack.delivery.deliver([PendingAction("t1", track_action("cust-1", {"plan": "gold"}))])
+    merge = Action(
+        connector_id=CONNECTOR_ID,
+        visitor_id="survivor",
+        merge_users=MergeUsers(
+            user_to_merge=UserIds(user_alias=alias("anon-1")),
+            user_to_keep=UserIds(external_id="cust-1"),
+        ),
+    )
+    [result] = await stack.delivery.deliver([PendingAction("m1", merge)])
+    assert result.outcome is Outcome.DELIVERED
+    assert sandbox.requests[-1].path == "/users/identify"
+    assert sandbox.get_user_by_alias("anon-1", LABEL) is sandbox.get_user("cust-1")
+    assert len(sandbox.store) == 1
