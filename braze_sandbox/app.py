@@ -24,8 +24,10 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
+from braze_sandbox.alias import handle_alias_new
 from braze_sandbox.cohorts import handle_cohort, handle_cohort_users
 from braze_sandbox.config import (
+    PERM_ALIAS_NEW,
     PERM_DELETE,
     PERM_EXPORT_IDS,
     PERM_IDENTIFY,
@@ -73,6 +75,12 @@ ENDPOINTS = (
     Endpoint("/users/track", EndpointGroup.TRACK, PERM_TRACK, lambda _, b, c: handle_track(b, c)),
     Endpoint(
         "/users/delete", EndpointGroup.IDENTITY, PERM_DELETE, lambda _, b, c: handle_delete(b, c)
+    ),
+    Endpoint(
+        "/users/alias/new",
+        EndpointGroup.IDENTITY,
+        PERM_ALIAS_NEW,
+        lambda _, b, c: handle_alias_new(b, c),
     ),
     Endpoint(
         "/users/identify",

@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="KEY[:PERM,PERM]",
         help="REST API key and its permissions (users.track, users.delete, users.identify, "
-        "users.export.ids; none or * = all). Repeatable. Visible in ps: prefer the env "
+        "users.alias.new, users.merge, users.export.ids; none or * = all). Repeatable. "
+        "Visible in ps: prefer the env "
         f"BRAZE_SANDBOX_API_KEYS (';'-separated) or --api-keys-file. Default: {DEFAULT_API_KEY} "
         "with every permission.",
     )

@@ -17,8 +17,9 @@ PERM_DELETE = "users.delete"
 PERM_IDENTIFY = "users.identify"
 PERM_EXPORT_IDS = "users.export.ids"
 PERM_MERGE = "users.merge"
+PERM_ALIAS_NEW = "users.alias.new"
 ALL_PERMISSIONS: frozenset[str] = frozenset(
-    {PERM_TRACK, PERM_DELETE, PERM_IDENTIFY, PERM_EXPORT_IDS, PERM_MERGE}
+    {PERM_TRACK, PERM_DELETE, PERM_IDENTIFY, PERM_EXPORT_IDS, PERM_MERGE, PERM_ALIAS_NEW}
 )
 
 #: Key the sandbox accepts when no keys are configured, so `make run` works out of the box.
@@ -52,7 +53,8 @@ class EndpointGroup(StrEnum):
     TRACK = "track"
     """/users/track: 3,000 requests per 3 seconds."""
     IDENTITY = "identity"
-    """/users/delete and /users/identify share 20,000 requests per minute."""
+    """/users/delete, /users/alias/new, /users/identify and /users/merge share 20,000
+    requests per minute."""
     EXPORT = "export"
     """/users/export/ids: 250 requests per minute for accounts created after 2024-08-22."""
     COHORTS = "cohorts"

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from braze_sandbox.attributes import apply_attribute
+from braze_sandbox.subscriptions import GROUPS_FIELD, merged_groups
 from braze_sandbox.timestamps import isoformat
 
 IdentifierKind = Literal["external_id", "braze_id", "user_alias", "email", "phone"]
@@ -255,6 +256,10 @@ class UserStore:
         """Apply attribute updates; returns the data points used (one per key)."""
         for key, value in updates.items():
             old_email, old_phone = user.email, user.phone
+            if key == GROUPS_FIELD and isinstance(value, list):
+                # Each entry sets one group; groups the update does not name keep their state.
+                user.attributes[key] = merged_groups(user.attributes.get(key), value)
+                continue
             apply_attribute(
                 user.attributes,
                 key,
@@ -292,6 +297,11 @@ class UserStore:
             cohort = self.cohorts.get(key)
             if cohort is not None:
                 cohort.members.discard(user.braze_id)
+
+    def add_alias(self, user: User, alias_name: str, alias_label: str) -> None:
+        """Give ``user`` an alias (/users/alias/new for an identified user)."""
+        self._add_alias(user, alias_name, alias_label)
+        self._touch(user)
 
     def identify(
         self, source: User, external_id: str, *, merge: bool, alias: tuple[str, str] | None

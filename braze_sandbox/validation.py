@@ -19,6 +19,7 @@ from typing import Any
 from braze_sandbox.attributes import operation_of
 from braze_sandbox.config import SandboxConfig
 from braze_sandbox.store import Identifier, StoredEvent, StoredPurchase
+from braze_sandbox.subscriptions import GROUPS_FIELD, SUBSCRIBE_FIELDS, subscription_problem
 from braze_sandbox.timestamps import parse_datetime
 
 ERR_IDENTIFIER_REQUIRED = "'external_id', 'braze_id', 'user_alias', 'email' or 'phone' is required"
@@ -44,7 +45,6 @@ ERR_OBJECT_ARRAY_OP = "Invalid array-of-objects operation for '{key}'"
 ERR_NESTED = "Invalid nested custom attribute '{key}'"
 ERR_TIME_VALUE = "Invalid '$time' value for '{key}'"
 ERR_ARRAY = "Array attribute '{key}' may only contain strings, numbers, booleans or objects"
-ERR_SUBSCRIPTION = "Invalid value for '{key}': expected opted_in, subscribed or unsubscribed"
 ERR_GENDER = "Invalid value for 'gender': expected M, F, O, N, P or null"
 ERR_DOB = "Invalid value for 'dob': expected YYYY-MM-DD"
 ERR_EVENT_NAME = "'name' is required and must be a non-empty string"
@@ -60,8 +60,6 @@ ERR_OBJECT_TOO_LARGE = "The object exceeds the maximum size of {limit} bytes"
 PRIMARY_IDENTIFIERS = ("external_id", "braze_id", "user_alias")
 #: Keys of an attributes object that are flags, not profile attributes.
 CONTROL_KEYS = frozenset({"_update_existing_only", "_merge_objects", "push_token_import"})
-SUBSCRIPTION_FIELDS = frozenset({"email_subscribe", "push_subscribe"})
-SUBSCRIPTION_STATES = frozenset({"opted_in", "subscribed", "unsubscribed"})
 GENDERS = frozenset({"M", "F", "O", "N", "P"})
 EVENT_RESERVED_PROPERTIES = frozenset({"time", "event_name"})
 PURCHASE_RESERVED_PROPERTIES = frozenset(
@@ -270,8 +268,8 @@ def _validate_standard_field(key: str, value: Any) -> str | None:
         return ERR_EMAIL
     if key == "phone" and not isinstance(value, str):
         return ERR_PHONE
-    if key in SUBSCRIPTION_FIELDS and value not in SUBSCRIPTION_STATES:
-        return ERR_SUBSCRIPTION.format(key=key)
+    if key in SUBSCRIBE_FIELDS or key == GROUPS_FIELD:
+        return subscription_problem(key, value)
     if key == "gender" and not (isinstance(value, str) and value.upper() in GENDERS):
         return ERR_GENDER
     if key == "dob" and not (isinstance(value, str) and _DOB_RE.match(value)):

@@ -5,7 +5,8 @@ A request with any invalid action is refused whole (``INVALID_ARGUMENT`` with on
 find out which half of a batch was accepted. Field paths follow the request, e.g.
 ``actions[3].track_user.user``.
 
-The payload (track_user, delete_user, identify_user, update_membership, merge_users) is
+The payload (track_user, delete_user, identify_user, update_membership, merge_users,
+create_alias) is
 checked by the Braze payload builder itself (``dispatch_service.braze.admission``, rules in
 ``dispatch_service/braze/rules.py``): what intake accepts is exactly what delivery can send,
 and refusing here tells the caller at once, instead of through a dead letter minutes later.
@@ -89,14 +90,17 @@ def _action(action: action_pb2.Action, connector_ids: Connectors) -> Violations:
         v.add(
             "payload",
             "exactly one of track_user, delete_user, identify_user, update_membership, "
-            "merge_users is required",
+            "merge_users, create_alias is required",
         )
     elif payload == "cohort_membership":
         v.add("cohort_membership", "cohort changes are sent with SyncCohort, not SubmitActions")
     else:
         track = action.track_user
-        if payload == "track_user" and not (track.attributes or track.events or track.purchases):
-            v.add("track_user", "needs at least one attribute, event or purchase")
+        sends = track.attributes or track.events or track.purchases or track.subscription_groups
+        if payload == "track_user" and not sends:
+            v.add(
+                "track_user", "needs at least one attribute, event, purchase or subscription group"
+            )
         connector = (
             connector_ids.get(action.connector_id) if isinstance(connector_ids, Mapping) else None
         )

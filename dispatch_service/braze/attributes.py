@@ -11,6 +11,7 @@ leave the profile exactly as the objects would have one after the other. The rul
 - add/remove, then add/remove -> one edit whose add and remove lists never share a value, so the
   order Braze applies them in does not matter
 - anything, then set       -> the set
+- subscription groups, then subscription groups -> one entry per group, the later state winning
 Combinations with no exact single-operation form (inc after an array edit, an array edit after
 a string, ...) keep the later operation; Braze would refuse the type mix anyway.
 """
@@ -48,7 +49,22 @@ class ArrayEdit:
     remove: tuple[Any, ...] = ()
 
 
-AttributeOp = SetValue | Increment | ArrayEdit
+@dataclass(frozen=True)
+class SubscriptionStates:
+    """``subscription_groups``: one state per group id, in first-write order. Each entry sets
+    one group's state in Braze; groups not named keep theirs."""
+
+    states: tuple[tuple[str, str], ...]
+    """(subscription_group_id, subscription_state) pairs, one per group id."""
+
+    def then(self, later: SubscriptionStates) -> SubscriptionStates:
+        """These states followed by ``later``'s: a group named again takes the later state."""
+        merged = dict(self.states)
+        merged.update(later.states)
+        return SubscriptionStates(tuple(merged.items()))
+
+
+AttributeOp = SetValue | Increment | ArrayEdit | SubscriptionStates
 
 
 def _unique(values: Iterable[Any]) -> list[Any]:
@@ -77,6 +93,8 @@ def combine(earlier: AttributeOp, later: AttributeOp) -> AttributeOp:
     """One operation with the effect of ``earlier`` followed by ``later`` (see module doc)."""
     if isinstance(later, SetValue):
         return later
+    if isinstance(later, SubscriptionStates):
+        return earlier.then(later) if isinstance(earlier, SubscriptionStates) else later
     if isinstance(later, Increment):
         if isinstance(earlier, Increment):
             return Increment(earlier.amount + later.amount)
@@ -107,6 +125,11 @@ def op_json(op: AttributeOp) -> Any:
         return op.value
     if isinstance(op, Increment):
         return {"inc": op.amount}
+    if isinstance(op, SubscriptionStates):
+        return [
+            {"subscription_group_id": group_id, "subscription_state": state}
+            for group_id, state in op.states
+        ]
     edit: dict[str, list[Any]] = {}
     if op.add:
         edit["add"] = list(op.add)
@@ -157,6 +180,10 @@ class AttributeObject:
         return AttributeObject(
             self.user, ops, self.update_existing_only and later.update_existing_only
         )
+
+    def replacing(self, name: str, op: AttributeOp) -> AttributeObject:
+        """A copy whose ``name`` write is ``op``."""
+        return AttributeObject(self.user, {**self.ops, name: op}, self.update_existing_only)
 
     def without(self, names: Iterable[str]) -> AttributeObject:
         """A copy without the named attributes."""

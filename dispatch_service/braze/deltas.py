@@ -24,6 +24,16 @@ memory (:meth:`DeltaStore.sent_key`, same TTL), as does the external_id user of 
 deleting a user removes it. A MergeUsers action whose user to merge has no marker is SKIPPED
 without a request: Braze cannot hold a user this service never sent (within the memory's TTL).
 
+New aliases: after a 2xx /users/alias/new, every alias-only user it created gets the "sent"
+marker and an "alias created" marker (:meth:`DeltaStore.created_key`); a later CreateAlias of
+a marked alias is SKIPPED without a request (Braze would change nothing: the pair exists).
+Deleting the user removes the marker.
+
+Subscription groups: each group's state is remembered as its own field
+(``$subscription_group:<id>``; no attribute name starts with ``$``), since each entry of
+``subscription_groups`` sets one group and leaves the others: an unchanged group is dropped
+from the array, a changed one is sent, and the array is left out when no group changed.
+
 Merges: after a 2xx /users/merge, the kept user's memory becomes the union of both memories,
 the kept user's own values winning, and the merged user's memory is deleted. That is Braze's
 documented merge (the kept user keeps its attributes and gains those it lacked), so later
@@ -41,10 +51,15 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
-from dispatch_service.braze.attributes import AttributeObject, SetValue
+from dispatch_service.braze.attributes import (
+    AttributeObject,
+    AttributeOp,
+    SetValue,
+    SubscriptionStates,
+)
 from dispatch_service.braze.connector import BrazeConnector
 from dispatch_service.braze.endpoints import Endpoint
-from dispatch_service.braze.payload import IdentifyObject, MergeObject, TrackObjects
+from dispatch_service.braze.payload import AliasObject, IdentifyObject, MergeObject, TrackObjects
 from dispatch_service.braze.planner import DeliveryItem, PlannedRequest
 from dispatch_service.braze.results import ActionResult, skipped
 from dispatch_service.braze.values import canonical_json
@@ -58,6 +73,24 @@ SKIP_REASON = "nothing to send: every attribute already holds this value in Braz
 NEVER_SENT_REASON = (
     "nothing to merge: this service never sent the user to merge to Braze, so Braze cannot hold it"
 )
+ALIAS_EXISTS_REASON = "nothing to create: this service already created the alias in Braze"
+#: Delta-memory field of one subscription group's state (attribute names never start with $).
+GROUP_FIELD_PREFIX = "$subscription_group:"
+
+
+def group_field(group_id: str) -> str:
+    """The memory field of a subscription group's state."""
+    return GROUP_FIELD_PREFIX + group_id
+
+
+def _memory_writes(name: str, op: AttributeOp) -> list[tuple[str, str | None]]:
+    """(memory field, token of the value it will hold, or None when unknown) for one write."""
+    if isinstance(op, SubscriptionStates):
+        return [(group_field(group), canonical_json(state)) for group, state in op.states]
+    if isinstance(op, SetValue):
+        return [(name, canonical_json(op.value))]
+    return [(name, None)]
+
 
 # KEYS[1] the user's hash. ARGV: n, then n (name, token) pairs the batch sets, then names the
 # batch changes by inc/add/remove. Returns {name, remembered token or false, ...} for each
@@ -137,8 +170,20 @@ class DeltaView:
 def _filter_object(attributes: AttributeObject, known: dict[str, str]) -> AttributeObject:
     """``attributes`` without the sets ``known`` already holds; updates ``known``."""
     dropped: list[str] = []
+    reduced = attributes
     for name, op in attributes.ops.items():
-        if isinstance(op, SetValue):
+        if isinstance(op, SubscriptionStates):
+            changed = tuple(
+                (group, state)
+                for group, state in op.states
+                if known.get(group_field(group)) != canonical_json(state)
+            )
+            known.update((group_field(g), canonical_json(state)) for g, state in op.states)
+            if not changed:
+                dropped.append(name)
+            elif len(changed) < len(op.states):
+                reduced = reduced.replacing(name, SubscriptionStates(changed))
+        elif isinstance(op, SetValue):
             token = canonical_json(op.value)
             if known.get(name) == token:
                 dropped.append(name)
@@ -146,7 +191,7 @@ def _filter_object(attributes: AttributeObject, known: dict[str, str]) -> Attrib
                 known[name] = token
         else:
             known.pop(name, None)  # the result of inc/add/remove is unknown here
-    return attributes.without(dropped) if dropped else attributes
+    return reduced.without(dropped) if dropped else reduced
 
 
 class DeltaStore:
@@ -176,6 +221,11 @@ class DeltaStore:
         """Redis key marking that this service sent the user to Braze (a delta-memory key of
         the pseudo user ``sent:<user key>``: no real user key starts with ``sent:``)."""
         return keys.braze_user_state(self._connector.id, f"sent:{user_key}", self._partitions)
+
+    def created_key(self, user_key: str) -> str:
+        """Redis key marking that this service created the alias user with /users/alias/new
+        (the pseudo user ``alias:<user key>``)."""
+        return keys.braze_user_state(self._connector.id, f"alias:{user_key}", self._partitions)
 
     async def load(self, items: Sequence[DeliveryItem]) -> DeltaView:
         """Remembered values for the attributes ``items`` set (one round trip).
@@ -214,27 +264,34 @@ class DeltaStore:
         return view
 
     async def never_sent(self, items: Sequence[DeliveryItem]) -> list[ActionResult]:
-        """SKIPPED results for the merges whose user to merge this service never sent.
+        """SKIPPED results for the merges whose user to merge this service never sent, and
+        for the new aliases this service already created.
 
-        With deltas off, or when Redis fails, nothing is skipped (the merge is sent).
+        With deltas off, or when Redis fails, nothing is skipped (the request is sent).
         """
         if not self.enabled:
             return []
-        merges = [(item, user) for item in items if (user := _user_to_merge(item)) is not None]
-        if not merges:
+        checks: list[tuple[DeliveryItem, str, bool, str]] = []  # item, key, skip if set, why
+        for item in items:
+            if (user := _user_to_merge(item)) is not None:
+                checks.append((item, self.sent_key(user), False, NEVER_SENT_REASON))
+            elif isinstance(item.objects, AliasObject) and not item.objects.external_id:
+                created = self.created_key(item.objects.alias.key)
+                checks.append((item, created, True, ALIAS_EXISTS_REASON))
+        if not checks:
             return []
         pipe = self._redis.pipeline(transaction=False)
-        for _, user in merges:
-            pipe.exists(self.sent_key(user))
+        for _, key, _, _ in checks:
+            pipe.exists(key)
         try:
-            known = await pipe.execute()
+            found = await pipe.execute()
         except RedisError as exc:
-            log.warning("delta memory unavailable, sending every merge: %s", exc)
+            log.warning("delta memory unavailable, sending every merge and alias: %s", exc)
             return []
         return [
-            skipped(item.idempotency_key, NEVER_SENT_REASON)
-            for (item, _), sent in zip(merges, known, strict=True)
-            if not sent
+            skipped(item.idempotency_key, reason)
+            for (item, _, skip_if_set, reason), exists in zip(checks, found, strict=True)
+            if bool(exists) == skip_if_set
         ]
 
     async def record_merges(self, request: PlannedRequest) -> None:
@@ -277,6 +334,8 @@ class DeltaStore:
         sent = sorted(request.users) if request.endpoint is Endpoint.TRACK else []
         if request.endpoint is Endpoint.IDENTIFY:
             sent = [u for u in request.users if u.startswith("external_id:")]
+        created = _alias_only_users(request) if request.endpoint is Endpoint.ALIAS_NEW else []
+        sent.extend(created)
         cleared = list(request.cleared_users)
         updates: list[tuple[str, dict[str, str], list[str]]] = []
         for index, obj in enumerate(request.attribute_objects):
@@ -291,8 +350,12 @@ class DeltaStore:
         for user in cleared:
             pipe.delete(self.key(user))
             pipe.delete(self.sent_key(user))
+            if request.endpoint is Endpoint.DELETE:
+                pipe.delete(self.created_key(user))  # identified aliases still exist
         for user in sent:
             pipe.set(self.sent_key(user), 1, ex=self._ttl_s)
+        for user in created:
+            pipe.set(self.created_key(user), 1, ex=self._ttl_s)
         for key, remember, forget in updates:
             if forget:
                 pipe.hdel(key, *forget)
@@ -307,6 +370,17 @@ class DeltaStore:
             log.warning("could not record delta memory (values will be re-sent): %s", exc)
 
 
+def _alias_only_users(request: PlannedRequest) -> list[str]:
+    """Keys of the alias-only users a /users/alias/new request created (no external_id)."""
+    return sorted(
+        {
+            item.objects.alias.key
+            for item in request.items
+            if isinstance(item.objects, AliasObject) and not item.objects.external_id
+        }
+    )
+
+
 def _user_to_merge(item: DeliveryItem) -> str | None:
     objects = item.objects
     if isinstance(objects, MergeObject):
@@ -317,23 +391,22 @@ def _user_to_merge(item: DeliveryItem) -> str | None:
 
 
 def _accepted(obj: AttributeObject) -> tuple[dict[str, str], list[str]]:
-    """(name -> token to remember, names to forget) for an attribute object Braze accepted."""
-    if obj.update_existing_only:
-        return {}, list(obj.ops)
+    """(field -> token to remember, fields to forget) for an attribute object Braze accepted."""
     remember: dict[str, str] = {}
     forget: list[str] = []
     for name, op in obj.ops.items():
-        if isinstance(op, SetValue):
-            remember[name] = canonical_json(op.value)
-        else:
-            forget.append(name)
+        for field_name, token in _memory_writes(name, op):
+            if token is None or obj.update_existing_only:
+                forget.append(field_name)
+            else:
+                remember[field_name] = token
     return remember, forget
 
 
 def _writes_by_user(
     items: Iterable[DeliveryItem],
 ) -> Mapping[str, tuple[list[tuple[str, str]], list[str]]]:
-    """User key -> (every (name, token) set, in order; names changed by operations)."""
+    """User key -> (every (field, token) set, in order; fields changed by operations)."""
     writes: dict[str, tuple[list[tuple[str, str]], list[str]]] = {}
     for item in items:
         objects = item.objects
@@ -341,8 +414,9 @@ def _writes_by_user(
             continue
         sets, changes = writes.setdefault(objects.user.key, ([], []))
         for name, op in objects.attributes.ops.items():
-            if isinstance(op, SetValue):
-                sets.append((name, canonical_json(op.value)))
-            else:
-                changes.append(name)
+            for field_name, token in _memory_writes(name, op):
+                if token is None:
+                    changes.append(field_name)
+                else:
+                    sets.append((field_name, token))
     return writes

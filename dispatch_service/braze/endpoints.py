@@ -57,6 +57,7 @@ class Endpoint(StrEnum):
     403 to ``/users/track/``)."""
 
     TRACK = "/users/track"
+    ALIAS_NEW = "/users/alias/new"
     DELETE = "/users/delete"
     IDENTIFY = "/users/identify"
     MERGE = "/users/merge"

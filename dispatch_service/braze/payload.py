@@ -19,6 +19,10 @@ INVALID_ARGUMENT at intake instead of failing later:
   and false for every audience left (false, not null, so the key stays queryable in Braze).
 - DeleteUser -> one identifier for /users/delete (grouped by identifier kind by the planner).
 - IdentifyUser -> one ``aliases_to_identify`` entry for /users/identify.
+- CreateAlias -> one ``user_aliases`` entry for /users/alias/new (an alias-only user, or an
+  alias for the user of an external_id).
+- TrackUser ``subscription_groups`` -> the attributes object's ``subscription_groups`` array
+  (one entry per group id, a later state for the same group winning).
 - MergeUsers -> one ``merge_updates`` entry for /users/merge, or, for an alias-only user
   merged into an external_id, the ``aliases_to_identify`` entry Braze documents for exactly
   that (``IdentifyObject`` with ``merged_from_alias``).
@@ -41,6 +45,7 @@ from crowd.dispatch.v1.action_pb2 import (
     MEMBERSHIP_MODE_SEGMENT_MEMBERSHIP,
     Action,
     Attribute,
+    CreateAlias,
     DeleteUser,
     IdentifyUser,
     MergeUsers,
@@ -55,6 +60,7 @@ from dispatch_service.braze.attributes import (
     AttributeOp,
     Increment,
     SetValue,
+    SubscriptionStates,
     combine,
     op_json,
 )
@@ -79,6 +85,7 @@ from dispatch_service.braze.rules import (
     quantity_problem,
     standard_attribute_problem,
     string_problem,
+    subscription_group_problems,
     timestamp_problem,
 )
 from dispatch_service.braze.users import (
@@ -228,7 +235,24 @@ class MergeObject:
         }
 
 
-BrazeObjects = TrackObjects | DeleteObject | IdentifyObject | MergeObject
+@dataclass(frozen=True)
+class AliasObject:
+    """One ``user_aliases`` entry of /users/alias/new."""
+
+    endpoint: ClassVar[Endpoint] = Endpoint.ALIAS_NEW
+    alias: BrazeUser
+    external_id: str = ""
+    """The user to add the alias to; empty creates an alias-only user."""
+
+    def entry(self) -> dict[str, Any]:
+        """The array element."""
+        entry = {"alias_name": self.alias.value, "alias_label": self.alias.alias_label}
+        if self.external_id:
+            entry["external_id"] = self.external_id
+        return entry
+
+
+BrazeObjects = TrackObjects | DeleteObject | IdentifyObject | MergeObject | AliasObject
 
 
 class _Collector:
@@ -411,8 +435,34 @@ def _track(track: TrackUser, default_time: str, errors: _Collector) -> TrackObje
         _purchase(user, p, flag, default_time, f"track_user.purchases[{i}]", errors)
         for i, p in enumerate(track.purchases)
     )
+    groups = _subscription_groups(track, errors)
+    if groups is not None:
+        earlier = ops.get(SUBSCRIPTION_GROUPS)
+        ops[SUBSCRIPTION_GROUPS] = combine(earlier, groups) if earlier is not None else groups
     attributes = AttributeObject(user, ops, track.update_existing_only) if ops else None
     return TrackObjects(user, attributes, events, purchases)
+
+
+#: The attributes object's field for subscription group states.
+SUBSCRIPTION_GROUPS = "subscription_groups"
+
+
+def _subscription_groups(track: TrackUser, errors: _Collector) -> SubscriptionStates | None:
+    """The action's subscription group states (``None`` when it sets none or any is invalid)."""
+    states: dict[str, str] = {}
+    valid = True
+    for index, group in enumerate(track.subscription_groups):
+        where = f"track_user.subscription_groups[{index}]"
+        problems = subscription_group_problems(
+            group.subscription_group_id, group.subscription_state
+        )
+        for part, problem in problems:
+            errors.add(f"{where}.{part}", problem)
+        valid = valid and not problems
+        states[group.subscription_group_id] = group.subscription_state
+    if not states or not valid:
+        return None
+    return SubscriptionStates(tuple(states.items()))
 
 
 def _audience_name_problem(name: str, key: str, user: BrazeUser) -> str | None:
@@ -472,6 +522,22 @@ def _identify(identify: IdentifyUser, errors: _Collector) -> IdentifyObject | No
     if parts or not valid:
         return None
     return IdentifyObject(identify.external_id, alias_user(alias, "identify_user.user_alias"))
+
+
+def _create_alias(create: CreateAlias, errors: _Collector) -> AliasObject | None:
+    alias = create.user_alias
+    valid = True
+    for part, problem in alias_problems(alias.alias_name, alias.alias_label):
+        errors.add(f"create_alias.user_alias.{part}", problem)
+        valid = False
+    for part, text in (("alias_name", alias.alias_name), ("alias_label", alias.alias_label)):
+        valid = _check(errors, f"create_alias.user_alias.{part}", string_problem(text)) and valid
+    if create.external_id:
+        invalid_id = external_id_problem(create.external_id)
+        valid = _check(errors, "create_alias.external_id", invalid_id) and valid
+    if not valid:
+        return None
+    return AliasObject(alias_user(alias, "create_alias.user_alias"), create.external_id)
 
 
 def _merge_side(ids: Any, field: str, errors: _Collector) -> BrazeUser | None:
@@ -548,9 +614,11 @@ def build_objects(
         result = _identify(action.identify_user, errors)
     elif kind == "merge_users":
         result = _merge(action.merge_users, errors)
+    elif kind == "create_alias":
+        result = _create_alias(action.create_alias, errors)
     else:
         errors.add("payload", "one of track_user, delete_user, identify_user, "
-                   "update_membership or merge_users is required")  # fmt: skip
+                   "update_membership, merge_users or create_alias is required")  # fmt: skip
     errors.raise_if_any()
     assert result is not None  # every path that leaves it None reported a violation
     return result

@@ -7,6 +7,7 @@ Rules (reference/braze-rest-api.md §1.2, §3, §7):
 - /users/track carries at most the batch mode's objects (75 combined by default; 75 per array
   for legacy plans; 50 combined), /users/delete and /users/identify at most 50 identifiers,
   every body at most 4 MB, every object at most 100 KB.
+- /users/alias/new carries at most 50 aliases, /users/merge at most 50 merges.
 - All objects of one action travel in one request. An action that can never fit (an object over
   100 KB, more objects than one request takes, a body over 4 MB on its own) fails permanently.
 - Coalescing: attribute objects of one Braze user in one request are merged into one object
@@ -35,6 +36,7 @@ from dispatch_service.braze.attributes import AttributeObject
 from dispatch_service.braze.connector import BatchMode, BrazeConnector
 from dispatch_service.braze.endpoints import MAX_BODY_BYTES, MAX_OBJECT_BYTES, Endpoint
 from dispatch_service.braze.payload import (
+    AliasObject,
     BrazeObjects,
     DeleteObject,
     IdentifyObject,
@@ -326,8 +328,9 @@ class _IdBuilder:
         body: dict[str, Any] = {self.array: list(self.entries)}
         if endpoint is Endpoint.IDENTIFY:
             body["merge_behavior"] = connector.identify_merge_behavior
-        if endpoint is Endpoint.MERGE:
-            # The delta memory of merged users moves to the kept users (deltas.record_merges).
+        if endpoint in (Endpoint.MERGE, Endpoint.ALIAS_NEW):
+            # Merges: the delta memory of merged users moves to the kept users
+            # (deltas.record_merges). New aliases void no memory: they only add a user.
             return PlannedRequest(
                 connector_id=connector.id,
                 endpoint=endpoint,
@@ -350,8 +353,8 @@ class _IdBuilder:
 def _plan_ids(
     connector: BrazeConnector, endpoint: Endpoint, items: Sequence[DeliveryItem], plan: Plan
 ) -> None:
-    """/users/delete (one identifier kind per request), /users/identify and /users/merge: 50
-    per request.
+    """/users/delete (one identifier kind per request), /users/identify, /users/merge and
+    /users/alias/new: 50 per request.
 
     The same identifier twice in a batch becomes one entry serving both actions.
     """
@@ -359,11 +362,13 @@ def _plan_ids(
     home: dict[str, _IdBuilder] = {}  # entry token -> builder holding it
     for item in items:
         objects = item.objects
-        assert isinstance(objects, DeleteObject | IdentifyObject | MergeObject)
+        assert isinstance(objects, DeleteObject | IdentifyObject | MergeObject | AliasObject)
         if isinstance(objects, DeleteObject):
             array = objects.array
         elif isinstance(objects, MergeObject):
             array = "merge_updates"
+        elif isinstance(objects, AliasObject):
+            array = "user_aliases"
         else:
             array = "aliases_to_identify"
         entry = objects.entry()
@@ -385,12 +390,23 @@ def _users_of(objects: BrazeObjects) -> tuple[str, ...]:
         return objects.alias.key, f"external_id:{objects.external_id}"
     if isinstance(objects, MergeObject):
         return objects.to_merge.key, objects.to_keep.key
+    if isinstance(objects, AliasObject):
+        if objects.external_id:
+            return objects.alias.key, f"external_id:{objects.external_id}"
+        return (objects.alias.key,)
     return (objects.user.key,)
 
 
 #: Send order of the endpoints within one plan (see plan_requests).
-#: Merges go after tracks: a kept user written in the same batch then exists in Braze.
-_PHASES = {Endpoint.IDENTIFY: 0, Endpoint.TRACK: 1, Endpoint.MERGE: 2, Endpoint.DELETE: 3}
+#: New aliases go first: an identify or a track of the alias in the same batch then finds the
+#: alias-only user. Merges go after tracks: a kept user written in the same batch then exists.
+_PHASES = {
+    Endpoint.ALIAS_NEW: 0,
+    Endpoint.IDENTIFY: 1,
+    Endpoint.TRACK: 2,
+    Endpoint.MERGE: 3,
+    Endpoint.DELETE: 4,
+}
 DEFER_REASON = (
     "deferred to the next batch: an earlier action for the same Braze user goes to another "
     "endpoint and must be sent first"
@@ -400,7 +416,8 @@ DEFER_REASON = (
 def plan_requests(connector: BrazeConnector, items: Sequence[DeliveryItem]) -> Plan:
     """Pack ``items`` (in arrival order) into Braze requests.
 
-    Requests come out in the order they must be sent: /users/identify first (a track for the
+    Requests come out in the order they must be sent: /users/alias/new first (an identify or
+    a track of a new alias then finds its user), /users/identify next (a track for the
     newly identified external_id then finds the merged profile), then /users/track, then
     /users/merge, then /users/delete; within an endpoint, in arrival order. An action for a
     Braze user that arrives *after* one of that user's actions for a later phase (e.g. a
@@ -427,6 +444,7 @@ def plan_requests(connector: BrazeConnector, items: Sequence[DeliveryItem]) -> P
         for user in users:
             reached[user] = phase
         by_endpoint[objects.endpoint].append(item)
+    _plan_ids(connector, Endpoint.ALIAS_NEW, by_endpoint[Endpoint.ALIAS_NEW], plan)
     _plan_ids(connector, Endpoint.IDENTIFY, by_endpoint[Endpoint.IDENTIFY], plan)
     _plan_track(connector, by_endpoint[Endpoint.TRACK], plan)
     _plan_ids(connector, Endpoint.MERGE, by_endpoint[Endpoint.MERGE], plan)

@@ -153,6 +153,28 @@ def standard_attribute_problem(name: str, value: Any) -> str | None:
     return None
 
 
+#: States of a subscription group ("subscribed" | "unsubscribed").
+SUBSCRIPTION_GROUP_STATES = ("subscribed", "unsubscribed")
+
+
+def subscription_group_problems(group_id: str, state: str) -> list[tuple[str, str]]:
+    """(part, problem) for a ``subscription_groups`` entry Braze would refuse
+    (BAD_SUBSCRIPTION_GROUP_ID, BAD_SUBSCRIPTION_GROUP_STATE)."""
+    problems: list[tuple[str, str]] = []
+    if not group_id.strip():
+        problems.append(("subscription_group_id", "the subscription group id is required"))
+    elif (too_long := string_problem(group_id)) is not None:
+        problems.append(("subscription_group_id", too_long))
+    if state not in SUBSCRIPTION_GROUP_STATES:
+        problems.append(
+            (
+                "subscription_state",
+                f"must be one of {', '.join(SUBSCRIPTION_GROUP_STATES)} (got {state!r})",
+            )
+        )
+    return problems
+
+
 def string_problem(text: str) -> str | None:
     """String values (attributes, array items, property values): at most 255 characters."""
     if len(text) > MAX_STRING_LENGTH:

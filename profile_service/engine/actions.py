@@ -22,6 +22,11 @@ Mapping semantics (documented for the README):
   whole update travels in one request: ``SegmentMembership`` (SET, the names of every
   audience the visitor is in, in document order) and/or ``In <audience name>`` (true for
   every current audience, false for each audience left by this change).
+- Subscription states: ``email_subscribe`` / ``push_subscribe`` attributes take opted_in,
+  subscribed or unsubscribed, each ``subscription_groups`` entry a group id and subscribed or
+  unsubscribed; a value read from the profile that is none of these is left out (noted), so
+  an invalid state is never sent.
+- Create alias (/users/alias/new) needs an alias name and label; the external id is optional.
 - Frequency caps are copied from the definition, with the cooldown group's wait.
 - ``trace_context.traceparent`` is the triggering event's traceparent (for visit-end and
   delayed actions: the latest event's), so one trace runs from the caller to Braze;
@@ -53,6 +58,12 @@ from profile_service.engine.values import (
 )
 
 SEGMENT_MEMBERSHIP_ATTRIBUTE = "SegmentMembership"
+#: Braze's subscribe fields and the states each takes (user attributes object).
+SUBSCRIBE_STATES = {
+    "email_subscribe": frozenset({"opted_in", "subscribed", "unsubscribed"}),
+    "push_subscribe": frozenset({"opted_in", "subscribed", "unsubscribed"}),
+}
+SUBSCRIPTION_GROUP_STATES = frozenset({"subscribed", "unsubscribed"})
 IN_AUDIENCE_PREFIX = "In "
 
 Payload = tuple[str, Any]
@@ -198,12 +209,38 @@ def _attribute_writer(mapping: pb.AttributeMapping, operands: OperandCompiler) -
 
         return modify
 
+    states = SUBSCRIBE_STATES.get(name)
+
     def set_value(c: EvalContext, track: action_pb2.TrackUser) -> None:
-        proto = to_common_value(read(c))
+        value = read(c)
+        if (
+            states is not None
+            and value is not None
+            and not (isinstance(value, str) and value in states)
+        ):
+            c.note(f"{name} is not one of {', '.join(sorted(states))}; left out")
+            return
+        proto = to_common_value(value)
         if proto is not None:
             track.attributes.add(name=name, set=proto)
 
     return set_value
+
+
+def _subscription_group_writer(
+    mapping: pb.SubscriptionGroupMapping, operands: OperandCompiler
+) -> AttributeWriter:
+    group_id = operands.reader(mapping.subscription_group_id)
+    state = operands.reader(mapping.subscription_state)
+
+    def write(c: EvalContext, track: action_pb2.TrackUser) -> None:
+        group, value = to_string(group_id(c)), to_string(state(c))
+        if not group or value not in SUBSCRIPTION_GROUP_STATES:
+            c.note("a subscription group has no id or no subscribed/unsubscribed state; left out")
+            return
+        track.subscription_groups.add(subscription_group_id=group, subscription_state=value)
+
+    return write
 
 
 def _event_writer(mapping: pb.EventMapping, operands: OperandCompiler) -> AttributeWriter:
@@ -299,6 +336,7 @@ def _track_user_builder(
         *(_attribute_writer(m, operands) for m in mapping.attributes),
         *(_event_writer(m, operands) for m in mapping.events),
         *(_purchase_writer(m, operands) for m in mapping.purchases),
+        *(_subscription_group_writer(m, operands) for m in mapping.subscription_groups),
     )
     membership = _membership_writer(mapping.membership, audience_names)
     update_existing_only = mapping.update_existing_only
@@ -348,6 +386,24 @@ def _identify_user_builder(
     return build
 
 
+def _create_alias_builder(
+    mapping: pb.CreateAliasMapping, operands: OperandCompiler
+) -> PayloadBuilder:
+    alias_name = operands.optional_reader(mapping.alias_name)
+    alias_label = operands.optional_reader(mapping.alias_label)
+    external_id = operands.optional_reader(mapping.external_id)
+
+    def build(c: EvalContext, _left: Sequence[str]) -> Payload | str:
+        name, label = _text(alias_name, c), _text(alias_label, c)
+        if not (name and label):
+            return "create alias needs an alias name and an alias label"
+        alias = action_pb2.UserAlias(alias_name=name, alias_label=label)
+        create = action_pb2.CreateAlias(user_alias=alias, external_id=_text(external_id, c))
+        return "create_alias", create
+
+    return build
+
+
 def _unmapped(_c: EvalContext, _left: Sequence[str]) -> Payload | str:
     return "the action has no mapping"
 
@@ -383,6 +439,8 @@ def compile_action(
         build = _delete_user_builder(definition.delete_user, operands)
     elif mapping == "identify_user":
         build = _identify_user_builder(definition.identify_user, operands)
+    elif mapping == "create_alias":
+        build = _create_alias_builder(definition.create_alias, operands)
     else:
         build = _unmapped
     source = definition.WhichOneof("source")

@@ -290,7 +290,8 @@ def test_invalid_document_lists_all_its_errors_with_paths_and_sentences() -> Non
         ),
         (
             "actions[0].track_user",
-            "track user sends nothing; map attributes, events or purchases, or set membership",
+            "track user sends nothing; map attributes, events, purchases or subscription "
+            "groups, or set membership",
         ),
         ("actions[1].event_feed", 'unknown event feed "nope"'),
         ("actions[1].frequency_cap.cooldown_group", 'unknown cooldown group "weekly"'),
@@ -948,7 +949,8 @@ ACTION_CASES: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
             ),
             (
                 "actions[0]",
-                "the action has no mapping; set track_user, delete_user or identify_user",
+                "the action has no mapping; set track_user, delete_user, identify_user or "
+                "create_alias",
             ),
         ],
     ),

@@ -330,3 +330,42 @@ def test_membership_both() -> None:
         ("In Silver", True),
         ("In Low", False),
     ]
+
+
+def test_create_alias_maps_name_label_and_optional_external_id() -> None:
+    mapping = {"create_alias": {"alias_name": evt("event.visitor_id"), "alias_label": const("v")}}
+    action = fire_one(mapping, {})
+    assert action.create_alias == action_pb2.CreateAlias(
+        user_alias=action_pb2.UserAlias(alias_name="visitor-1", alias_label="v")
+    )
+    mapping["create_alias"]["external_id"] = evt("customer_id")
+    action = fire_one(mapping, {"customer_id": "cust-1"})
+    assert action.create_alias.external_id == "cust-1"
+
+
+def test_subscription_states_are_mapped_and_invalid_ones_left_out() -> None:
+    track = {
+        "identifier": {"external_id": const("u1")},
+        "attributes": [
+            {"name": "email_subscribe", "value": evt("email_state")},
+            {"name": "push_subscribe", "value": evt("push_state")},
+        ],
+        "subscription_groups": [
+            {"subscription_group_id": const("news"), "subscription_state": evt("news")},
+            {"subscription_group_id": evt("group"), "subscription_state": const("subscribed")},
+        ],
+    }
+    data = {"email_state": "opted_in", "push_state": "unsubscribed", "news": "unsubscribed",
+            "group": "deals"}  # fmt: skip
+    sent = fire_one({"track_user": track}, data).track_user
+    assert {a.name: a.set.string_value for a in sent.attributes} == {
+        "email_subscribe": "opted_in",
+        "push_subscribe": "unsubscribed",
+    }
+    assert [(g.subscription_group_id, g.subscription_state) for g in sent.subscription_groups] == [
+        ("news", "unsubscribed"),
+        ("deals", "subscribed"),
+    ]
+    bad = {"email_state": "yes", "push_state": 3, "news": "opted_in", "group": ""}
+    sent = fire_one({"track_user": track}, bad).track_user
+    assert list(sent.attributes) == [] and list(sent.subscription_groups) == []

@@ -58,6 +58,9 @@ _ARRAY_ITEMS = frozenset(
     {*STRINGISH, VType.NUMBER, VType.STRING_SET, VType.STRING_ARRAY, VType.NUMBER_ARRAY}
 )
 _CURRENCY = re.compile(r"[A-Z]{3}")
+#: Braze's email_subscribe / push_subscribe states, and a subscription group's.
+SUBSCRIBE_STATES = ("opted_in", "subscribed", "unsubscribed")
+SUBSCRIPTION_GROUP_STATES = ("subscribed", "unsubscribed")
 
 
 # --- audiences, feeds, cooldown groups --------------------------------------------------------
@@ -146,7 +149,10 @@ def check_action(ctx: ValidationContext, action: pb.ActionDefinition, path: str)
     no_events = NO_EVENTS_IN_AUDIENCE_ACTIONS if source == "audience" else None
     mapping = action.WhichOneof("mapping")
     if mapping is None:
-        ctx.add(path, "the action has no mapping; set track_user, delete_user or identify_user")
+        ctx.add(
+            path,
+            "the action has no mapping; set track_user, delete_user, identify_user or create_alias",
+        )
     elif mapping == "track_user":
         _check_track_user(ctx, action.track_user, f"{path}.track_user", no_events)
     elif mapping == "delete_user":
@@ -157,6 +163,8 @@ def check_action(ctx: ValidationContext, action: pb.ActionDefinition, path: str)
             f"{path}.delete_user.identifier",
             no_events,
         )
+    elif mapping == "create_alias":
+        _check_create_alias(ctx, action.create_alias, f"{path}.create_alias", no_events)
     else:
         _check_identify_user(ctx, action.identify_user, f"{path}.identify_user", no_events)
 
@@ -272,6 +280,96 @@ def _check_identify_user(
         )
 
 
+def _check_create_alias(
+    ctx: ValidationContext, mapping: pb.CreateAliasMapping, path: str, no_events: str | None
+) -> None:
+    for name in ("alias_name", "alias_label", "external_id"):
+        if not mapping.HasField(name):
+            if name != "external_id":  # optional: without it Braze creates an alias-only user
+                ctx.add(f"{path}.{name}", f"create alias needs {name}")
+            continue
+        ctx.check_typed_operand(
+            getattr(mapping, name),
+            f"{path}.{name}",
+            STRINGISH,
+            name,
+            no_events=no_events,
+            constant_allowed=name == "alias_label",
+        )
+
+
+def _constant_text(operand: pb.Operand) -> str | None:
+    """The operand's constant string, ``None`` when it is not a constant string."""
+    if operand.WhichOneof("source") != "constant":
+        return None
+    if operand.constant.WhichOneof("kind") != "string_value":
+        return None
+    return operand.constant.string_value
+
+
+def _check_constant_state(
+    ctx: ValidationContext, operand: pb.Operand, path: str, states: tuple[str, ...]
+) -> None:
+    """A constant subscription state must be one Braze takes (attributes are checked when sent:
+    other values are left out)."""
+    if operand.WhichOneof("source") != "constant":
+        return
+    if _constant_text(operand) not in states:
+        ctx.add(f"{path}.constant", f"the state must be one of {', '.join(states)}")
+
+
+def _check_subscribe_attribute(
+    ctx: ValidationContext, attribute: pb.AttributeMapping, path: str
+) -> None:
+    """email_subscribe / push_subscribe: set only, to one of Braze's three states."""
+    if attribute.operation not in (pb.ATTRIBUTE_OPERATION_UNSPECIFIED, pb.ATTRIBUTE_OPERATION_SET):
+        ctx.add(f"{path}.operation", f"{attribute.name} can only be set")
+    if attribute.HasField("value"):
+        _check_constant_state(ctx, attribute.value, f"{path}.value", SUBSCRIBE_STATES)
+
+
+def _check_subscription_groups(
+    ctx: ValidationContext, mapping: pb.TrackUserMapping, path: str, no_events: str | None
+) -> None:
+    groups: dict[str, int] = {}
+    for k, group in enumerate(mapping.subscription_groups):
+        group_path = f"{path}.subscription_groups[{k}]"
+        if not group.HasField("subscription_group_id"):
+            ctx.add(f"{group_path}.subscription_group_id", "the subscription group id is required")
+        else:
+            id_path = f"{group_path}.subscription_group_id"
+            operand = group.subscription_group_id
+            ctx.check_typed_operand(
+                operand, id_path, STRINGISH, "subscription group id", no_events=no_events
+            )
+            group_id = _constant_text(operand)
+            if group_id is not None and not group_id.strip():
+                ctx.add(f"{id_path}.constant", "the subscription group id is empty")
+            elif group_id is not None and len(group_id) > MAX_BRAZE_NAME_LENGTH:
+                ctx.add(
+                    f"{id_path}.constant",
+                    f"subscription group ids have at most {MAX_BRAZE_NAME_LENGTH} characters",
+                )
+            elif group_id is not None and group_id in groups:
+                ctx.add(
+                    f"{id_path}.constant",
+                    f'subscription group "{group_id}" is already mapped by '
+                    f"{path}.subscription_groups[{groups[group_id]}]",
+                )
+            elif group_id is not None:
+                groups[group_id] = k
+        if not group.HasField("subscription_state"):
+            ctx.add(f"{group_path}.subscription_state", "the subscription state is required")
+        else:
+            state_path = f"{group_path}.subscription_state"
+            ctx.check_typed_operand(
+                group.subscription_state, state_path, STRINGISH, "state", no_events=no_events
+            )
+            _check_constant_state(
+                ctx, group.subscription_state, state_path, SUBSCRIPTION_GROUP_STATES
+            )
+
+
 def _check_track_user(
     ctx: ValidationContext, mapping: pb.TrackUserMapping, path: str, no_events: str | None
 ) -> None:
@@ -282,10 +380,13 @@ def _check_track_user(
         mapping.attributes
         or mapping.events
         or mapping.purchases
+        or mapping.subscription_groups
         or mapping.membership != pb.MEMBERSHIP_MODE_UNSPECIFIED
     ):
         ctx.add(
-            path, "track user sends nothing; map attributes, events or purchases, or set membership"
+            path,
+            "track user sends nothing; map attributes, events, purchases or subscription "
+            "groups, or set membership",
         )
     if mapping.membership not in pb.MembershipMode.values():
         ctx.add(f"{path}.membership", f"unknown membership mode {mapping.membership}")
@@ -299,6 +400,11 @@ def _check_track_user(
                     f'"{attribute.name}" is a user identifier, not an attribute; '
                     "map it in identifier",
                 )
+            elif attribute.name == "subscription_groups":
+                ctx.add(
+                    f"{attribute_path}.name",
+                    "map subscription group states in subscription_groups (one entry per group)",
+                )
             elif attribute.name in names:
                 ctx.add(
                     f"{attribute_path}.name",
@@ -308,6 +414,9 @@ def _check_track_user(
             else:
                 names[attribute.name] = k
         _check_attribute_mapping(ctx, attribute, attribute_path, no_events)
+        if attribute.name in ("email_subscribe", "push_subscribe"):
+            _check_subscribe_attribute(ctx, attribute, attribute_path)
+    _check_subscription_groups(ctx, mapping, path, no_events)
     for k, event in enumerate(mapping.events):
         _check_event_mapping(ctx, event, f"{path}.events[{k}]", no_events)
     for k, purchase in enumerate(mapping.purchases):

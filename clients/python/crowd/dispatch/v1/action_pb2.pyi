@@ -107,6 +107,7 @@ class Action(_message.Message):
     UPDATE_MEMBERSHIP_FIELD_NUMBER: _builtins.int
     MERGE_USERS_FIELD_NUMBER: _builtins.int
     COHORT_MEMBERSHIP_FIELD_NUMBER: _builtins.int
+    CREATE_ALIAS_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     """Caller-chosen key; submitting the same key again changes nothing and
     returns the first outcome. 1 to 512 characters.
@@ -162,6 +163,12 @@ class Action(_message.Message):
         durable cohort path; SubmitActions refuses them.
         """
 
+    @_builtins.property
+    def create_alias(self) -> Global___CreateAlias:
+        """Braze /users/alias/new: a new alias-only user (an anonymous visitor),
+        or an alias added to the user of an external id.
+        """
+
     def __init__(
         self,
         *,
@@ -178,16 +185,47 @@ class Action(_message.Message):
         update_membership: Global___UpdateMembership | None = ...,
         merge_users: Global___MergeUsers | None = ...,
         cohort_membership: Global___CohortMembership | None = ...,
+        create_alias: Global___CreateAlias | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cohort_membership", b"cohort_membership", "delete_user", b"delete_user", "fired_at", b"fired_at", "frequency_cap", b"frequency_cap", "identify_user", b"identify_user", "merge_users", b"merge_users", "payload", b"payload", "trace_context", b"trace_context", "track_user", b"track_user", "update_membership", b"update_membership"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cohort_membership", b"cohort_membership", "create_alias", b"create_alias", "delete_user", b"delete_user", "fired_at", b"fired_at", "frequency_cap", b"frequency_cap", "identify_user", b"identify_user", "merge_users", b"merge_users", "payload", b"payload", "trace_context", b"trace_context", "track_user", b"track_user", "update_membership", b"update_membership"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_id", b"action_id", "cohort_membership", b"cohort_membership", "connector_id", b"connector_id", "delete_user", b"delete_user", "fired_at", b"fired_at", "frequency_cap", b"frequency_cap", "idempotency_key", b"idempotency_key", "identify_user", b"identify_user", "merge_users", b"merge_users", "payload", b"payload", "trace_context", b"trace_context", "track_user", b"track_user", "update_membership", b"update_membership", "visitor_id", b"visitor_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_id", b"action_id", "cohort_membership", b"cohort_membership", "connector_id", b"connector_id", "create_alias", b"create_alias", "delete_user", b"delete_user", "fired_at", b"fired_at", "frequency_cap", b"frequency_cap", "idempotency_key", b"idempotency_key", "identify_user", b"identify_user", "merge_users", b"merge_users", "payload", b"payload", "trace_context", b"trace_context", "track_user", b"track_user", "update_membership", b"update_membership", "visitor_id", b"visitor_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["track_user", "delete_user", "identify_user", "update_membership", "merge_users", "cohort_membership"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["track_user", "delete_user", "identify_user", "update_membership", "merge_users", "cohort_membership", "create_alias"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
 Global___Action: _TypeAlias = Action  # noqa: Y015
+
+@_typing.final
+class CreateAlias(_message.Message):
+    """Braze /users/alias/new for one alias. Without external_id Braze creates an
+    alias-only user; with one it adds the alias to that user (if it exists).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ALIAS_FIELD_NUMBER: _builtins.int
+    EXTERNAL_ID_FIELD_NUMBER: _builtins.int
+    external_id: _builtins.str
+    """Optional external id of an existing user to add the alias to."""
+    @_builtins.property
+    def user_alias(self) -> Global___UserAlias:
+        """The alias (alias_name and alias_label, both required)."""
+
+    def __init__(
+        self,
+        *,
+        user_alias: Global___UserAlias | None = ...,
+        external_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user_alias", b"user_alias"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["external_id", b"external_id", "user_alias", b"user_alias"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateAlias: _TypeAlias = CreateAlias  # noqa: Y015
 
 @_typing.final
 class CohortMembership(_message.Message):
@@ -550,6 +588,7 @@ class TrackUser(_message.Message):
     EVENTS_FIELD_NUMBER: _builtins.int
     PURCHASES_FIELD_NUMBER: _builtins.int
     UPDATE_EXISTING_ONLY_FIELD_NUMBER: _builtins.int
+    SUBSCRIPTION_GROUPS_FIELD_NUMBER: _builtins.int
     update_existing_only: _builtins.bool
     """Only update users that already exist in Braze."""
     @_builtins.property
@@ -568,6 +607,13 @@ class TrackUser(_message.Message):
     def purchases(self) -> _containers.RepeatedCompositeFieldContainer[Global___Purchase]:
         """Purchases."""
 
+    @_builtins.property
+    def subscription_groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubscriptionGroupState]:
+        """Subscription group states, sent as the attributes object's
+        `subscription_groups` (one entry per group id; a later entry for the same
+        group wins).
+        """
+
     def __init__(
         self,
         *,
@@ -576,14 +622,41 @@ class TrackUser(_message.Message):
         events: _abc.Iterable[Global___TrackEvent] | None = ...,
         purchases: _abc.Iterable[Global___Purchase] | None = ...,
         update_existing_only: _builtins.bool = ...,
+        subscription_groups: _abc.Iterable[Global___SubscriptionGroupState] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "events", b"events", "purchases", b"purchases", "update_existing_only", b"update_existing_only", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "events", b"events", "purchases", b"purchases", "subscription_groups", b"subscription_groups", "update_existing_only", b"update_existing_only", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TrackUser: _TypeAlias = TrackUser  # noqa: Y015
+
+@_typing.final
+class SubscriptionGroupState(_message.Message):
+    """The state of one Braze subscription group for a user."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIPTION_GROUP_ID_FIELD_NUMBER: _builtins.int
+    SUBSCRIPTION_STATE_FIELD_NUMBER: _builtins.int
+    subscription_group_id: _builtins.str
+    """The subscription group id (from the Braze dashboard)."""
+    subscription_state: _builtins.str
+    """"subscribed" or "unsubscribed"."""
+    def __init__(
+        self,
+        *,
+        subscription_group_id: _builtins.str = ...,
+        subscription_state: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["subscription_group_id", b"subscription_group_id", "subscription_state", b"subscription_state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubscriptionGroupState: _TypeAlias = SubscriptionGroupState  # noqa: Y015
 
 @_typing.final
 class DeleteUser(_message.Message):

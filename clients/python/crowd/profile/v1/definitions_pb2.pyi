@@ -1469,6 +1469,7 @@ class ActionDefinition(_message.Message):
     TRACK_USER_FIELD_NUMBER: _builtins.int
     DELETE_USER_FIELD_NUMBER: _builtins.int
     IDENTIFY_USER_FIELD_NUMBER: _builtins.int
+    CREATE_ALIAS_FIELD_NUMBER: _builtins.int
     DISABLED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Stable user-chosen id."""
@@ -1506,6 +1507,12 @@ class ActionDefinition(_message.Message):
     def identify_user(self) -> Global___IdentifyUserMapping:
         """Braze Identify User."""
 
+    @_builtins.property
+    def create_alias(self) -> Global___CreateAliasMapping:
+        """Braze /users/alias/new: create the visitor as an alias-only Braze user
+        (an anonymous visitor, before it has an external id).
+        """
+
     def __init__(
         self,
         *,
@@ -1519,13 +1526,14 @@ class ActionDefinition(_message.Message):
         track_user: Global___TrackUserMapping | None = ...,
         delete_user: Global___DeleteUserMapping | None = ...,
         identify_user: Global___IdentifyUserMapping | None = ...,
+        create_alias: Global___CreateAliasMapping | None = ...,
         disabled: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "delay", b"delay", "delete_user", b"delete_user", "event_feed", b"event_feed", "frequency_cap", b"frequency_cap", "identify_user", b"identify_user", "mapping", b"mapping", "source", b"source", "track_user", b"track_user"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "create_alias", b"create_alias", "delay", b"delay", "delete_user", b"delete_user", "event_feed", b"event_feed", "frequency_cap", b"frequency_cap", "identify_user", b"identify_user", "mapping", b"mapping", "source", b"source", "track_user", b"track_user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "connector_id", b"connector_id", "delay", b"delay", "delete_user", b"delete_user", "disabled", b"disabled", "event_feed", b"event_feed", "frequency_cap", b"frequency_cap", "id", b"id", "identify_user", b"identify_user", "mapping", b"mapping", "name", b"name", "source", b"source", "track_user", b"track_user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "connector_id", b"connector_id", "create_alias", b"create_alias", "delay", b"delay", "delete_user", b"delete_user", "disabled", b"disabled", "event_feed", b"event_feed", "frequency_cap", b"frequency_cap", "id", b"id", "identify_user", b"identify_user", "mapping", b"mapping", "name", b"name", "source", b"source", "track_user", b"track_user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_mapping: _TypeAlias = _typing.Literal["track_user", "delete_user", "identify_user"]  # noqa: Y015
+    _WhichOneofReturnType_mapping: _TypeAlias = _typing.Literal["track_user", "delete_user", "identify_user", "create_alias"]  # noqa: Y015
     _WhichOneofArgType_mapping: _TypeAlias = _typing.Literal["mapping", b"mapping"]  # noqa: Y015
     _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["audience", "event_feed"]  # noqa: Y015
     _WhichOneofArgType_source: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
@@ -1831,6 +1839,7 @@ class TrackUserMapping(_message.Message):
     PURCHASES_FIELD_NUMBER: _builtins.int
     UPDATE_EXISTING_ONLY_FIELD_NUMBER: _builtins.int
     MEMBERSHIP_FIELD_NUMBER: _builtins.int
+    SUBSCRIPTION_GROUPS_FIELD_NUMBER: _builtins.int
     update_existing_only: _builtins.bool
     """Only update users that already exist in Braze."""
     membership: Global___MembershipMode.ValueType
@@ -1851,6 +1860,12 @@ class TrackUserMapping(_message.Message):
     def purchases(self) -> _containers.RepeatedCompositeFieldContainer[Global___PurchaseMapping]:
         """Purchases to record."""
 
+    @_builtins.property
+    def subscription_groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubscriptionGroupMapping]:
+        """Subscription group states to set (`subscription_groups` in Braze's user
+        attributes object).
+        """
+
     def __init__(
         self,
         *,
@@ -1860,14 +1875,47 @@ class TrackUserMapping(_message.Message):
         purchases: _abc.Iterable[Global___PurchaseMapping] | None = ...,
         update_existing_only: _builtins.bool = ...,
         membership: Global___MembershipMode.ValueType = ...,
+        subscription_groups: _abc.Iterable[Global___SubscriptionGroupMapping] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["identifier", b"identifier"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "events", b"events", "identifier", b"identifier", "membership", b"membership", "purchases", b"purchases", "update_existing_only", b"update_existing_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "events", b"events", "identifier", b"identifier", "membership", b"membership", "purchases", b"purchases", "subscription_groups", b"subscription_groups", "update_existing_only", b"update_existing_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TrackUserMapping: _TypeAlias = TrackUserMapping  # noqa: Y015
+
+@_typing.final
+class SubscriptionGroupMapping(_message.Message):
+    """One Braze subscription group state of a Track User mapping."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIPTION_GROUP_ID_FIELD_NUMBER: _builtins.int
+    SUBSCRIPTION_STATE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def subscription_group_id(self) -> Global___Operand:
+        """The subscription group id (usually a constant from the Braze dashboard)."""
+
+    @_builtins.property
+    def subscription_state(self) -> Global___Operand:
+        """The state: "subscribed" or "unsubscribed" (a constant, or an attribute
+        holding one; any other value is left out and never sent).
+        """
+
+    def __init__(
+        self,
+        *,
+        subscription_group_id: Global___Operand | None = ...,
+        subscription_state: Global___Operand | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["subscription_group_id", b"subscription_group_id", "subscription_state", b"subscription_state"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["subscription_group_id", b"subscription_group_id", "subscription_state", b"subscription_state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubscriptionGroupMapping: _TypeAlias = SubscriptionGroupMapping  # noqa: Y015
 
 @_typing.final
 class AudienceForwarding(_message.Message):
@@ -2081,6 +2129,46 @@ class IdentifyUserMapping(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___IdentifyUserMapping: _TypeAlias = IdentifyUserMapping  # noqa: Y015
+
+@_typing.final
+class CreateAliasMapping(_message.Message):
+    """Braze /users/alias/new: create an alias-only user for the visitor. Sent
+    again for a user this service already created is skipped without a request.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALIAS_NAME_FIELD_NUMBER: _builtins.int
+    ALIAS_LABEL_FIELD_NUMBER: _builtins.int
+    EXTERNAL_ID_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def alias_name(self) -> Global___Operand:
+        """The alias name (usually the anonymous visitor id)."""
+
+    @_builtins.property
+    def alias_label(self) -> Global___Operand:
+        """The alias label (usually a constant)."""
+
+    @_builtins.property
+    def external_id(self) -> Global___Operand:
+        """Optional external id: the alias is added to that existing Braze user
+        instead (Braze adds nothing when no user has it).
+        """
+
+    def __init__(
+        self,
+        *,
+        alias_name: Global___Operand | None = ...,
+        alias_label: Global___Operand | None = ...,
+        external_id: Global___Operand | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alias_label", b"alias_label", "alias_name", b"alias_name", "external_id", b"external_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alias_label", b"alias_label", "alias_name", b"alias_name", "external_id", b"external_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateAliasMapping: _TypeAlias = CreateAliasMapping  # noqa: Y015
 
 @_typing.final
 class DefinitionsVersion(_message.Message):
