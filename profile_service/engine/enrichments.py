@@ -17,6 +17,8 @@ Common rules (documented for the README):
   entries more than 365 days older than the newest one.
 - A visitor ID is set only while unassigned (it never changes once set).
 - SET_SIZE of an unassigned collection is 0.
+- SET_CHANGE_IN_NUMBER / SET_CHANGE_IN_DATE: the operand now minus its value at the
+  visitor's previous event (see `enrichment_changes`); nothing without both.
 - INCREMENT_TALLY with a list key increments every item; the favourite's tie-break is the
   most recently incremented key (the last item of such a list).
 - FUNNEL_STEP: steps are the attribute's FUNNEL_STEP enrichments in document order, the
@@ -34,6 +36,7 @@ from typing import Any
 from crowd.profile.v1 import definitions_pb2 as pb
 from profile_service.definitions.model import EngineLimits
 from profile_service.engine.context import Apply, AttributeMeta, EvalContext, Predicate
+from profile_service.engine.enrichment_changes import set_change_in_date, set_change_in_number
 from profile_service.engine.enrichment_collections import (
     add_to_set,
     append,
@@ -311,6 +314,8 @@ _APPLIES_TO: dict[int, frozenset[int]] = {
     pb.ENRICHMENT_KIND_SET_ROLLING_AVERAGE: _NUMBER,
     pb.ENRICHMENT_KIND_SET_ROLLING_MAX: _NUMBER,
     pb.ENRICHMENT_KIND_EXPIRE_TIMELINE_ENTRIES: frozenset({pb.ATTRIBUTE_TYPE_TIMELINE}),
+    pb.ENRICHMENT_KIND_SET_CHANGE_IN_NUMBER: _NUMBER,
+    pb.ENRICHMENT_KIND_SET_CHANGE_IN_DATE: _NUMBER,
 }
 """The attribute types each kind applies to; elsewhere it compiles to a no-op (the
 validator refuses such documents; the engine must still never store a mistyped value)."""
@@ -353,6 +358,8 @@ _FACTORIES: dict[int, Factory] = {
     pb.ENRICHMENT_KIND_SET_ROLLING_AVERAGE: rolling(rolling_average),
     pb.ENRICHMENT_KIND_SET_ROLLING_MAX: rolling(rolling_max),
     pb.ENRICHMENT_KIND_EXPIRE_TIMELINE_ENTRIES: expire_timeline_entries,
+    pb.ENRICHMENT_KIND_SET_CHANGE_IN_NUMBER: set_change_in_number,
+    pb.ENRICHMENT_KIND_SET_CHANGE_IN_DATE: set_change_in_date,
 }
 
 

@@ -104,6 +104,10 @@ class ProfileState:
     """Total duration of the visitor's ended visits (built-in ``total_time_on_site``)."""
     ended_visits: int = 0
     """Visits that have ended (``average_visit_duration`` divides by it)."""
+    previous_values: dict[str, Any] = field(default_factory=dict)
+    """``<attribute id>:<event field>`` -> the field's value when a change-in-number or
+    change-in-date enrichment last read it (events are not stored; the next event's change
+    is measured against it)."""
 
     def to_bytes(self) -> bytes:
         """Serialise to compact JSON."""
@@ -112,6 +116,8 @@ class ProfileState:
         doc = dict(self.__dict__)
         if self.visit is not None:
             doc["visit"] = dict(self.visit.__dict__)
+        if not self.previous_values:
+            del doc["previous_values"]  # most profiles never need it: keep them as small
         doc["format"] = STATE_FORMAT
         try:
             # orjson writes the same compact UTF-8 JSON as json.dumps, several times faster.

@@ -225,7 +225,8 @@ def test_invalid_document_lists_all_its_errors_with_paths_and_sentences() -> Non
             "attributes[1].enrichments[1].kind",
             '"lowercase" does not apply to a number; a number takes increment, decrement, set, '
             "set sum, set difference, set product, set ratio, set size, remove, "
-            "set date difference, set rolling sum, set rolling average, set rolling max",
+            "set date difference, set rolling sum, set rolling average, set rolling max, "
+            "set change in number, set change in date",
         ),
         (
             "attributes[2].scope",

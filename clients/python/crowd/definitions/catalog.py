@@ -266,6 +266,18 @@ KIND_SPECS: Mapping[int, KindSpec] = MappingProxyType(
         K.ENRICHMENT_KIND_EXPIRE_TIMELINE_ENTRIES: KindSpec(
             frozenset({T.ATTRIBUTE_TYPE_TIMELINE}), uses=frozenset({"count", "unit"})
         ),
+        # A change is measured on something that changes: an attribute or an event field.
+        K.ENRICHMENT_KIND_SET_CHANGE_IN_NUMBER: KindSpec(
+            _NUM,
+            _only(
+                T.ATTRIBUTE_TYPE_NUMBER, _spec({VType.NUMBER}, "a number", constant_allowed=False)
+            ),
+        ),
+        K.ENRICHMENT_KIND_SET_CHANGE_IN_DATE: KindSpec(
+            _NUM,
+            _only(T.ATTRIBUTE_TYPE_NUMBER, _spec(DATE.accepts, "a date", constant_allowed=False)),
+            uses=frozenset({"unit"}),
+        ),
     }
 )
 

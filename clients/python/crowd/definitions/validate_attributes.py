@@ -354,10 +354,14 @@ def _check_optional_fields(
 def _check_parity_fields(
     ctx: ValidationContext, enrichment: pb.Enrichment, path: str, name: str
 ) -> None:
-    """The fields of SET_DATE_DIFFERENCE (unit), REMOVE_ENTRIES (occurrence), TOP_KEYS
-    (count) and EXPIRE_TIMELINE_ENTRIES (count and unit)."""
+    """The fields of SET_DATE_DIFFERENCE and SET_CHANGE_IN_DATE (unit), REMOVE_ENTRIES
+    (occurrence), TOP_KEYS (count) and EXPIRE_TIMELINE_ENTRIES (count and unit)."""
     kind = enrichment.kind
-    if kind in (K.ENRICHMENT_KIND_SET_DATE_DIFFERENCE, K.ENRICHMENT_KIND_EXPIRE_TIMELINE_ENTRIES):
+    if kind in (
+        K.ENRICHMENT_KIND_SET_DATE_DIFFERENCE,
+        K.ENRICHMENT_KIND_SET_CHANGE_IN_DATE,
+        K.ENRICHMENT_KIND_EXPIRE_TIMELINE_ENTRIES,
+    ):
         if enrichment.unit == pb.TIME_UNIT_UNSPECIFIED:
             choices = ", ".join(enum_short_names(pb.TimeUnit.DESCRIPTOR))
             ctx.add(f"{path}.unit", f'"{name}" needs a unit; use one of {choices}')

@@ -250,6 +250,17 @@ class _EnrichmentKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Enrich
     """timeline: remove the entries older than `count` `unit`s before the event
     (Tealium evaluates its expiry at the start of each visit: use WHEN_NEW_VISIT).
     """
+    ENRICHMENT_KIND_SET_CHANGE_IN_NUMBER: _EnrichmentKind.ValueType  # 38
+    """number: the change of the number operands[0] since the visitor's previous
+    event (Tealium's "set number to change in number"): its value now minus its
+    value before the current event (an attribute) or the last time this
+    enrichment read it (an event field). Not saved without both values.
+    """
+    ENRICHMENT_KIND_SET_CHANGE_IN_DATE: _EnrichmentKind.ValueType  # 39
+    """number: the change of the date operands[0] since the visitor's previous
+    event, in whole `unit`s (truncated toward zero; negative when the date moved
+    back), read as for SET_CHANGE_IN_NUMBER.
+    """
 
 class EnrichmentKind(_EnrichmentKind, metaclass=_EnrichmentKindEnumTypeWrapper):
     """The operation an enrichment performs. Each names the attribute types it
@@ -351,6 +362,17 @@ ENRICHMENT_KIND_SET_ROLLING_MAX: EnrichmentKind.ValueType  # 36
 ENRICHMENT_KIND_EXPIRE_TIMELINE_ENTRIES: EnrichmentKind.ValueType  # 37
 """timeline: remove the entries older than `count` `unit`s before the event
 (Tealium evaluates its expiry at the start of each visit: use WHEN_NEW_VISIT).
+"""
+ENRICHMENT_KIND_SET_CHANGE_IN_NUMBER: EnrichmentKind.ValueType  # 38
+"""number: the change of the number operands[0] since the visitor's previous
+event (Tealium's "set number to change in number"): its value now minus its
+value before the current event (an attribute) or the last time this
+enrichment read it (an event field). Not saved without both values.
+"""
+ENRICHMENT_KIND_SET_CHANGE_IN_DATE: EnrichmentKind.ValueType  # 39
+"""number: the change of the date operands[0] since the visitor's previous
+event, in whole `unit`s (truncated toward zero; negative when the date moved
+back), read as for SET_CHANGE_IN_NUMBER.
 """
 Global___EnrichmentKind: _TypeAlias = EnrichmentKind  # noqa: Y015
 
@@ -1060,7 +1082,7 @@ class Enrichment(_message.Message):
     required: _builtins.bool
     """For FUNNEL_STEP: the step must be completed in order."""
     unit: Global___TimeUnit.ValueType
-    """For SET_DATE_DIFFERENCE: the unit of the result; for
+    """For SET_DATE_DIFFERENCE and SET_CHANGE_IN_DATE: the unit of the result; for
     EXPIRE_TIMELINE_ENTRIES: of the age limit (months are 30 days).
     """
     occurrence: Global___Occurrence.ValueType
