@@ -204,7 +204,8 @@ class CollectApp:
         )
         if not self._limiter.allow(source or f"ip:{request.remote}"):
             raise CollectError(429, "rate limit exceeded")
-        events = [mapping.to_event(params) for params in batch]
+        user_agent = request.headers.get("User-Agent", "")
+        events = [mapping.to_event(params, user_agent) for params in batch]
         context = propagate.extract(dict(request.headers))
         with self._tracer.start_as_current_span(
             f"collect {request.path}", context=context, kind=trace.SpanKind.SERVER

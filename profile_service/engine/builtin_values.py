@@ -21,7 +21,14 @@ total_time_on_site     visitor number   minutes of every ended visit, added at v
 average_visit_duration visitor number   total_time_on_site / ended visits (unset before one)
 weeks_since_first_visit visitor number  whole weeks from first_visit to the latest activity
 average_visits_per_week visitor number  lifetime visits / weeks since the first (at least 1)
+active_<dimension>     visit    string   the visit's latest value of the dimension
+<dimension>s_used      visit    set      every value of the dimension seen in the visit
+lifetime_<dimension>s_used visitor tally  value -> visits that used it
+lifetime_<dimension>s_used.favorite visitor string  the value of the most visits
 =====================  ======  =======  ===================================================
+
+The dimensions (`agent_visits`) are ``browser_type``, ``browser_version``, ``os_type``,
+``device_type`` and ``platform``, from the event's ``user_agent`` field and platform.
 
 ``unbadged`` (visitor badge) is assigned while the visitor holds none of the definitions'
 badges: Tealium's preloaded Unbadged, given to every new visitor and gone once a custom
@@ -38,6 +45,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from crowd.profile.v1 import definitions_pb2 as pb
+from profile_service.engine.agent_visits import DIMENSIONS, favorite
 from profile_service.engine.state import ProfileState
 from profile_service.engine.values import (
     MS_PER_MINUTE,
@@ -113,6 +121,56 @@ def _average_visits_per_week(state: ProfileState) -> Any:
     return state.visit_count / max(1.0, weeks) if weeks is not None else None
 
 
+def _active(dimension: str) -> BuiltinReader:
+    def read(state: ProfileState) -> Any:
+        return state.visit.agent.get(dimension) if state.visit is not None else None
+
+    return read
+
+
+def _used(dimension: str) -> BuiltinReader:
+    def read(state: ProfileState) -> Any:
+        return state.visit.agents_used.get(dimension) if state.visit is not None else None
+
+    return read
+
+
+def _lifetime(dimension: str) -> BuiltinReader:
+    def read(state: ProfileState) -> Any:
+        return state.lifetime_agents.get(dimension)
+
+    return read
+
+
+def _lifetime_favorite(dimension: str) -> BuiltinReader:
+    def read(state: ProfileState) -> Any:
+        tally = state.lifetime_agents.get(dimension)
+        return favorite(tally) if tally else None
+
+    return read
+
+
+def _agent_builtins() -> tuple[dict[str, BuiltinReader], dict[str, int], set[str]]:
+    """Readers, types and the visit-scoped ids of the user-agent built-ins."""
+    readers: dict[str, BuiltinReader] = {}
+    types: dict[str, int] = {}
+    visit: set[str] = set()
+    for dimension in DIMENSIONS:
+        plural = f"{dimension}s_used"
+        readers[f"active_{dimension}"] = _active(dimension)
+        types[f"active_{dimension}"] = pb.ATTRIBUTE_TYPE_STRING
+        readers[plural] = _used(dimension)
+        types[plural] = pb.ATTRIBUTE_TYPE_STRING_SET
+        visit |= {f"active_{dimension}", plural}
+        readers[f"lifetime_{plural}"] = _lifetime(dimension)
+        types[f"lifetime_{plural}"] = pb.ATTRIBUTE_TYPE_TALLY
+        readers[f"lifetime_{plural}.favorite"] = _lifetime_favorite(dimension)
+        types[f"lifetime_{plural}.favorite"] = pb.ATTRIBUTE_TYPE_STRING
+    return readers, types, visit
+
+
+_AGENT_READERS, _AGENT_TYPES, _AGENT_VISIT = _agent_builtins()
+
 BUILTIN_READERS: Final[dict[str, BuiltinReader]] = {
     "lifetime_event_count": _lifetime_event_count,
     "lifetime_visit_count": _lifetime_visit_count,
@@ -127,6 +185,7 @@ BUILTIN_READERS: Final[dict[str, BuiltinReader]] = {
     "average_visit_duration": _average_visit_duration,
     "weeks_since_first_visit": _weeks_since_first_visit,
     "average_visits_per_week": _average_visits_per_week,
+    **_AGENT_READERS,
 }
 """Built-in attribute id -> how its value is read (``None`` when unassigned)."""
 
@@ -144,11 +203,12 @@ BUILTIN_TYPES: Final[dict[str, int]] = {
     "average_visit_duration": pb.ATTRIBUTE_TYPE_NUMBER,
     "weeks_since_first_visit": pb.ATTRIBUTE_TYPE_NUMBER,
     "average_visits_per_week": pb.ATTRIBUTE_TYPE_NUMBER,
+    **_AGENT_TYPES,
 }
 """Built-in attribute id -> ``crowd.profile.v1.AttributeType``."""
 
 VISIT_BUILTINS: Final = frozenset(
-    {"visit_start", "visit_event_count", "visit_duration", "visit_end"}
+    {"visit_start", "visit_event_count", "visit_duration", "visit_end", *_AGENT_VISIT}
 )
 """Built-ins of the current visit (the others are visitor-scoped)."""
 

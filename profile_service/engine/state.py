@@ -57,6 +57,11 @@ class VisitState:
     """Visit-scoped attribute values by attribute id."""
     audiences_at_start: list[str] = field(default_factory=list)
     """Audiences the visitor was in when the visit started (for delayed actions)."""
+    agent: dict[str, str] = field(default_factory=dict)
+    """What the visit's latest user agent (and platform) said: dimension (``browser_type``,
+    ``browser_version``, ``os_type``, ``device_type``, ``platform``) -> value."""
+    agents_used: dict[str, list[str]] = field(default_factory=dict)
+    """Dimension -> every value seen in the visit (sorted, unique)."""
 
     def expires_ms(self, max_visit_length_ms: int) -> int:
         """Return when the visit ends without another event."""
@@ -104,6 +109,9 @@ class ProfileState:
     """Total duration of the visitor's ended visits (built-in ``total_time_on_site``)."""
     ended_visits: int = 0
     """Visits that have ended (``average_visit_duration`` divides by it)."""
+    lifetime_agents: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Dimension (as `VisitState.agent`) -> value -> visits that used it; the most recently
+    counted value is last (the favourite's tie-break)."""
     previous_values: dict[str, Any] = field(default_factory=dict)
     """``<attribute id>:<event field>`` -> the field's value when a change-in-number or
     change-in-date enrichment last read it (events are not stored; the next event's change
@@ -115,9 +123,13 @@ class ProfileState:
         # order included) without its recursive deep copy, which dominated the cost.
         doc = dict(self.__dict__)
         if self.visit is not None:
-            doc["visit"] = dict(self.visit.__dict__)
-        if not self.previous_values:
-            del doc["previous_values"]  # most profiles never need it: keep them as small
+            visit = doc["visit"] = dict(self.visit.__dict__)
+            for optional in ("agent", "agents_used"):
+                if not visit[optional]:
+                    del visit[optional]  # events without a user agent: keep them as small
+        for optional in ("lifetime_agents", "previous_values"):
+            if not doc[optional]:
+                del doc[optional]  # most profiles never need them: keep them as small
         doc["format"] = STATE_FORMAT
         try:
             # orjson writes the same compact UTF-8 JSON as json.dumps, several times faster.

@@ -18,8 +18,11 @@ AUTH = {"Authorization": f"Bearer {INGEST_KEY}"}
 BASE = {"tealium_account": ACCOUNT, "tealium_profile": PROFILE, "tealium_datasource": "srv1"}
 
 
-async def post(collect: Collect, path: str, body: Any) -> dict[str, Any]:
-    async with collect.http.post(collect.url + path, json=body, headers=AUTH) as response:
+async def post(
+    collect: Collect, path: str, body: Any, user_agent: str = "crowd-tests"
+) -> dict[str, Any]:
+    headers = {**AUTH, "User-Agent": user_agent}
+    async with collect.http.post(collect.url + path, json=body, headers=headers) as response:
         assert response.status == 200, response.headers.get("X-Error")
         result: dict[str, Any] = await response.json()
         return result
@@ -128,12 +131,14 @@ async def test_same_events_through_grpc_and_collect_give_identical_profiles(
         ("cart_add", {"sku": "b-2", "sizes": [40, 41]}),
         ("purchase", {"order_total": 200}),
     ]
+    # Collect takes the request's User-Agent header as the events' user agent.
+    with_agent = [(name, {**data, "user_agent": "crowd-tests"}) for name, data in script]
     start = int(time.time()) - 60  # explicit times: visit durations must match too
     await collect.crowd.track_events(
         make_event(
             "grpc-twin", name, data, time=datetime.fromtimestamp(start + i, tz=UTC), trace_id="t"
         )
-        for i, (name, data) in enumerate(script)
+        for i, (name, data) in enumerate(with_agent)
     )
     # One bulk request, as the gRPC batch: one arrival time (visit durations count it).
     shared = {**BASE, "tealium_visitor_id": "http-twin", "tealium_trace_id": "t"}
@@ -146,6 +151,32 @@ async def test_same_events_through_grpc_and_collect_give_identical_profiles(
     via_http = await collect.crowd.get_profile("http-twin")
     assert via_http.attributes["lifetime_order_value"].number_value == 520.5
     assert comparable(via_http) == comparable(via_grpc)
+
+
+async def test_the_user_agent_header_fills_the_browser_attributes_unless_one_is_sent(
+    collect: Collect,
+) -> None:
+    iphone = (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 "
+        "(KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1"
+    )
+    desktop = (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+        "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+    )
+    body = {**BASE, "tealium_event": "view", "tealium_visitor_id": "ua-1"}
+    await post(collect, "/event", body, user_agent=iphone)
+    visit = (await collect.crowd.get_profile("ua-1")).current_visit.attributes
+    assert visit["active_browser_type"].string_value == "Mobile Safari"
+    assert visit["active_os_type"].string_value == "iOS"
+    assert visit["active_device_type"].string_value == "Mobile"
+    assert visit["active_platform"].string_value == "browser"
+
+    await post(collect, "/event", {**body, "user_agent": desktop}, user_agent=iphone)
+    profile = await collect.crowd.get_profile("ua-1")
+    assert profile.current_visit.attributes["active_device_type"].string_value == "Desktop"
+    lifetime = profile.attributes["lifetime_device_types_used"].tally_value
+    assert dict(lifetime.counts) == {"Mobile": 1.0, "Desktop": 1.0}
 
 
 async def test_trace_id_records_the_event_in_the_live_trace(collect: Collect) -> None:

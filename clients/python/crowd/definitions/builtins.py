@@ -38,7 +38,7 @@ class BuiltinAttribute:
     description: str
 
 
-_BUILTINS = (
+_BUILTINS: tuple[BuiltinAttribute, ...] = (
     BuiltinAttribute(
         "lifetime_event_count",
         "Lifetime event count",
@@ -140,6 +140,56 @@ _BUILTINS = (
         "True from the visitor's second visit on.",
     ),
 )
+
+# The browser / OS / device / platform attributes (Tealium's preloaded "active browser
+# type" and the rest), from the event's `user_agent` field and `platform`.
+_AGENT_DIMENSIONS = (
+    ("browser_type", "browser type", "e.g. Chrome, Mobile Safari, Firefox, Edge"),
+    ("browser_version", "browser version", "the browser type and major version, e.g. Chrome 120"),
+    ("os_type", "OS type", "e.g. Mac OS X, Windows, iOS, Android, Linux"),
+    ("device_type", "device type", "Desktop, Mobile, Tablet, Bot or Other"),
+    ("platform", "platform", "the event's platform, else browser when it has a user agent"),
+)
+
+
+def _agent_builtins() -> tuple[BuiltinAttribute, ...]:
+    builtins: list[BuiltinAttribute] = []
+    for dimension, label, values in _AGENT_DIMENSIONS:
+        used = f"{dimension}s_used"
+        builtins += [
+            BuiltinAttribute(
+                f"active_{dimension}",
+                f"Active {label}",
+                VISIT,
+                pb.ATTRIBUTE_TYPE_STRING,
+                f"The {label} of the visit's latest event that told it ({values}).",
+            ),
+            BuiltinAttribute(
+                used,
+                f"{label.capitalize()}s used",
+                VISIT,
+                pb.ATTRIBUTE_TYPE_STRING_SET,
+                f"Every {label} seen in the current visit.",
+            ),
+            BuiltinAttribute(
+                f"lifetime_{used}",
+                f"Lifetime {label}s used",
+                VISITOR,
+                pb.ATTRIBUTE_TYPE_TALLY,
+                f"Each {label} and the number of visits that used it.",
+            ),
+            BuiltinAttribute(
+                f"lifetime_{used}{FAVORITE_SUFFIX}",
+                f"Favorite {label}",
+                VISITOR,
+                pb.ATTRIBUTE_TYPE_STRING,
+                f"The {label} of the most visits (ties: the most recently counted).",
+            ),
+        ]
+    return tuple(builtins)
+
+
+_BUILTINS += _agent_builtins()
 
 BUILTIN_ATTRIBUTES: Mapping[str, BuiltinAttribute] = MappingProxyType({b.id: b for b in _BUILTINS})
 """Built-in attributes by id, in a fixed order."""
