@@ -1,11 +1,12 @@
 """Recording the visitor's browser, OS, device and platform from each event, for the
 preloaded attributes of Tealium's §1 (read through `builtin_values`).
 
-The user agent is the event data field ``user_agent`` (a Collect request without one gets
-the request's ``User-Agent`` header); the platform is the event's ``platform``, else
-``browser`` for an event with a user agent. Each event that carries one sets the visit's
-*active* values, adds them to the visit's sets and, the first time a value is seen in a
-visit, counts that visit in the visitor's lifetime tally of the dimension.
+The user agent is the event data field ``user_agent`` (with ``collect_user_agent_header``,
+a Collect request without one gets the request's ``User-Agent`` header); the platform is
+the event's ``platform``, else ``browser`` for an event with a user agent. Each event that
+carries one sets the visit's *active* values, adds them to the visit's sets and, the first
+time a value is seen in a visit, counts that visit in the visitor's lifetime tally of the
+dimension.
 
 Lists and dicts are replaced, never changed in place (readers may hold them).
 """

@@ -38,6 +38,7 @@ from profile_service.engine.actions import event_key, fire, visit_end_key
 from profile_service.engine.agent_visits import recency_of, record_agent
 from profile_service.engine.audiences import evaluate_audiences, is_member
 from profile_service.engine.builtin_values import (
+    BUILTIN_BADGES,
     BUILTIN_TYPES,
     UNBADGED,
     VISIT_BUILTINS,
@@ -56,6 +57,7 @@ from profile_service.engine.outcomes import (
     record_transitions,
     trace_details,
 )
+from profile_service.engine.page_visits import record_page
 from profile_service.engine.plan import EnginePlan, plan_for
 from profile_service.engine.state import (
     FiredAction,
@@ -165,6 +167,7 @@ def process_event(
     visit.event_count += 1
     visit.last_event_ms = max(visit.last_event_ms, at_ms)
     record_agent(state, visit, event)  # the browser/OS/device built-ins
+    record_page(state, visit, event, outcome.visit_started)  # entry/exit URL, referral
 
     c = _context(plan, state, event, now_ms, event.time_ms, previous)
     _assign_identities(plan, c, event)
@@ -399,7 +402,9 @@ def visitor_attribute_values(
 ) -> dict[str, event_pb2.AttributeValue]:
     """Visitor-scoped values by id, visitor built-ins included, badges excluded (they are
     the assigned badge attribute ids in ``state.attributes``)."""
-    visitor_builtins = [name for name in BUILTIN_TYPES if name not in VISIT_BUILTINS]
+    visitor_builtins = [
+        name for name in BUILTIN_TYPES if name not in VISIT_BUILTINS and name not in BUILTIN_BADGES
+    ]
     return _typed(defs, state, state.attributes, visitor_builtins)
 
 

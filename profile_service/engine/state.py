@@ -42,6 +42,17 @@ STATE_FORMAT = 1
 """Bumped when the serialised layout changes incompatibly."""
 
 
+_OPTIONAL_VISIT_FIELDS = ("agent", "agents_used", "entry_url", "exit_url", "referred")
+"""Fields left out of the stored visit while empty (their defaults restore them)."""
+_OPTIONAL_PROFILE_FIELDS = (
+    "lifetime_agents",
+    "previous_values",
+    "referred_visits",
+    "direct_visits",
+)
+"""Fields left out of the stored profile while empty or zero."""
+
+
 @dataclass
 class VisitState:
     """The open visit of a profile."""
@@ -62,6 +73,13 @@ class VisitState:
     ``browser_version``, ``os_type``, ``device_type``, ``platform``) -> value."""
     agents_used: dict[str, list[str]] = field(default_factory=dict)
     """Dimension -> every value seen in the visit (sorted, unique)."""
+    entry_url: str = ""
+    """``current_url`` of the visit's first event that carried one (built-in ``entry_url``)."""
+    exit_url: str = ""
+    """``current_url`` of the visit's latest event that carried one (built-in ``exit_url``)."""
+    referred: bool | None = None
+    """Whether the visit's first event came from another site (``None``: visits older than
+    this field)."""
 
     def expires_ms(self, max_visit_length_ms: int) -> int:
         """Return when the visit ends without another event."""
@@ -109,6 +127,10 @@ class ProfileState:
     """Total duration of the visitor's ended visits (built-in ``total_time_on_site``)."""
     ended_visits: int = 0
     """Visits that have ended (``average_visit_duration`` divides by it)."""
+    referred_visits: int = 0
+    """Visits whose first event came from another site (built-in ``referred_visits``)."""
+    direct_visits: int = 0
+    """Visits that were not referred (built-in ``direct_visits``)."""
     lifetime_agents: dict[str, dict[str, float]] = field(default_factory=dict)
     """Dimension (as `VisitState.agent`) -> value -> visits that used it; the most recently
     counted value is last (the favourite's tie-break)."""
@@ -124,12 +146,12 @@ class ProfileState:
         doc = dict(self.__dict__)
         if self.visit is not None:
             visit = doc["visit"] = dict(self.visit.__dict__)
-            for optional in ("agent", "agents_used"):
-                if not visit[optional]:
-                    del visit[optional]  # events without a user agent: keep them as small
-        for optional in ("lifetime_agents", "previous_values"):
+            for optional in _OPTIONAL_VISIT_FIELDS:
+                if not visit[optional] and visit[optional] is not False:
+                    del visit[optional]  # unused by most visits: keep them as small
+        for optional in _OPTIONAL_PROFILE_FIELDS:
             if not doc[optional]:
-                del doc[optional]  # most profiles never need them: keep them as small
+                del doc[optional]  # unused by most profiles: keep them as small
         doc["format"] = STATE_FORMAT
         try:
             # orjson writes the same compact UTF-8 JSON as json.dumps, several times faster.

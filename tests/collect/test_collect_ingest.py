@@ -8,11 +8,15 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from crowd.client import make_event
+import aiohttp
+
+from crowd.client import CrowdClient, make_event
+from crowd.definitions.loader import load_definitions
 from crowd.profile.v1 import profile_pb2
 from profile_service.collect.http import PIXEL_GIF
-from tests.collect.conftest import ACCOUNT, PROFILE, Collect
-from tests.profile_api.helpers import INGEST_KEY
+from tests.collect.conftest import ACCOUNT, PROFILE, SEED, Collect, start_collect
+from tests.profile_api.helpers import ADMIN_KEY, INGEST_KEY
+from tests.profile_api.servers import Servers, Tracing
 
 AUTH = {"Authorization": f"Bearer {INGEST_KEY}"}
 BASE = {"tealium_account": ACCOUNT, "tealium_profile": PROFILE, "tealium_datasource": "srv1"}
@@ -131,14 +135,12 @@ async def test_same_events_through_grpc_and_collect_give_identical_profiles(
         ("cart_add", {"sku": "b-2", "sizes": [40, 41]}),
         ("purchase", {"order_total": 200}),
     ]
-    # Collect takes the request's User-Agent header as the events' user agent.
-    with_agent = [(name, {**data, "user_agent": "crowd-tests"}) for name, data in script]
     start = int(time.time()) - 60  # explicit times: visit durations must match too
     await collect.crowd.track_events(
         make_event(
             "grpc-twin", name, data, time=datetime.fromtimestamp(start + i, tz=UTC), trace_id="t"
         )
-        for i, (name, data) in enumerate(with_agent)
+        for i, (name, data) in enumerate(script)
     )
     # One bulk request, as the gRPC batch: one arrival time (visit durations count it).
     shared = {**BASE, "tealium_visitor_id": "http-twin", "tealium_trace_id": "t"}
@@ -153,8 +155,8 @@ async def test_same_events_through_grpc_and_collect_give_identical_profiles(
     assert comparable(via_http) == comparable(via_grpc)
 
 
-async def test_the_user_agent_header_fills_the_browser_attributes_unless_one_is_sent(
-    collect: Collect,
+async def test_the_user_agent_header_fills_the_browser_attributes_when_configured(
+    redis_url: str, tracing: Tracing, http: aiohttp.ClientSession
 ) -> None:
     iphone = (
         "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 "
@@ -164,19 +166,40 @@ async def test_the_user_agent_header_fills_the_browser_attributes_unless_one_is_
         "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
         "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
     )
-    body = {**BASE, "tealium_event": "view", "tealium_visitor_id": "ua-1"}
-    await post(collect, "/event", body, user_agent=iphone)
-    visit = (await collect.crowd.get_profile("ua-1")).current_visit.attributes
-    assert visit["active_browser_type"].string_value == "Mobile Safari"
-    assert visit["active_os_type"].string_value == "iOS"
-    assert visit["active_device_type"].string_value == "Mobile"
-    assert visit["active_platform"].string_value == "browser"
+    servers = Servers(redis_url, tracing)
+    try:
+        server, url = await start_collect(servers, http, collect_user_agent_header=True)
+        async with CrowdClient(server.address, api_key=ADMIN_KEY) as crowd:
+            await crowd.publish_definitions(load_definitions(SEED))
+            collect = Collect(server, url, http, crowd)
+            body = {**BASE, "tealium_event": "view", "tealium_visitor_id": "ua-1"}
+            await post(collect, "/event", body, user_agent=iphone)
+            visit = (await crowd.get_profile("ua-1")).current_visit.attributes
+            assert visit["active_browser_type"].string_value == "Mobile Safari"
+            assert visit["active_os_type"].string_value == "iOS"
+            assert visit["active_device_type"].string_value == "Mobile"
+            assert visit["active_platform"].string_value == "browser"
 
-    await post(collect, "/event", {**body, "user_agent": desktop}, user_agent=iphone)
-    profile = await collect.crowd.get_profile("ua-1")
-    assert profile.current_visit.attributes["active_device_type"].string_value == "Desktop"
-    lifetime = profile.attributes["lifetime_device_types_used"].tally_value
-    assert dict(lifetime.counts) == {"Mobile": 1.0, "Desktop": 1.0}
+            # A user_agent sent with the event wins over the header.
+            await post(collect, "/event", {**body, "user_agent": desktop}, user_agent=iphone)
+            profile = await crowd.get_profile("ua-1")
+            assert profile.current_visit.attributes["active_device_type"].string_value == "Desktop"
+            lifetime = profile.attributes["lifetime_device_types_used"].tally_value
+            assert dict(lifetime.counts) == {"Mobile": 1.0, "Desktop": 1.0}
+    finally:
+        await servers.close()
+
+
+async def test_the_user_agent_header_is_ignored_by_default(collect: Collect) -> None:
+    body = {**BASE, "tealium_event": "view", "tealium_visitor_id": "ua-2"}
+    await post(collect, "/event", body, user_agent="Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0")
+    visit = (await collect.crowd.get_profile("ua-2")).current_visit.attributes
+    assert "active_browser_type" not in visit
+    await post(
+        collect, "/event", {**body, "user_agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"}
+    )
+    visit = (await collect.crowd.get_profile("ua-2")).current_visit.attributes
+    assert visit["active_browser_type"].string_value == "Firefox"
 
 
 async def test_trace_id_records_the_event_in_the_live_trace(collect: Collect) -> None:

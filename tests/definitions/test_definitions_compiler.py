@@ -366,6 +366,13 @@ def test_builtin_table_and_resolution() -> None:
         "average_visits_per_week": (pb.ATTRIBUTE_SCOPE_VISITOR, pb.ATTRIBUTE_TYPE_NUMBER),
         "unbadged": (pb.ATTRIBUTE_SCOPE_VISITOR, pb.ATTRIBUTE_TYPE_BADGE),
         "returning_visitor": (pb.ATTRIBUTE_SCOPE_VISITOR, pb.ATTRIBUTE_TYPE_BOOLEAN),
+        "entry_url": (pb.ATTRIBUTE_SCOPE_VISIT, pb.ATTRIBUTE_TYPE_STRING),
+        "exit_url": (pb.ATTRIBUTE_SCOPE_VISIT, pb.ATTRIBUTE_TYPE_STRING),
+        "referred_visit": (pb.ATTRIBUTE_SCOPE_VISIT, pb.ATTRIBUTE_TYPE_BOOLEAN),
+        "direct_visit": (pb.ATTRIBUTE_SCOPE_VISIT, pb.ATTRIBUTE_TYPE_BOOLEAN),
+        "referred_visits": (pb.ATTRIBUTE_SCOPE_VISITOR, pb.ATTRIBUTE_TYPE_NUMBER),
+        "direct_visits": (pb.ATTRIBUTE_SCOPE_VISITOR, pb.ATTRIBUTE_TYPE_NUMBER),
+        "frequent_visitor": (pb.ATTRIBUTE_SCOPE_VISITOR, pb.ATTRIBUTE_TYPE_BADGE),
     }
     defined = {
         "brands": pb.AttributeDefinition(

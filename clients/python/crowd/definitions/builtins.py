@@ -189,7 +189,61 @@ def _agent_builtins() -> tuple[BuiltinAttribute, ...]:
     return tuple(builtins)
 
 
-_BUILTINS += _agent_builtins()
+# Where visits enter and leave, and whether they were referred (Tealium's Entry URL, Exit
+# URL, referred / direct visits), from the event's `current_url` and `referring_url`.
+_PAGE_BUILTINS = (
+    BuiltinAttribute(
+        "entry_url",
+        "Entry URL",
+        VISIT,
+        pb.ATTRIBUTE_TYPE_STRING,
+        "The current_url of the visit's first event that carried one.",
+    ),
+    BuiltinAttribute(
+        "exit_url",
+        "Exit URL",
+        VISIT,
+        pb.ATTRIBUTE_TYPE_STRING,
+        "The current_url of the visit's latest event that carried one.",
+    ),
+    BuiltinAttribute(
+        "referred_visit",
+        "Referred visit",
+        VISIT,
+        pb.ATTRIBUTE_TYPE_BOOLEAN,
+        "The visit's first event carried a referring_url of another site.",
+    ),
+    BuiltinAttribute(
+        "direct_visit",
+        "Direct visit",
+        VISIT,
+        pb.ATTRIBUTE_TYPE_BOOLEAN,
+        "The visit was not referred.",
+    ),
+    BuiltinAttribute(
+        "referred_visits",
+        "Referred visits",
+        VISITOR,
+        pb.ATTRIBUTE_TYPE_NUMBER,
+        "Referred visits of the visitor, the current one included.",
+    ),
+    BuiltinAttribute(
+        "direct_visits",
+        "Direct visits",
+        VISITOR,
+        pb.ATTRIBUTE_TYPE_NUMBER,
+        "Direct visits of the visitor, the current one included.",
+    ),
+    BuiltinAttribute(
+        "frequent_visitor",
+        "Frequent visitor",
+        VISITOR,
+        pb.ATTRIBUTE_TYPE_BADGE,
+        "Tealium's preloaded badge: held while the average visits per week are at least 2.",
+    ),
+)
+
+_BUILTINS += _PAGE_BUILTINS + _agent_builtins()
 
 BUILTIN_ATTRIBUTES: Mapping[str, BuiltinAttribute] = MappingProxyType({b.id: b for b in _BUILTINS})
 """Built-in attributes by id, in a fixed order."""
