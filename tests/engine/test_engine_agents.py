@@ -10,6 +10,7 @@ from crowd.definitions.validator import validate
 from crowd.profile.v1 import definitions_pb2 as pb
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.engine.builtin_values import BUILTIN_TYPES, VISIT_BUILTINS, builtin_values
+from profile_service.engine.stitching import merge_profiles
 from profile_service.engine.user_agents import agent_types
 from tests.engine.helpers import (
     HOUR,
@@ -171,3 +172,25 @@ def test_definitions_may_read_them_and_the_engine_knows_every_one_the_validator_
             continue
         assert BUILTIN_TYPES[builtin.id] == builtin.type, builtin.id
         assert (builtin.id in VISIT_BUILTINS) == (builtin.scope == pb.ATTRIBUTE_SCOPE_VISIT)
+
+
+def test_stitching_adds_up_the_lifetime_tallies_of_both_profiles() -> None:
+    defs = _defs()
+    phone = Visitor(defs, visitor_id="phone")
+    phone.send("view", T0, user_agent=IPHONE_SAFARI)
+    laptop = Visitor(defs, visitor_id="laptop")
+    laptop.send("view", T0 + MINUTE, user_agent=MAC_CHROME)
+    laptop.send("view", T0 + 3 * HOUR, user_agent=MAC_CHROME)
+    merged = merge_profiles(
+        defs,
+        phone.profile,
+        laptop.profile,
+        attribute_id="email",
+        value="ann@example.com",
+        event=None,
+        stitch_id="s1",
+        now_ms=T0 + 4 * HOUR,
+    ).state
+    values = builtin_values(merged)
+    assert values["lifetime_device_types_used"] == {"Desktop": 2.0, "Mobile": 1.0}
+    assert values["lifetime_device_types_used.favorite"] == "Desktop"
