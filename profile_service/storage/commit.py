@@ -188,8 +188,8 @@ def build_write(
     left = sorted(before - after)
 
     outbox: list[RedisArg] = []
+    # Member -> due ms: one pending run per action (a later visit end moves it).
     delayed: dict[str, str] = {}
-    """Member -> due ms: one pending run per action (a later visit end moves it)."""
     audiences_left = set(left)
     trace_docs: list[dict[str, Any]] = []
     trace_id_entries: list[tuple[str, bytes]] = []
