@@ -168,6 +168,12 @@ class ProfileSettings(ServiceSettings):
         default_factory=list,
         description='Browser origins allowed by CORS (e.g. ["https://shop.example"]; "*" = any).',
     )
+    collect_user_agent_header: bool = Field(
+        False,
+        description="Give each Collect event without a user_agent parameter the request's "
+        "User-Agent header as user_agent (Tealium's preloaded User Agent; off by default: a "
+        "server sender's header would name the sender, not the visitor's browser).",
+    )
     collect_datasources: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Datasource id → browser origins that may send events for it without an "

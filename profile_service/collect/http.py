@@ -46,9 +46,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class CollectSettings:
     """What the application needs from the profile settings."""
 
-    def __init__(self, *, account: str, profile: str) -> None:
+    def __init__(self, *, account: str, profile: str, user_agent_header: bool = False) -> None:
         self.account = account
         self.profile = profile
+        self.user_agent_header = user_agent_header
+        """Fill missing ``user_agent`` parameters from the ``User-Agent`` header."""
 
 
 async def _read_body(request: web.Request) -> bytes:
@@ -204,7 +206,10 @@ class CollectApp:
         )
         if not self._limiter.allow(source or f"ip:{request.remote}"):
             raise CollectError(429, "rate limit exceeded")
-        events = [mapping.to_event(params) for params in batch]
+        user_agent = (
+            request.headers.get("User-Agent", "") if self._settings.user_agent_header else ""
+        )
+        events = [mapping.to_event(params, user_agent) for params in batch]
         context = propagate.extract(dict(request.headers))
         with self._tracer.start_as_current_span(
             f"collect {request.path}", context=context, kind=trace.SpanKind.SERVER

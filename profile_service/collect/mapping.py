@@ -131,8 +131,15 @@ def _time_ms(params: Mapping[str, Any]) -> int | None:
     return int(seconds * 1000)
 
 
-def to_event(params: Mapping[str, Any]) -> event_pb2.Event:
-    """One Collect event (its merged parameters) as a crowd event."""
+USER_AGENT = "user_agent"
+"""The event data field of the user agent (the preloaded browser/OS/device attributes)."""
+MAX_HEADER_USER_AGENT = 1_500
+"""A longer ``User-Agent`` header is cut here (Tealium truncates event strings there)."""
+
+
+def to_event(params: Mapping[str, Any], user_agent: str = "") -> event_pb2.Event:
+    """One Collect event (its merged parameters) as a crowd event; ``user_agent`` (the
+    request's ``User-Agent`` header) fills the ``user_agent`` field when it is not sent."""
     check_keys(params)
     event = event_pb2.Event(
         visitor_id=_first(params, VISITOR_ID_KEYS),
@@ -149,6 +156,8 @@ def to_event(params: Mapping[str, Any]) -> event_pb2.Event:
     for key, raw in params.items():
         if key not in MAPPED_KEYS:
             event.data[key].CopyFrom(to_value(key, raw))
+    if user_agent and USER_AGENT not in event.data:
+        event.data[USER_AGENT].string_value = user_agent[:MAX_HEADER_USER_AGENT]
     return event
 
 

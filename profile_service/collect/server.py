@@ -54,7 +54,11 @@ class CollectServer:
             backend,
             access,
             limiter,
-            CollectSettings(account=settings.collect_account, profile=settings.collect_profile),
+            CollectSettings(
+                account=settings.collect_account,
+                profile=settings.collect_profile,
+                user_agent_header=settings.collect_user_agent_header,
+            ),
             tracer_provider.get_tracer(__name__),
             ready,
         ).build()

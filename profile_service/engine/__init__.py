@@ -8,7 +8,10 @@ Entry points live in `profile_service.engine.processor` (``process_event``, ``en
 - ``values``: value coercion, limits and proto conversions;
 - ``operands`` / ``operators`` / ``rules``: readers, condition operators, rules and audience
   expressions;
-- ``enrichments``: every enrichment kind;
-- ``visits`` / ``builtin_values``: visit lifecycle and the built-in attributes;
+- ``enrichments``: every enrichment kind (``enrichment_*`` modules by family, e.g.
+  ``enrichment_changes`` for change in number / date, ``enrichment_random_split``);
+- ``visits`` / ``builtin_values``: visit lifecycle and the built-in attributes, fed by
+  ``agent_visits`` (browser / OS / device from ``user_agents``) and ``page_visits``
+  (entry / exit URL, referral);
 - ``audiences`` / ``actions`` / ``outcomes``: memberships, connector actions, outcome and trace.
 """

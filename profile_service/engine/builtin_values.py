@@ -21,7 +21,21 @@ total_time_on_site     visitor number   minutes of every ended visit, added at v
 average_visit_duration visitor number   total_time_on_site / ended visits (unset before one)
 weeks_since_first_visit visitor number  whole weeks from first_visit to the latest activity
 average_visits_per_week visitor number  lifetime visits / weeks since the first (at least 1)
+active_<dimension>     visit    string   the visit's latest value of the dimension
+<dimension>s_used      visit    set      every value of the dimension seen in the visit
+lifetime_<dimension>s_used visitor tally  value -> visits that used it
+lifetime_<dimension>s_used.favorite visitor string  the value of the most visits
+entry_url              visit    string   ``current_url`` of the visit's first event with one
+exit_url               visit    string   ``current_url`` of the visit's latest event with one
+referred_visit         visit    boolean  the visit's first event came from another site
+direct_visit           visit    boolean  it carried a URL but no referrer of another site
+referred_visits        visitor  number   referred visits, the current one included
+direct_visits          visitor  number   direct visits (both unset until a visit is either)
+frequent_visitor       visitor  badge    held while average_visits_per_week >= 2
 =====================  ======  =======  ===================================================
+
+The dimensions (`agent_visits`) are ``browser_type``, ``browser_version``, ``os_type``,
+``device_type`` and ``platform``, from the event's ``user_agent`` field and platform.
 
 ``unbadged`` (visitor badge) is assigned while the visitor holds none of the definitions'
 badges: Tealium's preloaded Unbadged, given to every new visitor and gone once a custom
@@ -38,6 +52,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from crowd.profile.v1 import definitions_pb2 as pb
+from profile_service.engine.agent_visits import DIMENSIONS, favorite
 from profile_service.engine.state import ProfileState
 from profile_service.engine.values import (
     MS_PER_MINUTE,
@@ -113,6 +128,95 @@ def _average_visits_per_week(state: ProfileState) -> Any:
     return state.visit_count / max(1.0, weeks) if weeks is not None else None
 
 
+def _active(dimension: str) -> BuiltinReader:
+    def read(state: ProfileState) -> Any:
+        return state.visit.agent.get(dimension) if state.visit is not None else None
+
+    return read
+
+
+def _used(dimension: str) -> BuiltinReader:
+    def read(state: ProfileState) -> Any:
+        return state.visit.agents_used.get(dimension) if state.visit is not None else None
+
+    return read
+
+
+def _lifetime(dimension: str) -> BuiltinReader:
+    def read(state: ProfileState) -> Any:
+        return state.lifetime_agents.get(dimension)
+
+    return read
+
+
+def _lifetime_favorite(dimension: str) -> BuiltinReader:
+    def read(state: ProfileState) -> Any:
+        tally = state.lifetime_agents.get(dimension)
+        return favorite(tally) if tally else None
+
+    return read
+
+
+def _agent_builtins() -> tuple[dict[str, BuiltinReader], dict[str, int], set[str]]:
+    """Readers, types and the visit-scoped ids of the user-agent built-ins."""
+    readers: dict[str, BuiltinReader] = {}
+    types: dict[str, int] = {}
+    visit: set[str] = set()
+    for dimension in DIMENSIONS:
+        plural = f"{dimension}s_used"
+        readers[f"active_{dimension}"] = _active(dimension)
+        types[f"active_{dimension}"] = pb.ATTRIBUTE_TYPE_STRING
+        readers[plural] = _used(dimension)
+        types[plural] = pb.ATTRIBUTE_TYPE_STRING_SET
+        visit |= {f"active_{dimension}", plural}
+        readers[f"lifetime_{plural}"] = _lifetime(dimension)
+        types[f"lifetime_{plural}"] = pb.ATTRIBUTE_TYPE_TALLY
+        readers[f"lifetime_{plural}.favorite"] = _lifetime_favorite(dimension)
+        types[f"lifetime_{plural}.favorite"] = pb.ATTRIBUTE_TYPE_STRING
+    return readers, types, visit
+
+
+_AGENT_READERS, _AGENT_TYPES, _AGENT_VISIT = _agent_builtins()
+
+
+def _entry_url(state: ProfileState) -> Any:
+    return (state.visit.entry_url or None) if state.visit is not None else None
+
+
+def _exit_url(state: ProfileState) -> Any:
+    return (state.visit.exit_url or None) if state.visit is not None else None
+
+
+def _referred_visit(state: ProfileState) -> Any:
+    return state.visit.referred if state.visit is not None else None
+
+
+def _direct_visit(state: ProfileState) -> Any:
+    visit = state.visit
+    return (not visit.referred) if visit is not None and visit.referred is not None else None
+
+
+def _classified(state: ProfileState) -> bool:
+    return state.referred_visits + state.direct_visits > 0
+
+
+def _referred_visits(state: ProfileState) -> Any:
+    return float(state.referred_visits) if _classified(state) else None
+
+
+def _direct_visits(state: ProfileState) -> Any:
+    return float(state.direct_visits) if _classified(state) else None
+
+
+FREQUENT_VISITS_PER_WEEK = 2.0
+"""Tealium's preloaded Frequent visitor badge: average visits per week of at least 2."""
+
+
+def _frequent_visitor(state: ProfileState) -> Any:
+    average = _average_visits_per_week(state)
+    return True if average is not None and average >= FREQUENT_VISITS_PER_WEEK else None
+
+
 BUILTIN_READERS: Final[dict[str, BuiltinReader]] = {
     "lifetime_event_count": _lifetime_event_count,
     "lifetime_visit_count": _lifetime_visit_count,
@@ -127,6 +231,14 @@ BUILTIN_READERS: Final[dict[str, BuiltinReader]] = {
     "average_visit_duration": _average_visit_duration,
     "weeks_since_first_visit": _weeks_since_first_visit,
     "average_visits_per_week": _average_visits_per_week,
+    "entry_url": _entry_url,
+    "exit_url": _exit_url,
+    "referred_visit": _referred_visit,
+    "direct_visit": _direct_visit,
+    "referred_visits": _referred_visits,
+    "direct_visits": _direct_visits,
+    "frequent_visitor": _frequent_visitor,
+    **_AGENT_READERS,
 }
 """Built-in attribute id -> how its value is read (``None`` when unassigned)."""
 
@@ -144,11 +256,29 @@ BUILTIN_TYPES: Final[dict[str, int]] = {
     "average_visit_duration": pb.ATTRIBUTE_TYPE_NUMBER,
     "weeks_since_first_visit": pb.ATTRIBUTE_TYPE_NUMBER,
     "average_visits_per_week": pb.ATTRIBUTE_TYPE_NUMBER,
+    "entry_url": pb.ATTRIBUTE_TYPE_STRING,
+    "exit_url": pb.ATTRIBUTE_TYPE_STRING,
+    "referred_visit": pb.ATTRIBUTE_TYPE_BOOLEAN,
+    "direct_visit": pb.ATTRIBUTE_TYPE_BOOLEAN,
+    "referred_visits": pb.ATTRIBUTE_TYPE_NUMBER,
+    "direct_visits": pb.ATTRIBUTE_TYPE_NUMBER,
+    "frequent_visitor": pb.ATTRIBUTE_TYPE_BADGE,
+    **_AGENT_TYPES,
 }
 """Built-in attribute id -> ``crowd.profile.v1.AttributeType``."""
 
 VISIT_BUILTINS: Final = frozenset(
-    {"visit_start", "visit_event_count", "visit_duration", "visit_end"}
+    {
+        "visit_start",
+        "visit_event_count",
+        "visit_duration",
+        "visit_end",
+        "entry_url",
+        "exit_url",
+        "referred_visit",
+        "direct_visit",
+        *_AGENT_VISIT,
+    }
 )
 """Built-ins of the current visit (the others are visitor-scoped)."""
 
@@ -160,6 +290,11 @@ UNBADGED: Final = "unbadged"
 def is_unbadged(state: ProfileState, badge_ids: Iterable[str]) -> bool:
     """True while the profile holds none of ``badge_ids`` (the definitions' badges)."""
     return not any(state.attributes.get(badge) is True for badge in badge_ids)
+
+
+BUILTIN_BADGES: Final = frozenset({"frequent_visitor"})
+"""Built-in badges computed from the state: readable in rules and audiences, not listed
+among a profile's attributes (nor, being derived, among its badges)."""
 
 
 def builtin_values(state: ProfileState) -> dict[str, Any]:

@@ -123,20 +123,55 @@ def _captured_numbers(entries: list[Any], key: str) -> list[float]:
     return numbers
 
 
+def _captured_tallies(entries: list[Any], key: str) -> list[dict[str, float]]:
+    tallies: list[dict[str, float]] = []
+    for _time, snapshot in entries:
+        value = snapshot.get(key)
+        if isinstance(value, dict):
+            tallies.append(
+                {k: n for k, n in value.items() if isinstance(n, float) and math.isfinite(n)}
+            )
+    return tallies
+
+
+def _key_wise(
+    aggregate: Callable[[list[float]], float | None], tallies: list[dict[str, float]]
+) -> dict[str, float]:
+    """Each key's aggregate over the tallies; an average divides by every tally (a key a
+    tally lacks counts 0 there)."""
+    keys = sorted({key for tally in tallies for key in tally})
+    result: dict[str, float] = {}
+    for key in keys:
+        if aggregate is rolling_average:
+            numbers = [tally.get(key, 0.0) for tally in tallies]
+        else:
+            numbers = [tally[key] for tally in tallies if key in tally]
+        value = aggregate(numbers)
+        if value is not None:
+            result[key] = value
+    return result
+
+
 def rolling(aggregate: Callable[[list[float]], float | None]) -> Callable[[Spec], Apply]:
     """SET_ROLLING_SUM / _AVERAGE / _MAX: a number from the numbers captured as ``key`` in a
-    timeline's entries (expired entries are gone from the timeline already)."""
+    timeline's entries (expired entries are gone from the timeline already); on a tally,
+    key by key over the tallies captured as ``key``."""
 
     def factory(spec: Spec) -> Apply:
         read = spec.operand(0)
         key = spec.enrichment.key
         meta = spec.meta
+        on_tally = meta.is_tally
 
         def compute(c: EvalContext) -> None:
             value = read(c)
             if value is MISSING:
                 return
-            result = aggregate(_captured_numbers(_timeline_entries(value), key))
+            entries = _timeline_entries(value)
+            if on_tally:
+                save(c, meta, _key_wise(aggregate, _captured_tallies(entries, key)))
+                return
+            result = aggregate(_captured_numbers(entries, key))
             if result is not None:
                 save(c, meta, result)
 

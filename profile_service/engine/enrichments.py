@@ -17,6 +17,8 @@ Common rules (documented for the README):
   entries more than 365 days older than the newest one.
 - A visitor ID is set only while unassigned (it never changes once set).
 - SET_SIZE of an unassigned collection is 0.
+- SET_CHANGE_IN_NUMBER / SET_CHANGE_IN_DATE: the operand now minus its value at the
+  visitor's previous event (see `enrichment_changes`); nothing without both.
 - INCREMENT_TALLY with a list key increments every item; the favourite's tie-break is the
   most recently incremented key (the last item of such a list).
 - FUNNEL_STEP: steps are the attribute's FUNNEL_STEP enrichments in document order, the
@@ -34,6 +36,7 @@ from typing import Any
 from crowd.profile.v1 import definitions_pb2 as pb
 from profile_service.definitions.model import EngineLimits
 from profile_service.engine.context import Apply, AttributeMeta, EvalContext, Predicate
+from profile_service.engine.enrichment_changes import set_change_in_date, set_change_in_number
 from profile_service.engine.enrichment_collections import (
     add_to_set,
     append,
@@ -50,6 +53,7 @@ from profile_service.engine.enrichment_collections import (
     top_keys,
 )
 from profile_service.engine.enrichment_dates import format_date, set_date_difference
+from profile_service.engine.enrichment_random_split import random_split
 from profile_service.engine.enrichment_spec import (
     ARRAY_TYPES,
     STRING_TYPES,
@@ -57,6 +61,11 @@ from profile_service.engine.enrichment_spec import (
     Spec,
     nothing,
     save,
+)
+from profile_service.engine.enrichment_tally_reads import (
+    keys_above,
+    set_tally_from_arrays,
+    set_to_tally_value,
 )
 from profile_service.engine.enrichment_timelines import (
     expire_timeline_entries,
@@ -214,12 +223,20 @@ def _set_size(spec: Spec) -> Apply:
 def _lowercase(spec: Spec) -> Apply:
     meta = spec.meta
 
+    is_set = meta.type == pb.ATTRIBUTE_TYPE_STRING_SET
+
     def lowercase(c: EvalContext) -> None:
         current = c.get(meta)
         if isinstance(current, str):
             lowered = current.lower()
             if lowered != current:
                 save(c, meta, lowered)
+        elif isinstance(current, list):
+            items = [item.lower() if isinstance(item, str) else item for item in current]
+            if is_set:
+                items = sorted(set(items))  # "A" and "a" become one entry
+            if items != current:
+                save(c, meta, items)
 
     return lowercase
 
@@ -262,6 +279,7 @@ def _capture_date(spec: Spec) -> Apply:
 
 
 _NUMBER = frozenset({pb.ATTRIBUTE_TYPE_NUMBER})
+_NUMBER_OR_TALLY = frozenset({pb.ATTRIBUTE_TYPE_NUMBER, pb.ATTRIBUTE_TYPE_TALLY})
 _COLLECTIONS = frozenset(
     {
         *ARRAY_TYPES,
@@ -280,7 +298,9 @@ _APPLIES_TO: dict[int, frozenset[int]] = {
     pb.ENRICHMENT_KIND_SET_PRODUCT: _NUMBER,
     pb.ENRICHMENT_KIND_SET_RATIO: _NUMBER,
     pb.ENRICHMENT_KIND_SET_SIZE: _NUMBER,
-    pb.ENRICHMENT_KIND_LOWERCASE: frozenset({pb.ATTRIBUTE_TYPE_STRING}),
+    pb.ENRICHMENT_KIND_LOWERCASE: frozenset(
+        {pb.ATTRIBUTE_TYPE_STRING, pb.ATTRIBUTE_TYPE_STRING_SET, pb.ATTRIBUTE_TYPE_STRING_ARRAY}
+    ),
     pb.ENRICHMENT_KIND_JOIN: frozenset({pb.ATTRIBUTE_TYPE_STRING}),
     pb.ENRICHMENT_KIND_REMOVE: frozenset(pb.AttributeType.values()),
     pb.ENRICHMENT_KIND_SET_TRUE: frozenset({pb.ATTRIBUTE_TYPE_BOOLEAN}),
@@ -307,10 +327,16 @@ _APPLIES_TO: dict[int, frozenset[int]] = {
     pb.ENRICHMENT_KIND_REMOVE_ENTRIES: frozenset(ARRAY_TYPES),
     pb.ENRICHMENT_KIND_TOP_KEYS: frozenset({pb.ATTRIBUTE_TYPE_STRING_SET}),
     pb.ENRICHMENT_KIND_INCREMENT_TALLY_BY_TALLY: frozenset({pb.ATTRIBUTE_TYPE_TALLY}),
-    pb.ENRICHMENT_KIND_SET_ROLLING_SUM: _NUMBER,
-    pb.ENRICHMENT_KIND_SET_ROLLING_AVERAGE: _NUMBER,
-    pb.ENRICHMENT_KIND_SET_ROLLING_MAX: _NUMBER,
+    pb.ENRICHMENT_KIND_SET_ROLLING_SUM: _NUMBER_OR_TALLY,
+    pb.ENRICHMENT_KIND_SET_ROLLING_AVERAGE: _NUMBER_OR_TALLY,
+    pb.ENRICHMENT_KIND_SET_ROLLING_MAX: _NUMBER_OR_TALLY,
     pb.ENRICHMENT_KIND_EXPIRE_TIMELINE_ENTRIES: frozenset({pb.ATTRIBUTE_TYPE_TIMELINE}),
+    pb.ENRICHMENT_KIND_SET_CHANGE_IN_NUMBER: _NUMBER,
+    pb.ENRICHMENT_KIND_SET_CHANGE_IN_DATE: _NUMBER,
+    pb.ENRICHMENT_KIND_RANDOM_SPLIT: frozenset({pb.ATTRIBUTE_TYPE_STRING}),
+    pb.ENRICHMENT_KIND_SET_TALLY_FROM_ARRAYS: frozenset({pb.ATTRIBUTE_TYPE_TALLY}),
+    pb.ENRICHMENT_KIND_KEYS_ABOVE: frozenset({pb.ATTRIBUTE_TYPE_STRING_SET}),
+    pb.ENRICHMENT_KIND_SET_TO_TALLY_VALUE: _NUMBER,
 }
 """The attribute types each kind applies to; elsewhere it compiles to a no-op (the
 validator refuses such documents; the engine must still never store a mistyped value)."""
@@ -353,6 +379,12 @@ _FACTORIES: dict[int, Factory] = {
     pb.ENRICHMENT_KIND_SET_ROLLING_AVERAGE: rolling(rolling_average),
     pb.ENRICHMENT_KIND_SET_ROLLING_MAX: rolling(rolling_max),
     pb.ENRICHMENT_KIND_EXPIRE_TIMELINE_ENTRIES: expire_timeline_entries,
+    pb.ENRICHMENT_KIND_SET_CHANGE_IN_NUMBER: set_change_in_number,
+    pb.ENRICHMENT_KIND_SET_CHANGE_IN_DATE: set_change_in_date,
+    pb.ENRICHMENT_KIND_RANDOM_SPLIT: random_split,
+    pb.ENRICHMENT_KIND_SET_TALLY_FROM_ARRAYS: set_tally_from_arrays,
+    pb.ENRICHMENT_KIND_KEYS_ABOVE: keys_above,
+    pb.ENRICHMENT_KIND_SET_TO_TALLY_VALUE: set_to_tally_value,
 }
 
 

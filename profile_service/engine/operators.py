@@ -29,6 +29,8 @@ Semantics (shared by enrichment rules, event feeds and audiences):
   never change.
 - IS_TRUE / IS_FALSE: booleans, and the strings ``"true"``/``"false"`` in any case.
 - IS_ASSIGNED: any value, ``""`` and empty lists included; a badge is assigned or absent.
+- IS_EMPTY: no value, ``""``, an empty list or an empty tally (``0`` and ``false`` are
+  values); IS_NOT_EMPTY is its negation.
 """
 
 from __future__ import annotations
@@ -211,6 +213,10 @@ def _compile(
         return lambda c: read(c) is not None
     if operator == pb.OPERATOR_IS_NOT_ASSIGNED:
         return lambda c: read(c) is None
+    if operator == pb.OPERATOR_IS_EMPTY:
+        return lambda c: _is_empty(read(c))
+    if operator == pb.OPERATOR_IS_NOT_EMPTY:
+        return lambda c: not _is_empty(read(c))
     if operator == pb.OPERATOR_IS_TRUE:
         return lambda c: to_bool(read(c)) is True
     if operator == pb.OPERATOR_IS_FALSE:
@@ -238,6 +244,10 @@ def _compile(
     if value is None:
         raise _Never
     return _binary(read, value, operator, ignore_case, formats, condition)
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str | list | dict) and len(value) == 0)
 
 
 def _binary(

@@ -204,6 +204,14 @@ def build_plan(defs: CompiledDefinitions) -> EnginePlan:
         if condition.operator == pb.OPERATOR_HAS_CHANGED
         and condition.input.WhichOneof("source") == "attribute"
     }
+    # Change-in-number/date read their operand's value before the event, as HAS_CHANGED.
+    changed_inputs |= {
+        compiled.enrichment.operands[0].attribute
+        for compiled in defs.enrichments
+        if compiled.enrichment.kind in _CHANGE_KINDS
+        and compiled.enrichment.operands
+        and compiled.enrichment.operands[0].WhichOneof("source") == "attribute"
+    }
     tallies = [meta for meta in metas.values() if meta.is_tally]
     any_event_by_name, any_event_other_names = _index_by_event_name(
         by_when[pb.WHEN_ANY_EVENT], any_event_names
@@ -231,6 +239,10 @@ def build_plan(defs: CompiledDefinitions) -> EnginePlan:
         track_favorites=any(favorite_id(meta.id) in changed_inputs for meta in tallies),
     )
 
+
+_CHANGE_KINDS = frozenset(
+    {pb.ENRICHMENT_KIND_SET_CHANGE_IN_NUMBER, pb.ENRICHMENT_KIND_SET_CHANGE_IN_DATE}
+)
 
 _PLANS: dict[int, tuple[weakref.ref[CompiledDefinitions], EnginePlan]] = {}
 

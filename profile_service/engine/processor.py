@@ -35,8 +35,10 @@ from crowd.profile.v1 import event_pb2, trace_pb2
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.engine import value_protos, values
 from profile_service.engine.actions import event_key, fire, visit_end_key
+from profile_service.engine.agent_visits import recency_of, record_agent
 from profile_service.engine.audiences import evaluate_audiences, is_member
 from profile_service.engine.builtin_values import (
+    BUILTIN_BADGES,
     BUILTIN_TYPES,
     UNBADGED,
     VISIT_BUILTINS,
@@ -55,6 +57,7 @@ from profile_service.engine.outcomes import (
     record_transitions,
     trace_details,
 )
+from profile_service.engine.page_visits import record_page
 from profile_service.engine.plan import EnginePlan, plan_for
 from profile_service.engine.state import (
     FiredAction,
@@ -163,6 +166,8 @@ def process_event(
         )
     visit.event_count += 1
     visit.last_event_ms = max(visit.last_event_ms, at_ms)
+    record_agent(state, visit, event)  # the browser/OS/device built-ins
+    record_page(state, visit, event, outcome.visit_started)  # entry/exit URL, referral
 
     c = _context(plan, state, event, now_ms, event.time_ms, previous)
     _assign_identities(plan, c, event)
@@ -356,7 +361,7 @@ def attribute_value_of(
         )
     if attribute_id in BUILTIN_TYPES:
         value = builtin_values(state).get(attribute_id)
-        return to_attribute_value(BUILTIN_TYPES[attribute_id], value)
+        return to_attribute_value(BUILTIN_TYPES[attribute_id], value, recency_of(value))
     if attribute_id == UNBADGED:
         badges = [a for a, d in defs.attributes.items() if d.type == pb.ATTRIBUTE_TYPE_BADGE]
         unbadged = True if is_unbadged(state, badges) else None
@@ -384,7 +389,9 @@ def _typed(
     current = builtin_values(state)
     for name in builtins:
         if name in current:
-            proto = to_attribute_value(BUILTIN_TYPES[name], current[name])
+            proto = to_attribute_value(
+                BUILTIN_TYPES[name], current[name], recency_of(current[name])
+            )
             if proto is not None:
                 typed[name] = proto
     return typed
@@ -395,7 +402,9 @@ def visitor_attribute_values(
 ) -> dict[str, event_pb2.AttributeValue]:
     """Visitor-scoped values by id, visitor built-ins included, badges excluded (they are
     the assigned badge attribute ids in ``state.attributes``)."""
-    visitor_builtins = [name for name in BUILTIN_TYPES if name not in VISIT_BUILTINS]
+    visitor_builtins = [
+        name for name in BUILTIN_TYPES if name not in VISIT_BUILTINS and name not in BUILTIN_BADGES
+    ]
     return _typed(defs, state, state.attributes, visitor_builtins)
 
 

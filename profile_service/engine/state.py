@@ -42,6 +42,17 @@ STATE_FORMAT = 1
 """Bumped when the serialised layout changes incompatibly."""
 
 
+_OPTIONAL_VISIT_FIELDS = ("agent", "agents_used", "entry_url", "exit_url", "referred")
+"""Fields left out of the stored visit while empty (their defaults restore them)."""
+_OPTIONAL_PROFILE_FIELDS = (
+    "lifetime_agents",
+    "previous_values",
+    "referred_visits",
+    "direct_visits",
+)
+"""Fields left out of the stored profile while empty or zero."""
+
+
 @dataclass
 class VisitState:
     """The open visit of a profile."""
@@ -57,6 +68,18 @@ class VisitState:
     """Visit-scoped attribute values by attribute id."""
     audiences_at_start: list[str] = field(default_factory=list)
     """Audiences the visitor was in when the visit started (for delayed actions)."""
+    agent: dict[str, str] = field(default_factory=dict)
+    """What the visit's latest user agent (and platform) said: dimension (``browser_type``,
+    ``browser_version``, ``os_type``, ``device_type``, ``platform``) -> value."""
+    agents_used: dict[str, list[str]] = field(default_factory=dict)
+    """Dimension -> every value seen in the visit (sorted, unique)."""
+    entry_url: str = ""
+    """``current_url`` of the visit's first event that carried one (built-in ``entry_url``)."""
+    exit_url: str = ""
+    """``current_url`` of the visit's latest event that carried one (built-in ``exit_url``)."""
+    referred: bool | None = None
+    """Whether the visit's first event came from another site (``None``: visits older than
+    this field)."""
 
     def expires_ms(self, max_visit_length_ms: int) -> int:
         """Return when the visit ends without another event."""
@@ -104,6 +127,17 @@ class ProfileState:
     """Total duration of the visitor's ended visits (built-in ``total_time_on_site``)."""
     ended_visits: int = 0
     """Visits that have ended (``average_visit_duration`` divides by it)."""
+    referred_visits: int = 0
+    """Visits whose first event came from another site (built-in ``referred_visits``)."""
+    direct_visits: int = 0
+    """Visits that were not referred (built-in ``direct_visits``)."""
+    lifetime_agents: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Dimension (as `VisitState.agent`) -> value -> visits that used it; the most recently
+    counted value is last (the favourite's tie-break)."""
+    previous_values: dict[str, Any] = field(default_factory=dict)
+    """``<attribute id>:<event field>`` -> the field's value when a change-in-number or
+    change-in-date enrichment last read it (events are not stored; the next event's change
+    is measured against it)."""
 
     def to_bytes(self) -> bytes:
         """Serialise to compact JSON."""
@@ -111,7 +145,13 @@ class ProfileState:
         # order included) without its recursive deep copy, which dominated the cost.
         doc = dict(self.__dict__)
         if self.visit is not None:
-            doc["visit"] = dict(self.visit.__dict__)
+            visit = doc["visit"] = dict(self.visit.__dict__)
+            for optional in _OPTIONAL_VISIT_FIELDS:
+                if not visit[optional] and visit[optional] is not False:
+                    del visit[optional]  # unused by most visits: keep them as small
+        for optional in _OPTIONAL_PROFILE_FIELDS:
+            if not doc[optional]:
+                del doc[optional]  # unused by most profiles: keep them as small
         doc["format"] = STATE_FORMAT
         try:
             # orjson writes the same compact UTF-8 JSON as json.dumps, several times faster.

@@ -176,6 +176,20 @@ def _merge_touched(
         merged.tally_touched.pop(tally_id, None)
 
 
+def _summed_agents(
+    older: dict[str, dict[str, float]], newer: dict[str, dict[str, float]]
+) -> dict[str, dict[str, float]]:
+    """The browser/OS/device visit tallies of both profiles, counts added; the survivor's
+    values come last (the most recent, for the favourite's tie-break)."""
+    summed: dict[str, dict[str, float]] = {}
+    for dimension in {*older, *newer}:
+        tally = dict(older.get(dimension, {}))
+        for value, count in newer.get(dimension, {}).items():
+            tally[value] = tally.pop(value, 0.0) + count
+        summed[dimension] = tally
+    return summed
+
+
 def _base_state(s: ProfileState, r: ProfileState, now_ms: int) -> ProfileState:
     """Counters, visit, ids and ``replaces`` of the merged profile (attributes: the survivor's
     for now)."""
@@ -188,6 +202,9 @@ def _base_state(s: ProfileState, r: ProfileState, now_ms: int) -> ProfileState:
     merged.visit_count = s.visit_count + r.visit_count
     merged.time_on_site_ms = s.time_on_site_ms + r.time_on_site_ms
     merged.ended_visits = s.ended_visits + r.ended_visits
+    merged.referred_visits = s.referred_visits + r.referred_visits
+    merged.direct_visits = s.direct_visits + r.direct_visits
+    merged.lifetime_agents = _summed_agents(r.lifetime_agents, s.lifetime_agents)
     merged.event_count = s.event_count + r.event_count
     merged.sequence = max(s.sequence, r.sequence)
     firsts = [t for t in (s.first_visit_ms, r.first_visit_ms) if t is not None]

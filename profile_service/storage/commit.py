@@ -13,7 +13,6 @@ the script:
 from __future__ import annotations
 
 import itertools
-import json
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import redis.asyncio
 
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.engine.state import NormalizedEvent, Outcome, ProfileState
+from profile_service.storage.delayed_schedule import cancelled_members, delayed_member
 from profile_service.storage.layout import Layout
 from profile_service.storage.lua import storage_script
 from profile_service.storage.reevaluation_due import reevaluation_due_writes
@@ -43,7 +43,6 @@ __all__ = [
     "ProfileWrite",
     "Step",
     "build_write",
-    "delayed_member",
     "new_version_token",
 ]
 
@@ -66,11 +65,6 @@ def new_version_token() -> str:
     """A fresh version token, never reused (so a delete cannot cause ABA): a random prefix
     per process and a counter. (A random token per commit cost a system call each.)"""
     return f"{_TOKEN_PREFIX}{next(_token_counter):x}"
-
-
-def delayed_member(profile_id: str, action_id: str, idempotency_key: str) -> str:
-    """The member of a delayed action in the partition's delayed sorted set."""
-    return json.dumps({"p": profile_id, "a": action_id, "k": idempotency_key}, sort_keys=True)
 
 
 @dataclass
@@ -194,16 +188,18 @@ def build_write(
     left = sorted(before - after)
 
     outbox: list[RedisArg] = []
-    delayed: list[list[str]] = []
+    # Member -> due ms: one pending run per action (a later visit end moves it).
+    delayed: dict[str, str] = {}
+    audiences_left = set(left)
     trace_docs: list[dict[str, Any]] = []
     trace_id_entries: list[tuple[str, bytes]] = []
     for event, outcome in steps:
         for fired in outcome.actions:
             if fired.delay_ms > 0:
-                member = delayed_member(profile_id, fired.action_id, fired.idempotency_key)
-                delayed.append([str(now_ms + fired.delay_ms), member])
+                delayed[delayed_member(profile_id, fired.action_id)] = str(now_ms + fired.delay_ms)
             else:
                 outbox += [fired.idempotency_key, fired.action.SerializeToString()]
+        audiences_left.update(outcome.audiences_left)
         if outcome.trace:
             trace_docs += _trace_docs(profile_id, now_ms, event, outcome, trace_id_entries)
     # All records of the commit go into one stream entry (one XADD; see trace_log).
@@ -238,10 +234,15 @@ def build_write(
         "j": len(joined),
         "l": len(left),
         "i": list(new_event_ids),
-        "y": delayed,
+        "y": [[due, member] for member, due in delayed.items()],
         "o": len(outbox) // 2,
         "f": trace_field,
     }
+    # Left during the commit and not back at its end: "in audience at end of visit" no longer
+    # holds, so the audience's pending delayed runs are cancelled (after this commit's ZADDs).
+    cancelled = cancelled_members(defs, profile_id, audiences_left - after)
+    if cancelled:
+        header["z"] = cancelled
     args: list[RedisArg] = [orjson.dumps(header), *outbox]
     if trace_field:
         args.append(trace_value)

@@ -39,13 +39,15 @@ class DelayedActions(StoreCore):
             due: ``(partition, member)`` pairs read from the partitions' delayed sets.
 
         Each member is claimed by one atomic ZREM (``move_delayed.lua``), so with several
-        sweepers an action reaches the outbox at most once.
+        sweepers an action reaches the outbox at most once; a member a visit end has moved
+        to a later time since it was read (rescheduled) is left for that time.
         """
         parsed: list[tuple[int, str, dict[str, str] | None]] = []
         for partition, member in due:
             try:
                 doc = json.loads(member)
-                entry = {"p": str(doc["p"]), "a": str(doc["a"]), "k": str(doc["k"])}
+                # Members written before rescheduling also carry "k" (the key is derived now).
+                entry = {"p": str(doc["p"]), "a": str(doc["a"])}
             except (ValueError, KeyError, TypeError):
                 logger.error("dropping an unreadable delayed action in partition %d", partition)
                 entry = None
@@ -65,7 +67,7 @@ class DelayedActions(StoreCore):
         async with self._client.pipeline(transaction=False) as pipe:
             for partition, member, entry in parsed:
                 pkeys = keys.PartitionKeys(partition)
-                args: list[RedisArg] = [member, "", "", "", TRACE_MAXLEN, TRACE_TTL_MS]
+                args: list[RedisArg] = [member, "", "", "", TRACE_MAXLEN, TRACE_TTL_MS, now_ms]
                 trace_key = pkeys.delayed  # any key of the slot; unused when no trace entry
                 state = states.get(entry["p"]) if entry is not None else None
                 fired = None
@@ -74,7 +76,9 @@ class DelayedActions(StoreCore):
                     try:
                         fired = self._engine.evaluate_delayed(defs, state, entry["a"], now_ms)
                     except Exception:
-                        logger.exception("re-evaluating delayed action %s failed", entry["k"])
+                        logger.exception(
+                            "re-evaluating delayed action %s of %s failed", entry["a"], entry["p"]
+                        )
                         continue  # stays due: retried by the next sweep
                     record = _delayed_trace_record(entry["a"], fired is not None)
                     args[3] = encode_entry(record, profile_id=entry["p"], time_ms=now_ms)

@@ -8,18 +8,25 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from crowd.client import make_event
+import aiohttp
+
+from crowd.client import CrowdClient, make_event
+from crowd.definitions.loader import load_definitions
 from crowd.profile.v1 import profile_pb2
 from profile_service.collect.http import PIXEL_GIF
-from tests.collect.conftest import ACCOUNT, PROFILE, Collect
-from tests.profile_api.helpers import INGEST_KEY
+from tests.collect.conftest import ACCOUNT, PROFILE, SEED, Collect, start_collect
+from tests.profile_api.helpers import ADMIN_KEY, INGEST_KEY
+from tests.profile_api.servers import Servers, Tracing
 
 AUTH = {"Authorization": f"Bearer {INGEST_KEY}"}
 BASE = {"tealium_account": ACCOUNT, "tealium_profile": PROFILE, "tealium_datasource": "srv1"}
 
 
-async def post(collect: Collect, path: str, body: Any) -> dict[str, Any]:
-    async with collect.http.post(collect.url + path, json=body, headers=AUTH) as response:
+async def post(
+    collect: Collect, path: str, body: Any, user_agent: str = "crowd-tests"
+) -> dict[str, Any]:
+    headers = {**AUTH, "User-Agent": user_agent}
+    async with collect.http.post(collect.url + path, json=body, headers=headers) as response:
         assert response.status == 200, response.headers.get("X-Error")
         result: dict[str, Any] = await response.json()
         return result
@@ -146,6 +153,53 @@ async def test_same_events_through_grpc_and_collect_give_identical_profiles(
     via_http = await collect.crowd.get_profile("http-twin")
     assert via_http.attributes["lifetime_order_value"].number_value == 520.5
     assert comparable(via_http) == comparable(via_grpc)
+
+
+async def test_the_user_agent_header_fills_the_browser_attributes_when_configured(
+    redis_url: str, tracing: Tracing, http: aiohttp.ClientSession
+) -> None:
+    iphone = (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 "
+        "(KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1"
+    )
+    desktop = (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+        "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+    )
+    servers = Servers(redis_url, tracing)
+    try:
+        server, url = await start_collect(servers, http, collect_user_agent_header=True)
+        async with CrowdClient(server.address, api_key=ADMIN_KEY) as crowd:
+            await crowd.publish_definitions(load_definitions(SEED))
+            collect = Collect(server, url, http, crowd)
+            body = {**BASE, "tealium_event": "view", "tealium_visitor_id": "ua-1"}
+            await post(collect, "/event", body, user_agent=iphone)
+            visit = (await crowd.get_profile("ua-1")).current_visit.attributes
+            assert visit["active_browser_type"].string_value == "Mobile Safari"
+            assert visit["active_os_type"].string_value == "iOS"
+            assert visit["active_device_type"].string_value == "Mobile"
+            assert visit["active_platform"].string_value == "browser"
+
+            # A user_agent sent with the event wins over the header.
+            await post(collect, "/event", {**body, "user_agent": desktop}, user_agent=iphone)
+            profile = await crowd.get_profile("ua-1")
+            assert profile.current_visit.attributes["active_device_type"].string_value == "Desktop"
+            lifetime = profile.attributes["lifetime_device_types_used"].tally_value
+            assert dict(lifetime.counts) == {"Mobile": 1.0, "Desktop": 1.0}
+    finally:
+        await servers.close()
+
+
+async def test_the_user_agent_header_is_ignored_by_default(collect: Collect) -> None:
+    body = {**BASE, "tealium_event": "view", "tealium_visitor_id": "ua-2"}
+    await post(collect, "/event", body, user_agent="Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0")
+    visit = (await collect.crowd.get_profile("ua-2")).current_visit.attributes
+    assert "active_browser_type" not in visit
+    await post(
+        collect, "/event", {**body, "user_agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"}
+    )
+    visit = (await collect.crowd.get_profile("ua-2")).current_visit.attributes
+    assert visit["active_browser_type"].string_value == "Firefox"
 
 
 async def test_trace_id_records_the_event_in_the_live_trace(collect: Collect) -> None:

@@ -329,8 +329,29 @@ def test_digest_ignores_spelling_and_changes_with_content() -> None:
     assert canonical_bytes(seed).startswith(b'{"actions":[')
 
 
+AGENT_BUILTIN_PREFIXES = (
+    "active_",
+    "browser_",
+    "os_",
+    "device_",
+    "platforms_",
+    "lifetime_browser",
+    "lifetime_os",
+    "lifetime_device",
+    "lifetime_platform",
+)
+
+
 def test_builtin_table_and_resolution() -> None:
-    assert {b.id: (b.scope, b.type) for b in BUILTIN_ATTRIBUTES.values()} == {
+    agents = {b.id for b in BUILTIN_ATTRIBUTES.values() if b.id.startswith(AGENT_BUILTIN_PREFIXES)}
+    assert len(agents) == 20  # 5 dimensions: active, used in the visit, lifetime, favourite
+    assert BUILTIN_ATTRIBUTES["active_browser_type"].scope == pb.ATTRIBUTE_SCOPE_VISIT
+    assert BUILTIN_ATTRIBUTES["os_types_used"].type == pb.ATTRIBUTE_TYPE_STRING_SET
+    assert BUILTIN_ATTRIBUTES["lifetime_device_types_used"].type == pb.ATTRIBUTE_TYPE_TALLY
+    platform = BUILTIN_ATTRIBUTES["lifetime_platforms_used.favorite"]
+    assert (platform.scope, platform.type) == (pb.ATTRIBUTE_SCOPE_VISITOR, pb.ATTRIBUTE_TYPE_STRING)
+    others = {b.id: (b.scope, b.type) for b in BUILTIN_ATTRIBUTES.values() if b.id not in agents}
+    assert others == {
         "lifetime_event_count": (pb.ATTRIBUTE_SCOPE_VISITOR, pb.ATTRIBUTE_TYPE_NUMBER),
         "lifetime_visit_count": (pb.ATTRIBUTE_SCOPE_VISITOR, pb.ATTRIBUTE_TYPE_NUMBER),
         "first_visit": (pb.ATTRIBUTE_SCOPE_VISITOR, pb.ATTRIBUTE_TYPE_DATE),
@@ -345,6 +366,13 @@ def test_builtin_table_and_resolution() -> None:
         "average_visits_per_week": (pb.ATTRIBUTE_SCOPE_VISITOR, pb.ATTRIBUTE_TYPE_NUMBER),
         "unbadged": (pb.ATTRIBUTE_SCOPE_VISITOR, pb.ATTRIBUTE_TYPE_BADGE),
         "returning_visitor": (pb.ATTRIBUTE_SCOPE_VISITOR, pb.ATTRIBUTE_TYPE_BOOLEAN),
+        "entry_url": (pb.ATTRIBUTE_SCOPE_VISIT, pb.ATTRIBUTE_TYPE_STRING),
+        "exit_url": (pb.ATTRIBUTE_SCOPE_VISIT, pb.ATTRIBUTE_TYPE_STRING),
+        "referred_visit": (pb.ATTRIBUTE_SCOPE_VISIT, pb.ATTRIBUTE_TYPE_BOOLEAN),
+        "direct_visit": (pb.ATTRIBUTE_SCOPE_VISIT, pb.ATTRIBUTE_TYPE_BOOLEAN),
+        "referred_visits": (pb.ATTRIBUTE_SCOPE_VISITOR, pb.ATTRIBUTE_TYPE_NUMBER),
+        "direct_visits": (pb.ATTRIBUTE_SCOPE_VISITOR, pb.ATTRIBUTE_TYPE_NUMBER),
+        "frequent_visitor": (pb.ATTRIBUTE_SCOPE_VISITOR, pb.ATTRIBUTE_TYPE_BADGE),
     }
     defined = {
         "brands": pb.AttributeDefinition(

@@ -225,7 +225,8 @@ def test_invalid_document_lists_all_its_errors_with_paths_and_sentences() -> Non
             "attributes[1].enrichments[1].kind",
             '"lowercase" does not apply to a number; a number takes increment, decrement, set, '
             "set sum, set difference, set product, set ratio, set size, remove, "
-            "set date difference, set rolling sum, set rolling average, set rolling max",
+            "set date difference, set rolling sum, set rolling average, set rolling max, "
+            "set change in number, set change in date, set to tally value",
         ),
         (
             "attributes[2].scope",
@@ -539,7 +540,7 @@ ATTRIBUTE_CASES: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
                 f"{A}.enrichments[2].key",
                 '"key" is not used by "remove"; only by "increment tally key" and "remove tally '
                 'key" and "funnel step" and "set rolling sum" and "set rolling average" and '
-                '"set rolling max"',
+                '"set rolling max" and "set to tally value"',
             ),
         ],
     ),
@@ -820,7 +821,7 @@ RULE_CASES: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
                 "greater_than, greater_than_or_equal, is_assigned, is_not_assigned, is_true, "
                 "is_false, occurred_within, occurred_before, tally_key_value, has_changed, "
                 "contains_partial, funnel_started, funnel_completed, step_completed, "
-                "step_not_completed",
+                "step_not_completed, is_empty, is_not_empty",
             ),
         ],
     ),

@@ -21,7 +21,9 @@
 --            m  trace MAXLEN (approximate)  x  trace TTL in ms
 --            j  n_join, l  n_leave (numbers: how many audience keys of each kind)
 --            i  event ids to remember for deduplication (array)
---            y  delayed actions: array of [due ms, member]
+--            y  delayed actions: array of [due ms, member] (a member is one action of one
+--               profile, so ZADD moves a pending run to its new due time)
+--            z  optional: delayed members to cancel (the visitor left their audience)
 --            o  n_outbox (number)
 --            f  trace field: "e" (one record) or "b" (an array of them), "" = no trace
 -- ARGV[2 .. 1+2*o]  outbox (idempotency key, action bytes) pairs
@@ -92,6 +94,9 @@ end
 
 for _, due in ipairs(h.y) do
   redis.call('ZADD', KEYS[5], due[1], due[2])
+end
+if h.z then
+  redis.call('ZREM', KEYS[5], unpack(h.z))
 end
 
 if h.f ~= '' then

@@ -13,12 +13,16 @@
 -- ARGV[4] trace entry JSON ("" = none)
 -- ARGV[5] trace MAXLEN (approximate)
 -- ARGV[6] trace TTL in ms
+-- ARGV[7] now in ms: a member whose due time moved past it since the sweeper read it (a
+--         later visit end rescheduled the run) is left for its new time
 --
--- Returns 1 when this call claimed the member, 0 when another sweeper did.
+-- Returns 1 when this call claimed the member, 0 when another sweeper did or it was moved.
 
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
+local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not due or tonumber(due) > tonumber(ARGV[7]) then
   return 0
 end
+redis.call('ZREM', KEYS[1], ARGV[1])
 if ARGV[2] ~= '' then
   redis.call('XADD', KEYS[2], '*', 'k', ARGV[2], 'a', ARGV[3])
 end

@@ -38,7 +38,7 @@ class BuiltinAttribute:
     description: str
 
 
-_BUILTINS = (
+_BUILTINS: tuple[BuiltinAttribute, ...] = (
     BuiltinAttribute(
         "lifetime_event_count",
         "Lifetime event count",
@@ -140,6 +140,110 @@ _BUILTINS = (
         "True from the visitor's second visit on.",
     ),
 )
+
+# The browser / OS / device / platform attributes (Tealium's preloaded "active browser
+# type" and the rest), from the event's `user_agent` field and `platform`.
+_AGENT_DIMENSIONS = (
+    ("browser_type", "browser type", "e.g. Chrome, Mobile Safari, Firefox, Edge"),
+    ("browser_version", "browser version", "the browser type and major version, e.g. Chrome 120"),
+    ("os_type", "OS type", "e.g. Mac OS X, Windows, iOS, Android, Linux"),
+    ("device_type", "device type", "Desktop, Mobile, Tablet, Bot or Other"),
+    ("platform", "platform", "the event's platform, else browser when it has a user agent"),
+)
+
+
+def _agent_builtins() -> tuple[BuiltinAttribute, ...]:
+    builtins: list[BuiltinAttribute] = []
+    for dimension, label, values in _AGENT_DIMENSIONS:
+        used = f"{dimension}s_used"
+        builtins += [
+            BuiltinAttribute(
+                f"active_{dimension}",
+                f"Active {label}",
+                VISIT,
+                pb.ATTRIBUTE_TYPE_STRING,
+                f"The {label} of the visit's latest event that told it ({values}).",
+            ),
+            BuiltinAttribute(
+                used,
+                f"{label.capitalize()}s used",
+                VISIT,
+                pb.ATTRIBUTE_TYPE_STRING_SET,
+                f"Every {label} seen in the current visit.",
+            ),
+            BuiltinAttribute(
+                f"lifetime_{used}",
+                f"Lifetime {label}s used",
+                VISITOR,
+                pb.ATTRIBUTE_TYPE_TALLY,
+                f"Each {label} and the number of visits that used it.",
+            ),
+            BuiltinAttribute(
+                f"lifetime_{used}{FAVORITE_SUFFIX}",
+                f"Favorite {label}",
+                VISITOR,
+                pb.ATTRIBUTE_TYPE_STRING,
+                f"The {label} of the most visits (ties: the most recently counted).",
+            ),
+        ]
+    return tuple(builtins)
+
+
+# Where visits enter and leave, and whether they were referred (Tealium's Entry URL, Exit
+# URL, referred / direct visits), from the event's `current_url` and `referring_url`.
+_PAGE_BUILTINS = (
+    BuiltinAttribute(
+        "entry_url",
+        "Entry URL",
+        VISIT,
+        pb.ATTRIBUTE_TYPE_STRING,
+        "The current_url of the visit's first event that carried one.",
+    ),
+    BuiltinAttribute(
+        "exit_url",
+        "Exit URL",
+        VISIT,
+        pb.ATTRIBUTE_TYPE_STRING,
+        "The current_url of the visit's latest event that carried one.",
+    ),
+    BuiltinAttribute(
+        "referred_visit",
+        "Referred visit",
+        VISIT,
+        pb.ATTRIBUTE_TYPE_BOOLEAN,
+        "The visit's first event carried a referring_url of another site.",
+    ),
+    BuiltinAttribute(
+        "direct_visit",
+        "Direct visit",
+        VISIT,
+        pb.ATTRIBUTE_TYPE_BOOLEAN,
+        "The visit was not referred.",
+    ),
+    BuiltinAttribute(
+        "referred_visits",
+        "Referred visits",
+        VISITOR,
+        pb.ATTRIBUTE_TYPE_NUMBER,
+        "Referred visits of the visitor, the current one included.",
+    ),
+    BuiltinAttribute(
+        "direct_visits",
+        "Direct visits",
+        VISITOR,
+        pb.ATTRIBUTE_TYPE_NUMBER,
+        "Direct visits of the visitor, the current one included.",
+    ),
+    BuiltinAttribute(
+        "frequent_visitor",
+        "Frequent visitor",
+        VISITOR,
+        pb.ATTRIBUTE_TYPE_BADGE,
+        "Tealium's preloaded badge: held while the average visits per week are at least 2.",
+    ),
+)
+
+_BUILTINS += _PAGE_BUILTINS + _agent_builtins()
 
 BUILTIN_ATTRIBUTES: Mapping[str, BuiltinAttribute] = MappingProxyType({b.id: b for b in _BUILTINS})
 """Built-in attributes by id, in a fixed order."""

@@ -153,9 +153,13 @@ _NUM = frozenset({T.ATTRIBUTE_TYPE_NUMBER})
 _TALLY = frozenset({T.ATTRIBUTE_TYPE_TALLY})
 _SET = frozenset({T.ATTRIBUTE_TYPE_STRING_SET})
 
-# A rolling aggregate reads a timeline and names the captured attribute in ``key``.
+# A rolling aggregate reads a timeline and names the captured attribute in ``key`` (a number,
+# or a tally for a tally's key-wise aggregate).
 _ROLLING = KindSpec(
-    _NUM, _only(T.ATTRIBUTE_TYPE_NUMBER, TIMELINE), uses=frozenset({"key"}), needs_key=True
+    frozenset({T.ATTRIBUTE_TYPE_NUMBER, T.ATTRIBUTE_TYPE_TALLY}),
+    {T.ATTRIBUTE_TYPE_NUMBER: (TIMELINE,), T.ATTRIBUTE_TYPE_TALLY: (TIMELINE,)},
+    uses=frozenset({"key"}),
+    needs_key=True,
 )
 
 K = pb.EnrichmentKind
@@ -181,7 +185,15 @@ KIND_SPECS: Mapping[int, KindSpec] = MappingProxyType(
                 _spec(COLLECTIONS, "a set, tally, array or timeline", constant_allowed=False),
             ),
         ),
-        K.ENRICHMENT_KIND_LOWERCASE: KindSpec(frozenset({T.ATTRIBUTE_TYPE_STRING})),
+        K.ENRICHMENT_KIND_LOWERCASE: KindSpec(
+            frozenset(
+                {
+                    T.ATTRIBUTE_TYPE_STRING,
+                    T.ATTRIBUTE_TYPE_STRING_SET,
+                    T.ATTRIBUTE_TYPE_STRING_ARRAY,
+                }
+            )
+        ),
         K.ENRICHMENT_KIND_JOIN: KindSpec(
             frozenset({T.ATTRIBUTE_TYPE_STRING}),
             _only(T.ATTRIBUTE_TYPE_STRING, _spec(SCALARS, "a number, string, boolean or date")),
@@ -266,6 +278,35 @@ KIND_SPECS: Mapping[int, KindSpec] = MappingProxyType(
         K.ENRICHMENT_KIND_EXPIRE_TIMELINE_ENTRIES: KindSpec(
             frozenset({T.ATTRIBUTE_TYPE_TIMELINE}), uses=frozenset({"count", "unit"})
         ),
+        # A change is measured on something that changes: an attribute or an event field.
+        K.ENRICHMENT_KIND_SET_CHANGE_IN_NUMBER: KindSpec(
+            _NUM,
+            _only(
+                T.ATTRIBUTE_TYPE_NUMBER, _spec({VType.NUMBER}, "a number", constant_allowed=False)
+            ),
+        ),
+        K.ENRICHMENT_KIND_SET_CHANGE_IN_DATE: KindSpec(
+            _NUM,
+            _only(T.ATTRIBUTE_TYPE_NUMBER, _spec(DATE.accepts, "a date", constant_allowed=False)),
+            uses=frozenset({"unit"}),
+        ),
+        K.ENRICHMENT_KIND_RANDOM_SPLIT: KindSpec(
+            frozenset({T.ATTRIBUTE_TYPE_STRING}), uses=frozenset({"split_values"})
+        ),
+        K.ENRICHMENT_KIND_SET_TALLY_FROM_ARRAYS: KindSpec(
+            _TALLY,
+            _only(
+                T.ATTRIBUTE_TYPE_TALLY,
+                _spec({VType.STRING_ARRAY, VType.STRING_SET}, "a list of strings (the keys)"),
+                _spec({VType.NUMBER_ARRAY}, "a list of numbers (the values)"),
+            ),
+        ),
+        K.ENRICHMENT_KIND_KEYS_ABOVE: KindSpec(
+            _SET, _only(T.ATTRIBUTE_TYPE_STRING_SET, TALLY, NUMBER)
+        ),
+        K.ENRICHMENT_KIND_SET_TO_TALLY_VALUE: KindSpec(
+            _NUM, _only(T.ATTRIBUTE_TYPE_NUMBER, TALLY), uses=frozenset({"key"}), needs_key=True
+        ),
     }
 )
 
@@ -304,6 +345,8 @@ UNARY_OPERATORS = frozenset(
     {
         Op.OPERATOR_IS_ASSIGNED,
         Op.OPERATOR_IS_NOT_ASSIGNED,
+        Op.OPERATOR_IS_EMPTY,
+        Op.OPERATOR_IS_NOT_EMPTY,
         Op.OPERATOR_IS_TRUE,
         Op.OPERATOR_IS_FALSE,
         Op.OPERATOR_OCCURRED_WITHIN,
@@ -364,6 +407,8 @@ OPERATOR_INPUTS: Mapping[int, frozenset[VType]] = MappingProxyType(
         Op.OPERATOR_GREATER_THAN_OR_EQUAL: frozenset({VType.NUMBER, VType.DATE}),
         Op.OPERATOR_IS_ASSIGNED: _EVERY_VTYPE,
         Op.OPERATOR_IS_NOT_ASSIGNED: _EVERY_VTYPE,
+        Op.OPERATOR_IS_EMPTY: _EVERY_VTYPE,
+        Op.OPERATOR_IS_NOT_EMPTY: _EVERY_VTYPE,
         Op.OPERATOR_IS_TRUE: frozenset({VType.BOOLEAN}),
         Op.OPERATOR_IS_FALSE: frozenset({VType.BOOLEAN}),
         Op.OPERATOR_OCCURRED_WITHIN: frozenset({VType.DATE}),

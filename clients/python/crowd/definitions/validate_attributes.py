@@ -10,6 +10,7 @@ A visit-ended enrichment runs without an event, so it may not read event data.
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 from crowd.definitions.catalog import (
     ALL_ATTRIBUTE_TYPES,
@@ -341,6 +342,7 @@ def _check_optional_fields(
         "unit": enrichment.unit != pb.TIME_UNIT_UNSPECIFIED,
         "occurrence": enrichment.occurrence != pb.OCCURRENCE_UNSPECIFIED,
         "count": enrichment.count != 0,
+        "split_values": bool(enrichment.split_values),
     }
     for field, is_set in present.items():
         if is_set and field not in spec.uses:
@@ -354,10 +356,14 @@ def _check_optional_fields(
 def _check_parity_fields(
     ctx: ValidationContext, enrichment: pb.Enrichment, path: str, name: str
 ) -> None:
-    """The fields of SET_DATE_DIFFERENCE (unit), REMOVE_ENTRIES (occurrence), TOP_KEYS
-    (count) and EXPIRE_TIMELINE_ENTRIES (count and unit)."""
+    """The fields of SET_DATE_DIFFERENCE and SET_CHANGE_IN_DATE (unit), REMOVE_ENTRIES
+    (occurrence), TOP_KEYS (count) and EXPIRE_TIMELINE_ENTRIES (count and unit)."""
     kind = enrichment.kind
-    if kind in (K.ENRICHMENT_KIND_SET_DATE_DIFFERENCE, K.ENRICHMENT_KIND_EXPIRE_TIMELINE_ENTRIES):
+    if kind in (
+        K.ENRICHMENT_KIND_SET_DATE_DIFFERENCE,
+        K.ENRICHMENT_KIND_SET_CHANGE_IN_DATE,
+        K.ENRICHMENT_KIND_EXPIRE_TIMELINE_ENTRIES,
+    ):
         if enrichment.unit == pb.TIME_UNIT_UNSPECIFIED:
             choices = ", ".join(enum_short_names(pb.TimeUnit.DESCRIPTOR))
             ctx.add(f"{path}.unit", f'"{name}" needs a unit; use one of {choices}')
@@ -369,6 +375,8 @@ def _check_parity_fields(
         ctx.add(f"{path}.occurrence", f"unknown occurrence {enrichment.occurrence}")
     if kind == K.ENRICHMENT_KIND_EXPIRE_TIMELINE_ENTRIES and enrichment.count < 1:
         ctx.add(f"{path}.count", f'"{name}" needs a count of at least 1 (the age limit in units)')
+    if kind == K.ENRICHMENT_KIND_RANDOM_SPLIT:
+        _check_split_values(ctx, enrichment, path, name)
     if kind == K.ENRICHMENT_KIND_TOP_KEYS and not 1 <= enrichment.count <= (
         ctx.max_collection_size
     ):
@@ -376,6 +384,38 @@ def _check_parity_fields(
             f"{path}.count",
             f'"{name}" needs a count from 1 to {ctx.max_collection_size} (the collection limit)',
         )
+
+
+MAX_SPLIT_VALUES = 100
+"""Most values of one RANDOM_SPLIT."""
+
+
+def _check_split_values(
+    ctx: ValidationContext, enrichment: pb.Enrichment, path: str, name: str
+) -> None:
+    """RANDOM_SPLIT's values: 1 to 100, distinct, non-empty, positive shares adding to 100."""
+    values = enrichment.split_values
+    if not values:
+        ctx.add(f"{path}.split_values", f'"{name}" needs split_values (values and percentages)')
+        return
+    if len(values) > MAX_SPLIT_VALUES:
+        ctx.add(f"{path}.split_values", f"at most {MAX_SPLIT_VALUES} values, got {len(values)}")
+        return
+    seen: set[str] = set()
+    for i, item in enumerate(values):
+        item_path = f"{path}.split_values[{i}]"
+        if not item.value:
+            ctx.add(f"{item_path}.value", "the value must not be empty")
+        elif item.value in seen:
+            ctx.add(f"{item_path}.value", f'"{item.value}" is listed twice')
+        elif len(item.value) > ctx.max_string_length:
+            ctx.add(f"{item_path}.value", f"longer than {ctx.max_string_length} characters")
+        seen.add(item.value)
+        if not (math.isfinite(item.percentage) and 0 < item.percentage <= 100):
+            ctx.add(f"{item_path}.percentage", "must be more than 0 and at most 100")
+    total = sum(item.percentage for item in values)
+    if math.isfinite(total) and abs(total - 100) > 1e-6:
+        ctx.add(f"{path}.split_values", f"the percentages add up to {total:g}, not 100")
 
 
 _ROLLING_KINDS = frozenset(

@@ -173,7 +173,7 @@ class _EnrichmentKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Enrich
     ENRICHMENT_KIND_SET_SIZE: _EnrichmentKind.ValueType  # 8
     """number: entries in the set, tally or array named by operands[0]."""
     ENRICHMENT_KIND_LOWERCASE: _EnrichmentKind.ValueType  # 9
-    """string: lowercase the current value."""
+    """string: lowercase the current value; set or array of strings: every entry."""
     ENRICHMENT_KIND_JOIN: _EnrichmentKind.ValueType  # 10
     """string: join operands with `delimiter`."""
     ENRICHMENT_KIND_REMOVE: _EnrichmentKind.ValueType  # 11
@@ -240,15 +240,49 @@ class _EnrichmentKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Enrich
     """tally: add every key's value of the tally operands[0] to the same key."""
     ENRICHMENT_KIND_SET_ROLLING_SUM: _EnrichmentKind.ValueType  # 34
     """number: the sum of the number captured as `key` in the entries of the
-    timeline operands[0] (0 without any).
+    timeline operands[0] (0 without any); tally: key by key, the sum of the
+    tallies captured as `key`.
     """
     ENRICHMENT_KIND_SET_ROLLING_AVERAGE: _EnrichmentKind.ValueType  # 35
-    """number: the mean of those numbers (not saved without any)."""
+    """number: the mean of those numbers (not saved without any); tally: key by
+    key, the sum divided by the entries that captured the tally.
+    """
     ENRICHMENT_KIND_SET_ROLLING_MAX: _EnrichmentKind.ValueType  # 36
-    """number: the largest of those numbers (not saved without any)."""
+    """number: the largest of those numbers (not saved without any); tally: key
+    by key, the largest value.
+    """
     ENRICHMENT_KIND_EXPIRE_TIMELINE_ENTRIES: _EnrichmentKind.ValueType  # 37
     """timeline: remove the entries older than `count` `unit`s before the event
     (Tealium evaluates its expiry at the start of each visit: use WHEN_NEW_VISIT).
+    """
+    ENRICHMENT_KIND_SET_CHANGE_IN_NUMBER: _EnrichmentKind.ValueType  # 38
+    """number: the change of the number operands[0] since the visitor's previous
+    event (Tealium's "set number to change in number"): its value now minus its
+    value before the current event (an attribute) or the last time this
+    enrichment read it (an event field). Not saved without both values.
+    """
+    ENRICHMENT_KIND_SET_CHANGE_IN_DATE: _EnrichmentKind.ValueType  # 39
+    """number: the change of the date operands[0] since the visitor's previous
+    event, in whole `unit`s (truncated toward zero; negative when the date moved
+    back), read as for SET_CHANGE_IN_NUMBER.
+    """
+    ENRICHMENT_KIND_RANDOM_SPLIT: _EnrichmentKind.ValueType  # 40
+    """string: one of `split_values`, drawn at random with their percentages
+    (Tealium's "split string", e.g. A/B groups). The draw is deterministic per
+    visitor, attribute and event, so a replayed event draws the same value.
+    """
+    ENRICHMENT_KIND_SET_TALLY_FROM_ARRAYS: _EnrichmentKind.ValueType  # 41
+    """tally: replace with the keys of the string list operands[0] and the
+    values at the same index of the number list operands[1] (equal lengths;
+    a repeated key adds up).
+    """
+    ENRICHMENT_KIND_KEYS_ABOVE: _EnrichmentKind.ValueType  # 42
+    """set of strings: the keys of the tally operands[0] whose value is greater
+    than the number operands[1].
+    """
+    ENRICHMENT_KIND_SET_TO_TALLY_VALUE: _EnrichmentKind.ValueType  # 43
+    """number: the value of the constant `key` in the tally operands[0] (not
+    saved without that key).
     """
 
 class EnrichmentKind(_EnrichmentKind, metaclass=_EnrichmentKindEnumTypeWrapper):
@@ -275,7 +309,7 @@ ENRICHMENT_KIND_SET_RATIO: EnrichmentKind.ValueType  # 7
 ENRICHMENT_KIND_SET_SIZE: EnrichmentKind.ValueType  # 8
 """number: entries in the set, tally or array named by operands[0]."""
 ENRICHMENT_KIND_LOWERCASE: EnrichmentKind.ValueType  # 9
-"""string: lowercase the current value."""
+"""string: lowercase the current value; set or array of strings: every entry."""
 ENRICHMENT_KIND_JOIN: EnrichmentKind.ValueType  # 10
 """string: join operands with `delimiter`."""
 ENRICHMENT_KIND_REMOVE: EnrichmentKind.ValueType  # 11
@@ -342,15 +376,49 @@ ENRICHMENT_KIND_INCREMENT_TALLY_BY_TALLY: EnrichmentKind.ValueType  # 33
 """tally: add every key's value of the tally operands[0] to the same key."""
 ENRICHMENT_KIND_SET_ROLLING_SUM: EnrichmentKind.ValueType  # 34
 """number: the sum of the number captured as `key` in the entries of the
-timeline operands[0] (0 without any).
+timeline operands[0] (0 without any); tally: key by key, the sum of the
+tallies captured as `key`.
 """
 ENRICHMENT_KIND_SET_ROLLING_AVERAGE: EnrichmentKind.ValueType  # 35
-"""number: the mean of those numbers (not saved without any)."""
+"""number: the mean of those numbers (not saved without any); tally: key by
+key, the sum divided by the entries that captured the tally.
+"""
 ENRICHMENT_KIND_SET_ROLLING_MAX: EnrichmentKind.ValueType  # 36
-"""number: the largest of those numbers (not saved without any)."""
+"""number: the largest of those numbers (not saved without any); tally: key
+by key, the largest value.
+"""
 ENRICHMENT_KIND_EXPIRE_TIMELINE_ENTRIES: EnrichmentKind.ValueType  # 37
 """timeline: remove the entries older than `count` `unit`s before the event
 (Tealium evaluates its expiry at the start of each visit: use WHEN_NEW_VISIT).
+"""
+ENRICHMENT_KIND_SET_CHANGE_IN_NUMBER: EnrichmentKind.ValueType  # 38
+"""number: the change of the number operands[0] since the visitor's previous
+event (Tealium's "set number to change in number"): its value now minus its
+value before the current event (an attribute) or the last time this
+enrichment read it (an event field). Not saved without both values.
+"""
+ENRICHMENT_KIND_SET_CHANGE_IN_DATE: EnrichmentKind.ValueType  # 39
+"""number: the change of the date operands[0] since the visitor's previous
+event, in whole `unit`s (truncated toward zero; negative when the date moved
+back), read as for SET_CHANGE_IN_NUMBER.
+"""
+ENRICHMENT_KIND_RANDOM_SPLIT: EnrichmentKind.ValueType  # 40
+"""string: one of `split_values`, drawn at random with their percentages
+(Tealium's "split string", e.g. A/B groups). The draw is deterministic per
+visitor, attribute and event, so a replayed event draws the same value.
+"""
+ENRICHMENT_KIND_SET_TALLY_FROM_ARRAYS: EnrichmentKind.ValueType  # 41
+"""tally: replace with the keys of the string list operands[0] and the
+values at the same index of the number list operands[1] (equal lengths;
+a repeated key adds up).
+"""
+ENRICHMENT_KIND_KEYS_ABOVE: EnrichmentKind.ValueType  # 42
+"""set of strings: the keys of the tally operands[0] whose value is greater
+than the number operands[1].
+"""
+ENRICHMENT_KIND_SET_TO_TALLY_VALUE: EnrichmentKind.ValueType  # 43
+"""number: the value of the constant `key` in the tally operands[0] (not
+saved without that key).
 """
 Global___EnrichmentKind: _TypeAlias = EnrichmentKind  # noqa: Y015
 
@@ -438,6 +506,12 @@ class _OperatorEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Operator.Val
     """Funnel: the step `key` is recorded."""
     OPERATOR_STEP_NOT_COMPLETED: _Operator.ValueType  # 24
     """Funnel: the step `key` is not recorded."""
+    OPERATOR_IS_EMPTY: _Operator.ValueType  # 25
+    """No value, null, "" or an empty list or tally (0 and false are not empty);
+    Tealium's operator for its imported "Any" attributes.
+    """
+    OPERATOR_IS_NOT_EMPTY: _Operator.ValueType  # 26
+    """Negation of IS_EMPTY."""
 
 class Operator(_Operator, metaclass=_OperatorEnumTypeWrapper):
     """Comparison operators shared by rules and audiences."""
@@ -492,6 +566,12 @@ OPERATOR_STEP_COMPLETED: Operator.ValueType  # 23
 """Funnel: the step `key` is recorded."""
 OPERATOR_STEP_NOT_COMPLETED: Operator.ValueType  # 24
 """Funnel: the step `key` is not recorded."""
+OPERATOR_IS_EMPTY: Operator.ValueType  # 25
+"""No value, null, "" or an empty list or tally (0 and false are not empty);
+Tealium's operator for its imported "Any" attributes.
+"""
+OPERATOR_IS_NOT_EMPTY: Operator.ValueType  # 26
+"""Negation of IS_EMPTY."""
 Global___Operator: _TypeAlias = Operator  # noqa: Y015
 
 class _TimeUnit:
@@ -1022,6 +1102,32 @@ class IdentitySettings(_message.Message):
 Global___IdentitySettings: _TypeAlias = IdentitySettings  # noqa: Y015
 
 @_typing.final
+class SplitValue(_message.Message):
+    """One value of RANDOM_SPLIT and its share."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUE_FIELD_NUMBER: _builtins.int
+    PERCENTAGE_FIELD_NUMBER: _builtins.int
+    value: _builtins.str
+    """The string assigned."""
+    percentage: _builtins.float
+    """Its share in percent (more than 0); the shares add up to 100."""
+    def __init__(
+        self,
+        *,
+        value: _builtins.str = ...,
+        percentage: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["percentage", b"percentage", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SplitValue: _TypeAlias = SplitValue  # noqa: Y015
+
+@_typing.final
 class Enrichment(_message.Message):
     """An operation on an attribute, with its timing and optional rule."""
 
@@ -1040,6 +1146,7 @@ class Enrichment(_message.Message):
     UNIT_FIELD_NUMBER: _builtins.int
     OCCURRENCE_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
+    SPLIT_VALUES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Optional id, unique within the attribute, used in error paths and traces."""
     kind: Global___EnrichmentKind.ValueType
@@ -1060,7 +1167,7 @@ class Enrichment(_message.Message):
     required: _builtins.bool
     """For FUNNEL_STEP: the step must be completed in order."""
     unit: Global___TimeUnit.ValueType
-    """For SET_DATE_DIFFERENCE: the unit of the result; for
+    """For SET_DATE_DIFFERENCE and SET_CHANGE_IN_DATE: the unit of the result; for
     EXPIRE_TIMELINE_ENTRIES: of the age limit (months are 30 days).
     """
     occurrence: Global___Occurrence.ValueType
@@ -1081,6 +1188,10 @@ class Enrichment(_message.Message):
     def capture(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Attribute ids captured into timeline entries or funnel steps."""
 
+    @_builtins.property
+    def split_values(self) -> _containers.RepeatedCompositeFieldContainer[Global___SplitValue]:
+        """For RANDOM_SPLIT: the values and their percentages."""
+
     def __init__(
         self,
         *,
@@ -1097,10 +1208,11 @@ class Enrichment(_message.Message):
         unit: Global___TimeUnit.ValueType = ...,
         occurrence: Global___Occurrence.ValueType = ...,
         count: _builtins.int = ...,
+        split_values: _abc.Iterable[Global___SplitValue] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["rule", b"rule"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capture", b"capture", "count", b"count", "date_format", b"date_format", "delimiter", b"delimiter", "id", b"id", "key", b"key", "kind", b"kind", "occurrence", b"occurrence", "operands", b"operands", "required", b"required", "rule", b"rule", "unit", b"unit", "when", b"when"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capture", b"capture", "count", b"count", "date_format", b"date_format", "delimiter", b"delimiter", "id", b"id", "key", b"key", "kind", b"kind", "occurrence", b"occurrence", "operands", b"operands", "required", b"required", "rule", b"rule", "split_values", b"split_values", "unit", b"unit", "when", b"when"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
