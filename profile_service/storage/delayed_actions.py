@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from crowd.profile.v1 import trace_pb2
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.engine.state import ProfileState, TraceRecord
-from profile_service.storage.replies import RedisArg
+from profile_service.storage.batch_reads import MAX_LINK_HOPS
+from profile_service.storage.replies import RedisArg, as_text
 from profile_service.storage.store_core import (
     MOVE_DELAYED_SCRIPT,
     DelayedReport,
@@ -53,15 +54,7 @@ class DelayedActions(StoreCore):
                 entry = None
             parsed.append((partition, member, entry))
         profile_ids = sorted({e["p"] for _, _, e in parsed if e is not None})
-        states: dict[str, ProfileState | None] = {}
-        if profile_ids:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for profile_id in profile_ids:
-                    pipe.hget(self._layout.keys_for(profile_id).profile(profile_id), "s")
-                replies = await self._execute(pipe)
-            raise_errors(replies)
-            for profile_id, raw in zip(profile_ids, replies, strict=True):
-                states[profile_id] = ProfileState.from_bytes(raw) if raw else None
+        states = await self._states_for_delayed(profile_ids)
 
         fired_flags: list[bool] = []
         async with self._client.pipeline(transaction=False) as pipe:
@@ -72,6 +65,7 @@ class DelayedActions(StoreCore):
                 state = states.get(entry["p"]) if entry is not None else None
                 fired = None
                 if entry is not None and state is not None:
+                    # The scheduling id's own trace (its slot), also when a survivor decides.
                     trace_key = pkeys.trace(entry["p"])
                     try:
                         fired = self._engine.evaluate_delayed(defs, state, entry["a"], now_ms)
@@ -99,6 +93,39 @@ class DelayedActions(StoreCore):
         if fired_count and self._on_outbox_write is not None:
             self._on_outbox_write()
         return DelayedReport(fired=fired_count, dropped=dropped)
+
+    async def _states_for_delayed(
+        self, profile_ids: Sequence[str]
+    ) -> dict[str, ProfileState | None]:
+        """The profile each scheduling id stands for now: its own, or, once it was stitched
+        into another profile (retired, its alias names the survivor), the survivor's. The
+        person's pending run then still fires, decided on the merged profile; its key is
+        derived from that profile's visit, so a run the survivor scheduled for the same visit
+        is the same action to the dispatch service (idempotency key)."""
+        states: dict[str, ProfileState | None] = {}
+        current = {profile_id: profile_id for profile_id in profile_ids}
+        for _ in range(MAX_LINK_HOPS):
+            if not current:
+                break
+            async with self._client.pipeline(transaction=False) as pipe:
+                for target in current.values():
+                    pkeys = self._layout.keys_for(target)
+                    pipe.hget(pkeys.profile(target), "s")
+                    pipe.get(pkeys.alias(target))
+                replies = await self._execute(pipe)
+            raise_errors(replies)
+            moved: dict[str, str] = {}
+            for (profile_id, target), raw, alias in zip(
+                current.items(), replies[0::2], replies[1::2], strict=True
+            ):
+                if raw:
+                    states[profile_id] = ProfileState.from_bytes(raw)
+                elif alias and as_text(alias) != target:
+                    moved[profile_id] = as_text(alias)
+                else:
+                    states[profile_id] = None
+            current = moved
+        return states
 
 
 def _delayed_trace_record(action_id: str, fired: bool) -> TraceRecord:

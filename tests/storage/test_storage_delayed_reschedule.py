@@ -9,6 +9,7 @@ from typing import Any
 import redis.asyncio
 
 from crowd.definitions.loader import parse_definitions_text
+from crowd.dispatch.v1 import action_pb2
 from profile_service.definitions.compiler import check_and_compile
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.engine.state import NormalizedEvent
@@ -19,7 +20,7 @@ from profile_service.storage import (
     ProfileStore,
     VisitSweeper,
 )
-from tests.storage.helpers import outbox_actions
+from tests.storage.helpers import outbox_actions, stream
 
 T0 = 1_700_000_000_000
 MINUTE = 60_000
@@ -161,3 +162,48 @@ async def test_a_run_moved_by_a_visit_end_in_the_same_sweep_waits_for_its_new_ti
     assert [due for _, due in await _pending(client, layout)] == [T0 + 49 * HOUR]
     assert await _fired_keys(client, layout) == []
     assert (await sweeper.sweep_once(T0 + 49 * HOUR)).delayed_fired == 1
+
+
+STITCH_DEFINITIONS = DEFINITIONS.replace(
+    "attributes:\n",
+    "attributes:\n"
+    "  - {id: email, scope: visitor, type: visitor_id,\n"
+    "     enrichments: [{kind: set, when: any_event, operands: [{event: email}],\n"
+    "       rule: {groups: [{conditions: [{input: {event: email}, operator: is_assigned}]}]}}]}\n",
+).replace("type: number,\n", "type: number, merge_rule: sum,\n")
+PHONE, LAPTOP, EMAIL = "phone-delayed-1", "laptop-delayed-2", "ann.delayed@example.com"
+
+
+async def test_a_pending_run_of_a_profile_stitched_away_fires_for_the_survivor(
+    client: redis.asyncio.Redis, layout: Layout
+) -> None:
+    defs = check_and_compile(parse_definitions_text(STITCH_DEFINITIONS), "v1")
+    store = ProfileStore(client, layout, EngineFunctions.real())
+    await store.prepare()
+    sweeper = VisitSweeper(client, store, lambda: defs)
+    login = NormalizedEvent(PHONE, "p1", "login", T0 - HOUR, {"email": EMAIL})
+    await store.apply_events(defs, [login], T0 - HOUR)
+    # The laptop reaches Gold anonymously; its visit ends with a run pending for a day.
+    earn = NormalizedEvent(LAPTOP, "l1", "earn", T0, {"points": 150.0})
+    await store.apply_events(defs, [earn], T0)
+    await sweeper.sweep_once(T0 + HOUR)
+    pending = layout.keys_for(LAPTOP).delayed
+    assert await client.zcard(pending) == 1
+
+    # The laptop logs in: it is stitched into the older phone profile and retired.
+    later_login = NormalizedEvent(LAPTOP, "l2", "login", T0 + 2 * HOUR, {"email": EMAIL})
+    [result] = await store.apply_events(defs, [later_login], T0 + 2 * HOUR)
+    assert result.profile_id == PHONE and result.stitched == (LAPTOP,)
+
+    # When due, the person's run is decided on the survivor and fires, once.
+    report = await sweeper.sweep_once(T0 + HOUR + 24 * HOUR)
+    assert report.delayed_fired == 1
+    assert await client.zcard(pending) == 0
+    entries = await stream(client, layout.keys_for(LAPTOP).outbox)
+    fired = [action_pb2.Action.FromString(fields["a"]) for _, fields in entries]
+    [action] = [a for a in fired if a.action_id == "later"]
+    survivor = await ProfileReader(client, layout).get_profile(LAPTOP)
+    assert survivor is not None and survivor.profile_id == PHONE
+    # Built from the merged profile (its cid per the merge rule), not the retired one.
+    assert action.track_user.user.external_id == survivor.state.attributes["cid"]
+    assert survivor.state.attributes["points"] == 150.0
