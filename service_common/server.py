@@ -73,6 +73,9 @@ logger = logging.getLogger(__name__)
 
 S = TypeVar("S", bound=ServiceSettings)
 
+STOP_STEP_MARGIN_S = 10.0
+"""How long past its grace a step of a stop may take before the stop goes on without it."""
+
 Hook = Callable[[], Awaitable[Any]]
 
 
@@ -247,10 +250,14 @@ class ManagedServer:
                 and self._readiness_task is not asyncio.current_task()
             ):
                 self._readiness_task.cancel()
-                await asyncio.gather(self._readiness_task, return_exceptions=True)
+                await _bounded(
+                    asyncio.gather(self._readiness_task, return_exceptions=True),
+                    STOP_STEP_MARGIN_S,
+                    "the Redis watchdog",
+                )
             # NOT_SERVING first so load balancers drain this replica while RPCs finish.
             await self.health.enter_graceful_shutdown()
-            await self.server.stop(grace)
+            await _bounded(self.server.stop(grace), grace + STOP_STEP_MARGIN_S, "gRPC")
             if self.metrics is not None:
                 self.metrics.stop()
             for hook in self._spec.on_shutdown:
@@ -483,3 +490,27 @@ def run_service(
         await serve_until_signal(managed)
 
     asyncio.run(main())
+
+
+async def _bounded(step: Awaitable[Any], timeout_s: float, what: str) -> None:
+    """Await one step of a shutdown for at most ``timeout_s``: a stop must end (a SIGTERM
+    that never finishes gets the process killed with everything in flight). On a timeout
+    the tasks still pending are logged, to show what held it."""
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if done:
+        task.result()
+        return
+    # Not awaited after the cancel: a step that ignores cancellation must not hold us.
+    task.cancel()
+    pending = sorted(
+        other.get_coro().__qualname__  # type: ignore[union-attr]
+        for other in asyncio.all_tasks()
+        if not other.done() and other is not asyncio.current_task()
+    )
+    logger.warning(
+        "stopping %s took over %.0fs; went on (pending tasks: %s)",
+        what,
+        timeout_s,
+        ", ".join(pending[:20]) or "none",
+    )

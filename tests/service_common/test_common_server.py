@@ -39,6 +39,7 @@ from service_common import (
     serve_until_signal,
     setup_tracing,
 )
+from service_common.server import _bounded
 
 pytestmark = pytest.mark.asyncio
 
@@ -603,3 +604,32 @@ async def test_build_rejects_generated_service_with_unscoped_methods() -> None:
     )
     with pytest.raises(ValueError, match=r"/grpc\.health\.v1\.Health/Watch"):
         build_server(_settings(), spec, tracer_provider=setup_tracing("x"))
+
+
+async def test_a_shutdown_step_that_ignores_cancellation_does_not_hold_the_stop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    released = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not released.is_set():
+            try:
+                await released.wait()
+            except asyncio.CancelledError:
+                continue  # as a library that swallows cancellation would
+
+    holder = asyncio.ensure_future(stubborn())
+    with caplog.at_level(logging.WARNING, logger="service_common.server"):
+        await _bounded(holder, 0.05, "gRPC")
+    assert not holder.done()  # still running: the stop went on without it
+    assert "stopping gRPC took over" in caplog.text and "stubborn" in caplog.text
+    released.set()
+    await holder
+
+
+async def test_a_shutdown_step_that_fails_raises_its_error() -> None:
+    async def broken() -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await _bounded(broken(), 5.0, "gRPC")
