@@ -119,9 +119,7 @@ class LeanProfiles:
             out.append((decoded, version.decode() if version is not None else ""))
         return out
 
-    async def track(
-        self, events: Sequence[event_pb2.Event]
-    ) -> list[event_pb2.EventResult]:
+    async def track(self, events: Sequence[event_pb2.Event]) -> list[event_pb2.EventResult]:
         """Apply ``events`` in order; one result per event."""
         if not events:
             raise InvalidArgument([FieldViolation("events", "must hold at least one event")])

@@ -22,7 +22,9 @@ from tests.profile_api.helpers import ADMIN_KEY, PROFILE_KEYS
 
 @pytest_asyncio.fixture
 async def lean(redis_url: str) -> AsyncIterator[ManagedServer]:
-    settings = ProfileSettings(port=0, redis_url=redis_url, api_keys=PROFILE_KEYS)
+    settings = ProfileSettings.model_validate(
+        {"port": 0, "redis_url": redis_url, "api_keys": PROFILE_KEYS}
+    )
     server = await create_lean_server(settings)
     await server.start()
     try:
@@ -64,9 +66,7 @@ async def test_track_events_answers_each_event_and_get_profile_reads_it_back(
     assert await redis_client.exists(lean_key("lean-a")) == 1
 
     reply = await crowd.profiles.GetProfile(
-        profile_service_pb2.GetProfileRequest(
-            visitor=event_pb2.VisitorLookup(visitor_id="lean-b")
-        ),
+        profile_service_pb2.GetProfileRequest(visitor=event_pb2.VisitorLookup(visitor_id="lean-b")),
         metadata=crowd.metadata,
     )
     assert reply.profile.profile_id == "lean-b"
