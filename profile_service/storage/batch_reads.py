@@ -31,6 +31,9 @@ class Loaded:
     state: ProfileState | None
     version: str
     seen: dict[str, float] = field(default_factory=dict)
+    followed: bool | None = None
+    """Whether a StreamTrace follows the profile (its tracing marker, read with it);
+    ``None``: not read (the commit script checks the marker itself)."""
 
 
 class BatchReads(StoreCore):
@@ -52,12 +55,12 @@ class BatchReads(StoreCore):
         direct: dict[str, Loaded] = {}  # each visitor id's own profile, aliased or not
         survivor_of: dict[str, str] = {}
         for (visitor_id, ids), reply in zip(ids_of.items(), replies, strict=True):
-            alias, raw_state, raw_version = reply[0], reply[1], reply[2]
+            alias, raw_state, raw_version, followed = reply[0], reply[1], reply[2], reply[3]
             seen: dict[str, float] = {}
             if ids:
-                seen = {i: float(s) for i, s in zip(ids, reply[3:], strict=True) if s is not None}
+                seen = {i: float(s) for i, s in zip(ids, reply[4:], strict=True) if s is not None}
             state, version = parse_profile((raw_state, raw_version))
-            direct[visitor_id] = Loaded(visitor_id, state, version, seen)
+            direct[visitor_id] = Loaded(visitor_id, state, version, seen, int(followed) == 1)
             survivor_of[visitor_id] = as_text(alias) if alias else visitor_id
 
         survivors = {s for v, s in survivor_of.items() if s != v}
@@ -104,6 +107,7 @@ class BatchReads(StoreCore):
                         pkeys.alias(visitor_id),
                         pkeys.profile(visitor_id),
                         pkeys.dedup(visitor_id),
+                        pkeys.tracing(visitor_id),
                     ]
                     READ_VISITOR_SCRIPT.queue(pipe, script_keys, ids)
                 replies = await self._execute(pipe)

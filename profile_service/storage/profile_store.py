@@ -214,6 +214,8 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches, Reevaluation
                 new_event_ids=new_ids,
                 now_ms=now,
                 dedup_max_entries=self._dedup_max_entries,
+                trace=self._trace_history.choice(loaded.profile_id, loaded.followed),
+                trace_history=self._trace_history,
             )
         values = _identities(defs, state)
         claims = state is not None and (

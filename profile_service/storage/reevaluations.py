@@ -142,6 +142,8 @@ class Reevaluations(StoreCore):
                 new_event_ids=[],
                 now_ms=now_ms,
                 dedup_max_entries=self._dedup_max_entries,
+                trace=self._trace_history.choice(profile_id, None),
+                trace_history=self._trace_history,
             )
             writes.append((write, len(outcome.audiences_joined), len(outcome.audiences_left)))
             if fix_due:

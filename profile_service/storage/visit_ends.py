@@ -93,6 +93,8 @@ class VisitEnds(StoreCore):
                     new_event_ids=[],
                     now_ms=now_ms,
                     dedup_max_entries=self._dedup_max_entries,
+                    trace=self._trace_history.choice(profile_id, None),
+                    trace_history=self._trace_history,
                 )
             )
         if not writes and not fixes:
