@@ -18,6 +18,7 @@ from profile_service.definitions.model import CompiledDefinitions
 from profile_service.engine.reevaluation import reevaluate_audiences
 from profile_service.engine.time_dependence import next_flip_ms
 from profile_service.storage.commit import ProfileWrite, build_write
+from profile_service.storage.cooperative import let_others_run
 from profile_service.storage.lua import is_noscript
 from profile_service.storage.store_core import (
     FIX_VISIT_DUE_SCRIPT,
@@ -104,7 +105,8 @@ class Reevaluations(StoreCore):
 
         writes: list[tuple[ProfileWrite, int, int]] = []  # write, joins, leaves
         fixes: list[tuple[str, str, str]] = []  # profile id, version, due ("" = none)
-        for profile_id, reply in zip(pending, replies, strict=True):
+        for n, (profile_id, reply) in enumerate(zip(pending, replies, strict=True)):
+            await let_others_run(n)
             state, version = parse_profile(reply)
             if state is None:
                 if fix_due:

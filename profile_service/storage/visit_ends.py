@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.storage.commit import ProfileWrite, build_write
+from profile_service.storage.cooperative import let_others_run
 from profile_service.storage.lua import is_noscript
 from profile_service.storage.store_core import (
     FIX_VISIT_DUE_SCRIPT,
@@ -63,7 +64,8 @@ class VisitEnds(StoreCore):
 
         writes: list[ProfileWrite] = []
         fixes: list[tuple[str, str, str]] = []  # (profile id, version, due or "")
-        for profile_id, reply in zip(pending, replies, strict=True):
+        for n, (profile_id, reply) in enumerate(zip(pending, replies, strict=True)):
+            await let_others_run(n)
             state, version = parse_profile(reply)
             if state is None or state.visit is None:
                 fixes.append((profile_id, version, ""))
