@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--events-per-visitor", type=int, help="default 4 (quick 2)")
     g.add_argument("--batch-size", type=int, default=500, help="events per TrackEvents")
     g.add_argument("--clients", type=int, default=4, help="concurrent clients")
+    g.add_argument(
+        "--read-seconds",
+        type=float,
+        help="length of each GetProfile pass at 300 requests/s, default 10 (quick 3)",
+    )
     g = p.add_argument_group("file import (crowd import of a generated CSV)")
     g.add_argument("--import-rows", type=int, help="default 1,000,000 (quick 50,000)")
     g = p.add_argument_group("scaling (ingest with 1 and with N worker processes)")
@@ -80,6 +85,7 @@ def _configs(args: argparse.Namespace) -> tuple[ingest.IngestConfig, dispatch.Di
         batch_size=args.batch_size,
         clients=args.clients,
         round_trip_batches=8 if args.quick else 20,
+        read_seconds=args.read_seconds or (3.0 if args.quick else 10.0),
     )
     dispatch_config = dispatch.DispatchConfig(
         users=args.users or (1_000 if args.quick else 5_000),

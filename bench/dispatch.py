@@ -58,6 +58,10 @@ BRAZE_KEY_ENV = "BENCH_BRAZE_API_KEY"
 OBJECTS_PER_REQUEST = 75
 TARGET_REQUEST_FACTOR = 1.05
 TARGET_DELTA_CUT = 0.80
+DISPATCH_BASELINE_US = 418.0
+"""Dispatch CPU per action (deltas on) of main before issue 12, measured on the benchmark
+machine on 2026-12-06 (docs/benchmarks.md, "Dispatch baseline"); the target is half."""
+TARGET_CPU_SHARE = 0.5
 POLL_S = 0.2
 PACED_BATCH = 100
 PACED_SHARE = 0.5
@@ -128,6 +132,11 @@ class PhaseResult:
             for seq, submitted in self.submitted_at.items()
             if seq in self.arrived_at
         ]
+
+    @property
+    def cpu_per_action_us(self) -> float:
+        """Dispatch-service CPU µs per action of the measured phase."""
+        return self.cpu_s / self.actions * 1e6 if self.actions else 0.0
 
     @property
     def actions_per_s(self) -> float:
@@ -532,7 +541,8 @@ def report_dispatch(result: DispatchResult) -> list[Check]:
             ),
             (
                 f"[{label}] dispatch service CPU",
-                f"{phase.cpu_s:.1f} s ({phase.cpu_s / max(phase.seconds, 1e-9):.0%} of wall)",
+                f"{phase.cpu_s:.1f} s ({phase.cpu_s / max(phase.seconds, 1e-9):.0%} of wall, "
+                f"{phase.cpu_per_action_us:,.0f} µs per action)",
             ),
         ]
     rows += [
@@ -564,7 +574,15 @@ def report_dispatch(result: DispatchResult) -> list[Check]:
     worst_window = max(_max_in_window(on), _max_in_window(off))
     factors = [p.total_requests / max(p.min_requests, 1) for p in (on, off)]
     delivered = all(len(p.arrived_at) == p.actions for p in (on, off))
+    cpu_target = DISPATCH_BASELINE_US * TARGET_CPU_SHARE
     return [
+        Check(
+            "dispatch: CPU per action (deltas on) vs baseline",
+            f"{on.cpu_per_action_us:,.0f} µs = {on.cpu_per_action_us / DISPATCH_BASELINE_US:.2f}x"
+            f" of {DISPATCH_BASELINE_US:,.0f} µs",
+            f"<= {cpu_target:,.0f} µs, half",
+            delivered and 0 < on.cpu_per_action_us <= cpu_target,
+        ),
         Check(
             "dispatch: requests vs minimum (deltas on / off)",
             " / ".join(f"{f:.3f}x" for f in factors),

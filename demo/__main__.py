@@ -329,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
                 "CROWD_PROFILE_DISPATCH_API_KEY": api_key,
                 "CROWD_PROFILE_WORKERS": str(workers),
                 "CROWD_PROFILE_METRICS_PORT": str(profile_metrics),
+                # The demo prints the visitor's stored trace: keep every visitor's history.
+                "CROWD_PROFILE_TRACE_SAMPLE_RATE": "1",
             },
         )
         profile_target = f"127.0.0.1:{profile_port}"

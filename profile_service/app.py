@@ -242,12 +242,11 @@ class ProfileApp:
         after: str = "",
         active: Callable[[], bool] | None = None,
     ) -> AsyncIterator[trace_pb2.TraceEntry]:
-        stream = (
-            self._trace_log.trace_id_stream(trace_id)
-            if trace_id
-            else await self._trace_log.visitor_stream(profile_id)
-        )
-        async for entry in self._trace_log.follow(stream, after, active=active):
+        if trace_id:
+            stream, marker = self._trace_log.trace_id_stream(trace_id), ""
+        else:
+            stream, marker = await self._trace_log.visitor_follow_keys(profile_id)
+        async for entry in self._trace_log.follow(stream, after, active=active, marker=marker):
             yield entry
 
     async def validate_definitions(

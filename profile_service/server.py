@@ -46,6 +46,7 @@ from profile_service.storage import (
 )
 from profile_service.storage.backfill import BackfillWorker, read_backfill_progress
 from profile_service.storage.reevaluation_worker import ReevaluationWorker
+from profile_service.storage.trace_history import TraceHistory
 from service_common.client import create_channels
 from service_common.readiness import RedisReadiness
 from service_common.redis import connect_settings_redis
@@ -114,6 +115,7 @@ async def create_server(
         on_outbox_write=forwarder.wake if forwarder is not None else None,
         max_attempts=settings.commit_max_attempts,
         wait=wait,
+        trace_history=TraceHistory(settings.trace_sample_rate, settings.trace_history_max_bytes),
     )
     background: list[Any] = []  # each has start() and async stop()
     if settings.background_workers:

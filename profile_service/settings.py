@@ -124,6 +124,22 @@ class ProfileSettings(ServiceSettings):
         le=60,
         description="How often the current definitions version is checked (besides pub/sub).",
     )
+    trace_sample_rate: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of visitors whose trace history is kept (a stable hash of the "
+        "profile id); visitors followed by StreamTrace and events with a live-trace id are "
+        "traced whatever the share. 1 (the default) keeps every visitor's history; 0.01 "
+        "is the production recommendation (about 5 KB of Redis memory less per visitor).",
+    )
+    trace_history_max_bytes: int = Field(
+        16_384,
+        ge=1_024,
+        le=16_777_216,
+        description="About how many bytes of trace history a traced visitor keeps (older "
+        "entries are trimmed).",
+    )
     commit_max_attempts: int = Field(
         32,
         ge=1,

@@ -204,8 +204,16 @@ class PartitionKeys:
         by the periodic audience reconciler)."""
         return f"{PREFIX}:{self.tag}:audience:{audience_id}"
 
+    def tracing(self, profile_id: str) -> str:
+        """String: present while a ``StreamTrace`` follows the profile (its trace history is
+        then kept whatever the sampling, see ``profile_service/storage/trace_history.py``).
+        Set by the follower with a TTL of a few seconds and refreshed while it follows."""
+        return f"{PREFIX}:{self.tag}:tracing:{profile_id}"
+
     def trace(self, profile_id: str) -> str:
-        """Stream: trace entries of one profile. Capped (MAXLEN ~1000); TTL 12 hours.
+        """Stream: trace entries of one profile, written only while the profile is traced or
+        sampled (``trace_sample_rate``). Capped (about ``trace_history_max_bytes``, at most
+        ~1000 entries); TTL 12 hours.
 
         Each entry holds one or more trace records, each the JSON object ``{"k":
         TraceEntryKind, "m": message, "d": details, "t": time ms, "p": profile id, "ev":

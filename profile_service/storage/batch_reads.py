@@ -34,6 +34,9 @@ class Loaded:
     frozen: list[str] = field(default_factory=list)
     """Visitor ids whose own profile still stands frozen into this one: their events came
     here past a stitch that was cut short (or is running elsewhere right now)."""
+    followed: bool | None = None
+    """Whether a StreamTrace follows the profile (its tracing marker, read with it);
+    ``None``: not read (the commit script checks the marker itself)."""
 
 
 class BatchReads(StoreCore):
@@ -55,12 +58,14 @@ class BatchReads(StoreCore):
         direct: dict[str, Loaded] = {}  # each visitor id's own profile, aliased or not
         survivor_of: dict[str, str] = {}
         for (visitor_id, ids), reply in zip(ids_of.items(), replies, strict=True):
-            alias, raw_state, raw_version = reply[0], reply[1], reply[2]
+            alias, raw_state, raw_version, followed = reply[0], reply[1], reply[2], reply[3]
             seen: dict[str, float] = {}
             if ids:
-                seen = {i: float(s) for i, s in zip(ids, reply[3:], strict=True) if s is not None}
+                seen = {i: float(s) for i, s in zip(ids, reply[4:], strict=True) if s is not None}
             state, version = parse_profile((raw_state, raw_version))
-            direct[visitor_id] = Loaded(visitor_id, state, version, seen)
+            direct[visitor_id] = Loaded(
+                visitor_id, state, version, seen, followed=int(followed) == 1
+            )
             survivor_of[visitor_id] = as_text(alias) if alias else visitor_id
 
         survivors = {s for v, s in survivor_of.items() if s != v}
@@ -109,6 +114,7 @@ class BatchReads(StoreCore):
                         pkeys.alias(visitor_id),
                         pkeys.profile(visitor_id),
                         pkeys.dedup(visitor_id),
+                        pkeys.tracing(visitor_id),
                     ]
                     READ_VISITOR_SCRIPT.queue(pipe, script_keys, ids)
                 replies = await self._execute(pipe)

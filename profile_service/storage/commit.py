@@ -28,9 +28,9 @@ from profile_service.storage.layout import Layout
 from profile_service.storage.lua import storage_script
 from profile_service.storage.reevaluation_due import reevaluation_due_writes
 from profile_service.storage.replies import RedisArg
+from profile_service.storage.trace_history import TraceHistory, TraceWrite
 from service_common import keys
 from service_common.trace_entries import (
-    TRACE_MAXLEN,
     TRACE_TTL_MS,
     encode_entries,
     entry_doc,
@@ -167,6 +167,8 @@ def build_write(
     new_event_ids: Sequence[str],
     now_ms: int,
     dedup_max_entries: int = DEFAULT_DEDUP_MAX_ENTRIES,
+    trace: TraceWrite = TraceWrite.KEEP,
+    trace_history: TraceHistory | None = None,
 ) -> ProfileWrite:
     """Build the commit of ``final`` (the state after ``steps``) over the version read.
 
@@ -175,6 +177,9 @@ def build_write(
             in case it mutates states in place); the difference with ``final.audiences``
             decides the SADD/SREM of the partition's audience sets.
         new_event_ids: Event ids to remember for deduplication.
+        trace: What to do with the steps' trace records in the profile's trace stream
+            (`TraceWrite`; records of events with a live-trace id are always kept).
+        trace_history: Its byte cap (default `TraceHistory()`).
     """
     if final.profile_id != profile_id:
         raise RuntimeError(
@@ -193,6 +198,8 @@ def build_write(
     audiences_left = set(left)
     trace_docs: list[dict[str, Any]] = []
     trace_id_entries: list[tuple[str, bytes]] = []
+    if trace is not TraceWrite.KEEP and any(e is not None and e.trace_id for e, _ in steps):
+        trace = TraceWrite.KEEP  # the caller is debugging this visitor right now
     for event, outcome in steps:
         for fired in outcome.actions:
             if fired.delay_ms > 0:
@@ -200,10 +207,11 @@ def build_write(
             else:
                 outbox += [fired.idempotency_key, fired.action.SerializeToString()]
         audiences_left.update(outcome.audiences_left)
-        if outcome.trace:
+        if outcome.trace and trace is not TraceWrite.SKIP:
             trace_docs += _trace_docs(profile_id, now_ms, event, outcome, trace_id_entries)
     # All records of the commit go into one stream entry (one XADD; see trace_log).
     trace_field, trace_value = encode_entries(trace_docs) if trace_docs else ("", b"")
+    history = trace_history or TraceHistory()
 
     visit_due = ""
     if final.visit is not None:
@@ -215,6 +223,7 @@ def build_write(
         pkeys.outbox,
         pkeys.delayed,
         pkeys.trace(profile_id),
+        pkeys.tracing(profile_id),
         *(pkeys.audience(a) for a in joined),
         *(pkeys.audience(a) for a in left),
     ]
@@ -229,8 +238,9 @@ def build_write(
         "t": str(now_ms),
         "w": str(limits.event_dedup_window_ms),
         "k": str(dedup_max_entries),
-        "m": str(TRACE_MAXLEN),
+        "m": str(history.max_entries(len(trace_value))),
         "x": str(TRACE_TTL_MS),
+        "s": 1 if trace is TraceWrite.KEEP else 0,
         "j": len(joined),
         "l": len(left),
         "i": list(new_event_ids),

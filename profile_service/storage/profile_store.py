@@ -37,6 +37,7 @@ from profile_service.engine.state import NormalizedEvent, ProfileState
 from profile_service.metrics import REDIS_SECONDS, record_conflicts
 from profile_service.storage.batch_reads import BatchReads, Loaded
 from profile_service.storage.commit import ProfileWrite, Step, build_write
+from profile_service.storage.cooperative import let_others_run
 from profile_service.storage.delayed_actions import DelayedActions
 from profile_service.storage.lua import is_noscript
 from profile_service.storage.reevaluations import Reevaluations
@@ -173,7 +174,8 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches, Reevaluation
         cutoff = now - defs.limits.event_dedup_window_ms
         plans = []
         with step_span("engine.evaluate", {"crowd.profiles": len(groups)}):
-            for profile_id, indexes in groups.items():
+            for n, (profile_id, indexes) in enumerate(groups.items()):
+                await let_others_run(n)
                 plans.append(self._compute(defs, loaded[profile_id], indexes, events, now, cutoff))
         return plans
 
@@ -220,6 +222,8 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches, Reevaluation
                 new_event_ids=new_ids,
                 now_ms=now,
                 dedup_max_entries=self._dedup_max_entries,
+                trace=self._trace_history.choice(loaded.profile_id, loaded.followed),
+                trace_history=self._trace_history,
             )
         values = _identities(defs, state)
         claims = state is not None and (

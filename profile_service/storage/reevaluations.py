@@ -18,6 +18,7 @@ from profile_service.definitions.model import CompiledDefinitions
 from profile_service.engine.reevaluation import reevaluate_audiences
 from profile_service.engine.time_dependence import next_flip_ms
 from profile_service.storage.commit import ProfileWrite, build_write
+from profile_service.storage.cooperative import let_others_run
 from profile_service.storage.profile_rewrites import DueFix, ProfileRewrites
 from service_common.redis_toolkit.retry import CAS_CONFLICT
 
@@ -93,7 +94,8 @@ class Reevaluations(ProfileRewrites):
         loaded = await self._read_profiles(pending)
         writes: list[tuple[ProfileWrite, int, int]] = []  # write, joins, leaves
         fixes: list[DueFix] = []
-        for profile_id, (state, version) in zip(pending, loaded, strict=True):
+        for n, (profile_id, (state, version)) in enumerate(zip(pending, loaded, strict=True)):
+            await let_others_run(n)
             if state is None:
                 if fix_due:
                     fixes.append(DueFix(profile_id, version, None))
@@ -131,6 +133,8 @@ class Reevaluations(ProfileRewrites):
                 new_event_ids=[],
                 now_ms=now_ms,
                 dedup_max_entries=self._dedup_max_entries,
+                trace=self._trace_history.choice(profile_id, None),
+                trace_history=self._trace_history,
             )
             writes.append((write, len(outcome.audiences_joined), len(outcome.audiences_left)))
             if fix_due:

@@ -400,6 +400,8 @@ class Stitches(StoreCore):
                 new_event_ids=[],
                 now_ms=now,
                 dedup_max_entries=self._dedup_max_entries,
+                trace=self._trace_history.choice(target, None),
+                trace_history=self._trace_history,
             )
 
             replies = await self._execute_acknowledged(_filler(write), [])

@@ -19,6 +19,7 @@ from profile_service.storage.keyed_locks import KeyedLocks
 from profile_service.storage.layout import Clock, Layout, system_clock_ms
 from profile_service.storage.lua import is_noscript, load_scripts, storage_script
 from profile_service.storage.replies import as_text
+from profile_service.storage.trace_history import TraceHistory
 from service_common.errors import Aborted
 from service_common.redis_toolkit.replication import WaitPolicy, execute_acknowledged
 
@@ -146,6 +147,8 @@ class StoreCore:
             local forwarder's ``wake``), so they leave without waiting for its next poll.
         wait: Replicas that must confirm the commits of event batches before they are
             acknowledged (``redis_wait_replicas``; off by default).
+        trace_history: Which profiles keep a trace history (`TraceHistory`; by default
+            every profile, as a library; the service passes its settings).
     """
 
     def __init__(
@@ -159,6 +162,7 @@ class StoreCore:
         dedup_max_entries: int = DEFAULT_DEDUP_MAX_ENTRIES,
         on_outbox_write: Callable[[], None] | None = None,
         wait: WaitPolicy | None = None,
+        trace_history: TraceHistory | None = None,
     ) -> None:
         self._client = client
         self._layout = layout
@@ -168,6 +172,7 @@ class StoreCore:
         self._dedup_max_entries = dedup_max_entries
         self._on_outbox_write = on_outbox_write
         self._wait = wait or WaitPolicy()
+        self._trace_history = trace_history or TraceHistory()
         self._locks = KeyedLocks()
         self.stats = StoreStats()
 

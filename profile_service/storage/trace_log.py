@@ -7,7 +7,9 @@ delivery outcomes into the same streams): one ``XADD`` per commit, whatever the 
 records.
 
 `TraceLog.follow` serves ``StreamTrace``: it replays stored records after a cursor and then
-blocks on ``XREAD`` for new ones. A record's cursor is its stream entry id, or, for a record
+blocks on ``XREAD`` for new ones. Following a visitor keeps its tracing marker alive, so its
+commits write trace records while it is followed even if it is not sampled
+(`trace_history`). A record's cursor is its stream entry id, or, for a record
 of a ``b`` entry that is not its last, ``<entry id>.<index in the entry>``; so resuming after
 any record is exact, and the cursor of an entry's last record is a plain stream id.
 """
@@ -22,6 +24,7 @@ import redis.asyncio
 from crowd.profile.v1 import trace_pb2
 from profile_service.storage.layout import Layout
 from profile_service.storage.replies import as_text, range_entries, stream_entries
+from profile_service.storage.trace_history import FOLLOW_MARKER_TTL_MS
 from service_common import keys
 from service_common.errors import FieldViolation, InvalidArgument
 from service_common.trace_entries import decode_entries
@@ -69,6 +72,12 @@ class TraceLog:
         profile_id = await self._layout.resolve_profile_id(self._client, visitor_id)
         return self._layout.keys_for(profile_id).trace(profile_id)
 
+    async def visitor_follow_keys(self, visitor_id: str) -> tuple[str, str]:
+        """The trace stream and the tracing marker of a visitor's surviving profile."""
+        profile_id = await self._layout.resolve_profile_id(self._client, visitor_id)
+        pkeys = self._layout.keys_for(profile_id)
+        return pkeys.trace(profile_id), pkeys.tracing(profile_id)
+
     @staticmethod
     def trace_id_stream(trace_id: str) -> str:
         """The stream key of a live-trace id."""
@@ -107,6 +116,7 @@ class TraceLog:
         after: str = "",
         *,
         active: Callable[[], bool] | None = None,
+        marker: str = "",
     ) -> AsyncGenerator[trace_pb2.TraceEntry, None]:
         """Yield records after ``after`` and then new ones as they are written.
 
@@ -116,7 +126,12 @@ class TraceLog:
         ``block_ms``; pass e.g. ``lambda: not context.done()`` from a gRPC handler) or the
         consumer stops iterating. Do not rely on cancelling the consuming task alone:
         redis-py's blocking read can swallow a cancellation on Python 3.11.
+
+        ``marker``: the profile's tracing marker, set before the first read and refreshed
+        before every blocking read while following (it expires on its own afterwards).
         """
+        if marker:
+            await self._client.set(marker, b"1", px=FOLLOW_MARKER_TTL_MS)
         last, index = _parse_cursor(await self.start_cursor(stream, after))
         if index >= 0:
             # The cursor is inside a multi-record entry: finish that entry first.
@@ -124,6 +139,8 @@ class TraceLog:
             for record in _flatten(range_entries(raw), (last, index)):
                 yield record
         while active is None or active():
+            if marker:
+                await self._client.set(marker, b"1", px=FOLLOW_MARKER_TTL_MS)
             reply = await self._client.xread({stream: last}, count=100, block=self._block_ms)
             for entry_id, fields in stream_entries(reply):
                 last = entry_id

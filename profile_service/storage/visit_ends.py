@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.storage.commit import ProfileWrite, build_write
+from profile_service.storage.cooperative import let_others_run
 from profile_service.storage.profile_rewrites import DueFix, ProfileRewrites
 from service_common.redis_toolkit.retry import CAS_CONFLICT
 
@@ -52,7 +53,8 @@ class VisitEnds(ProfileRewrites):
         writes: list[ProfileWrite] = []
         fixes: list[DueFix] = []
         loaded = await self._read_profiles(pending)
-        for profile_id, (state, version) in zip(pending, loaded, strict=True):
+        for n, (profile_id, (state, version)) in enumerate(zip(pending, loaded, strict=True)):
+            await let_others_run(n)
             if state is None or state.visit is None:
                 fixes.append(DueFix(profile_id, version, None))
                 continue
@@ -81,6 +83,8 @@ class VisitEnds(ProfileRewrites):
                     new_event_ids=[],
                     now_ms=now_ms,
                     dedup_max_entries=self._dedup_max_entries,
+                    trace=self._trace_history.choice(profile_id, None),
+                    trace_history=self._trace_history,
                 )
             )
         committed = await self._commit_rewrites(writes, fixes, lambda k: k.visits_due)

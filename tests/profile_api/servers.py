@@ -74,6 +74,9 @@ class Servers:
             "api_keys": PROFILE_KEYS,
             "sweep_interval_seconds": SWEEP_INTERVAL_S,
             "shutdown_grace_seconds": GRACE_S,
+            # These suites replay the stored trace of visitors they did not follow first
+            # (StreamTrace after="0"): keep every visitor's history, not the default sample.
+            "trace_sample_rate": 1.0,
         }
         values.update(overrides)
         settings = ProfileSettings(**values)

@@ -6,8 +6,9 @@
 -- KEYS[4]  the partition's outbox stream
 -- KEYS[5]  the partition's delayed-actions sorted set
 -- KEYS[6]  the profile's trace stream
--- KEYS[7 .. 6+j]        audience sets the profile joins
--- KEYS[7+j .. 6+j+l]    audience sets the profile leaves
+-- KEYS[7]  the profile's tracing marker (present while a StreamTrace follows it)
+-- KEYS[8 .. 7+j]        audience sets the profile joins
+-- KEYS[8+j .. 7+j+l]    audience sets the profile leaves
 --
 -- ARGV[1]  a JSON object of the text parameters (numbers that go to Redis as text, so
 --          that Lua's number formatting never touches a 13-digit time):
@@ -18,7 +19,10 @@
 --            d  visit due time in ms ("" = no open visit: remove from visits_due)
 --            t  now in ms (dedup score)     w  dedup window in ms
 --            k  dedup: most event ids kept
---            m  trace MAXLEN (approximate)  x  trace TTL in ms
+--            m  trace MAXLEN: the byte cap over this entry's size (exact: an approximate
+--               trim only drops whole nodes of 100 entries, far above a cap of a few KB)
+--            x  trace TTL in ms
+--            s  1: write the trace entry; 0: only if KEYS[7] exists (see trace_history.py)
 --            j  n_join, l  n_leave (numbers: how many audience keys of each kind)
 --            i  event ids to remember for deduplication (array)
 --            y  delayed actions: array of [due ms, member] (a member is one action of one
@@ -60,10 +64,10 @@ else
 end
 
 for i = 1, h.j do
-  redis.call('SADD', KEYS[6 + i], profile_id)
+  redis.call('SADD', KEYS[7 + i], profile_id)
 end
 for i = 1, h.l do
-  redis.call('SREM', KEYS[6 + h.j + i], profile_id)
+  redis.call('SREM', KEYS[7 + h.j + i], profile_id)
 end
 
 local ids = h.i
@@ -99,8 +103,8 @@ if h.z then
   redis.call('ZREM', KEYS[5], unpack(h.z))
 end
 
-if h.f ~= '' then
-  redis.call('XADD', KEYS[6], 'MAXLEN', '~', h.m, '*', h.f, ARGV[2 + 2 * h.o])
+if h.f ~= '' and (h.s == 1 or redis.call('EXISTS', KEYS[7]) == 1) then
+  redis.call('XADD', KEYS[6], 'MAXLEN', h.m, '*', h.f, ARGV[2 + 2 * h.o])
   redis.call('PEXPIRE', KEYS[6], h.x)
 end
 
