@@ -30,7 +30,7 @@ from profile_service.definitions.checked import validate_remembered
 from profile_service.definitions.compiler import compile_definitions, digest
 from profile_service.dispatch_link import DispatchSubmitter
 from profile_service.forwarding_removal import ForwardingClearer
-from profile_service.metrics import outbox_gauges
+from profile_service.metrics import observe_redis, outbox_gauges
 from profile_service.settings import ProfileSettings
 from profile_service.storage import (
     AudienceReconciler,
@@ -63,7 +63,7 @@ async def create_server(
     provider = tracer_provider or setup_tracing(settings.otel_service_name)
     # The storage code is written against redis.asyncio.Redis; RedisCluster exposes the same
     # command API and every multi-key script stays within one hash tag.
-    redis = cast(Redis, connect_settings_redis(settings))
+    redis = cast(Redis, connect_settings_redis(settings, observe=observe_redis))
     wait = WaitPolicy.from_settings(settings)
     layout = Layout(settings.partitions)
     definitions_store = DefinitionsStore(redis, validate=validate_remembered, digest=digest)
