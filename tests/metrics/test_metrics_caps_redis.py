@@ -13,6 +13,9 @@ from tests.profile_api.helpers import wait_for
 from tests.profile_api.shop import seed_document
 
 PING_ACTION = "braze_ping_once_a_day"
+PROFILE_FIRED = "crowd_profile_actions_fired_total"
+PROFILE_SUPPRESSED = "crowd_profile_actions_suppressed_total"
+DISPATCH_SUPPRESSED = "crowd_dispatch_actions_suppressed_total"
 
 
 def capped_definitions() -> definitions_pb2.Definitions:
@@ -82,7 +85,7 @@ async def test_caps_suppressions_and_redis_latency_are_counted(
 
     async def handed_over() -> Samples | None:
         samples = await scrape(stack.dispatch_port)
-        done = moved(samples, dispatch_before, "crowd_dispatch_actions_suppressed_total", suppressed)
+        done = moved(samples, dispatch_before, DISPATCH_SUPPRESSED, suppressed)
         return samples if done >= 2 else None
 
     await wait_for(handed_over, "the capped actions to reach the dispatch service")
@@ -91,15 +94,9 @@ async def test_caps_suppressions_and_redis_latency_are_counted(
     dispatch_after = await scrape(stack.dispatch_port)
 
     # Three fired, the cap let the first through and suppressed the other two, on both sides.
-    assert moved(profile_after, profile_before, "crowd_profile_actions_fired_total", suppressed) == 3
-    assert (
-        moved(profile_after, profile_before, "crowd_profile_actions_suppressed_total", suppressed)
-        == 2
-    )
-    assert (
-        moved(dispatch_after, dispatch_before, "crowd_dispatch_actions_suppressed_total", suppressed)
-        == 2
-    )
+    assert moved(profile_after, profile_before, PROFILE_FIRED, suppressed) == 3
+    assert moved(profile_after, profile_before, PROFILE_SUPPRESSED, suppressed) == 2
+    assert moved(dispatch_after, dispatch_before, DISPATCH_SUPPRESSED, suppressed) == 2
 
     # Redis latency: the four TrackEvent commits, each one round trip under "commit", and the
     # rest of the traffic (reads, the outbox forwarder, the queue) by step or command name.
