@@ -8,7 +8,7 @@ action ids from the definitions (folded into ``other`` past a cap, see ``bounded
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from prometheus_client import Counter, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily
@@ -157,3 +157,28 @@ def outbox_gauges(redis: Redis, streams: Sequence[str]) -> RedisGaugeCollector:
         return [entries, age]
 
     return RedisGaugeCollector(read)
+
+
+BACKFILL_GAUGES = {
+    "backfill_profiles_scanned": "Profiles the current audience backfill has re-evaluated.",
+    "backfill_joins_found": "Audience joins the current backfill has committed.",
+    "backfill_partitions_done": "Partitions the current backfill has finished.",
+    "backfill_partitions_total": "Partitions the current backfill covers (0: none has run).",
+    "backfill_running": "1 while an audience backfill is running, else 0.",
+}
+
+
+def backfill_gauges(read: Callable[[], Awaitable[Mapping[str, float]]]) -> RedisGaugeCollector:
+    """The audience backfill's progress, read at scrape time: ``read`` returns
+    ``BackfillProgress.figures()`` (the numbers ``GetBackfillStatus`` reports)."""
+
+    async def collect() -> list[GaugeMetricFamily]:
+        figures = await read()
+        families = []
+        for name, help_text in BACKFILL_GAUGES.items():
+            family = GaugeMetricFamily(f"crowd_profile_{name}", help_text)
+            family.add_metric([], figures[name])
+            families.append(family)
+        return families
+
+    return RedisGaugeCollector(collect)

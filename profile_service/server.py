@@ -30,7 +30,7 @@ from profile_service.definitions.checked import validate_remembered
 from profile_service.definitions.compiler import compile_definitions, digest
 from profile_service.dispatch_link import DispatchSubmitter
 from profile_service.forwarding_removal import ForwardingClearer
-from profile_service.metrics import observe_redis, outbox_gauges
+from profile_service.metrics import backfill_gauges, observe_redis, outbox_gauges
 from profile_service.settings import ProfileSettings
 from profile_service.storage import (
     AudienceReconciler,
@@ -44,7 +44,11 @@ from profile_service.storage import (
     TraceLog,
     VisitSweeper,
 )
-from profile_service.storage.backfill import BackfillWorker, read_backfill_progress
+from profile_service.storage.backfill import (
+    BackfillWorker,
+    backfill_figures,
+    read_backfill_progress,
+)
 from profile_service.storage.reevaluation_worker import ReevaluationWorker
 from service_common.client import create_channels
 from service_common.readiness import RedisReadiness
@@ -233,7 +237,10 @@ async def create_server(
                 redis.aclose,
             ],
             readiness=readiness,
-            metrics_collectors=[outbox_gauges(redis, [p.outbox for p in layout.all_partitions()])],
+            metrics_collectors=[
+                outbox_gauges(redis, [p.outbox for p in layout.all_partitions()]),
+                backfill_gauges(lambda: backfill_figures(redis, layout.partitions)),
+            ],
         ),
         tracer_provider=provider,
     )

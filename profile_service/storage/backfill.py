@@ -56,6 +56,7 @@ __all__ = [
     "BackfillWorker",
     "PartitionProgress",
     "audience_digests",
+    "backfill_figures",
     "read_backfill_progress",
 ]
 
@@ -156,6 +157,11 @@ async def read_backfill_progress(client: redis.asyncio.Redis, partitions: int) -
         audience_ids=tuple(json.loads(job.get("audiences", "[]"))),
         partitions=tuple(progress),
     )
+
+
+async def backfill_figures(client: redis.asyncio.Redis, partitions: int) -> dict[str, float]:
+    """The current job's progress as flat numbers (the metrics' backfill gauges)."""
+    return (await read_backfill_progress(client, partitions)).figures()
 
 
 def _number(version: str) -> int:
