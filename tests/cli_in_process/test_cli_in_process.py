@@ -15,6 +15,7 @@ from braze_sandbox import BrazeSandbox
 from tests.cli.cli_runner import EXAMPLE
 from tests.cli.in_process import invoke, invoke_sync
 from tests.metrics.conftest import Stack
+
 # The metrics suite's `stack` fixture (profile + dispatch + sandbox, /metrics on), re-exported.
 from tests.metrics.conftest import stack as stack
 from tests.profile_api.helpers import ADMIN_KEY, DISPATCH_KEY, READ_KEY, wait_for
