@@ -216,7 +216,13 @@ async def test_import_and_stats(stack: Stack, tmp_path: Path) -> None:
     snapshot = json.loads(stats.stdout)
     assert set(snapshot["queue_depth"]) == {"actions", "cohorts"}
     assert snapshot["events_ingested"] >= 2
+    assert snapshot["actions_suppressed"] == 0
+    assert set(snapshot["backfill"]) == {
+        "running", "partitions_done", "partitions_total", "profiles_scanned", "joins_found"
+    }  # fmt: skip
     screen = await invoke("-o", "pretty", "stats", "--once", *urls)
-    assert screen.code == 0 and "queue" in screen.stdout.lower()
+    assert screen.code == 0
+    for row in ("queue actions", "braze requests", "actions suppressed", "backfill"):
+        assert row in screen.stdout
     down = await invoke("stats", "--once", "--profile-metrics", "http://127.0.0.1:9/metrics")
     assert down.code == 3
