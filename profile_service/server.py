@@ -179,8 +179,15 @@ async def create_server(
     clearer = None
     if channels:
         # Deleting a forwarded audience clears its membership in Braze (forwarding_removal).
+        # Durable: a job in Redis any replica resumes; polled like the backfill.
         clearer = ForwardingClearer(
-            ProfileReader(redis, layout, wait=wait), DispatchSubmitter(channels)
+            redis,
+            ProfileReader(redis, layout, wait=wait),
+            definitions_store,
+            lambda: watcher.current,
+            compile_definitions,
+            DispatchSubmitter(channels),
+            interval_s=settings.backfill_interval_seconds,
         )
         app.on_published = clearer.published
     definitions = DefinitionServicer(app)
@@ -207,6 +214,8 @@ async def create_server(
             await watcher.start()
             for task in background:
                 task.start()
+            if clearer is not None:
+                clearer.start()
 
     async def stop_background() -> None:
         for task in reversed(background):
