@@ -8,6 +8,7 @@ RPC's span is not sampled, :func:`step_span` costs one context-variable read and
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -97,7 +98,10 @@ class StepTracerInterceptor(grpc.aio.ServerInterceptor):
                     async for response in iterate_stream(behavior, request, context):
                         yield response
                 finally:
-                    _tracer.reset(token)
+                    # A stream the client cancelled is closed by the event loop's async-gen
+                    # finaliser, in another context: there is nothing of ours to restore there.
+                    with contextlib.suppress(ValueError):
+                        _tracer.reset(token)
 
             return wrapped
 
