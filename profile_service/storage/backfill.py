@@ -248,6 +248,7 @@ class BackfillWorker:
         self._order = list(range(self._partitions))
         random.shuffle(self._order)
         self._loop = BackgroundLoop("audience-backfill")
+        self._advanced = False  # a cursor moved in the last step (even past no profile)
         self.fault_after_commit: Callable[[], None] | None = None
         """Test hook: called after a chunk's commits, before its progress is saved."""
 
@@ -401,6 +402,7 @@ class BackfillWorker:
                     "done": "1" if next_cursor == 0 else "0",
                 },
             )
+            self._advanced = True
             return len(profile_ids)
         finally:
             await self._client.delete(pkeys.backfill_lease)
@@ -439,13 +441,14 @@ class BackfillWorker:
         """Backfill until `stop`; failures are logged and retried next interval."""
         while not self._loop.stopping:
             scanned = 0
+            self._advanced = False
             try:
                 scanned = await self.step()
             except REDIS_FAILURES as exc:
                 logger.warning("backfill step failed (%s); retrying", type(exc).__name__)
             except Exception:
                 logger.exception("backfill step failed")
-            if scanned == 0:
+            if scanned == 0 and not self._advanced:  # walks past other keys go on at once
                 await self._loop.pause(self._interval_s)
 
     def start(self) -> None:
