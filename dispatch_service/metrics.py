@@ -1,7 +1,8 @@
 """The dispatch service's Prometheus metrics (``crowd_dispatch_*``) and the calls that move them.
 
 Labels are bounded: Braze endpoint paths (a fixed enum), status classes (``2xx``, ``4xx``,
-``429``, ``5xx``, ``error``), delivery results (a fixed set) and dead-letter kinds.
+``429``, ``5xx``, ``error``), delivery results (a fixed set), dead-letter kinds, action ids
+(from definitions, folded into ``other`` past a cap) and Redis operations.
 Queue depth and age are read from Redis at scrape time (:func:`queue_gauges`).
 """
 
@@ -14,7 +15,7 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily
 from redis.asyncio import Redis
 
-from service_common.metrics import RedisGaugeCollector
+from service_common.metrics import RedisGaugeCollector, bounded_label
 from service_common.stream_backlog import stream_backlog
 
 BRAZE_REQUESTS = Counter(
@@ -60,6 +61,16 @@ DEAD_LETTERS = Counter(
     "crowd_dispatch_dead_letters_total",
     "Actions or cohort changes given up on (moved to the dead letters).",
     ["kind"],
+)
+ACTIONS_SUPPRESSED = Counter(
+    "crowd_dispatch_actions_suppressed_total",
+    "Submitted actions a frequency cap suppressed (not queued), by action id.",
+    ["action"],
+)
+REDIS_SECONDS = Histogram(
+    "crowd_dispatch_redis_command_seconds",
+    "Latency of every Redis round trip, by step or else command name.",
+    ["operation"],
 )
 DATA_POINTS_SAVED = Counter(
     "crowd_dispatch_data_points_saved_total",
@@ -108,6 +119,17 @@ def record_results(results: Sequence[str]) -> None:
             RETRIES.inc()
         elif result == "failed":
             DEAD_LETTERS.labels("action").inc()
+
+
+def record_suppressed(action_ids: Sequence[str]) -> None:
+    """Actions a cap suppressed at intake (first submissions only, not duplicates)."""
+    for action_id in action_ids:
+        ACTIONS_SUPPRESSED.labels(bounded_label("action", action_id or "unnamed")).inc()
+
+
+def observe_redis(operation: str, seconds: float) -> None:
+    """The Redis client's :data:`~service_common.redis_timing.CommandObserver`."""
+    REDIS_SECONDS.labels(operation).observe(seconds)
 
 
 def record_cohort_dead_letters(count: int) -> None:

@@ -23,7 +23,7 @@ from dispatch_service.braze import BrazeConnector, create_session, load_connecto
 from dispatch_service.braze.connector import load_connectors_from_env
 from dispatch_service.cohorts import CohortStore, CohortWorker, CohortWorkerSettings, cohort_senders
 from dispatch_service.delivery import braze_deliveries
-from dispatch_service.metrics import queue_gauges
+from dispatch_service.metrics import observe_redis, queue_gauges
 from dispatch_service.queue import ActionStore
 from dispatch_service.scopes import DISPATCH_SERVICE, METHOD_SCOPES
 from dispatch_service.servicer import DispatchServicer
@@ -65,7 +65,7 @@ async def create_server(
     provider = tracer_provider or setup_tracing(settings.otel_service_name)
     # The storage code is written against redis.asyncio.Redis; RedisCluster exposes the same
     # command API and every multi-key script stays within one hash tag.
-    redis = cast(Redis, connect_settings_redis(settings))
+    redis = cast(Redis, connect_settings_redis(settings, observe=observe_redis))
     visitor_trace = VisitorTrace(redis)
     store = ActionStore(
         redis,

@@ -11,6 +11,7 @@ import grpc.aio
 from crowd.channels import ChannelPool
 from crowd.dispatch.v1 import action_pb2, dispatch_service_pb2, dispatch_service_pb2_grpc
 from profile_service.cohort_link import submit_cohort_actions
+from profile_service.metrics import record_submit_outcomes
 from profile_service.storage import SubmitRejected
 from service_common.errors import decode_error
 
@@ -49,10 +50,11 @@ class DispatchSubmitter:
             refused, reasons = await submit_cohort_actions(self._stub(), cohort)
         if actions:
             try:
-                await self._stub().SubmitActions(
+                response = await self._stub().SubmitActions(
                     dispatch_service_pb2.SubmitActionsRequest(actions=actions),
                     timeout=SUBMIT_TIMEOUT_S,
                 )
+                record_submit_outcomes(actions, response.outcomes)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
                     raise

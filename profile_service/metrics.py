@@ -8,12 +8,14 @@ action ids from the definitions (folded into ``other`` past a cap, see ``bounded
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from prometheus_client import Counter, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily
 from redis.asyncio import Redis
 
+from crowd.dispatch.v1 import action_pb2
+from crowd.dispatch.v1.dispatch_service_pb2 import SubmitOutcome
 from crowd.profile.v1 import event_pb2
 from service_common.metrics import RedisGaugeCollector, bounded_label
 from service_common.stream_backlog import stream_backlog
@@ -48,6 +50,12 @@ AUDIENCE_LEAVES = Counter(
 ACTIONS_FIRED = Counter(
     "crowd_profile_actions_fired_total", "Connector actions fired by events.", ["action"]
 )
+ACTIONS_SUPPRESSED = Counter(
+    "crowd_profile_actions_suppressed_total",
+    "Fired actions the dispatch service suppressed with a frequency cap (cooldown group or"
+    " max sends), counted when the outbox hands them over.",
+    ["action"],
+)
 VISITS_ENDED = Counter(
     "crowd_profile_visits_ended_total", "Visits ended by the inactivity sweeper."
 )
@@ -60,7 +68,7 @@ STITCHES_REFUSED = Counter(
 )
 REDIS_SECONDS = Histogram(
     "crowd_profile_redis_command_seconds",
-    "Latency of the profile store's Redis round trips (commit scripts, reads).",
+    "Latency of every Redis round trip, by engine step (commit, read) or else command name.",
     ["operation"],
 )
 
@@ -75,6 +83,21 @@ def record_results(rpc: str, results: Sequence[event_pb2.EventResult]) -> None:
             AUDIENCE_LEAVES.labels(bounded_label("audience", audience)).inc()
         for action in result.actions_fired:
             ACTIONS_FIRED.labels(bounded_label("action", action.action_id)).inc()
+
+
+def record_submit_outcomes(
+    actions: Sequence[action_pb2.Action], outcomes: Sequence[SubmitOutcome]
+) -> None:
+    """Count the actions a cap suppressed (first submissions only: a retried hand-over
+    gets ``duplicate`` outcomes back and must not count them again)."""
+    for action, outcome in zip(actions, outcomes, strict=False):
+        if outcome.state == action_pb2.ACTION_STATE_SUPPRESSED and not outcome.duplicate:
+            ACTIONS_SUPPRESSED.labels(bounded_label("action", action.action_id)).inc()
+
+
+def observe_redis(operation: str, seconds: float) -> None:
+    """The Redis client's :data:`~service_common.redis_timing.CommandObserver`."""
+    REDIS_SECONDS.labels(operation).observe(seconds)
 
 
 def result_attributes(results: Sequence[event_pb2.EventResult]) -> dict[str, int]:
@@ -134,3 +157,28 @@ def outbox_gauges(redis: Redis, streams: Sequence[str]) -> RedisGaugeCollector:
         return [entries, age]
 
     return RedisGaugeCollector(read)
+
+
+BACKFILL_GAUGES = {
+    "backfill_profiles_scanned": "Profiles the current audience backfill has re-evaluated.",
+    "backfill_joins_found": "Audience joins the current backfill has committed.",
+    "backfill_partitions_done": "Partitions the current backfill has finished.",
+    "backfill_partitions_total": "Partitions the current backfill covers (0: none has run).",
+    "backfill_running": "1 while an audience backfill is running, else 0.",
+}
+
+
+def backfill_gauges(read: Callable[[], Awaitable[Mapping[str, float]]]) -> RedisGaugeCollector:
+    """The audience backfill's progress, read at scrape time: ``read`` returns
+    ``BackfillProgress.figures()`` (the numbers ``GetBackfillStatus`` reports)."""
+
+    async def collect() -> list[GaugeMetricFamily]:
+        figures = await read()
+        families = []
+        for name, help_text in BACKFILL_GAUGES.items():
+            family = GaugeMetricFamily(f"crowd_profile_{name}", help_text)
+            family.add_metric([], figures[name])
+            families.append(family)
+        return families
+
+    return RedisGaugeCollector(collect)

@@ -30,7 +30,7 @@ from profile_service.definitions.checked import validate_remembered
 from profile_service.definitions.compiler import compile_definitions, digest
 from profile_service.dispatch_link import DispatchSubmitter
 from profile_service.forwarding_removal import ForwardingClearer
-from profile_service.metrics import outbox_gauges
+from profile_service.metrics import backfill_gauges, observe_redis, outbox_gauges
 from profile_service.settings import ProfileSettings
 from profile_service.storage import (
     AudienceReconciler,
@@ -44,7 +44,11 @@ from profile_service.storage import (
     TraceLog,
     VisitSweeper,
 )
-from profile_service.storage.backfill import BackfillWorker, read_backfill_progress
+from profile_service.storage.backfill import (
+    BackfillWorker,
+    backfill_figures,
+    read_backfill_progress,
+)
 from profile_service.storage.reevaluation_worker import ReevaluationWorker
 from profile_service.storage.trace_history import TraceHistory
 from service_common.client import create_channels
@@ -64,7 +68,7 @@ async def create_server(
     provider = tracer_provider or setup_tracing(settings.otel_service_name)
     # The storage code is written against redis.asyncio.Redis; RedisCluster exposes the same
     # command API and every multi-key script stays within one hash tag.
-    redis = cast(Redis, connect_settings_redis(settings))
+    redis = cast(Redis, connect_settings_redis(settings, observe=observe_redis))
     wait = WaitPolicy.from_settings(settings)
     layout = Layout(settings.partitions)
     definitions_store = DefinitionsStore(redis, validate=validate_remembered, digest=digest)
@@ -177,8 +181,15 @@ async def create_server(
     clearer = None
     if channels:
         # Deleting a forwarded audience clears its membership in Braze (forwarding_removal).
+        # Durable: a job in Redis any replica resumes; polled like the backfill.
         clearer = ForwardingClearer(
-            ProfileReader(redis, layout, wait=wait), DispatchSubmitter(channels)
+            redis,
+            ProfileReader(redis, layout, wait=wait),
+            definitions_store,
+            lambda: watcher.current,
+            compile_definitions,
+            DispatchSubmitter(channels),
+            interval_s=settings.backfill_interval_seconds,
         )
         app.on_published = clearer.published
     definitions = DefinitionServicer(app)
@@ -205,6 +216,8 @@ async def create_server(
             await watcher.start()
             for task in background:
                 task.start()
+            if clearer is not None:
+                clearer.start()
 
     async def stop_background() -> None:
         for task in reversed(background):
@@ -235,7 +248,10 @@ async def create_server(
                 redis.aclose,
             ],
             readiness=readiness,
-            metrics_collectors=[outbox_gauges(redis, [p.outbox for p in layout.all_partitions()])],
+            metrics_collectors=[
+                outbox_gauges(redis, [p.outbox for p in layout.all_partitions()]),
+                backfill_gauges(lambda: backfill_figures(redis, layout.partitions)),
+            ],
         ),
         tracer_provider=provider,
     )

@@ -59,6 +59,18 @@ DEFINITIONS_SEQUENCE = f"{PREFIX}:{DEFINITIONS_TAG}:seq"
 DEFINITIONS_HISTORY = f"{PREFIX}:{DEFINITIONS_TAG}:history"
 """Sorted set: version id scored by publish time (ms). No TTL."""
 
+FORWARDING_CLEARING = f"{PREFIX}:{DEFINITIONS_TAG}:forwarding-clearing"
+"""Hash: clearing scans of deleted forwarded audiences (profile_service.forwarding_removal):
+``baseline_version`` (the last version compared) and one ``job:<version>`` per unfinished
+scan (JSON: the previous version, the pair index, the member page token, updates sent).
+No TTL; a finished job's field is deleted."""
+
+
+def forwarding_clearing_lease(version: str) -> str:
+    """String: the replica working on the clearing scan of ``version`` (``SET NX PX``)."""
+    return f"{PREFIX}:{DEFINITIONS_TAG}:forwarding-clearing:lease:{version}"
+
+
 BACKFILL_JOB = f"{PREFIX}:{DEFINITIONS_TAG}:backfill"
 """Hash: the current audience backfill: ``job`` (definitions version), ``audiences`` (JSON
 list of audience ids), ``baseline`` (JSON: audience id -> expression digest of that

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, Literal, overload
+from typing import Any, Literal, cast, overload
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import redis.asyncio
@@ -23,6 +23,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from service_common.logging import redact, register_secret
+from service_common.redis_timing import CommandObserver, TimedRedis, TimedRedisCluster
 from service_common.redis_toolkit.retry import Backoff, RetryLog, retrying
 from service_common.settings import ServiceSettings
 
@@ -104,7 +105,10 @@ def cluster_seed_nodes(url: str, nodes: Sequence[str] | str = ()) -> list[tuple[
 
 
 def _cluster_client(
-    url: str, nodes: Sequence[str] | str, client_options: dict[str, Any]
+    url: str,
+    nodes: Sequence[str] | str,
+    client_options: dict[str, Any],
+    observe: CommandObserver | None,
 ) -> redis.asyncio.RedisCluster:
     # One RedisCluster, every seed a startup node: discovery asks them in turn, so start-up
     # survives a seed being down. The URL's credentials, TLS and options apply to every node.
@@ -115,11 +119,20 @@ def _cluster_client(
     client_options["startup_nodes"] = [
         redis.asyncio.cluster.ClusterNode(host, port) for host, port in seeds
     ]
-    return redis.asyncio.RedisCluster.from_url(url, **client_options)
+    if observe is None:
+        return redis.asyncio.RedisCluster.from_url(url, **client_options)
+    client = cast(TimedRedisCluster, TimedRedisCluster.from_url(url, **client_options))
+    client.observe = observe
+    return client
 
 
 def connect_redis(
-    url: str, *, cluster: bool = False, nodes: Sequence[str] | str = (), **client_options: Any
+    url: str,
+    *,
+    cluster: bool = False,
+    nodes: Sequence[str] | str = (),
+    observe: CommandObserver | None = None,
+    **client_options: Any,
 ) -> redis.asyncio.Redis | redis.asyncio.RedisCluster:
     """A client for ``url`` that has not talked to Redis yet (no PING; see :func:`create_redis`
     for the options). The services build theirs this way so they can start, report
@@ -131,6 +144,8 @@ def connect_redis(
             MOVED/ASK, refreshes its slot map after errors and retries connection errors,
             timeouts and CLUSTERDOWN (:data:`CLUSTER_COMMAND_RETRIES`).
         nodes: More cluster seeds (``host:port``, a list or one comma-separated string).
+        observe: Told the latency of every command and pipeline (the service's
+            ``*_redis_command_seconds`` histogram, see :mod:`service_common.redis_timing`).
 
     Raises:
         ValueError: For an unusable URL/option combination.
@@ -142,13 +157,17 @@ def connect_redis(
     client_options.setdefault("socket_connect_timeout", _SOCKET_TIMEOUT_S)
     client_options.setdefault("socket_timeout", _SOCKET_TIMEOUT_S)
     if cluster:
-        return _cluster_client(url, nodes, client_options)
+        return _cluster_client(url, nodes, client_options, observe)
     client_options.setdefault("health_check_interval", 30)
-    return redis.asyncio.from_url(url, **client_options)
+    if observe is None:
+        return redis.asyncio.from_url(url, **client_options)
+    client = cast(TimedRedis, TimedRedis.from_url(url, **client_options))
+    client.observe = observe
+    return client
 
 
 def connect_settings_redis(
-    settings: ServiceSettings, **client_options: Any
+    settings: ServiceSettings, *, observe: CommandObserver | None = None, **client_options: Any
 ) -> redis.asyncio.Redis | redis.asyncio.RedisCluster:
     """:func:`connect_redis` as ``settings`` say (``redis_url``, ``redis_cluster``,
     ``redis_cluster_nodes``; the socket timeout outlasts a ``WAIT`` of
@@ -160,6 +179,7 @@ def connect_settings_redis(
         settings.redis_url,
         cluster=settings.redis_cluster,
         nodes=settings.redis_cluster_nodes,
+        observe=observe,
         **client_options,
     )
 

@@ -8,6 +8,7 @@ RPC's span is not sampled, :func:`step_span` costs one context-variable read and
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Tracer
 from opentelemetry.util.types import AttributeValue
 
 from service_common._handlers import call_unary, iterate_stream, rewrap_handler
+from service_common.redis_timing import redis_step
 
 __all__ = ["StepTracerInterceptor", "redis_span", "step_span"]
 
@@ -42,16 +44,24 @@ def step_span(name: str, attributes: Mapping[str, AttributeValue] | None = None)
 
 @contextmanager
 def redis_span(operation: str, **attributes: AttributeValue) -> Iterator[Span]:
-    """A CLIENT span for one Redis round trip (``db.system`` redis; no keys or values)."""
+    """A CLIENT span for one Redis round trip (``db.system`` redis; no keys or values).
+
+    The round trips inside are also timed under ``operation`` (see
+    :func:`service_common.redis_timing.redis_step`), span or not.
+    """
     tracer = _tracer.get()
     if tracer is None or not trace.get_current_span().is_recording():
-        yield INVALID_SPAN
+        with redis_step(operation):
+            yield INVALID_SPAN
         return
-    with tracer.start_as_current_span(
-        f"redis {operation}",
-        kind=SpanKind.CLIENT,
-        attributes={"db.system": "redis", "db.operation": operation, **attributes},
-    ) as span:
+    with (
+        redis_step(operation),
+        tracer.start_as_current_span(
+            f"redis {operation}",
+            kind=SpanKind.CLIENT,
+            attributes={"db.system": "redis", "db.operation": operation, **attributes},
+        ) as span,
+    ):
         yield span
 
 
@@ -88,7 +98,10 @@ class StepTracerInterceptor(grpc.aio.ServerInterceptor):
                     async for response in iterate_stream(behavior, request, context):
                         yield response
                 finally:
-                    _tracer.reset(token)
+                    # A stream the client cancelled is closed by the event loop's async-gen
+                    # finaliser, in another context: there is nothing of ours to restore there.
+                    with contextlib.suppress(ValueError):
+                        _tracer.reset(token)
 
             return wrapped
 

@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 
 from crowd.common.v1 import value_pb2
 from crowd.dispatch.v1 import action_pb2, dispatch_service_pb2
+from dispatch_service.metrics import record_suppressed
 from dispatch_service.queue import status
 from dispatch_service.queue.intake import current_trace_context, plan_submission, read_outcomes
 from dispatch_service.queue.queues import ensure_groups
@@ -129,12 +130,17 @@ class ActionStore:
             self.redis, calls, within_s=self._transient_retry_s, wait=self._wait
         )
         outcomes = read_outcomes(actions, batches, results, origin)
+        suppressed = [
+            (a, o)
+            for a, o in zip(actions, outcomes, strict=True)
+            if o.state == action_pb2.ACTION_STATE_SUPPRESSED and not o.duplicate
+        ]
+        record_suppressed([a.action_id for a, _ in suppressed])
         if self._trace is not None:
             await self._trace.record(
                 [
                     suppression_note(a.visitor_id, o.idempotency_key, a.action_id, o.reason)
-                    for a, o in zip(actions, outcomes, strict=True)
-                    if o.state == action_pb2.ACTION_STATE_SUPPRESSED and not o.duplicate
+                    for a, o in suppressed
                 ]
             )
         return outcomes

@@ -25,6 +25,7 @@ from profile_service.collect import mapping
 from profile_service.collect.access import CollectAccess
 from profile_service.collect.errors import CollectError
 from profile_service.collect.limits import RateLimiter
+from profile_service.metrics import record_rejected, record_results
 from service_common.errors import DomainError, InvalidArgument
 
 logger = logging.getLogger(__name__)
@@ -145,6 +146,8 @@ class CollectApp:
         try:
             response = await handler(request)
         except CollectError as exc:
+            if not exc.counted:  # refused before its events were read: one request, one count
+                record_rejected(exc.reason)
             response = web.Response(status=exc.status, headers={"X-Error": exc.message})
             if exc.status == 429:
                 response.headers["Retry-After"] = "1"
@@ -195,6 +198,18 @@ class CollectApp:
         self, request: web.Request, batch: list[dict[str, Any]]
     ) -> tuple[bool, list[Any]]:
         """Check, limit, map and track ``batch`` (one request's events) all or nothing."""
+        try:
+            keyed, results = await self._checked_track(request, batch)
+        except CollectError as exc:
+            record_rejected(exc.reason, len(batch))
+            exc.counted = True
+            raise
+        record_results("Collect", results)
+        return keyed, results
+
+    async def _checked_track(
+        self, request: web.Request, batch: list[dict[str, Any]]
+    ) -> tuple[bool, list[Any]]:
         if not self._ready():
             raise CollectError(503, "not ready: waiting for Redis")
         for params in batch:

@@ -3,9 +3,14 @@
 When the current definitions version adds an audience or changes an audience's expression
 (compared with the last version this job looked at, kept as per-audience digests in
 ``BACKFILL_JOB``; with no record yet, with the previous published version), a **job** for
-that version starts: every partition's profiles are scanned (``SCAN`` of the partition's
-profile keys on the master holding it) and each profile is re-evaluated for those audiences
-through the normal compare-and-set commit (`Reevaluations`).
+that version starts: every partition's profiles are scanned (``SCAN … MATCH`` of the profile
+keys on the master holding it) and each profile is re-evaluated for those audiences through
+the normal compare-and-set commit (`Reevaluations`).
+
+- **One walk per node:** a SCAN cursor is a position in the node's whole keyspace, so the
+  unfinished partitions at the same cursor on one node share each SCAN step (the MATCH
+  covers every partition's profile keys and the ids are routed to their partitions); a pass
+  walks each node's keyspace once, not once per partition.
 
 - **Durable, resumable:** each partition's cursor and counters are stored in its own
   ``backfill`` hash after the chunk's commits. A replica that dies mid-chunk leaves the old
@@ -51,6 +56,7 @@ __all__ = [
     "BackfillWorker",
     "PartitionProgress",
     "audience_digests",
+    "backfill_figures",
     "read_backfill_progress",
 ]
 
@@ -153,6 +159,11 @@ async def read_backfill_progress(client: redis.asyncio.Redis, partitions: int) -
     )
 
 
+async def backfill_figures(client: redis.asyncio.Redis, partitions: int) -> dict[str, float]:
+    """The current job's progress as flat numbers (the metrics' backfill gauges)."""
+    return (await read_backfill_progress(client, partitions)).figures()
+
+
 def _number(version: str) -> int:
     """The sequence number of a version id ``v<N>`` (0 for none)."""
     digits = version.removeprefix("v")
@@ -172,6 +183,31 @@ class _Pacer:
         wait = self._next - now - 1.0  # a one-second burst is allowed
         if wait > 0:
             await asyncio.sleep(wait)
+
+
+@dataclass
+class _WalkGroup:
+    """Unfinished partitions whose next SCAN step starts at the same cursor on one node."""
+
+    node: str  # "" on a standalone Redis
+    cursor: int
+    partitions: list[int] = field(default_factory=list)
+
+
+_PARTITION_PREFIX = f"{keys.PREFIX}:{{p"
+_PROFILE_INFIX = "}:profile:"
+#: Every partition's profile keys: ``crowd:v1:{p<N>}:profile:<id>`` (braces escaped for MATCH).
+_PROFILE_PATTERN = f"{keys.PREFIX}:\\{{p*\\}}:profile:*"
+
+
+def _parse_profile_key(key: str) -> tuple[int, str] | None:
+    """(partition, profile id) of a profile key, or None for another key the pattern matched."""
+    if not key.startswith(_PARTITION_PREFIX):
+        return None
+    number, infix, profile_id = key[len(_PARTITION_PREFIX) :].partition(_PROFILE_INFIX)
+    if not infix or not number.isdigit():
+        return None
+    return int(number), profile_id
 
 
 class BackfillWorker:
@@ -212,6 +248,7 @@ class BackfillWorker:
         self._order = list(range(self._partitions))
         random.shuffle(self._order)
         self._loop = BackgroundLoop("audience-backfill")
+        self._advanced = False  # a cursor moved in the last step (even past no profile)
         self.fault_after_commit: Callable[[], None] | None = None
         """Test hook: called after a chunk's commits, before its progress is saved."""
 
@@ -270,26 +307,80 @@ class BackfillWorker:
             return 0  # no job, or this replica has not switched to the job's version yet
         audience_ids = frozenset(json.loads(job.get("audiences", "[]"))) & defs.audiences.keys()
         scanned = 0
-        for partition in self._order:
-            scanned += await self._partition_step(defs, version, audience_ids, partition)
+        for group in await self._walk_groups(version):
+            scanned += await self._group_step(defs, version, audience_ids, group)
+        return scanned
+
+    async def _walk_groups(self, version: str) -> list[_WalkGroup]:
+        """The unfinished partitions, grouped by (node, cursor): one SCAN step serves a group.
+
+        A SCAN cursor is a position in the node's whole keyspace, not in one partition's
+        keys, so partitions at the same cursor on the same node share one walk: a pass
+        costs the keyspace once per node instead of once per partition.
+        """
+        async with self._client.pipeline(transaction=False) as pipe:
+            for partition in self._order:
+                pipe.hgetall(PartitionKeys(partition).backfill)
+            replies = await pipe.execute()
+        groups: dict[tuple[str, int], _WalkGroup] = {}
+        for partition, reply in zip(self._order, replies, strict=True):
+            row = _text_map(reply)
+            if row.get("job") == version and row.get("done") == "1":
+                continue
+            cursor = int(row["cursor"]) if row.get("job") == version else 0
+            node = self._node_of(partition)
+            group = groups.setdefault((node, cursor), _WalkGroup(node, cursor))
+            group.partitions.append(partition)
+        return list(groups.values())
+
+    def _node_of(self, partition: int) -> str:
+        """The name of the master holding ``partition`` ("" on a standalone Redis)."""
+        client: Any = self._client
+        if isinstance(client, redis.asyncio.RedisCluster):
+            node = client.get_node_from_key(PartitionKeys(partition).profile(""))
+            return str(node.name) if node is not None else ""
+        return ""
+
+    async def _group_step(
+        self,
+        defs: CompiledDefinitions,
+        version: str,
+        audience_ids: frozenset[str],
+        group: _WalkGroup,
+    ) -> int:
+        next_cursor, found = await self._scan(group)
+        scanned = 0
+        for partition in group.partitions:
+            scanned += await self._partition_step(
+                defs,
+                version,
+                audience_ids,
+                partition,
+                (group.cursor, next_cursor),
+                found.get(partition, []),
+            )
         return scanned
 
     async def _partition_step(
-        self, defs: CompiledDefinitions, version: str, audience_ids: frozenset[str], partition: int
+        self,
+        defs: CompiledDefinitions,
+        version: str,
+        audience_ids: frozenset[str],
+        partition: int,
+        walk: tuple[int, int],
+        profile_ids: list[str],
     ) -> int:
+        """Re-evaluate the partition's profiles of one walk step ``(cursor, next cursor)``."""
         pkeys = PartitionKeys(partition)
-        row = _text_map(await self._client.hgetall(pkeys.backfill))
-        if row.get("job") == version and row.get("done") == "1":
-            return 0
         if not await self._client.set(pkeys.backfill_lease, self._owner, nx=True, px=LEASE_MS):
             return 0
         try:
             row = _text_map(await self._client.hgetall(pkeys.backfill))
             if row.get("job") != version:
                 row = {"job": version, "cursor": "0", "scanned": "0", "joins": "0", "done": "0"}
-            elif row.get("done") == "1":
-                return 0
-            cursor, profile_ids = await self._scan(pkeys, int(row["cursor"]))
+            cursor, next_cursor = walk
+            if row.get("done") == "1" or int(row["cursor"]) != cursor:
+                return 0  # another replica moved it on since this walk step was read
             await self._pacer.take(max(1, len(profile_ids)))
             report = await self._store.reevaluate_profiles(
                 defs,
@@ -305,50 +396,59 @@ class BackfillWorker:
                 pkeys.backfill,
                 mapping={
                     "job": version,
-                    "cursor": str(cursor),
+                    "cursor": str(next_cursor),
                     "scanned": str(int(row["scanned"]) + len(profile_ids)),
                     "joins": str(int(row["joins"]) + report.joins),
-                    "done": "1" if cursor == 0 else "0",
+                    "done": "1" if next_cursor == 0 else "0",
                 },
             )
+            self._advanced = True
             return len(profile_ids)
         finally:
             await self._client.delete(pkeys.backfill_lease)
 
-    async def _scan(self, pkeys: PartitionKeys, cursor: int) -> tuple[int, list[str]]:
-        """One SCAN step over the partition's profile keys (on the master holding them)."""
-        prefix = pkeys.profile("")
-        pattern = prefix.replace("{", "\\{").replace("}", "\\}") + "*"
+    async def _scan(self, group: _WalkGroup) -> tuple[int, dict[int, list[str]]]:
+        """One SCAN step from the group's cursor over every partition's profile keys on its
+        node; returns the next cursor and the profile ids found, by partition."""
         client: Any = self._client
-        # MATCH filters after the walk: a partition holds about 1/partitions of the keys (and
-        # a profile has a few keys), so the hint covers that many buckets per step.
+        # MATCH filters after the walk: the hint is how many keys one step walks; a
+        # partition holds about 1/partitions of them (and a profile has a few keys), so each
+        # partition of the group gets about a chunk of profiles per step.
         count = min(self._chunk * self._partitions * 4, 200_000)
-        if isinstance(client, redis.asyncio.RedisCluster):
-            node = client.get_node_from_key(prefix)
+        if group.node:
+            node = client.get_node(node_name=group.node)
             reply = await client.execute_command(
-                "SCAN", cursor, "MATCH", pattern, "COUNT", count, target_nodes=node
+                "SCAN", group.cursor, "MATCH", _PROFILE_PATTERN, "COUNT", count, target_nodes=node
             )
             if isinstance(reply, dict):
                 reply = next(iter(reply.values()))
-            next_cursor, found = reply
+            next_cursor, keys_found = reply
             if isinstance(next_cursor, dict):  # redis-py's cluster SCAN reply: {node: cursor}
                 next_cursor = next(iter(next_cursor.values()))
         else:
-            next_cursor, found = await client.scan(cursor, match=pattern, count=count)
-        ids = [as_text(k)[len(prefix) :] for k in found]
-        return int(next_cursor), ids
+            next_cursor, keys_found = await client.scan(
+                group.cursor, match=_PROFILE_PATTERN, count=count
+            )
+        wanted = set(group.partitions)
+        found: dict[int, list[str]] = {}
+        for key in keys_found:
+            parsed = _parse_profile_key(as_text(key))
+            if parsed is not None and parsed[0] in wanted:
+                found.setdefault(parsed[0], []).append(parsed[1])
+        return int(next_cursor), found
 
     async def run(self) -> None:
         """Backfill until `stop`; failures are logged and retried next interval."""
         while not self._loop.stopping:
             scanned = 0
+            self._advanced = False
             try:
                 scanned = await self.step()
             except REDIS_FAILURES as exc:
                 logger.warning("backfill step failed (%s); retrying", type(exc).__name__)
             except Exception:
                 logger.exception("backfill step failed")
-            if scanned == 0:
+            if scanned == 0 and not self._advanced:  # walks past other keys go on at once
                 await self._loop.pause(self._interval_s)
 
     def start(self) -> None:

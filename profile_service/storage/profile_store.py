@@ -34,7 +34,7 @@ import redis.asyncio
 
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.engine.state import NormalizedEvent, ProfileState
-from profile_service.metrics import REDIS_SECONDS, record_conflicts
+from profile_service.metrics import record_conflicts
 from profile_service.storage.batch_reads import BatchReads, Loaded
 from profile_service.storage.commit import ProfileWrite, Step, build_write
 from profile_service.storage.cooperative import let_others_run
@@ -135,7 +135,6 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches, Reevaluation
                 with (
                     step_span("engine.commit", {"crowd.attempt": attempt}) as span,
                     redis_span("commit"),
-                    REDIS_SECONDS.labels("commit").time(),
                 ):
                     done = await self._write_plans(plans)
                     span.set_attribute("crowd.conflicts", done.count(False))

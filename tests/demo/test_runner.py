@@ -246,6 +246,10 @@ def test_the_demo_plays_to_its_end_and_exits_cleanly(start_runner):
     out = runner.stdout()
     assert "audiences: ['vip_cart_abandoners']" in out
     assert "the same trace reached Braze" in out
+    # Where the metrics are, then a `crowd stats` summary of the run read from them.
+    assert "metrics (Prometheus" in out
+    assert "profile:  http://127.0.0.1:" in out and "dispatch: http://127.0.0.1:" in out
+    assert "crowd stats" in out and "events ingested" in out and "braze requests" in out
     assert runner.still_running() == [], runner.output()
     for name in CHILDREN:
         assert (runner.run_dir / f"{name}.log").exists()

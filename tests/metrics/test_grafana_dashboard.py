@@ -18,6 +18,8 @@ SCRAPE_TIME = {
     "crowd_profile_outbox_oldest_age_seconds",
     "crowd_dispatch_queue_depth",
     "crowd_dispatch_queue_oldest_age_seconds",
+    "crowd_profile_backfill_partitions_done",
+    "crowd_profile_backfill_partitions_total",
 }
 
 

@@ -17,6 +17,13 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 FETCH_TIMEOUT_S = 3.0
+BACKFILL_GAUGES = (
+    "running",
+    "partitions_done",
+    "partitions_total",
+    "profiles_scanned",
+    "joins_found",
+)
 
 
 class MetricsUnavailable(Exception):
@@ -69,6 +76,10 @@ class Snapshot:
     queue_oldest_age_s: dict[str, float] = field(default_factory=dict)
     braze_requests: dict[str, float] = field(default_factory=dict)
     dead_letters: dict[str, float] = field(default_factory=dict)
+    actions_suppressed: float = 0.0
+    backfill: dict[str, float] = field(default_factory=dict)
+    """The audience backfill's gauges: running, partitions_done, partitions_total,
+    profiles_scanned, joins_found (empty from a server without them)."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -81,6 +92,8 @@ class Snapshot:
             "queue_oldest_age_seconds": self.queue_oldest_age_s,
             "braze_requests": self.braze_requests,
             "dead_letters": self.dead_letters,
+            "actions_suppressed": self.actions_suppressed,
+            "backfill": self.backfill,
         }
 
 
@@ -91,6 +104,7 @@ _GLOBAL_GAUGES = frozenset(
         "crowd_profile_outbox_oldest_age_seconds",
         "crowd_dispatch_queue_depth",
         "crowd_dispatch_queue_oldest_age_seconds",
+        *(f"crowd_profile_backfill_{name}" for name in BACKFILL_GAUGES),
     }
 )
 
@@ -122,6 +136,12 @@ def read_snapshot(profile_urls: Sequence[str], dispatch_urls: Sequence[str]) -> 
         queue_oldest_age_s=_by(dispatch, "crowd_dispatch_queue_oldest_age_seconds", "queue"),
         braze_requests=_by(dispatch, "crowd_dispatch_braze_requests_total", "status_class"),
         dead_letters=_by(dispatch, "crowd_dispatch_dead_letters_total", "kind"),
+        actions_suppressed=_total(dispatch, "crowd_dispatch_actions_suppressed_total"),
+        backfill={
+            name: _total(profile, f"crowd_profile_backfill_{name}")
+            for name in BACKFILL_GAUGES
+            if f"crowd_profile_backfill_{name}" in profile
+        },
     )
 
 

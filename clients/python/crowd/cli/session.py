@@ -7,10 +7,10 @@ server is unavailable or refuses the key); it never shows a traceback.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
@@ -42,6 +42,15 @@ _UNAVAILABLE_CODES = frozenset(
 )
 
 
+CoroutineRunner = Callable[[Coroutine[Any, Any, Any]], Any]
+
+coroutine_runner: CoroutineRunner = asyncio.run
+"""How commands run their async work: ``asyncio.run``, a fresh event loop per command. A
+host that already runs an event loop in another thread (tests that drive the CLI in process
+beside real servers, see tests/cli/in_process.py) sets a runner that submits the work to
+that loop instead, so that grpc.aio, which keeps per-loop state, never sees a second loop."""
+
+
 @dataclass
 class Session:
     """The global options, as given to every command through ``ctx.obj``."""
@@ -62,7 +71,8 @@ class Session:
                 return await work(client)
 
         try:
-            return asyncio.run(run())
+            result: T = coroutine_runner(run())
+            return result
         except grpc.aio.AioRpcError as error:
             self.output.rpc_error(error)
             unavailable = error.code() in _UNAVAILABLE_CODES

@@ -18,6 +18,17 @@ def _counts(values: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:g}" for k, v in values.items()) or "0"
 
 
+def _backfill(figures: dict[str, float]) -> str:
+    total = figures.get("partitions_total", 0.0)
+    if not total:
+        return "idle"
+    state = "running" if figures.get("running") else "done"
+    return (
+        f"{state}: {figures.get('partitions_done', 0):g}/{total:g} partitions, "
+        f"{figures.get('profiles_scanned', 0):g} profiles, {figures.get('joins_found', 0):g} joins"
+    )
+
+
 def render(snapshot: Snapshot) -> Table:
     table = Table(title="crowd stats", show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
@@ -34,6 +45,8 @@ def render(snapshot: Snapshot) -> Table:
         age = snapshot.queue_oldest_age_s.get(queue, 0.0)
         table.add_row(f"queue {queue}", f"{depth:g} (oldest {age:.1f}s)")
     table.add_row("braze requests", _counts(snapshot.braze_requests))
+    table.add_row("actions suppressed", f"{snapshot.actions_suppressed:g} (frequency caps)")
+    table.add_row("backfill", _backfill(snapshot.backfill))
     dead = _counts(snapshot.dead_letters)
     table.add_row(
         "dead letters", f"[red]{dead}[/red]" if sum(snapshot.dead_letters.values()) else dead

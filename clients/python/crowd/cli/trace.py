@@ -16,6 +16,9 @@ def trace(
     visitor_id: Annotated[str, typer.Argument(help="visitor id", show_default=False)] = "",
     trace_id: Annotated[str, typer.Option(help="follow one trace id instead")] = "",
     after: Annotated[str, typer.Option(help='cursor; "0" replays the stored history')] = "0",
+    limit: Annotated[
+        int, typer.Option(min=0, help="stop after this many entries (0: until Ctrl-C)")
+    ] = 0,
 ) -> None:
     """Follow a live trace, stored history first; one coloured line per entry (a JSON line
     each with --json)."""
@@ -24,11 +27,15 @@ def trace(
         raise typer.BadParameter("give a visitor id or --trace-id", param_hint="VISITOR_ID")
 
     async def follow(client: CrowdClient) -> None:
+        shown = 0
         async for entry in client.stream_trace(visitor_id, trace_id=trace_id, after=after):
             if session.output.pretty:
                 session.output.text(trace_line(entry))
             else:
                 session.output.result(entry)
+            shown += 1
+            if shown == limit:
+                return
 
     try:
         session.call(follow)

@@ -31,7 +31,9 @@ def convert(raw: Any, kind: str, date_format: str) -> Any:
     if raw is None:
         return None
     if isinstance(raw, str):
-        text = trim(raw)
+        # A list cell is JSON: the 1,000-character cut applies to its elements (below), not
+        # to the JSON text, which a cut would make unreadable.
+        text = (raw.strip() or None) if kind.endswith("_list") else trim(raw)
         if text is None:
             return None
         raw = text
