@@ -19,35 +19,14 @@ from tests.metrics.conftest import Stack
 # The metrics suite's `stack` fixture (profile + dispatch + sandbox, /metrics on), re-exported.
 from tests.metrics.conftest import stack as stack
 from tests.profile_api.helpers import ADMIN_KEY, DISPATCH_KEY, READ_KEY, wait_for
-from tests.profile_api.shop import VIP_ACTION, VIPS, seed_document
+from tests.profile_api.shop import VIP_ACTION, VIPS, shop_document
 
 VISITOR = "cli-shopper"
 
 
 def shop_file(tmp_path: Path, threshold: int = 500) -> Path:
     """The seed, the audience ``vips`` (VIP badge) and a Braze action when it is joined."""
-    document: dict[str, Any] = seed_document()
-    document["audiences"].append(
-        {
-            "id": VIPS,
-            "name": "VIPs",
-            "expression": {"condition": {"input": {"attribute": "vip"}, "operator": "is_assigned"}},
-        }
-    )
-    document["actions"].append(
-        {
-            "id": VIP_ACTION,
-            "name": "Braze - VIP",
-            "audience": {"audience_id": VIPS, "trigger": "joined"},
-            "connector_id": "braze",
-            "track_user": {
-                "identifier": {"external_id": {"attribute": "customer_id"}},
-                "attributes": [
-                    {"name": "lifetime_order_value", "value": {"attribute": "lifetime_order_value"}}
-                ],
-            },
-        }
-    )
+    document = shop_document()
     text = yaml.safe_dump(document, sort_keys=False)
     text = text.replace("constant: 500", f"constant: {threshold}")
     path = tmp_path / f"shop-{threshold}.yaml"

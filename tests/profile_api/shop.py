@@ -39,6 +39,11 @@ def seed_definitions(visit_timeout: str = "5s") -> definitions_pb2.Definitions:
 
 def shop_definitions(visit_timeout: str = "5s") -> definitions_pb2.Definitions:
     """The seed plus the audience ``vips`` and a Braze action fired when it is joined."""
+    return definitions_from_dict(shop_document(visit_timeout))
+
+
+def shop_document(visit_timeout: str = "5s") -> dict[str, Any]:
+    """`shop_definitions` as data."""
     document = seed_document(visit_timeout)
     document["audiences"].append(
         {
@@ -61,4 +66,4 @@ def shop_definitions(visit_timeout: str = "5s") -> definitions_pb2.Definitions:
             },
         }
     )
-    return definitions_from_dict(document)
+    return document
