@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Literal
 
 from crowd.definitions.durations import duration_ms
 from crowd.definitions.limits import (
@@ -266,27 +267,36 @@ check_identifier = _check_identifier
 def _check_identify_user(
     ctx: ValidationContext, mapping: pb.IdentifyUserMapping, path: str, no_events: str | None
 ) -> None:
-    for name in ("external_id", "alias_name", "alias_label"):
-        if not mapping.HasField(name):
-            ctx.add(f"{path}.{name}", f"identify user needs {name}")
-            continue
-        ctx.check_typed_operand(
-            getattr(mapping, name),
-            f"{path}.{name}",
-            STRINGISH,
-            name,
-            no_events=no_events,
-            constant_allowed=name == "alias_label",
-        )
+    names: tuple[_UserIdField, ...] = ("external_id", "alias_name", "alias_label")
+    _check_alias_operands(ctx, mapping, path, no_events, "identify user", names)
 
 
 def _check_create_alias(
     ctx: ValidationContext, mapping: pb.CreateAliasMapping, path: str, no_events: str | None
 ) -> None:
-    for name in ("alias_name", "alias_label", "external_id"):
+    names: tuple[_UserIdField, ...] = ("alias_name", "alias_label", "external_id")
+    # Without an external id Braze creates an alias-only user.
+    _check_alias_operands(ctx, mapping, path, no_events, "create alias", names, "external_id")
+
+
+_UserIdField = Literal["external_id", "alias_name", "alias_label"]
+
+
+def _check_alias_operands(
+    ctx: ValidationContext,
+    mapping: pb.IdentifyUserMapping | pb.CreateAliasMapping,
+    path: str,
+    no_events: str | None,
+    what: str,
+    names: tuple[_UserIdField, ...],
+    optional: str = "",
+) -> None:
+    """The user-id operands ``names``, in that order: each a string operand (the alias
+    label may be a constant); every one but ``optional`` required."""
+    for name in names:
         if not mapping.HasField(name):
-            if name != "external_id":  # optional: without it Braze creates an alias-only user
-                ctx.add(f"{path}.{name}", f"create alias needs {name}")
+            if name != optional:
+                ctx.add(f"{path}.{name}", f"{what} needs {name}")
             continue
         ctx.check_typed_operand(
             getattr(mapping, name),
