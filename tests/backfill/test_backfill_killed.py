@@ -54,6 +54,9 @@ async def _start(redis_url: str, log: Path) -> tuple[asyncio.subprocess.Process,
         "CROWD_PROFILE_BACKFILL_PROFILES_PER_SECOND": "400",
         "CROWD_PROFILE_BACKFILL_INTERVAL_SECONDS": "0.05",
         "CROWD_PROFILE_LOG_FORMAT": "text",
+        # One process (the default is one worker per core): the kill ends the whole service,
+        # and no request lands on a second worker that is still starting.
+        "CROWD_PROFILE_WORKERS": "1",
     }
     with log.open("wb") as out:
         process = await asyncio.create_subprocess_exec(

@@ -60,6 +60,9 @@ async def _start_profile_process(
         "CROWD_PROFILE_DISPATCH_API_KEY": DISPATCH_KEY,
         "CROWD_PROFILE_DEFINITIONS_FILE": str(definitions),
         "CROWD_PROFILE_LOG_FORMAT": "text",
+        # One process (the default is one worker per core): the kill ends the whole service,
+        # and no request lands on a second worker that is still starting.
+        "CROWD_PROFILE_WORKERS": "1",
     }
     with log.open("wb") as out:
         process = await asyncio.create_subprocess_exec(
