@@ -23,7 +23,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from service_common.logging import redact, register_secret
-from service_common.redis_timing import CommandObserver, TimedRedis, TimedRedisCluster
+from service_common.redis_bound import BoundedRedis
+from service_common.redis_timing import CommandObserver, TimedRedisCluster
 from service_common.redis_toolkit.retry import Backoff, RetryLog, retrying
 from service_common.settings import ServiceSettings
 
@@ -146,6 +147,9 @@ def connect_redis(
         nodes: More cluster seeds (``host:port``, a list or one comma-separated string).
         observe: Told the latency of every command and pipeline (the service's
             ``*_redis_command_seconds`` histogram, see :mod:`service_common.redis_timing`).
+        client_options: Passed to ``from_url``. ``socket_timeout`` (default 5 s) bounds
+            each command and pipeline of a standalone client as a whole
+            (:mod:`service_common.redis_bound`), and each socket read of a cluster client.
 
     Raises:
         ValueError: For an unusable URL/option combination.
@@ -159,10 +163,12 @@ def connect_redis(
     if cluster:
         return _cluster_client(url, nodes, client_options, observe)
     client_options.setdefault("health_check_interval", 30)
-    if observe is None:
-        return redis.asyncio.from_url(url, **client_options)
-    client = cast(TimedRedis, TimedRedis.from_url(url, **client_options))
+    # The socket timeout becomes one deadline per command or pipeline (redis_bound): redis-py
+    # would otherwise arm a timer for every reply it reads.
+    call_timeout = client_options.pop("socket_timeout")
+    client = cast(BoundedRedis, BoundedRedis.from_url(url, socket_timeout=None, **client_options))
     client.observe = observe
+    client.call_timeout = call_timeout
     return client
 
 
@@ -170,8 +176,8 @@ def connect_settings_redis(
     settings: ServiceSettings, *, observe: CommandObserver | None = None, **client_options: Any
 ) -> redis.asyncio.Redis | redis.asyncio.RedisCluster:
     """:func:`connect_redis` as ``settings`` say (``redis_url``, ``redis_cluster``,
-    ``redis_cluster_nodes``; the socket timeout outlasts a ``WAIT`` of
-    ``redis_wait_timeout_ms``)."""
+    ``redis_cluster_nodes``; the socket timeout, or a standalone client's bound per call,
+    outlasts a ``WAIT`` of ``redis_wait_timeout_ms``)."""
     client_options.setdefault(
         "socket_timeout", max(_SOCKET_TIMEOUT_S, settings.redis_wait_timeout_ms / 1000 + 1.0)
     )
@@ -262,7 +268,8 @@ async def create_redis(
         initial_backoff: Ceiling of the first (jittered) sleep; doubles after each failure.
         max_backoff: Upper bound of one sleep.
         **client_options: Passed to ``from_url``. Defaults set here: ``socket_connect_timeout``
-            and ``socket_timeout`` 5 s, ``health_check_interval`` 30 s (so a connection idle
+            and ``socket_timeout`` 5 s (standalone: per call, see :func:`connect_redis`),
+            ``health_check_interval`` 30 s (so a connection idle
             across a Redis restart is re-validated instead of failing the next command).
             ``protocol`` is left to redis-py (RESP3 in redis-py 8; pass ``protocol=2`` for
             RESP2 reply shapes).

@@ -46,6 +46,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from service_common.auth import ApiKeyStore, AuthInterceptor
 from service_common.decoding import RequestDecodingInterceptor
 from service_common.error_mapping import ErrorMappingInterceptor
+from service_common.gc_tuning import tune_gc
 from service_common.logging import configure_logging
 from service_common.metrics import MetricsEndpoint, RedisGaugeCollector
 from service_common.readiness import ReadinessInterceptor, RedisReadiness
@@ -428,8 +429,11 @@ def server_options(settings: ServiceSettings) -> list[tuple[str, Any]]:
     return options
 
 
-async def serve_until_signal(managed: ManagedServer) -> None:
-    """Start ``managed`` (if needed), serve until SIGTERM or SIGINT, then stop gracefully.
+async def serve_until_signal(
+    managed: ManagedServer, *, after_start: Callable[[], None] | None = None
+) -> None:
+    """Start ``managed`` (if needed), call ``after_start``, serve until SIGTERM or SIGINT,
+    then stop gracefully.
 
     Also returns if something else stopped the server (a ``stop()`` call).
     """
@@ -440,6 +444,8 @@ async def serve_until_signal(managed: ManagedServer) -> None:
         loop.add_signal_handler(sig, stop_requested.set)
     try:
         await managed.start()
+        if after_start is not None:
+            after_start()
         waiters = {
             asyncio.ensure_future(stop_requested.wait()),
             asyncio.ensure_future(managed.wait_for_termination()),
@@ -487,7 +493,9 @@ def run_service(
 
     async def main() -> None:
         managed = await create_server(settings)
-        await serve_until_signal(managed)
+        # GC tuned only here, in a service's own process (never in a test's or an embedding
+        # program's), once start-up has loaded what stays alive for the process's life.
+        await serve_until_signal(managed, after_start=lambda: tune_gc(settings.gc_young_threshold))
 
     asyncio.run(main())
 

@@ -225,6 +225,14 @@ class ServiceSettings(BaseSettings):
         description="On stop, how long each background-work shutdown step may take before it "
         "is cancelled (work it abandons is redelivered from Redis).",
     )
+    gc_young_threshold: int = Field(
+        10_000,
+        ge=0,
+        le=10_000_000,
+        description="Once serving, freeze the start-up objects out of garbage collection and "
+        "collect the young generation every this many allocations (Python's default is 700; "
+        "see service_common.gc_tuning). 0: leave the collector as Python sets it.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="Minimum level of log records written."
     )

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+from typing import cast
 
 import pytest
+import redis.exceptions
+from redis.asyncio import Redis
 
 from service_common import RedisUnavailableError, create_redis, redact_url
+from service_common.redis import connect_redis
 from tests.harness import RedisServer, free_port
 
 PASSWORD = "correct-horse-battery-staple"
@@ -107,3 +113,33 @@ async def test_wrong_password_fails_without_retrying_or_leaking() -> None:
 async def test_cluster_rejects_unix_urls() -> None:
     with pytest.raises(ValueError, match="unix"):
         await create_redis("unix:///tmp/redis.sock", cluster=True)
+
+
+@pytest.mark.asyncio
+async def test_a_hung_server_fails_each_call_within_its_bound() -> None:
+    """Standalone clients read replies without a per-read timer; a stopped (SIGSTOP) Redis
+    still fails a command and a pipeline with a Redis TimeoutError (UNAVAILABLE for RPCs)."""
+    server = RedisServer()
+    await asyncio.to_thread(server.start)
+    client = cast(Redis, connect_redis(server.url, socket_timeout=0.5))
+    assert server.pid is not None
+    try:
+        assert await client.set("bound:probe", b"1")
+        assert client.connection_pool.connection_kwargs["socket_timeout"] is None
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            # wait_for only guards the test run: without the bound the call would hang.
+            with pytest.raises(redis.exceptions.TimeoutError, match=r"within 0\.5 s"):
+                await asyncio.wait_for(client.get("bound:probe"), 60)
+            pipe = client.pipeline(transaction=False)
+            pipe.get("bound:probe")
+            pipe.incr("bound:counter")
+            with pytest.raises(redis.exceptions.TimeoutError):
+                await asyncio.wait_for(pipe.execute(), 60)
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        # The interrupted connections were dropped; the next call gets a clean one.
+        assert await client.get("bound:probe") == b"1"
+    finally:
+        await client.aclose()
+        server.cleanup()
