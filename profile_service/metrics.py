@@ -7,6 +7,7 @@ action ids from the definitions (folded into ``other`` past a cap, see ``bounded
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
@@ -74,15 +75,32 @@ REDIS_SECONDS = Histogram(
 
 
 def record_results(rpc: str, results: Sequence[event_pb2.EventResult]) -> None:
-    """Count one RPC's event results: outcomes, audience moves and fired actions."""
+    """Count one RPC's event results: outcomes, audience moves and fired actions.
+
+    Tallied first and added once per label set: a counter increment takes a lock and a
+    label lookup, and a batch of 500 events would otherwise take about 700 of them."""
+    duplicates = 0
+    joins: collections.Counter[str] = collections.Counter()
+    leaves: collections.Counter[str] = collections.Counter()
+    fired: collections.Counter[str] = collections.Counter()
     for result in results:
-        EVENTS_INGESTED.labels(rpc, "duplicate" if result.duplicate else "accepted").inc()
-        for audience in result.audiences_joined:
-            AUDIENCE_JOINS.labels(bounded_label("audience", audience)).inc()
-        for audience in result.audiences_left:
-            AUDIENCE_LEAVES.labels(bounded_label("audience", audience)).inc()
-        for action in result.actions_fired:
-            ACTIONS_FIRED.labels(bounded_label("action", action.action_id)).inc()
+        duplicates += result.duplicate
+        joins.update(result.audiences_joined)
+        leaves.update(result.audiences_left)
+        fired.update(action.action_id for action in result.actions_fired)
+    if len(results) > duplicates:
+        EVENTS_INGESTED.labels(rpc, "accepted").inc(len(results) - duplicates)
+    if duplicates:
+        EVENTS_INGESTED.labels(rpc, "duplicate").inc(duplicates)
+    _add_counts(AUDIENCE_JOINS, "audience", joins)
+    _add_counts(AUDIENCE_LEAVES, "audience", leaves)
+    _add_counts(ACTIONS_FIRED, "action", fired)
+
+
+def _add_counts(counter: Counter, kind: str, counts: Mapping[str, int]) -> None:
+    """Add ``counts`` (id -> n) to ``counter``, one increment per id (``bounded_label``)."""
+    for label, count in counts.items():
+        counter.labels(bounded_label(kind, label)).inc(count)
 
 
 def record_submit_outcomes(
