@@ -9,7 +9,9 @@ Redis readiness gate, the same settings class and environment ``CROWD_PROFILE_*`
   of state and version), a trivial per-event update runs (a counter per event name and the
   last value of each event field become attributes), one pipeline writes every changed
   profile back with a compare-and-set script (version checked, state and TTL written), and
-  the answer holds one `EventResult` per event with its changed attributes;
+  the answer holds one `EventResult` per event with its changed attributes, or without them
+  when the request's ``result_view`` is BASIC (as the real service, so that the bench's
+  BASIC clients compare like for like);
 * ``GetProfile``: one ``HMGET`` and the profile message built from the stored state.
 
 No definitions, dedup, visits, audiences, outbox or trace. Keys are ``lean:{<visitor id>}``
@@ -119,8 +121,13 @@ class LeanProfiles:
             out.append((decoded, version.decode() if version is not None else ""))
         return out
 
-    async def track(self, events: Sequence[event_pb2.Event]) -> list[event_pb2.EventResult]:
-        """Apply ``events`` in order; one result per event."""
+    async def track(
+        self,
+        events: Sequence[event_pb2.Event],
+        view: event_pb2.EventResultView.ValueType = event_pb2.EVENT_RESULT_VIEW_FULL,
+    ) -> list[event_pb2.EventResult]:
+        """Apply ``events`` in order; one result per event (``view``: with or without
+        the attribute changes)."""
         if not events:
             raise InvalidArgument([FieldViolation("events", "must hold at least one event")])
         for index, event in enumerate(events):
@@ -131,7 +138,7 @@ class LeanProfiles:
         results = [event_pb2.EventResult() for _ in events]
         pending = list(dict.fromkeys(event.visitor_id for event in events))
         for _ in range(MAX_ATTEMPTS):
-            pending = await self._attempt(events, pending, results)
+            pending = await self._attempt(events, pending, results, view)
             if not pending:
                 return results
         raise RuntimeError(f"{len(pending)} lean profiles kept conflicting")
@@ -141,6 +148,7 @@ class LeanProfiles:
         events: Sequence[event_pb2.Event],
         visitor_ids: list[str],
         results: list[event_pb2.EventResult],
+        view: event_pb2.EventResultView.ValueType,
     ) -> list[str]:
         """Read, update and compare-and-set ``visitor_ids``; those that conflicted."""
         loaded = await self._read(visitor_ids)
@@ -166,6 +174,8 @@ class LeanProfiles:
             result.new_visitor = new_visitor
             result.visit_started = new_visitor
             result.definitions_version = LEAN_VERSION
+            if view == event_pb2.EVENT_RESULT_VIEW_BASIC:
+                continue
             for attribute_id in changed:
                 change = result.changed_attributes.add(attribute_id=attribute_id)
                 change.value.CopyFrom(_attribute_value(attributes[attribute_id]))
@@ -205,7 +215,8 @@ def _register(profiles: LeanProfiles, server: grpc.aio.Server) -> None:
         request: profile_service_pb2.TrackEventsRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> profile_service_pb2.TrackEventsResponse:
-        return profile_service_pb2.TrackEventsResponse(results=await profiles.track(request.events))
+        results = await profiles.track(request.events, request.result_view)
+        return profile_service_pb2.TrackEventsResponse(results=results)
 
     async def get_profile(
         request: profile_service_pb2.GetProfileRequest,

@@ -152,6 +152,11 @@ def build_batches(
     sizes: list[int] = []
     for start in range(0, len(stream), batch_size):
         chunk = stream[start : start + batch_size]
-        payloads.append(profile_service_pb2.TrackEventsRequest(events=chunk).SerializeToString())
+        # BASIC: like an ingest pipeline, the bench acts on outcomes, not on each attribute's
+        # new value (the lean server honours the view too).
+        request = profile_service_pb2.TrackEventsRequest(
+            events=chunk, result_view=event_pb2.EVENT_RESULT_VIEW_BASIC
+        )
+        payloads.append(request.SerializeToString())
         sizes.append(len(chunk))
     return Batches(payloads, sizes)

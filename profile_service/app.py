@@ -48,9 +48,13 @@ from service_common.step_spans import step_span
 
 
 def event_result(
-    defs: CompiledDefinitions, applied: EventApplyResult, event: NormalizedEvent
+    defs: CompiledDefinitions,
+    applied: EventApplyResult,
+    event: NormalizedEvent,
+    view: event_pb2.EventResultView.ValueType = event_pb2.EVENT_RESULT_VIEW_FULL,
 ) -> event_pb2.EventResult:
-    """The API view of what one event did."""
+    """The API view of what one event did; ``EVENT_RESULT_VIEW_BASIC`` leaves out the
+    attribute changes (never built, not only not sent)."""
     result = event_pb2.EventResult(
         index=applied.index,
         event_id=event.event_id,
@@ -71,7 +75,8 @@ def event_result(
         )
     result.visit_started = outcome.visit_started
     result.new_visitor = outcome.new_visitor
-    _add_changes(result, defs, outcome)
+    if view != event_pb2.EVENT_RESULT_VIEW_BASIC:
+        _add_changes(result, defs, outcome)
     if outcome.badges_assigned:
         result.badges_assigned.extend(outcome.badges_assigned)
     if outcome.badges_removed:
@@ -187,14 +192,18 @@ class ProfileApp:
         """The current compiled definitions of this replica."""
         return self._watcher.current
 
-    async def track(self, events: Sequence[NormalizedEvent]) -> list[event_pb2.EventResult]:
+    async def track(
+        self,
+        events: Sequence[NormalizedEvent],
+        view: event_pb2.EventResultView.ValueType = event_pb2.EVENT_RESULT_VIEW_FULL,
+    ) -> list[event_pb2.EventResult]:
         defs = self._watcher.current  # one snapshot for the whole batch
         with (
             step_span("engine.apply", {"crowd.event_count": len(events)}) as span,
             EVALUATION_SECONDS.time(),
         ):
             applied = await self._store.apply_events(defs, events)
-            results = [event_result(defs, a, events[a.index]) for a in applied]
+            results = [event_result(defs, a, events[a.index], view) for a in applied]
             span.set_attributes(result_attributes(results))
         return results
 

@@ -23,8 +23,13 @@ from profile_service.engine.state import NormalizedEvent
 class ProfileBackend(Protocol):
     """Operations behind the ProfileService and DefinitionService RPCs."""
 
-    async def track(self, events: Sequence[NormalizedEvent]) -> list[event_pb2.EventResult]:
-        """Apply validated events (in order per visitor); one result per event, in order."""
+    async def track(
+        self,
+        events: Sequence[NormalizedEvent],
+        view: event_pb2.EventResultView.ValueType = event_pb2.EVENT_RESULT_VIEW_FULL,
+    ) -> list[event_pb2.EventResult]:
+        """Apply validated events (in order per visitor); one result per event, in order,
+        with the fields ``view`` asks for."""
         ...
 
     async def resolve(self, lookup: event_pb2.VisitorLookup) -> str | None:

@@ -142,7 +142,7 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
             record_rejected("invalid")
         _prefixed("event", own).raise_if_any()
         assert event is not None  # normalize_event returns None only with violations
-        results = await self._backend.track([event])
+        results = await self._backend.track([event], request.result_view)
         record_results("TrackEvent", results)
         return profile_service_pb2.TrackEventResponse(result=results[0])
 
@@ -154,7 +154,7 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
         except InvalidArgument:
             record_rejected("invalid", len(request.events))
             raise
-        results = await self._backend.track(events)
+        results = await self._backend.track(events, request.result_view)
         record_results("TrackEvents", results)
         return profile_service_pb2.TrackEventsResponse(results=results)
 
@@ -175,7 +175,7 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
                     violations=[_violation_pb(v) for v in exc.violations],
                 )
                 continue
-            results = await self._backend.track(events)
+            results = await self._backend.track(events, request.result_view)
             record_results("StreamEvents", results)
             yield profile_service_pb2.StreamEventsResponse(
                 sequence=request.sequence, results=results

@@ -97,3 +97,16 @@ async def test_unknown_visitor_is_not_found_and_other_methods_are_unimplemented(
             metadata=crowd.metadata,
         )
     assert other.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_basic_view_leaves_out_the_changes_like_the_real_service(
+    crowd: CrowdClient,
+) -> None:
+    results = await crowd.track_events(
+        [make_event("lean-basic", "page_view", {"page": "/x"}, event_id="b1")],
+        result_view=event_pb2.EVENT_RESULT_VIEW_BASIC,
+    )
+    assert [(r.index, r.event_id, r.new_visitor) for r in results] == [(0, "b1", True)]
+    assert not results[0].changed_attributes
+    profile = await crowd.get_profile("lean-basic")
+    assert profile.attributes["page"].string_value == "/x"  # written all the same

@@ -210,9 +210,17 @@ class CrowdClient:
         )
         return response.result
 
-    async def track_events(self, events: Iterable[event_pb2.Event]) -> list[event_pb2.EventResult]:
-        """Send a batch of up to 1,000 events."""
-        request = profile_service_pb2.TrackEventsRequest(events=list(events))
+    async def track_events(
+        self,
+        events: Iterable[event_pb2.Event],
+        *,
+        result_view: event_pb2.EventResultView.ValueType = event_pb2.EVENT_RESULT_VIEW_FULL,
+    ) -> list[event_pb2.EventResult]:
+        """Send a batch of up to 1,000 events. ``EVENT_RESULT_VIEW_BASIC`` asks for results
+        without their attribute changes (less work for the service and the network)."""
+        request = profile_service_pb2.TrackEventsRequest(
+            events=list(events), result_view=result_view
+        )
         response = await self.profiles.TrackEvents(
             request, metadata=self._metadata, timeout=self._timeout
         )

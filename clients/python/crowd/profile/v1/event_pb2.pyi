@@ -21,6 +21,38 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _EventResultView:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EventResultViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventResultView.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EVENT_RESULT_VIEW_UNSPECIFIED: _EventResultView.ValueType  # 0
+    """Not set: the same as EVENT_RESULT_VIEW_FULL."""
+    EVENT_RESULT_VIEW_FULL: _EventResultView.ValueType  # 1
+    """Every field of EventResult."""
+    EVENT_RESULT_VIEW_BASIC: _EventResultView.ValueType  # 2
+    """Every field except changed_attributes (about ten attribute values per event, most
+    of a result's size and of the cost of building it): for callers that act on the
+    outcomes (duplicate, new visitor, badges, audiences, actions) but not on each
+    attribute's new value, such as bulk ingest.
+    """
+
+class EventResultView(_EventResultView, metaclass=_EventResultViewEnumTypeWrapper):
+    """How much of each EventResult a tracking request asks for."""
+
+EVENT_RESULT_VIEW_UNSPECIFIED: EventResultView.ValueType  # 0
+"""Not set: the same as EVENT_RESULT_VIEW_FULL."""
+EVENT_RESULT_VIEW_FULL: EventResultView.ValueType  # 1
+"""Every field of EventResult."""
+EVENT_RESULT_VIEW_BASIC: EventResultView.ValueType  # 2
+"""Every field except changed_attributes (about ten attribute values per event, most
+of a result's size and of the cost of building it): for callers that act on the
+outcomes (duplicate, new visitor, badges, audiences, actions) but not on each
+attribute's new value, such as bulk ingest.
+"""
+Global___EventResultView: _TypeAlias = EventResultView  # noqa: Y015
+
 class _IdentityOutcome:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015

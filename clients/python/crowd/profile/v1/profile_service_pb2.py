@@ -29,7 +29,7 @@ from crowd.profile.v1 import trace_pb2 as crowd_dot_profile_dot_v1_dot_trace__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&crowd/profile/v1/profile_service.proto\x12\x10\x63rowd.profile.v1\x1a\x1b\x63rowd/common/v1/value.proto\x1a\x1c\x63rowd/profile/v1/event.proto\x1a\x1e\x63rowd/profile/v1/profile.proto\x1a\x1c\x63rowd/profile/v1/trace.proto\x1a\x1fgoogle/protobuf/timestamp.proto\";\n\x11TrackEventRequest\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.crowd.profile.v1.Event\"C\n\x12TrackEventResponse\x12-\n\x06result\x18\x01 \x01(\x0b\x32\x1d.crowd.profile.v1.EventResult\"=\n\x12TrackEventsRequest\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.crowd.profile.v1.Event\"E\n\x13TrackEventsResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.crowd.profile.v1.EventResult\"P\n\x13StreamEventsRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\'\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x17.crowd.profile.v1.Event\"\x8d\x01\n\x14StreamEventsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12.\n\x07results\x18\x02 \x03(\x0b\x32\x1d.crowd.profile.v1.EventResult\x12\x33\n\nviolations\x18\x03 \x03(\x0b\x32\x1f.crowd.common.v1.FieldViolation\"E\n\x11GetProfileRequest\x12\x30\n\x07visitor\x18\x01 \x01(\x0b\x32\x1f.crowd.profile.v1.VisitorLookup\"@\n\x12GetProfileResponse\x12*\n\x07profile\x18\x01 \x01(\x0b\x32\x19.crowd.profile.v1.Profile\"H\n\x14\x44\x65leteProfileRequest\x12\x30\n\x07visitor\x18\x01 \x01(\x0b\x32\x1f.crowd.profile.v1.VisitorLookup\"@\n\x15\x44\x65leteProfileResponse\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x13\n\x0bvisitor_ids\x18\x02 \x03(\t\"\x88\x02\n\x0cImportRecord\x12\x30\n\x07visitor\x18\x01 \x01(\x0b\x32\x1f.crowd.profile.v1.VisitorLookup\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x04\x64\x61ta\x18\x04 \x03(\x0b\x32(.crowd.profile.v1.ImportRecord.DataEntry\x12\x11\n\trecord_id\x18\x05 \x01(\t\x1a\x43\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.crowd.common.v1.Value:\x02\x38\x01\"G\n\x14ImportRecordsRequest\x12/\n\x07records\x18\x01 \x03(\x0b\x32\x1e.crowd.profile.v1.ImportRecord\"r\n\x15ImportRecordsResponse\x12\x10\n\x08imported\x18\x01 \x01(\x03\x12\x12\n\nduplicates\x18\x02 \x01(\x03\x12\x33\n\nviolations\x18\x03 \x03(\x0b\x32\x1f.crowd.common.v1.FieldViolation\"-\n\x16GetAudienceSizeRequest\x12\x13\n\x0b\x61udience_id\x18\x01 \x01(\t\"<\n\x17GetAudienceSizeResponse\x12\x13\n\x0b\x61udience_id\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\"X\n\x1aListAudienceMembersRequest\x12\x13\n\x0b\x61udience_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"K\n\x1bListAudienceMembersResponse\x12\x13\n\x0bprofile_ids\x18\x01 \x03(\t\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"W\n\x12StreamTraceRequest\x12\x14\n\nvisitor_id\x18\x01 \x01(\tH\x00\x12\x12\n\x08trace_id\x18\x02 \x01(\tH\x00\x12\r\n\x05\x61\x66ter\x18\x03 \x01(\tB\x08\n\x06target\"B\n\x13StreamTraceResponse\x12+\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x1c.crowd.profile.v1.TraceEntry\"=\n\x13ResyncCohortRequest\x12\x13\n\x0b\x61udience_id\x18\x01 \x01(\t\x12\x11\n\tcohort_id\x18\x02 \x01(\t\"\x80\x01\n\x14ResyncCohortResponse\x12\x17\n\x0fmembers_scanned\x18\x01 \x01(\x03\x12\x14\n\x0cmembers_sent\x18\x02 \x01(\x03\x12\x17\n\x0fmembers_skipped\x18\x03 \x01(\x03\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\x12\x12\n\ncohort_ids\x18\x05 \x03(\t2\xe2\x07\n\x0eProfileService\x12W\n\nTrackEvent\x12#.crowd.profile.v1.TrackEventRequest\x1a$.crowd.profile.v1.TrackEventResponse\x12Z\n\x0bTrackEvents\x12$.crowd.profile.v1.TrackEventsRequest\x1a%.crowd.profile.v1.TrackEventsResponse\x12\x61\n\x0cStreamEvents\x12%.crowd.profile.v1.StreamEventsRequest\x1a&.crowd.profile.v1.StreamEventsResponse(\x01\x30\x01\x12W\n\nGetProfile\x12#.crowd.profile.v1.GetProfileRequest\x1a$.crowd.profile.v1.GetProfileResponse\x12`\n\rDeleteProfile\x12&.crowd.profile.v1.DeleteProfileRequest\x1a\'.crowd.profile.v1.DeleteProfileResponse\x12\x62\n\rImportRecords\x12&.crowd.profile.v1.ImportRecordsRequest\x1a\'.crowd.profile.v1.ImportRecordsResponse(\x01\x12\x66\n\x0fGetAudienceSize\x12(.crowd.profile.v1.GetAudienceSizeRequest\x1a).crowd.profile.v1.GetAudienceSizeResponse\x12r\n\x13ListAudienceMembers\x12,.crowd.profile.v1.ListAudienceMembersRequest\x1a-.crowd.profile.v1.ListAudienceMembersResponse\x12\\\n\x0bStreamTrace\x12$.crowd.profile.v1.StreamTraceRequest\x1a%.crowd.profile.v1.StreamTraceResponse0\x01\x12_\n\x0cResyncCohort\x12%.crowd.profile.v1.ResyncCohortRequest\x1a&.crowd.profile.v1.ResyncCohortResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&crowd/profile/v1/profile_service.proto\x12\x10\x63rowd.profile.v1\x1a\x1b\x63rowd/common/v1/value.proto\x1a\x1c\x63rowd/profile/v1/event.proto\x1a\x1e\x63rowd/profile/v1/profile.proto\x1a\x1c\x63rowd/profile/v1/trace.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"s\n\x11TrackEventRequest\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.crowd.profile.v1.Event\x12\x36\n\x0bresult_view\x18\x02 \x01(\x0e\x32!.crowd.profile.v1.EventResultView\"C\n\x12TrackEventResponse\x12-\n\x06result\x18\x01 \x01(\x0b\x32\x1d.crowd.profile.v1.EventResult\"u\n\x12TrackEventsRequest\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.crowd.profile.v1.Event\x12\x36\n\x0bresult_view\x18\x02 \x01(\x0e\x32!.crowd.profile.v1.EventResultView\"E\n\x13TrackEventsResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.crowd.profile.v1.EventResult\"\x88\x01\n\x13StreamEventsRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\'\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x17.crowd.profile.v1.Event\x12\x36\n\x0bresult_view\x18\x03 \x01(\x0e\x32!.crowd.profile.v1.EventResultView\"\x8d\x01\n\x14StreamEventsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12.\n\x07results\x18\x02 \x03(\x0b\x32\x1d.crowd.profile.v1.EventResult\x12\x33\n\nviolations\x18\x03 \x03(\x0b\x32\x1f.crowd.common.v1.FieldViolation\"E\n\x11GetProfileRequest\x12\x30\n\x07visitor\x18\x01 \x01(\x0b\x32\x1f.crowd.profile.v1.VisitorLookup\"@\n\x12GetProfileResponse\x12*\n\x07profile\x18\x01 \x01(\x0b\x32\x19.crowd.profile.v1.Profile\"H\n\x14\x44\x65leteProfileRequest\x12\x30\n\x07visitor\x18\x01 \x01(\x0b\x32\x1f.crowd.profile.v1.VisitorLookup\"@\n\x15\x44\x65leteProfileResponse\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x13\n\x0bvisitor_ids\x18\x02 \x03(\t\"\x88\x02\n\x0cImportRecord\x12\x30\n\x07visitor\x18\x01 \x01(\x0b\x32\x1f.crowd.profile.v1.VisitorLookup\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x04\x64\x61ta\x18\x04 \x03(\x0b\x32(.crowd.profile.v1.ImportRecord.DataEntry\x12\x11\n\trecord_id\x18\x05 \x01(\t\x1a\x43\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.crowd.common.v1.Value:\x02\x38\x01\"G\n\x14ImportRecordsRequest\x12/\n\x07records\x18\x01 \x03(\x0b\x32\x1e.crowd.profile.v1.ImportRecord\"r\n\x15ImportRecordsResponse\x12\x10\n\x08imported\x18\x01 \x01(\x03\x12\x12\n\nduplicates\x18\x02 \x01(\x03\x12\x33\n\nviolations\x18\x03 \x03(\x0b\x32\x1f.crowd.common.v1.FieldViolation\"-\n\x16GetAudienceSizeRequest\x12\x13\n\x0b\x61udience_id\x18\x01 \x01(\t\"<\n\x17GetAudienceSizeResponse\x12\x13\n\x0b\x61udience_id\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\"X\n\x1aListAudienceMembersRequest\x12\x13\n\x0b\x61udience_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"K\n\x1bListAudienceMembersResponse\x12\x13\n\x0bprofile_ids\x18\x01 \x03(\t\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"W\n\x12StreamTraceRequest\x12\x14\n\nvisitor_id\x18\x01 \x01(\tH\x00\x12\x12\n\x08trace_id\x18\x02 \x01(\tH\x00\x12\r\n\x05\x61\x66ter\x18\x03 \x01(\tB\x08\n\x06target\"B\n\x13StreamTraceResponse\x12+\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x1c.crowd.profile.v1.TraceEntry\"=\n\x13ResyncCohortRequest\x12\x13\n\x0b\x61udience_id\x18\x01 \x01(\t\x12\x11\n\tcohort_id\x18\x02 \x01(\t\"\x80\x01\n\x14ResyncCohortResponse\x12\x17\n\x0fmembers_scanned\x18\x01 \x01(\x03\x12\x14\n\x0cmembers_sent\x18\x02 \x01(\x03\x12\x17\n\x0fmembers_skipped\x18\x03 \x01(\x03\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\x12\x12\n\ncohort_ids\x18\x05 \x03(\t2\xe2\x07\n\x0eProfileService\x12W\n\nTrackEvent\x12#.crowd.profile.v1.TrackEventRequest\x1a$.crowd.profile.v1.TrackEventResponse\x12Z\n\x0bTrackEvents\x12$.crowd.profile.v1.TrackEventsRequest\x1a%.crowd.profile.v1.TrackEventsResponse\x12\x61\n\x0cStreamEvents\x12%.crowd.profile.v1.StreamEventsRequest\x1a&.crowd.profile.v1.StreamEventsResponse(\x01\x30\x01\x12W\n\nGetProfile\x12#.crowd.profile.v1.GetProfileRequest\x1a$.crowd.profile.v1.GetProfileResponse\x12`\n\rDeleteProfile\x12&.crowd.profile.v1.DeleteProfileRequest\x1a\'.crowd.profile.v1.DeleteProfileResponse\x12\x62\n\rImportRecords\x12&.crowd.profile.v1.ImportRecordsRequest\x1a\'.crowd.profile.v1.ImportRecordsResponse(\x01\x12\x66\n\x0fGetAudienceSize\x12(.crowd.profile.v1.GetAudienceSizeRequest\x1a).crowd.profile.v1.GetAudienceSizeResponse\x12r\n\x13ListAudienceMembers\x12,.crowd.profile.v1.ListAudienceMembersRequest\x1a-.crowd.profile.v1.ListAudienceMembersResponse\x12\\\n\x0bStreamTrace\x12$.crowd.profile.v1.StreamTraceRequest\x1a%.crowd.profile.v1.StreamTraceResponse0\x01\x12_\n\x0cResyncCohort\x12%.crowd.profile.v1.ResyncCohortRequest\x1a&.crowd.profile.v1.ResyncCohortResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,49 +39,49 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_IMPORTRECORD_DATAENTRY']._loaded_options = None
   _globals['_IMPORTRECORD_DATAENTRY']._serialized_options = b'8\001'
   _globals['_TRACKEVENTREQUEST']._serialized_start=214
-  _globals['_TRACKEVENTREQUEST']._serialized_end=273
-  _globals['_TRACKEVENTRESPONSE']._serialized_start=275
-  _globals['_TRACKEVENTRESPONSE']._serialized_end=342
-  _globals['_TRACKEVENTSREQUEST']._serialized_start=344
-  _globals['_TRACKEVENTSREQUEST']._serialized_end=405
-  _globals['_TRACKEVENTSRESPONSE']._serialized_start=407
-  _globals['_TRACKEVENTSRESPONSE']._serialized_end=476
-  _globals['_STREAMEVENTSREQUEST']._serialized_start=478
-  _globals['_STREAMEVENTSREQUEST']._serialized_end=558
-  _globals['_STREAMEVENTSRESPONSE']._serialized_start=561
-  _globals['_STREAMEVENTSRESPONSE']._serialized_end=702
-  _globals['_GETPROFILEREQUEST']._serialized_start=704
-  _globals['_GETPROFILEREQUEST']._serialized_end=773
-  _globals['_GETPROFILERESPONSE']._serialized_start=775
-  _globals['_GETPROFILERESPONSE']._serialized_end=839
-  _globals['_DELETEPROFILEREQUEST']._serialized_start=841
-  _globals['_DELETEPROFILEREQUEST']._serialized_end=913
-  _globals['_DELETEPROFILERESPONSE']._serialized_start=915
-  _globals['_DELETEPROFILERESPONSE']._serialized_end=979
-  _globals['_IMPORTRECORD']._serialized_start=982
-  _globals['_IMPORTRECORD']._serialized_end=1246
-  _globals['_IMPORTRECORD_DATAENTRY']._serialized_start=1179
-  _globals['_IMPORTRECORD_DATAENTRY']._serialized_end=1246
-  _globals['_IMPORTRECORDSREQUEST']._serialized_start=1248
-  _globals['_IMPORTRECORDSREQUEST']._serialized_end=1319
-  _globals['_IMPORTRECORDSRESPONSE']._serialized_start=1321
-  _globals['_IMPORTRECORDSRESPONSE']._serialized_end=1435
-  _globals['_GETAUDIENCESIZEREQUEST']._serialized_start=1437
-  _globals['_GETAUDIENCESIZEREQUEST']._serialized_end=1482
-  _globals['_GETAUDIENCESIZERESPONSE']._serialized_start=1484
-  _globals['_GETAUDIENCESIZERESPONSE']._serialized_end=1544
-  _globals['_LISTAUDIENCEMEMBERSREQUEST']._serialized_start=1546
-  _globals['_LISTAUDIENCEMEMBERSREQUEST']._serialized_end=1634
-  _globals['_LISTAUDIENCEMEMBERSRESPONSE']._serialized_start=1636
-  _globals['_LISTAUDIENCEMEMBERSRESPONSE']._serialized_end=1711
-  _globals['_STREAMTRACEREQUEST']._serialized_start=1713
-  _globals['_STREAMTRACEREQUEST']._serialized_end=1800
-  _globals['_STREAMTRACERESPONSE']._serialized_start=1802
-  _globals['_STREAMTRACERESPONSE']._serialized_end=1868
-  _globals['_RESYNCCOHORTREQUEST']._serialized_start=1870
-  _globals['_RESYNCCOHORTREQUEST']._serialized_end=1931
-  _globals['_RESYNCCOHORTRESPONSE']._serialized_start=1934
-  _globals['_RESYNCCOHORTRESPONSE']._serialized_end=2062
-  _globals['_PROFILESERVICE']._serialized_start=2065
-  _globals['_PROFILESERVICE']._serialized_end=3059
+  _globals['_TRACKEVENTREQUEST']._serialized_end=329
+  _globals['_TRACKEVENTRESPONSE']._serialized_start=331
+  _globals['_TRACKEVENTRESPONSE']._serialized_end=398
+  _globals['_TRACKEVENTSREQUEST']._serialized_start=400
+  _globals['_TRACKEVENTSREQUEST']._serialized_end=517
+  _globals['_TRACKEVENTSRESPONSE']._serialized_start=519
+  _globals['_TRACKEVENTSRESPONSE']._serialized_end=588
+  _globals['_STREAMEVENTSREQUEST']._serialized_start=591
+  _globals['_STREAMEVENTSREQUEST']._serialized_end=727
+  _globals['_STREAMEVENTSRESPONSE']._serialized_start=730
+  _globals['_STREAMEVENTSRESPONSE']._serialized_end=871
+  _globals['_GETPROFILEREQUEST']._serialized_start=873
+  _globals['_GETPROFILEREQUEST']._serialized_end=942
+  _globals['_GETPROFILERESPONSE']._serialized_start=944
+  _globals['_GETPROFILERESPONSE']._serialized_end=1008
+  _globals['_DELETEPROFILEREQUEST']._serialized_start=1010
+  _globals['_DELETEPROFILEREQUEST']._serialized_end=1082
+  _globals['_DELETEPROFILERESPONSE']._serialized_start=1084
+  _globals['_DELETEPROFILERESPONSE']._serialized_end=1148
+  _globals['_IMPORTRECORD']._serialized_start=1151
+  _globals['_IMPORTRECORD']._serialized_end=1415
+  _globals['_IMPORTRECORD_DATAENTRY']._serialized_start=1348
+  _globals['_IMPORTRECORD_DATAENTRY']._serialized_end=1415
+  _globals['_IMPORTRECORDSREQUEST']._serialized_start=1417
+  _globals['_IMPORTRECORDSREQUEST']._serialized_end=1488
+  _globals['_IMPORTRECORDSRESPONSE']._serialized_start=1490
+  _globals['_IMPORTRECORDSRESPONSE']._serialized_end=1604
+  _globals['_GETAUDIENCESIZEREQUEST']._serialized_start=1606
+  _globals['_GETAUDIENCESIZEREQUEST']._serialized_end=1651
+  _globals['_GETAUDIENCESIZERESPONSE']._serialized_start=1653
+  _globals['_GETAUDIENCESIZERESPONSE']._serialized_end=1713
+  _globals['_LISTAUDIENCEMEMBERSREQUEST']._serialized_start=1715
+  _globals['_LISTAUDIENCEMEMBERSREQUEST']._serialized_end=1803
+  _globals['_LISTAUDIENCEMEMBERSRESPONSE']._serialized_start=1805
+  _globals['_LISTAUDIENCEMEMBERSRESPONSE']._serialized_end=1880
+  _globals['_STREAMTRACEREQUEST']._serialized_start=1882
+  _globals['_STREAMTRACEREQUEST']._serialized_end=1969
+  _globals['_STREAMTRACERESPONSE']._serialized_start=1971
+  _globals['_STREAMTRACERESPONSE']._serialized_end=2037
+  _globals['_RESYNCCOHORTREQUEST']._serialized_start=2039
+  _globals['_RESYNCCOHORTREQUEST']._serialized_end=2100
+  _globals['_RESYNCCOHORTRESPONSE']._serialized_start=2103
+  _globals['_RESYNCCOHORTRESPONSE']._serialized_end=2231
+  _globals['_PROFILESERVICE']._serialized_start=2234
+  _globals['_PROFILESERVICE']._serialized_end=3228
 # @@protoc_insertion_point(module_scope)

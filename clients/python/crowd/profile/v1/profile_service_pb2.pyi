@@ -30,6 +30,9 @@ class TrackEventRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_FIELD_NUMBER: _builtins.int
+    RESULT_VIEW_FIELD_NUMBER: _builtins.int
+    result_view: _event_pb2.EventResultView.ValueType
+    """How much of the result to return; default FULL."""
     @_builtins.property
     def event(self) -> _event_pb2.Event:
         """The event."""
@@ -38,10 +41,11 @@ class TrackEventRequest(_message.Message):
         self,
         *,
         event: _event_pb2.Event | None = ...,
+        result_view: _event_pb2.EventResultView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "result_view", b"result_view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -78,6 +82,9 @@ class TrackEventsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENTS_FIELD_NUMBER: _builtins.int
+    RESULT_VIEW_FIELD_NUMBER: _builtins.int
+    result_view: _event_pb2.EventResultView.ValueType
+    """How much of each result to return; default FULL."""
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[_event_pb2.Event]:
         """The events, 1 to 1,000."""
@@ -86,10 +93,11 @@ class TrackEventsRequest(_message.Message):
         self,
         *,
         events: _abc.Iterable[_event_pb2.Event] | None = ...,
+        result_view: _event_pb2.EventResultView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "result_view", b"result_view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -127,8 +135,11 @@ class StreamEventsRequest(_message.Message):
 
     SEQUENCE_FIELD_NUMBER: _builtins.int
     EVENTS_FIELD_NUMBER: _builtins.int
+    RESULT_VIEW_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Caller-chosen sequence number, echoed in the acknowledgement."""
+    result_view: _event_pb2.EventResultView.ValueType
+    """How much of each result of this request to return; default FULL."""
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[_event_pb2.Event]:
         """The events, 1 to 1,000."""
@@ -138,10 +149,11 @@ class StreamEventsRequest(_message.Message):
         *,
         sequence: _builtins.int = ...,
         events: _abc.Iterable[_event_pb2.Event] | None = ...,
+        result_view: _event_pb2.EventResultView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "result_view", b"result_view", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
