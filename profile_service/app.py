@@ -204,7 +204,8 @@ class ProfileApp:
         ):
             applied = await self._store.apply_events(defs, events)
             results = [event_result(defs, a, events[a.index], view) for a in applied]
-            span.set_attributes(result_attributes(results))
+            if span.is_recording():  # the counts walk every result: only for a real span
+                span.set_attributes(result_attributes(results))
         return results
 
     async def resolve(self, lookup: event_pb2.VisitorLookup) -> str | None:
