@@ -154,3 +154,37 @@ async def test_profile_process_keeps_running_without_redis_and_stops_on_sigterm(
     log = stderr.decode()
     assert f"Redis at 127.0.0.1:{redis_port} not ready" in log
     assert PASSWORD not in log
+
+
+@pytest.mark.asyncio
+async def test_a_hung_redis_answers_unavailable_not_a_hang(late_redis: RedisServer) -> None:
+    """Redis stopped (SIGSTOP: connections open, nothing answers): with no socket timeout per
+    reply, each Redis call's own bound still ends the RPC with UNAVAILABLE (a hang would
+    reach the 60 s deadline as DEADLINE_EXCEEDED); after SIGCONT the service serves again."""
+    await asyncio.to_thread(late_redis.start)
+    settings = ProfileSettings.load(
+        port=0, redis_url=late_redis.url, api_keys={KEY: ["ingest", "read", "admin"]}
+    )
+    managed = await create_profile_server(settings)
+    await managed.start()
+    assert late_redis.pid is not None
+    try:
+        await wait_for(_health_is(managed.address, SERVING), "SERVING")
+        async with grpc.aio.insecure_channel(managed.address) as channel:
+            stub = profile_service_pb2_grpc.ProfileServiceStub(channel)
+            request = profile_service_pb2.GetProfileRequest()
+            request.visitor.visitor_id = "hung-visitor"
+            metadata = [("authorization", f"Bearer {KEY}")]
+            os.kill(late_redis.pid, signal.SIGSTOP)
+            try:
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await stub.GetProfile(request, metadata=metadata, timeout=60)
+                assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            finally:
+                os.kill(late_redis.pid, signal.SIGCONT)
+            await wait_for(_health_is(managed.address, SERVING), "SERVING after SIGCONT")
+            with pytest.raises(grpc.aio.AioRpcError) as missing:
+                await stub.GetProfile(request, metadata=metadata, timeout=60)
+            assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        await managed.stop(0)
