@@ -40,6 +40,7 @@ from profile_service.storage import (
     EventApplyResult,
     ProfileReader,
     ProfileStore,
+    StoredProfile,
     TraceLog,
 )
 from profile_service.storage.backfill import BackfillProgress
@@ -208,16 +209,18 @@ class ProfileApp:
                 span.set_attributes(result_attributes(results))
         return results
 
-    async def resolve(self, lookup: event_pb2.VisitorLookup) -> str | None:
+    async def _find(self, lookup: event_pb2.VisitorLookup) -> StoredProfile | None:
         if lookup.WhichOneof("by") == "visitor_id_value":
             by_value = lookup.visitor_id_value
-            found = await self._reader.find_by_identity(by_value.attribute_id, by_value.value)
-        else:
-            found = await self._reader.get_profile(lookup.visitor_id)
+            return await self._reader.find_by_identity(by_value.attribute_id, by_value.value)
+        return await self._reader.get_profile(lookup.visitor_id)
+
+    async def resolve(self, lookup: event_pb2.VisitorLookup) -> str | None:
+        found = await self._find(lookup)
         return found.profile_id if found is not None else None
 
-    async def get_profile(self, profile_id: str) -> profile_pb2.Profile | None:
-        found = await self._reader.get_profile(profile_id)
+    async def lookup_profile(self, lookup: event_pb2.VisitorLookup) -> profile_pb2.Profile | None:
+        found = await self._find(lookup)
         if found is None:
             return None
         defs = self._watcher.current

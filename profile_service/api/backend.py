@@ -36,8 +36,9 @@ class ProfileBackend(Protocol):
         """Return the profile id a lookup finds, or None."""
         ...
 
-    async def get_profile(self, profile_id: str) -> profile_pb2.Profile | None:
-        """Return a profile, or None if it does not exist."""
+    async def lookup_profile(self, lookup: event_pb2.VisitorLookup) -> profile_pb2.Profile | None:
+        """Return the profile a lookup finds, or None (one read, where `resolve` and then
+        reading the profile by its id would read it twice)."""
         ...
 
     async def delete_profile(self, profile_id: str) -> list[str]:

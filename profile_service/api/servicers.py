@@ -184,8 +184,8 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
     async def GetProfile(
         self, request: profile_service_pb2.GetProfileRequest, context: Context
     ) -> profile_service_pb2.GetProfileResponse:
-        profile_id = await self._resolve(request.visitor, "visitor")
-        profile = await self._backend.get_profile(profile_id)
+        _check_lookup(request.visitor, "visitor")
+        profile = await self._backend.lookup_profile(request.visitor)
         if profile is None:
             raise NotFound("no profile matches the lookup", reason="PROFILE_NOT_FOUND")
         looked_up = request.visitor.visitor_id

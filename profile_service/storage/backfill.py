@@ -64,6 +64,10 @@ logger = logging.getLogger(__name__)
 
 START_JOB_SCRIPT = storage_script("backfill_start")
 LEASE_MS = 30_000
+SCAN_COUNT_MAX = 10_000
+"""Most keys one SCAN step walks. Redis runs a SCAN to its end before any other command:
+at ``COUNT 200000`` one step held every GetProfile for tens of milliseconds; 10,000 keys
+take about a millisecond, at the price of more (cheap) steps per pass."""
 
 
 def audience_digests(audiences: Mapping[str, pb.AudienceDefinition]) -> dict[str, str]:
@@ -249,6 +253,7 @@ class BackfillWorker:
         random.shuffle(self._order)
         self._loop = BackgroundLoop("audience-backfill")
         self._advanced = False  # a cursor moved in the last step (even past no profile)
+        self._finished: str | None = None  # a job this replica saw every partition finish
         self.fault_after_commit: Callable[[], None] | None = None
         """Test hook: called after a chunk's commits, before its progress is saved."""
 
@@ -305,9 +310,14 @@ class BackfillWorker:
         version = job.get("job", "")
         if not version or _number(version) > _number(defs.version):
             return 0  # no job, or this replica has not switched to the job's version yet
+        if version == self._finished:
+            return 0  # a finished job stays finished: no need to read every partition's row
         audience_ids = frozenset(json.loads(job.get("audiences", "[]"))) & defs.audiences.keys()
+        groups = await self._walk_groups(version)
+        if not groups:
+            self._finished = version
         scanned = 0
-        for group in await self._walk_groups(version):
+        for group in groups:
             scanned += await self._group_step(defs, version, audience_ids, group)
         return scanned
 
@@ -414,7 +424,7 @@ class BackfillWorker:
         # MATCH filters after the walk: the hint is how many keys one step walks; a
         # partition holds about 1/partitions of them (and a profile has a few keys), so each
         # partition of the group gets about a chunk of profiles per step.
-        count = min(self._chunk * self._partitions * 4, 200_000)
+        count = min(self._chunk * self._partitions * 4, SCAN_COUNT_MAX)
         if group.node:
             node = client.get_node(node_name=group.node)
             reply = await client.execute_command(

@@ -1,8 +1,10 @@
 """The visit-end sweeper: ends visits after inactivity, fires due delayed actions and
 completes interrupted stitches.
 
-Every ``interval_s`` (1 s by default) one pipeline reads, for every partition, the visits
-whose expiry has passed (``visits_due``) and the delayed actions that are due. The store
+Every ``interval_s`` (1 s by default) the sweeper reads, for the partitions whose `DueHints`
+say something may be due, the visits whose expiry has passed (``visits_due``) and the
+delayed actions that are due (first the earliest entry of each index, then, where one is
+due, the due entries). Idle partitions are not polled at every interval. The store
 then ends those visits (visit-ended enrichments, audience re-evaluation, end-of-visit
 triggers, all in the engine's ``end_visit``) and moves the delayed actions that still apply
 to the outbox. No event has to arrive for any of this.
@@ -24,9 +26,13 @@ from typing import Any
 import redis.asyncio
 import redis.exceptions
 
-from profile_service.definitions.model import CompiledDefinitions
+from profile_service.definitions.model import (
+    DEFAULT_PLATFORM_VISIT_TIMEOUTS_MS,
+    CompiledDefinitions,
+)
 from profile_service.metrics import record_visits_ended
 from profile_service.storage.background import BackgroundLoop
+from profile_service.storage.due_hints import NEVER, DueHints
 from profile_service.storage.layout import Clock, system_clock_ms
 from profile_service.storage.profile_store import ProfileStore
 from profile_service.storage.replies import as_text
@@ -35,6 +41,9 @@ from service_common.redis import REDIS_FAILURES
 
 SWEEP_CHUNK = 32
 """Partitions per sweep pipeline (3 commands each)."""
+
+IDLE_POLLS = 10
+"""A partition is polled at least every this many intervals (see `DueHints`)."""
 
 __all__ = ["SweepReport", "VisitSweeper"]
 
@@ -65,6 +74,8 @@ class VisitSweeper:
         clock: Epoch-milliseconds clock.
         stitch_grace_ms: A stitch still pending this long after it started was interrupted
             (its process died between steps): the sweeper completes it.
+        idle_poll_s: Longest pause between two polls of a partition with nothing known to
+            be due (default: ``IDLE_POLLS`` intervals); see `DueHints`.
     """
 
     def __init__(
@@ -77,6 +88,7 @@ class VisitSweeper:
         batch_limit: int = 100,
         clock: Clock = system_clock_ms,
         stitch_grace_ms: int = 30_000,
+        idle_poll_s: float | None = None,
     ) -> None:
         self._client = client
         self._store = store
@@ -87,19 +99,69 @@ class VisitSweeper:
         self._stitch_grace_ms = stitch_grace_ms
         self._order = list(range(store.layout.partitions))
         random.shuffle(self._order)
+        idle_s = interval_s * IDLE_POLLS if idle_poll_s is None else idle_poll_s
+        self._hints = DueHints(self._order, int(idle_s * 1000))
+        self._hinted_version: str | None = None
         self._loop = BackgroundLoop("visit-sweeper")
         self.sweeps = 0
 
     async def sweep_once(self, now_ms: int | None = None) -> SweepReport:
-        """Run one sweep at ``now_ms`` (default: the clock)."""
+        """Run one sweep of every partition at ``now_ms`` (default: the clock)."""
+        now = self._clock() if now_ms is None else now_ms
+        return await self._sweep(self._definitions(), self._order, now)
+
+    async def sweep_due(self, now_ms: int | None = None) -> SweepReport:
+        """Run one sweep of the partitions whose hints say something may be due (what the
+        background loop does): one pipelined read of each index's earliest entry, then a
+        sweep of the partitions where one is due."""
         now = self._clock() if now_ms is None else now_ms
         defs = self._definitions()
+        if defs.version != self._hinted_version:  # the bounds on new entries changed
+            self._hints.reset()
+            self._hinted_version = defs.version
+        polled = self._hints.due(now)
+        earliest = await self._earliest(polled)
+        gap = _new_entry_gap_ms(defs, self._stitch_grace_ms)
+        due: list[int] = []
+        for partition, (visit, delayed, stitch) in zip(polled, earliest, strict=True):
+            first = min(visit, delayed, stitch + self._stitch_grace_ms)
+            if first <= now:
+                due.append(partition)
+                self._hints.poll_again(partition)  # until a poll finds nothing due
+            else:
+                self._hints.polled(partition, now, first, gap)
+        if not due:
+            self.sweeps += 1
+            return SweepReport()
+        return await self._sweep(defs, due, now)
+
+    async def _earliest(self, partitions: list[int]) -> list[tuple[float, float, float]]:
+        """Per partition: the scores of the earliest visit expiry, delayed action and
+        pending stitch (`NEVER` for an empty index)."""
+        replies: list[Any] = []
+        for first in range(0, len(partitions), SWEEP_CHUNK):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for partition in partitions[first : first + SWEEP_CHUNK]:
+                    pkeys = PartitionKeys(partition)
+                    for key in (pkeys.visits_due, pkeys.delayed, pkeys.stitches):
+                        pipe.zrange(key, 0, 0, withscores=True)
+                replies += await pipe.execute()
+            self._store.stats.round_trips += 1
+        scores = [float(reply[0][1]) if reply else NEVER for reply in replies]
+        return [
+            (scores[3 * n], scores[3 * n + 1], scores[3 * n + 2]) for n in range(len(partitions))
+        ]
+
+    async def _sweep(
+        self, defs: CompiledDefinitions, partitions: list[int], now: int
+    ) -> SweepReport:
+        """Sweep ``partitions`` at ``now``."""
         replies: list[Any] = []
         # Pipelines of SWEEP_CHUNK partitions: one of all 256 partitions (768 commands)
         # packed and parsed in one go held the event loop for milliseconds every second.
-        for first in range(0, len(self._order), SWEEP_CHUNK):
+        for first in range(0, len(partitions), SWEEP_CHUNK):
             async with self._client.pipeline(transaction=False) as pipe:
-                for partition in self._order[first : first + SWEEP_CHUNK]:
+                for partition in partitions[first : first + SWEEP_CHUNK]:
                     pkeys = PartitionKeys(partition)
                     pipe.zrangebyscore(
                         pkeys.visits_due, "-inf", now, start=0, num=self._batch_limit
@@ -115,7 +177,7 @@ class VisitSweeper:
         due_delayed: list[tuple[int, str]] = []
         more = False
         stalled: list[tuple[int, str]] = []
-        for n, partition in enumerate(self._order):
+        for n, partition in enumerate(partitions):
             visits, delayed, stitches = replies[3 * n], replies[3 * n + 1], replies[3 * n + 2]
             stalled += [(partition, as_text(m)) for m in stitches]
             due_profiles += [as_text(m) for m in visits]
@@ -141,7 +203,7 @@ class VisitSweeper:
         """Sweep until `stop`; failures are logged and retried next interval."""
         while not self._loop.stopping:
             try:
-                report = await self.sweep_once()
+                report = await self.sweep_due()
             except REDIS_FAILURES as exc:
                 logger.warning("visit sweep failed (%s); retrying", type(exc).__name__)
                 report = SweepReport()
@@ -159,3 +221,22 @@ class VisitSweeper:
         """Stop after the current sweep (cancelled after ``grace_s``; its compare-and-set
         writes keep even an interrupted sweep safe)."""
         await self._loop.stop(grace_s)
+
+
+def _new_entry_gap_ms(defs: CompiledDefinitions, stitch_grace_ms: int) -> float:
+    """How far in the future, at least, an entry written from now on is due (for live
+    events): a new visit's expiry (its timeout, or the longest visit length), a delayed
+    action's delay, a pending stitch's recovery grace."""
+    limits = defs.limits
+    gaps = [
+        limits.visit_timeout_ms,
+        limits.max_visit_length_ms,
+        stitch_grace_ms,
+        *limits.platform_visit_timeout_ms.values(),
+        *DEFAULT_PLATFORM_VISIT_TIMEOUTS_MS.values(),
+    ]
+    for action in defs.actions.values():
+        delay_ms = action.delay.seconds * 1000 + action.delay.nanos // 1_000_000
+        if delay_ms > 0:  # no delay: straight to the outbox, not to the delayed index
+            gaps.append(delay_ms)
+    return float(min(gaps))

@@ -179,3 +179,20 @@ async def test_a_new_purchase_postpones_the_leave(redis_client: redis.asyncio.Re
     assert report.leaves == 0
     report, _ = await worker.run_once(T0 + 12 * DAY_MS)
     assert report.leaves == 1
+
+
+async def test_the_background_pass_polls_a_partition_at_its_earliest_flip(
+    redis_client: redis.asyncio.Redis,
+) -> None:
+    defs = recent_buyers()
+    layout = Layout(PARTITIONS)
+    store = ProfileStore(redis_client, layout, EngineFunctions.real())
+    await store.prepare()
+    await store.apply_events(defs, [_purchase("buyer", T0)], T0)
+    worker = ReevaluationWorker(redis_client, store, lambda: defs, idle_poll_s=30 * DAY_MS / 1000)
+    report, _ = await worker.run_due(T0 + DAY_MS)  # the first pass polls every partition
+    assert report.leaves == 0
+    # The buyer's partition is next polled when the leave is due (7 days after the purchase),
+    # not at the idle poll 30 days later.
+    report, _ = await worker.run_due(T0 + 12 * DAY_MS)
+    assert report.leaves == 1
