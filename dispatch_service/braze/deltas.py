@@ -49,7 +49,6 @@ from dataclasses import dataclass, field, replace
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
-from redis.typing import EncodableT, FieldT
 
 from dispatch_service.braze.attributes import (
     AttributeObject,
@@ -88,40 +87,101 @@ def _memory_writes(name: str, op: AttributeOp) -> list[tuple[str, str | None]]:
     if isinstance(op, SubscriptionStates):
         return [(group_field(group), canonical_json(state)) for group, state in op.states]
     if isinstance(op, SetValue):
-        return [(name, canonical_json(op.value))]
+        return [(name, op.token)]
     return [(name, None)]
 
 
-# KEYS[1] the user's hash. ARGV: n, then n (name, token) pairs the batch sets, then names the
-# batch changes by inc/add/remove. Returns {name, remembered token or false, ...} for each
-# distinct set name, after deleting every field the batch will change.
+# KEYS: the memory hashes of the users of one batch that share a hash tag (one slot). ARGV, for
+# each key in KEYS order: n, m, then n (name, token) pairs the batch sets, then m names the
+# batch changes by inc/add/remove. Returns one string with a character per (name, token) pair,
+# in ARGV order: "1" if the memory holds exactly that token, else "0" (the remembered values
+# themselves never travel back). For each key, deletes every field the batch will change: a
+# set to a value other than the remembered one, or an operation.
 _LOAD_AND_INVALIDATE = LuaScript("""
-local n = tonumber(ARGV[1])
-local names, seen = {}, {}
-for i = 1, n do
-  local name = ARGV[2 * i]
-  if not seen[name] then seen[name] = true; names[#names + 1] = name end
-end
-local reply, remembered = {}, {}
-if #names > 0 then
-  local values = redis.call('HMGET', KEYS[1], unpack(names))
-  for i, name in ipairs(names) do
-    remembered[name] = values[i]
-    reply[#reply + 1] = name
-    reply[#reply + 1] = values[i]
+local out, a = {}, 1
+for k = 1, #KEYS do
+  local n, m = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local first = a + 2
+  local names, seen = {}, {}
+  for i = first, first + 2 * n - 1, 2 do
+    local name = ARGV[i]
+    if not seen[name] then seen[name] = true; names[#names + 1] = name end
   end
-end
-local stale, marked = {}, {}
-for i = 1, n do
-  local name, token = ARGV[2 * i], ARGV[2 * i + 1]
-  if remembered[name] and remembered[name] ~= token and not marked[name] then
-    marked[name] = true; stale[#stale + 1] = name
+  local remembered = {}
+  if #names > 0 then
+    local values = redis.call('HMGET', KEYS[k], unpack(names))
+    for i, name in ipairs(names) do remembered[name] = values[i] end
   end
+  local stale, marked = {}, {}
+  for i = first, first + 2 * n - 1, 2 do
+    local name, token = ARGV[i], ARGV[i + 1]
+    local held = remembered[name]
+    if held == token then
+      out[#out + 1] = '1'
+    else
+      out[#out + 1] = '0'
+      if held and not marked[name] then marked[name] = true; stale[#stale + 1] = name end
+    end
+  end
+  for i = first + 2 * n, first + 2 * n + m - 1 do stale[#stale + 1] = ARGV[i] end
+  if #stale > 0 then redis.call('HDEL', KEYS[k], unpack(stale)) end
+  a = first + 2 * n + m
 end
-for i = 2 * n + 2, #ARGV do stale[#stale + 1] = ARGV[i] end
-if #stale > 0 then redis.call('HDEL', KEYS[1], unpack(stale)) end
-return reply
+return table.concat(out)
 """)
+
+# KEYS: delta-memory keys sharing a hash tag. ARGV: the TTL in seconds, then one operation per
+# key in KEYS order (a key may repeat): "D" deletes it; "S" sets it to 1 with the TTL (a
+# marker); "H", f, r, then f field names and r (field, token) pairs forgets the f fields and
+# remembers the r pairs (the hash then gets the TTL).
+_RECORD = LuaScript("""
+local ttl, a = ARGV[1], 2
+-- ARGV[first..last] in slices of 1000 (an even size: pairs stay whole; unpack's stack is small)
+local function each_slice(command, key, first, last)
+  for i = first, last, 1000 do
+    redis.call(command, key, unpack(ARGV, i, math.min(i + 999, last)))
+  end
+end
+for k = 1, #KEYS do
+  local op = ARGV[a]
+  if op == 'D' then
+    redis.call('DEL', KEYS[k]); a = a + 1
+  elseif op == 'S' then
+    redis.call('SET', KEYS[k], 1, 'EX', ttl); a = a + 1
+  else
+    local f, r = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+    local first = a + 3
+    each_slice('HDEL', KEYS[k], first, first + f - 1)
+    if r > 0 then
+      each_slice('HSET', KEYS[k], first + f, first + f + 2 * r - 1)
+      redis.call('EXPIRE', KEYS[k], ttl)
+    end
+    a = first + f + 2 * r
+  end
+end
+return #KEYS
+""")
+
+
+def hash_tag(key: str) -> str:
+    """The part of ``key`` Redis Cluster hashes to pick its slot (its first ``{...}`` hash tag,
+    or the whole key): keys with equal tags may share one script call."""
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key[start + 1 : end]
+    return key
+
+
+@dataclass
+class _SlotCall:
+    """One script call: the keys of one hash tag and their arguments, in order."""
+
+    keys: list[str] = field(default_factory=list)
+    args: list[str | int] = field(default_factory=list)
+    users: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)
+    """(user, its (field, token) sets), in ``keys`` order (loading only)."""
 
 
 def _text(value: str | bytes) -> str:
@@ -184,7 +244,7 @@ def _filter_object(attributes: AttributeObject, known: dict[str, str]) -> Attrib
             elif len(changed) < len(op.states):
                 reduced = reduced.replacing(name, SubscriptionStates(changed))
         elif isinstance(op, SetValue):
-            token = canonical_json(op.value)
+            token = op.token
             if known.get(name) == token:
                 dropped.append(name)
             else:
@@ -240,13 +300,20 @@ class DeltaStore:
         if not writes:
             return DeltaView()
 
+        calls: dict[str, _SlotCall] = {}
+        for user, (sets, changes) in writes.items():
+            key = self.key(user)
+            call = calls.setdefault(hash_tag(key), _SlotCall())
+            call.keys.append(key)
+            call.users.append((user, sets))
+            call.args.extend((len(sets), len(changes)))
+            for name, token in sets:
+                call.args.extend((name, token))
+            call.args.extend(changes)
+
         def fill(pipe: Pipeline) -> None:
-            for user, (sets, changes) in writes.items():
-                args: list[str | int] = [len(sets)]
-                for name, token in sets:
-                    args.extend((name, token))
-                args.extend(changes)
-                _LOAD_AND_INVALIDATE.queue(pipe, [self.key(user)], args)
+            for call in calls.values():
+                _LOAD_AND_INVALIDATE.queue(pipe, call.keys, call.args)
 
         try:
             replies = await execute_with_scripts(self._redis, fill)
@@ -254,13 +321,12 @@ class DeltaStore:
             log.warning("delta memory unavailable, sending every attribute: %s", exc)
             return DeltaView()
         view = DeltaView()
-        for user, reply in zip(writes, replies, strict=True):
-            pairs = list(reply or [])
-            view.remembered[user] = {
-                _text(pairs[i]): _text(pairs[i + 1])
-                for i in range(0, len(pairs), 2)
-                if pairs[i + 1] is not None
-            }
+        for call, reply in zip(calls.values(), replies, strict=True):
+            held = iter(_text(reply))
+            for user, sets in call.users:
+                # Only the tokens the memory holds matter to the filter: a remembered value
+                # equal to none of the batch's tokens compares like no value at all.
+                view.remembered[user] = {name: token for name, token in sets if next(held) == "1"}
         return view
 
     async def never_sent(self, items: Sequence[DeliveryItem]) -> list[ActionResult]:
@@ -346,25 +412,32 @@ class DeltaStore:
                 updates.append((self.key(obj.user.key), remember, forget))
         if not cleared and not updates and not sent:
             return
-        pipe = self._redis.pipeline(transaction=False)
+        calls: dict[str, _SlotCall] = {}
+
+        def add(key: str, *args: str | int) -> None:
+            call = calls.setdefault(hash_tag(key), _SlotCall(args=[self._ttl_s]))
+            call.keys.append(key)
+            call.args.extend(args)
+
         for user in cleared:
-            pipe.delete(self.key(user))
-            pipe.delete(self.sent_key(user))
+            add(self.key(user), "D")
+            add(self.sent_key(user), "D")
             if request.endpoint is Endpoint.DELETE:
-                pipe.delete(self.created_key(user))  # identified aliases still exist
+                add(self.created_key(user), "D")  # identified aliases still exist
         for user in sent:
-            pipe.set(self.sent_key(user), 1, ex=self._ttl_s)
+            add(self.sent_key(user), "S")
         for user in created:
-            pipe.set(self.created_key(user), 1, ex=self._ttl_s)
+            add(self.created_key(user), "S")
         for key, remember, forget in updates:
-            if forget:
-                pipe.hdel(key, *forget)
-            if remember:
-                mapping: dict[FieldT, EncodableT] = dict(remember.items())
-                pipe.hset(key, mapping=mapping)
-                pipe.expire(key, self._ttl_s)
+            pairs = [part for pair in remember.items() for part in pair]
+            add(key, "H", len(forget), len(remember), *forget, *pairs)
+
+        def fill(pipe: Pipeline) -> None:
+            for call in calls.values():
+                _RECORD.queue(pipe, call.keys, call.args)
+
         try:
-            await pipe.execute()
+            await execute_with_scripts(self._redis, fill)
         except RedisError as exc:
             # Safe: load() already removed every attribute this request changed.
             log.warning("could not record delta memory (values will be re-sent): %s", exc)
