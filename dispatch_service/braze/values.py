@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,8 +30,8 @@ __all__ = [
 ]
 #: Largest integer a JSON double carries exactly; bigger integral numbers stay floats.
 _MAX_SAFE_INTEGER = 2**53
-#: orjson serialises integers in [-2**63, 2**63) (and unsigned 64-bit ones, not used here).
-_MAX_ORJSON_INT = 2**63
+#: Types orjson and json print alike.
+_SCALARS = frozenset({str, int, bool, type(None)})
 
 
 class BadValue(ValueError):
@@ -110,31 +111,41 @@ def value_to_json(value: Value) -> Any:
     return list(value.bool_list.values)
 
 
-def _orjson_exact(value: Any) -> bool:
-    """Whether orjson prints ``value`` byte for byte as :mod:`json` does (compact, sorted,
-    ``ensure_ascii=False``): strings, booleans, null, 64-bit integers and flat lists of them.
-
-    Floats are left to :mod:`json`: orjson writes ``1.5e-05`` as ``0.000015``, and remembered
-    tokens must keep comparing equal to the ones already stored."""
+def _float_free(value: Any) -> bool:
+    """Whether ``value`` (JSON data) holds no float: orjson then prints it byte for byte as
+    :mod:`json` does (compact, ``ensure_ascii=False``). Floats are left to :mod:`json`:
+    orjson writes ``1.5e-05`` as ``0.000015``, and remembered tokens must keep comparing
+    equal to the ones already stored."""
     kind = type(value)
-    if kind is str or kind is bool or value is None:
+    if kind in _SCALARS:
         return True
-    if kind is int:
-        return bool(-_MAX_ORJSON_INT <= value < _MAX_ORJSON_INT)
     if kind is list:
-        return all(type(item) is not list and _orjson_exact(item) for item in value)
-    return False
+        items: Iterable[Any] = value
+    elif kind is dict:
+        items = value.values()
+    else:
+        return False
+    kinds = set(map(type, items))
+    if kinds <= _SCALARS:
+        return True
+    return float not in kinds and all(_float_free(item) for item in items)
 
 
 def canonical_json(value: Any) -> str:
     """Compact, key-sorted JSON: the form values are compared and remembered in."""
-    if _orjson_exact(value):
-        return orjson.dumps(value).decode("utf-8")
+    if _float_free(value):
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+        except orjson.JSONEncodeError:  # an integer beyond 64 bits, a non-string key
+            pass
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def compact_size(value: Any) -> int:
     """Bytes of ``value`` as compact UTF-8 JSON (how request bodies are encoded)."""
-    if _orjson_exact(value):
-        return len(orjson.dumps(value))
+    if _float_free(value):
+        try:
+            return len(orjson.dumps(value))
+        except orjson.JSONEncodeError:
+            pass
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
