@@ -45,7 +45,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
@@ -91,30 +93,46 @@ def _memory_writes(name: str, op: AttributeOp) -> list[tuple[str, str | None]]:
     return [(name, None)]
 
 
-# KEYS: the memory hashes of the users of one batch that share a hash tag (one slot). ARGV, for
-# each key in KEYS order: n, m, then n (name, token) pairs the batch sets, then m names the
-# batch changes by inc/add/remove. Returns one string with a character per (name, token) pair,
-# in ARGV order: "1" if the memory holds exactly that token, else "0" (the remembered values
-# themselves never travel back). For each key, deletes every field the batch will change: a
-# set to a value other than the remembered one, or an operation.
-_LOAD_AND_INVALIDATE = LuaScript("""
-local out, a = {}, 1
+# Lua: ``sliced(command, key, list)`` runs ``command key ...list`` in slices of 1000 items
+# (unpack's stack is small; 1000 is even, so field/value pairs stay whole) and returns the
+# replies' items in order.
+_SLICED = """
+local function sliced(command, key, list)
+  local replies = {}
+  for i = 1, #list, 1000 do
+    local reply = redis.call(command, key, unpack(list, i, math.min(i + 999, #list)))
+    if type(reply) == 'table' then
+      for _, item in ipairs(reply) do replies[#replies + 1] = item end
+    end
+  end
+  return replies
+end
+"""
+
+# KEYS: the memory hashes of the users of one batch that share a hash tag (one slot).
+# ARGV[1]: JSON, one [sets, changes] per key in KEYS order: sets is the flat list of the
+# (name, token) pairs the batch sets, changes the names it changes by inc/add/remove (one JSON
+# argument instead of one argument per string: redis-py encodes each argument in Python).
+# Returns one string with a character per (name, token) pair, in that order: "1" if the memory
+# holds exactly that token, else "0" (the remembered values themselves never travel back).
+# For each key, deletes every field the batch will change: a set to a value other than the
+# remembered one, or an operation.
+_LOAD_AND_INVALIDATE = LuaScript(
+    _SLICED
+    + """
+local users, out = cjson.decode(ARGV[1]), {}
 for k = 1, #KEYS do
-  local n, m = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  local first = a + 2
+  local sets, changes = users[k][1], users[k][2]
   local names, seen = {}, {}
-  for i = first, first + 2 * n - 1, 2 do
-    local name = ARGV[i]
+  for i = 1, #sets, 2 do
+    local name = sets[i]
     if not seen[name] then seen[name] = true; names[#names + 1] = name end
   end
-  local remembered = {}
-  if #names > 0 then
-    local values = redis.call('HMGET', KEYS[k], unpack(names))
-    for i, name in ipairs(names) do remembered[name] = values[i] end
-  end
+  local values, remembered = sliced('HMGET', KEYS[k], names), {}
+  for i, name in ipairs(names) do remembered[name] = values[i] end
   local stale, marked = {}, {}
-  for i = first, first + 2 * n - 1, 2 do
-    local name, token = ARGV[i], ARGV[i + 1]
+  for i = 1, #sets, 2 do
+    local name, token = sets[i], sets[i + 1]
     local held = remembered[name]
     if held == token then
       out[#out + 1] = '1'
@@ -123,44 +141,38 @@ for k = 1, #KEYS do
       if held and not marked[name] then marked[name] = true; stale[#stale + 1] = name end
     end
   end
-  for i = first + 2 * n, first + 2 * n + m - 1 do stale[#stale + 1] = ARGV[i] end
-  if #stale > 0 then redis.call('HDEL', KEYS[k], unpack(stale)) end
-  a = first + 2 * n + m
+  for _, name in ipairs(changes) do stale[#stale + 1] = name end
+  sliced('HDEL', KEYS[k], stale)
 end
 return table.concat(out)
-""")
+"""
+)
 
-# KEYS: delta-memory keys sharing a hash tag. ARGV: the TTL in seconds, then one operation per
-# key in KEYS order (a key may repeat): "D" deletes it; "S" sets it to 1 with the TTL (a
-# marker); "H", f, r, then f field names and r (field, token) pairs forgets the f fields and
-# remembers the r pairs (the hash then gets the TTL).
-_RECORD = LuaScript("""
-local ttl, a = ARGV[1], 2
--- ARGV[first..last] in slices of 1000 (an even size: pairs stay whole; unpack's stack is small)
-local function each_slice(command, key, first, last)
-  for i = first, last, 1000 do
-    redis.call(command, key, unpack(ARGV, i, math.min(i + 999, last)))
-  end
-end
+# KEYS: delta-memory keys sharing a hash tag. ARGV[1]: the TTL in seconds. ARGV[2]: JSON, one
+# operation per key in KEYS order (a key may repeat): ["D"] deletes it; ["S"] sets it to 1 with
+# the TTL (a marker); ["H", forget, remember] deletes the fields named in forget and sets the
+# flat (field, token) pairs of remember (the hash then gets the TTL).
+_RECORD = LuaScript(
+    _SLICED
+    + """
+local ttl, ops = ARGV[1], cjson.decode(ARGV[2])
 for k = 1, #KEYS do
-  local op = ARGV[a]
-  if op == 'D' then
-    redis.call('DEL', KEYS[k]); a = a + 1
-  elseif op == 'S' then
-    redis.call('SET', KEYS[k], 1, 'EX', ttl); a = a + 1
+  local op = ops[k]
+  if op[1] == 'D' then
+    redis.call('DEL', KEYS[k])
+  elseif op[1] == 'S' then
+    redis.call('SET', KEYS[k], 1, 'EX', ttl)
   else
-    local f, r = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-    local first = a + 3
-    each_slice('HDEL', KEYS[k], first, first + f - 1)
-    if r > 0 then
-      each_slice('HSET', KEYS[k], first + f, first + f + 2 * r - 1)
+    sliced('HDEL', KEYS[k], op[2])
+    if #op[3] > 0 then
+      sliced('HSET', KEYS[k], op[3])
       redis.call('EXPIRE', KEYS[k], ttl)
     end
-    a = first + f + 2 * r
   end
 end
 return #KEYS
-""")
+"""
+)
 
 
 def hash_tag(key: str) -> str:
@@ -176,12 +188,17 @@ def hash_tag(key: str) -> str:
 
 @dataclass
 class _SlotCall:
-    """One script call: the keys of one hash tag and their arguments, in order."""
+    """One script call: the keys of one hash tag and, in the same order, their JSON entries."""
 
     keys: list[str] = field(default_factory=list)
-    args: list[str | int] = field(default_factory=list)
+    entries: list[list[Any]] = field(default_factory=list)
     users: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)
     """(user, its (field, token) sets), in ``keys`` order (loading only)."""
+
+    def add(self, key: str, entry: list[Any]) -> None:
+        """Append ``key`` and its entry."""
+        self.keys.append(key)
+        self.entries.append(entry)
 
 
 def _text(value: str | bytes) -> str:
@@ -304,16 +321,12 @@ class DeltaStore:
         for user, (sets, changes) in writes.items():
             key = self.key(user)
             call = calls.setdefault(hash_tag(key), _SlotCall())
-            call.keys.append(key)
+            call.add(key, [[part for pair in sets for part in pair], changes])
             call.users.append((user, sets))
-            call.args.extend((len(sets), len(changes)))
-            for name, token in sets:
-                call.args.extend((name, token))
-            call.args.extend(changes)
 
         def fill(pipe: Pipeline) -> None:
             for call in calls.values():
-                _LOAD_AND_INVALIDATE.queue(pipe, call.keys, call.args)
+                _LOAD_AND_INVALIDATE.queue(pipe, call.keys, [orjson.dumps(call.entries)])
 
         try:
             replies = await execute_with_scripts(self._redis, fill)
@@ -414,10 +427,8 @@ class DeltaStore:
             return
         calls: dict[str, _SlotCall] = {}
 
-        def add(key: str, *args: str | int) -> None:
-            call = calls.setdefault(hash_tag(key), _SlotCall(args=[self._ttl_s]))
-            call.keys.append(key)
-            call.args.extend(args)
+        def add(key: str, *entry: Any) -> None:
+            calls.setdefault(hash_tag(key), _SlotCall()).add(key, list(entry))
 
         for user in cleared:
             add(self.key(user), "D")
@@ -429,12 +440,11 @@ class DeltaStore:
         for user in created:
             add(self.created_key(user), "S")
         for key, remember, forget in updates:
-            pairs = [part for pair in remember.items() for part in pair]
-            add(key, "H", len(forget), len(remember), *forget, *pairs)
+            add(key, "H", forget, [part for pair in remember.items() for part in pair])
 
         def fill(pipe: Pipeline) -> None:
             for call in calls.values():
-                _RECORD.queue(pipe, call.keys, call.args)
+                _RECORD.queue(pipe, call.keys, [self._ttl_s, orjson.dumps(call.entries)])
 
         try:
             await execute_with_scripts(self._redis, fill)
