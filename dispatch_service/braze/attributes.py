@@ -33,6 +33,12 @@ class SetValue:
 
     value: Any
 
+    @cached_property
+    def token(self) -> str:
+        """``canonical_json(value)``, computed once: delta loading, filtering and recording
+        each compare or store it."""
+        return canonical_json(self.value)
+
 
 @dataclass(frozen=True)
 class Increment:

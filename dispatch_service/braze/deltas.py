@@ -45,11 +45,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
-from redis.typing import EncodableT, FieldT
 
 from dispatch_service.braze.attributes import (
     AttributeObject,
@@ -88,40 +89,116 @@ def _memory_writes(name: str, op: AttributeOp) -> list[tuple[str, str | None]]:
     if isinstance(op, SubscriptionStates):
         return [(group_field(group), canonical_json(state)) for group, state in op.states]
     if isinstance(op, SetValue):
-        return [(name, canonical_json(op.value))]
+        return [(name, op.token)]
     return [(name, None)]
 
 
-# KEYS[1] the user's hash. ARGV: n, then n (name, token) pairs the batch sets, then names the
-# batch changes by inc/add/remove. Returns {name, remembered token or false, ...} for each
-# distinct set name, after deleting every field the batch will change.
-_LOAD_AND_INVALIDATE = LuaScript("""
-local n = tonumber(ARGV[1])
-local names, seen = {}, {}
-for i = 1, n do
-  local name = ARGV[2 * i]
-  if not seen[name] then seen[name] = true; names[#names + 1] = name end
+# Lua: ``sliced(command, key, list)`` runs ``command key ...list`` in slices of 1000 items
+# (unpack's stack is small; 1000 is even, so field/value pairs stay whole) and returns the
+# replies' items in order.
+_SLICED = """
+local function sliced(command, key, list)
+  local replies = {}
+  for i = 1, #list, 1000 do
+    local reply = redis.call(command, key, unpack(list, i, math.min(i + 999, #list)))
+    if type(reply) == 'table' then
+      for _, item in ipairs(reply) do replies[#replies + 1] = item end
+    end
+  end
+  return replies
 end
-local reply, remembered = {}, {}
-if #names > 0 then
-  local values = redis.call('HMGET', KEYS[1], unpack(names))
-  for i, name in ipairs(names) do
-    remembered[name] = values[i]
-    reply[#reply + 1] = name
-    reply[#reply + 1] = values[i]
+"""
+
+# KEYS: the memory hashes of the users of one batch that share a hash tag (one slot).
+# ARGV[1]: JSON, one [sets, changes] per key in KEYS order: sets is the flat list of the
+# (name, token) pairs the batch sets, changes the names it changes by inc/add/remove (one JSON
+# argument instead of one argument per string: redis-py encodes each argument in Python).
+# Returns one string with a character per (name, token) pair, in that order: "1" if the memory
+# holds exactly that token, else "0" (the remembered values themselves never travel back).
+# For each key, deletes every field the batch will change: a set to a value other than the
+# remembered one, or an operation.
+_LOAD_AND_INVALIDATE = LuaScript(
+    _SLICED
+    + """
+local users, out = cjson.decode(ARGV[1]), {}
+for k = 1, #KEYS do
+  local sets, changes = users[k][1], users[k][2]
+  local names, seen = {}, {}
+  for i = 1, #sets, 2 do
+    local name = sets[i]
+    if not seen[name] then seen[name] = true; names[#names + 1] = name end
+  end
+  local values, remembered = sliced('HMGET', KEYS[k], names), {}
+  for i, name in ipairs(names) do remembered[name] = values[i] end
+  local stale, marked = {}, {}
+  for i = 1, #sets, 2 do
+    local name, token = sets[i], sets[i + 1]
+    local held = remembered[name]
+    if held == token then
+      out[#out + 1] = '1'
+    else
+      out[#out + 1] = '0'
+      if held and not marked[name] then marked[name] = true; stale[#stale + 1] = name end
+    end
+  end
+  for _, name in ipairs(changes) do stale[#stale + 1] = name end
+  sliced('HDEL', KEYS[k], stale)
+end
+return table.concat(out)
+"""
+)
+
+# KEYS: delta-memory keys sharing a hash tag. ARGV[1]: the TTL in seconds. ARGV[2]: JSON, one
+# operation per key in KEYS order (a key may repeat): ["D"] deletes it; ["S"] sets it to 1 with
+# the TTL (a marker); ["H", forget, remember] deletes the fields named in forget and sets the
+# flat (field, token) pairs of remember (the hash then gets the TTL).
+_RECORD = LuaScript(
+    _SLICED
+    + """
+local ttl, ops = ARGV[1], cjson.decode(ARGV[2])
+for k = 1, #KEYS do
+  local op = ops[k]
+  if op[1] == 'D' then
+    redis.call('DEL', KEYS[k])
+  elseif op[1] == 'S' then
+    redis.call('SET', KEYS[k], 1, 'EX', ttl)
+  else
+    sliced('HDEL', KEYS[k], op[2])
+    if #op[3] > 0 then
+      sliced('HSET', KEYS[k], op[3])
+      redis.call('EXPIRE', KEYS[k], ttl)
+    end
   end
 end
-local stale, marked = {}, {}
-for i = 1, n do
-  local name, token = ARGV[2 * i], ARGV[2 * i + 1]
-  if remembered[name] and remembered[name] ~= token and not marked[name] then
-    marked[name] = true; stale[#stale + 1] = name
-  end
-end
-for i = 2 * n + 2, #ARGV do stale[#stale + 1] = ARGV[i] end
-if #stale > 0 then redis.call('HDEL', KEYS[1], unpack(stale)) end
-return reply
-""")
+return #KEYS
+"""
+)
+
+
+def hash_tag(key: str) -> str:
+    """The part of ``key`` Redis Cluster hashes to pick its slot (its first ``{...}`` hash tag,
+    or the whole key): keys with equal tags may share one script call."""
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key[start + 1 : end]
+    return key
+
+
+@dataclass
+class _SlotCall:
+    """One script call: the keys of one hash tag and, in the same order, their JSON entries."""
+
+    keys: list[str] = field(default_factory=list)
+    entries: list[list[Any]] = field(default_factory=list)
+    users: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)
+    """(user, its (field, token) sets), in ``keys`` order (loading only)."""
+
+    def add(self, key: str, entry: list[Any]) -> None:
+        """Append ``key`` and its entry."""
+        self.keys.append(key)
+        self.entries.append(entry)
 
 
 def _text(value: str | bytes) -> str:
@@ -184,7 +261,7 @@ def _filter_object(attributes: AttributeObject, known: dict[str, str]) -> Attrib
             elif len(changed) < len(op.states):
                 reduced = reduced.replacing(name, SubscriptionStates(changed))
         elif isinstance(op, SetValue):
-            token = canonical_json(op.value)
+            token = op.token
             if known.get(name) == token:
                 dropped.append(name)
             else:
@@ -240,13 +317,16 @@ class DeltaStore:
         if not writes:
             return DeltaView()
 
+        calls: dict[str, _SlotCall] = {}
+        for user, (sets, changes) in writes.items():
+            key = self.key(user)
+            call = calls.setdefault(hash_tag(key), _SlotCall())
+            call.add(key, [[part for pair in sets for part in pair], changes])
+            call.users.append((user, sets))
+
         def fill(pipe: Pipeline) -> None:
-            for user, (sets, changes) in writes.items():
-                args: list[str | int] = [len(sets)]
-                for name, token in sets:
-                    args.extend((name, token))
-                args.extend(changes)
-                _LOAD_AND_INVALIDATE.queue(pipe, [self.key(user)], args)
+            for call in calls.values():
+                _LOAD_AND_INVALIDATE.queue(pipe, call.keys, [orjson.dumps(call.entries)])
 
         try:
             replies = await execute_with_scripts(self._redis, fill)
@@ -254,13 +334,12 @@ class DeltaStore:
             log.warning("delta memory unavailable, sending every attribute: %s", exc)
             return DeltaView()
         view = DeltaView()
-        for user, reply in zip(writes, replies, strict=True):
-            pairs = list(reply or [])
-            view.remembered[user] = {
-                _text(pairs[i]): _text(pairs[i + 1])
-                for i in range(0, len(pairs), 2)
-                if pairs[i + 1] is not None
-            }
+        for call, reply in zip(calls.values(), replies, strict=True):
+            held = iter(_text(reply))
+            for user, sets in call.users:
+                # Only the tokens the memory holds matter to the filter: a remembered value
+                # equal to none of the batch's tokens compares like no value at all.
+                view.remembered[user] = {name: token for name, token in sets if next(held) == "1"}
         return view
 
     async def never_sent(self, items: Sequence[DeliveryItem]) -> list[ActionResult]:
@@ -346,25 +425,29 @@ class DeltaStore:
                 updates.append((self.key(obj.user.key), remember, forget))
         if not cleared and not updates and not sent:
             return
-        pipe = self._redis.pipeline(transaction=False)
+        calls: dict[str, _SlotCall] = {}
+
+        def add(key: str, *entry: Any) -> None:
+            calls.setdefault(hash_tag(key), _SlotCall()).add(key, list(entry))
+
         for user in cleared:
-            pipe.delete(self.key(user))
-            pipe.delete(self.sent_key(user))
+            add(self.key(user), "D")
+            add(self.sent_key(user), "D")
             if request.endpoint is Endpoint.DELETE:
-                pipe.delete(self.created_key(user))  # identified aliases still exist
+                add(self.created_key(user), "D")  # identified aliases still exist
         for user in sent:
-            pipe.set(self.sent_key(user), 1, ex=self._ttl_s)
+            add(self.sent_key(user), "S")
         for user in created:
-            pipe.set(self.created_key(user), 1, ex=self._ttl_s)
+            add(self.created_key(user), "S")
         for key, remember, forget in updates:
-            if forget:
-                pipe.hdel(key, *forget)
-            if remember:
-                mapping: dict[FieldT, EncodableT] = dict(remember.items())
-                pipe.hset(key, mapping=mapping)
-                pipe.expire(key, self._ttl_s)
+            add(key, "H", forget, [part for pair in remember.items() for part in pair])
+
+        def fill(pipe: Pipeline) -> None:
+            for call in calls.values():
+                _RECORD.queue(pipe, call.keys, [self._ttl_s, orjson.dumps(call.entries)])
+
         try:
-            await pipe.execute()
+            await execute_with_scripts(self._redis, fill)
         except RedisError as exc:
             # Safe: load() already removed every attribute this request changed.
             log.warning("could not record delta memory (values will be re-sent): %s", exc)

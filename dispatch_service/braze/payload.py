@@ -71,6 +71,7 @@ from dispatch_service.braze.rules import (
     EVENT_RESERVED_PROPERTIES,
     PURCHASE_PROPERTIES_MAX_BYTES,
     PURCHASE_RESERVED_PROPERTIES,
+    STANDARD_FIELDS,
     alias_problems,
     array_edit_problem,
     array_problem,
@@ -324,17 +325,21 @@ def _attributes(
 ) -> dict[str, AttributeOp]:
     ops: dict[str, AttributeOp] = {}
     for index, attr in enumerate(attributes):
+        name = attr.name
         where = f"{field}[{index}]"
-        if not _check(errors, f"{where}.name", attribute_name_problem(attr.name, user.kind)):
+        if not _check(errors, f"{where}.name", attribute_name_problem(name, user.kind)):
             continue
         op = _attribute_op(attr, where, errors)
         if op is None:
             continue
-        # Standard profile fields (email, gender, dob, ...) take only values of their format.
-        if not _check(errors, where, standard_attribute_problem(attr.name, op_json(op))):
+        # Standard profile fields (email, gender, dob, ...) take only values of their format
+        # (the check is skipped for other names: it would pass, after building op_json).
+        if name in STANDARD_FIELDS and not _check(
+            errors, where, standard_attribute_problem(name, op_json(op))
+        ):
             continue
         # The same attribute twice in one action: the writes combine in order.
-        ops[attr.name] = combine(ops[attr.name], op) if attr.name in ops else op
+        ops[name] = combine(ops[name], op) if name in ops else op
     return ops
 
 

@@ -128,6 +128,14 @@ def attribute_name_problem(name: str, identifier_kind: str) -> str | None:
     return None
 
 
+STANDARD_FIELDS = frozenset(
+    {"email", "phone", "email_subscribe", "push_subscribe", "gender", "dob"}
+    | OBJECT_FIELDS
+    | BOOLEAN_FIELDS
+)
+"""The attribute names :func:`standard_attribute_problem` checks (any other name passes)."""
+
+
 def standard_attribute_problem(name: str, value: Any) -> str | None:
     """Braze's standard profile fields take only set values of their own format (or null).
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from crowd.common.v1.value_pb2 import Value
@@ -28,6 +30,8 @@ __all__ = [
 ]
 #: Largest integer a JSON double carries exactly; bigger integral numbers stay floats.
 _MAX_SAFE_INTEGER = 2**53
+#: Types orjson and json print alike.
+_SCALARS = frozenset({str, int, bool, type(None)})
 
 
 class BadValue(ValueError):
@@ -107,11 +111,41 @@ def value_to_json(value: Value) -> Any:
     return list(value.bool_list.values)
 
 
+def _float_free(value: Any) -> bool:
+    """Whether ``value`` (JSON data) holds no float: orjson then prints it byte for byte as
+    :mod:`json` does (compact, ``ensure_ascii=False``). Floats are left to :mod:`json`:
+    orjson writes ``1.5e-05`` as ``0.000015``, and remembered tokens must keep comparing
+    equal to the ones already stored."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if kind is list:
+        items: Iterable[Any] = value
+    elif kind is dict:
+        items = value.values()
+    else:
+        return False
+    kinds = set(map(type, items))
+    if kinds <= _SCALARS:
+        return True
+    return float not in kinds and all(_float_free(item) for item in items)
+
+
 def canonical_json(value: Any) -> str:
     """Compact, key-sorted JSON: the form values are compared and remembered in."""
+    if _float_free(value):
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+        except orjson.JSONEncodeError:  # an integer beyond 64 bits, a non-string key
+            pass
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def compact_size(value: Any) -> int:
     """Bytes of ``value`` as compact UTF-8 JSON (how request bodies are encoded)."""
+    if _float_free(value):
+        try:
+            return len(orjson.dumps(value))
+        except orjson.JSONEncodeError:
+            pass
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
