@@ -188,7 +188,7 @@ def process_event(
         _run(plan.new_visitor, c)
     if outcome.visit_started:
         _run(plan.new_visit, c)
-    _run(plan.steps_for_event(event.name), c)
+    _run(plan.steps_for_event(event), c)
     record_changes(plan, c, outcome)
 
     transitions = evaluate_audiences(plan, c)
