@@ -371,6 +371,8 @@ def _number_ordering(
 
     def ordered_number(c: EvalContext) -> bool:
         current = read(c)
+        if current is None:
+            return False  # no value compares (e.g. a badge rule over an unassigned count)
         number = to_number(current)
         if number is not None:
             return compare(number, threshold)

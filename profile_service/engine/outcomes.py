@@ -30,6 +30,7 @@ def record_changes(plan: EnginePlan, c: EvalContext, outcome: Outcome) -> None:
     with `trace_details` when writing a ``TraceEntry``.
     """
     details: dict[str, Any] = {}
+    traced = outcome.traced
     metas = plan.metas
     for attribute_id, original in c.originals.items():
         meta = metas.get(attribute_id)
@@ -46,8 +47,9 @@ def record_changes(plan: EnginePlan, c: EvalContext, outcome: Outcome) -> None:
                 outcome.badges_assigned.append(attribute_id)
         else:
             outcome.changed_attributes[attribute_id] = value
-        details[attribute_id] = value
-    if details and outcome.traced:
+        if traced:
+            details[attribute_id] = value
+    if details:
         outcome.trace.append(
             TraceRecord(
                 trace_pb2.TRACE_ENTRY_KIND_ATTRIBUTES_CHANGED,

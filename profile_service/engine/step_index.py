@@ -33,7 +33,8 @@ class GroupNeeds:
     name: str | None
     """The event name it requires (``None``: any)."""
     fields: frozenset[str]
-    """Data fields it requires to be assigned (present and not null)."""
+    """Data fields it requires to be assigned (present and not null): an event without one of
+    them cannot match the group."""
 
 
 def rule_needs(rule: pb.Rule) -> tuple[GroupNeeds, ...] | None:
@@ -100,7 +101,9 @@ class StepIndex:
 
     def for_event(self, name: str, data: Mapping[str, Any]) -> tuple[EnrichmentStep, ...]:
         """The steps that may apply to an event with this name and data, in order."""
-        present = frozenset(f for f in self.watched.intersection(data) if data[f] is not None)
+        # A watched field sent as null counts as present here: the steps kept for it are a
+        # superset (their rules say no), and the key costs no look at the values.
+        present = self.watched.intersection(data)
         key = (name, present)
         steps = self._cache.get(key)
         if steps is None:
