@@ -32,11 +32,16 @@ def record_changes(plan: EnginePlan, c: EvalContext, outcome: Outcome) -> None:
     details: dict[str, Any] = {}
     traced = outcome.traced
     metas = plan.metas
+    visitor_store = c.state.attributes
+    visit = c.state.visit
+    visit_store: dict[str, Any] = visit.attributes if visit is not None else {}
     for attribute_id, original in c.originals.items():
         meta = metas.get(attribute_id)
         if meta is None:
             continue  # a tally favourite recorded for "has changed"
-        current = c.store_of(meta).get(attribute_id, MISSING)
+        # `EvalContext.store_of`, inlined: this runs for every attribute every event writes.
+        store = visit_store if meta.visit_scope else visitor_store
+        current = store.get(attribute_id, MISSING)
         if current == original:
             continue
         value = None if current is MISSING else current
