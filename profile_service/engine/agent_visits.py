@@ -38,6 +38,8 @@ def agent_values(event: NormalizedEvent) -> dict[str, str]:
     """The dimensions the event tells (empty without a user agent or platform)."""
     values: dict[str, str] = {}
     raw = event.data.get(USER_AGENT_FIELD)
+    if not event.platform and not isinstance(raw, str):
+        return values  # most server-side events: nothing to parse or cut
     types = agent_types(raw) if isinstance(raw, str) else None
     if types is not None:
         values["browser_type"] = types.browser_type

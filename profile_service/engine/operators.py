@@ -334,8 +334,12 @@ def _equals(
     condition: pb.Condition,
 ) -> Predicate:
     """EQUALS; against a constant text (e.g. an event name, the most common rule) the text
-    case is compared directly, the rest goes through `values_equal` as usual."""
+    case is compared directly, against a constant boolean (e.g. a visit flag) the boolean,
+    the rest goes through `values_equal` as usual."""
     constant = value(_NO_CONTEXT) if condition.value.WhichOneof("source") == "constant" else None
+    if isinstance(constant, bool):
+        # `values_equal` against a boolean: both sides read as booleans, no value is unequal.
+        return lambda c: to_bool(read(c)) is constant
     if not isinstance(constant, str):
         return lambda c: values_equal(read(c), value(c), ignore_case, formats)
     text = constant.casefold() if ignore_case else constant
@@ -371,6 +375,8 @@ def _number_ordering(
 
     def ordered_number(c: EvalContext) -> bool:
         current = read(c)
+        if current is None:
+            return False  # no value compares (e.g. a badge rule over an unassigned count)
         number = to_number(current)
         if number is not None:
             return compare(number, threshold)

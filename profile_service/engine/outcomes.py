@@ -30,12 +30,18 @@ def record_changes(plan: EnginePlan, c: EvalContext, outcome: Outcome) -> None:
     with `trace_details` when writing a ``TraceEntry``.
     """
     details: dict[str, Any] = {}
+    traced = outcome.traced
     metas = plan.metas
+    visitor_store = c.state.attributes
+    visit = c.state.visit
+    visit_store: dict[str, Any] = visit.attributes if visit is not None else {}
     for attribute_id, original in c.originals.items():
         meta = metas.get(attribute_id)
         if meta is None:
             continue  # a tally favourite recorded for "has changed"
-        current = c.store_of(meta).get(attribute_id, MISSING)
+        # `EvalContext.store_of`, inlined: this runs for every attribute every event writes.
+        store = visit_store if meta.visit_scope else visitor_store
+        current = store.get(attribute_id, MISSING)
         if current == original:
             continue
         value = None if current is MISSING else current
@@ -46,7 +52,8 @@ def record_changes(plan: EnginePlan, c: EvalContext, outcome: Outcome) -> None:
                 outcome.badges_assigned.append(attribute_id)
         else:
             outcome.changed_attributes[attribute_id] = value
-        details[attribute_id] = value
+        if traced:
+            details[attribute_id] = value
     if details:
         outcome.trace.append(
             TraceRecord(
@@ -59,7 +66,7 @@ def record_changes(plan: EnginePlan, c: EvalContext, outcome: Outcome) -> None:
 
 def record_notes(c: EvalContext, outcome: Outcome) -> None:
     """Trace values that could not be saved or mapped."""
-    if c.notes:
+    if c.notes and outcome.traced:
         outcome.trace.append(
             TraceRecord(
                 trace_pb2.TRACE_ENTRY_KIND_ATTRIBUTES_CHANGED,
@@ -67,20 +74,25 @@ def record_notes(c: EvalContext, outcome: Outcome) -> None:
                 {"not_saved": list(c.notes)},
             )
         )
-        c.notes.clear()
+    c.notes.clear()
 
 
 def record_identity_notes(notes: list[IdentityNote], outcome: Outcome) -> None:
     """Report visitor-ID values that were not set, each with an IDENTITY_IGNORED record."""
     for note in notes:
         outcome.identity_notes.append(note)
-        outcome.trace.append(identity_record(note))
+        if outcome.traced:
+            outcome.trace.append(identity_record(note))
 
 
 def record_transitions(plan: EnginePlan, transitions: Transitions, outcome: Outcome) -> None:
     """Report and trace audiences joined and left."""
+    outcome.audiences_joined += transitions.joined
+    outcome.audiences_left += transitions.left
+    outcome.audiences_left += transitions.dropped
+    if not outcome.traced:
+        return
     for audience_id in transitions.joined:
-        outcome.audiences_joined.append(audience_id)
         outcome.trace.append(
             TraceRecord(
                 trace_pb2.TRACE_ENTRY_KIND_AUDIENCE_JOINED,
@@ -89,7 +101,6 @@ def record_transitions(plan: EnginePlan, transitions: Transitions, outcome: Outc
             )
         )
     for audience_id in transitions.left:
-        outcome.audiences_left.append(audience_id)
         outcome.trace.append(
             TraceRecord(
                 trace_pb2.TRACE_ENTRY_KIND_AUDIENCE_LEFT,
@@ -98,7 +109,6 @@ def record_transitions(plan: EnginePlan, transitions: Transitions, outcome: Outc
             )
         )
     for audience_id in transitions.dropped:
-        outcome.audiences_left.append(audience_id)
         outcome.trace.append(
             TraceRecord(
                 trace_pb2.TRACE_ENTRY_KIND_AUDIENCE_LEFT,
@@ -119,36 +129,37 @@ def fire_and_record(
 ) -> FiredAction | None:
     """Fire one action, add it to the outcome and trace it (or trace why it could not)."""
     result = fire(action, c, key, left_names, delay_ms)
+    if not isinstance(result, str):
+        outcome.actions.append(result)
+    if outcome.traced:
+        outcome.trace.append(_fire_record(action, key, cause, delay_ms, result))
+    return None if isinstance(result, str) else result
+
+
+def _fire_record(
+    action: ActionPlan, key: str, cause: str, delay_ms: int, result: FiredAction | str
+) -> TraceRecord:
+    """The trace record of one `fire_and_record` (``result`` a string: why it failed)."""
     details: dict[str, Any] = {"action_id": action.id, "idempotency_key": key, "cause": cause}
     if isinstance(result, str):
         details["reason"] = result
-        outcome.trace.append(
-            TraceRecord(
-                trace_pb2.TRACE_ENTRY_KIND_ACTION_FAILED,
-                f"action {action.id!r} not fired: {result}",
-                details,
-            )
+        return TraceRecord(
+            trace_pb2.TRACE_ENTRY_KIND_ACTION_FAILED,
+            f"action {action.id!r} not fired: {result}",
+            details,
         )
-        return None
-    outcome.actions.append(result)
     if delay_ms:
         details["delay_ms"] = float(delay_ms)
-        outcome.trace.append(
-            TraceRecord(
-                trace_pb2.TRACE_ENTRY_KIND_ACTION_DELAYED,
-                f"action {action.id!r} delayed by {delay_ms} ms ({cause})",
-                details,
-            )
+        return TraceRecord(
+            trace_pb2.TRACE_ENTRY_KIND_ACTION_DELAYED,
+            f"action {action.id!r} delayed by {delay_ms} ms ({cause})",
+            details,
         )
-    else:
-        outcome.trace.append(
-            TraceRecord(
-                trace_pb2.TRACE_ENTRY_KIND_ACTION_TRIGGERED,
-                f"action {action.id!r} triggered ({cause})",
-                details,
-            )
-        )
-    return result
+    return TraceRecord(
+        trace_pb2.TRACE_ENTRY_KIND_ACTION_TRIGGERED,
+        f"action {action.id!r} triggered ({cause})",
+        details,
+    )
 
 
 def merge(earlier: Outcome, later: Outcome) -> Outcome:

@@ -21,8 +21,10 @@ from profile_service.engine.context import AttributeMeta, Predicate, favorite_id
 from profile_service.engine.enrichments import EnrichmentStep, compile_enrichment
 from profile_service.engine.forwarding import compile_forwardings
 from profile_service.engine.identity_values import identity_rule
-from profile_service.engine.operands import EVENT_NAME, OperandCompiler
+from profile_service.engine.operands import OperandCompiler
 from profile_service.engine.rules import compile_expression, compile_rule
+from profile_service.engine.state import NormalizedEvent
+from profile_service.engine.step_index import GroupNeeds, StepIndex, rule_needs
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +54,9 @@ class EnginePlan:
     operands: OperandCompiler
     new_visitor: tuple[EnrichmentStep, ...]
     new_visit: tuple[EnrichmentStep, ...]
-    any_event: tuple[EnrichmentStep, ...]
-    any_event_by_name: dict[str, tuple[EnrichmentStep, ...]]
-    """``any_event`` without the steps whose rule requires another event name (see
-    `steps_for_event`), for every event name some rule requires."""
-    any_event_other_names: tuple[EnrichmentStep, ...]
-    """``any_event`` for the event names no rule requires: the steps without such a rule."""
+    any_event: StepIndex
+    """The WHEN_ANY_EVENT steps, indexed by what their rules require of the event (see
+    `steps_for_event`)."""
     visit_ended: tuple[EnrichmentStep, ...]
     audiences: tuple[AudiencePlan, ...]
     audience_by_id: dict[str, AudiencePlan]
@@ -71,9 +70,9 @@ class EnginePlan:
     track_favorites: bool
     """Some HAS_CHANGED reads a tally favourite, so favourites are recorded before writes."""
 
-    def steps_for_event(self, event_name: str) -> tuple[EnrichmentStep, ...]:
-        """The ``any_event`` steps that may apply to an event of this name, in order."""
-        return self.any_event_by_name.get(event_name, self.any_event_other_names)
+    def steps_for_event(self, event: NormalizedEvent) -> tuple[EnrichmentStep, ...]:
+        """The WHEN_ANY_EVENT steps that may apply to ``event``, in order."""
+        return self.any_event.for_event(event.name, event.data)
 
     def audience_name(self, audience_id: str) -> str:
         """The audience's name (its id when it has none or is no longer defined)."""
@@ -101,51 +100,6 @@ def _conditions(definitions: pb.Definitions) -> Iterator[pb.Condition]:
         yield from in_expression(audience.expression)
 
 
-def _required_event_names(rule: pb.Rule) -> frozenset[str] | None:
-    """The event names a rule can match at all, when every group of it requires
-    ``event.name`` EQUALS a constant text (case-sensitive); ``None`` otherwise."""
-    if not rule.groups:
-        return None
-    names: set[str] = set()
-    for group in rule.groups:
-        required = [
-            condition.value.constant.string_value
-            for condition in group.conditions
-            if condition.operator == pb.OPERATOR_EQUALS
-            and not condition.ignore_case
-            and condition.input.WhichOneof("source") == "event"
-            and condition.input.event == EVENT_NAME
-            and condition.value.WhichOneof("source") == "constant"
-            and condition.value.constant.WhichOneof("kind") == "string_value"
-        ]
-        if not required:
-            return None  # this group may match any event
-        if len(set(required)) > 1:
-            continue  # two different names at once: the group never matches
-        names.add(required[0])
-    return frozenset(names)
-
-
-def _index_by_event_name(
-    steps: list[EnrichmentStep], required: list[frozenset[str] | None]
-) -> tuple[dict[str, tuple[EnrichmentStep, ...]], tuple[EnrichmentStep, ...]]:
-    """Per event name, the steps whose rule may match it (order kept), and the steps for
-    any other name. Most enrichments apply to one kind of event; skipping the others'
-    steps outright spares evaluating their rules (which have no side effects) on every
-    event."""
-    names = sorted({name for names in required if names is not None for name in names})
-    by_name = {
-        name: tuple(
-            step
-            for step, needs in zip(steps, required, strict=True)
-            if needs is None or name in needs
-        )
-        for name in names
-    }
-    other = tuple(step for step, needs in zip(steps, required, strict=True) if needs is None)
-    return by_name, other
-
-
 def build_plan(defs: CompiledDefinitions) -> EnginePlan:
     """Compile a definitions version (use `plan_for`, which caches)."""
     limits = defs.limits
@@ -165,7 +119,7 @@ def build_plan(defs: CompiledDefinitions) -> EnginePlan:
     operands = OperandCompiler(metas)
 
     by_when: dict[int, list[EnrichmentStep]] = {w: [] for w in pb.When.values()}
-    any_event_names: list[frozenset[str] | None] = []
+    any_event_needs: list[tuple[GroupNeeds, ...] | None] = []
     for compiled in defs.enrichments:
         meta = metas.get(compiled.attribute.id)
         if meta is None:
@@ -176,7 +130,7 @@ def build_plan(defs: CompiledDefinitions) -> EnginePlan:
         )
         by_when[step.when].append(step)
         if step.when == pb.WHEN_ANY_EVENT:
-            any_event_names.append(_required_event_names(compiled.enrichment.rule))
+            any_event_needs.append(rule_needs(compiled.enrichment.rule))
 
     audiences = tuple(
         AudiencePlan(
@@ -213,9 +167,6 @@ def build_plan(defs: CompiledDefinitions) -> EnginePlan:
         and compiled.enrichment.operands[0].WhichOneof("source") == "attribute"
     }
     tallies = [meta for meta in metas.values() if meta.is_tally]
-    any_event_by_name, any_event_other_names = _index_by_event_name(
-        by_when[pb.WHEN_ANY_EVENT], any_event_names
-    )
     return EnginePlan(
         version=defs.version,
         limits=limits,
@@ -223,9 +174,7 @@ def build_plan(defs: CompiledDefinitions) -> EnginePlan:
         operands=operands,
         new_visitor=tuple(by_when[pb.WHEN_NEW_VISITOR]),
         new_visit=tuple(by_when[pb.WHEN_NEW_VISIT]),
-        any_event=tuple(by_when[pb.WHEN_ANY_EVENT]),
-        any_event_by_name=any_event_by_name,
-        any_event_other_names=any_event_other_names,
+        any_event=StepIndex.build(by_when[pb.WHEN_ANY_EVENT], any_event_needs),
         visit_ended=tuple(by_when[pb.WHEN_VISIT_ENDED]),
         audiences=audiences,
         audience_by_id={audience.id: audience for audience in audiences},

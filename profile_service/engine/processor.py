@@ -114,9 +114,18 @@ def _context(
 
 
 def process_event(
-    defs: CompiledDefinitions, state: ProfileState | None, event: NormalizedEvent, now_ms: int
+    defs: CompiledDefinitions,
+    state: ProfileState | None,
+    event: NormalizedEvent,
+    now_ms: int,
+    *,
+    trace: bool = True,
 ) -> Outcome:
-    """Apply one event to a profile (``None``: a new visitor). Never raises on bad data."""
+    """Apply one event to a profile (``None``: a new visitor). Never raises on bad data.
+
+    ``trace=False``: build no trace records (``outcome.trace`` stays empty), for a visitor
+    whose trace history nobody keeps; everything else is the same.
+    """
     plan = plan_for(defs)
     limits = plan.limits
     at_ms = activity_ms(event, now_ms)
@@ -130,17 +139,20 @@ def process_event(
             visitor_ids=[event.visitor_id],
         )
     elif has_expired(state, at_ms, limits):
-        earlier = _end_visit(plan, state, now_ms)
+        earlier = _end_visit(plan, state, now_ms, trace=trace)
 
     previous = builtin_values(state) if plan.needs_previous_builtins else None
-    outcome = Outcome(state=state, new_visitor=new_visitor)
+    outcome = Outcome(state=state, new_visitor=new_visitor, traced=trace)
     received: dict[str, Any] = {"event_id": event.event_id, "name": event.name}
-    outcome.trace.append(
-        TraceRecord(
-            trace_pb2.TRACE_ENTRY_KIND_EVENT_RECEIVED, f"event {event.name!r} received", received
+    if trace:
+        outcome.trace.append(
+            TraceRecord(
+                trace_pb2.TRACE_ENTRY_KIND_EVENT_RECEIVED,
+                f"event {event.name!r} received",
+                received,
+            )
         )
-    )
-    if new_visitor:
+    if new_visitor and trace:
         outcome.trace.append(
             TraceRecord(
                 trace_pb2.TRACE_ENTRY_KIND_NEW_VISITOR,
@@ -157,13 +169,14 @@ def process_event(
     if visit is None:
         visit = start_visit(state, event, at_ms, limits)
         outcome.visit_started = True
-        outcome.trace.append(
-            TraceRecord(
-                trace_pb2.TRACE_ENTRY_KIND_VISIT_STARTED,
-                f"visit {visit.visit_id} started",
-                {"visit_id": visit.visit_id, "visit_number": float(state.visit_count)},
+        if trace:
+            outcome.trace.append(
+                TraceRecord(
+                    trace_pb2.TRACE_ENTRY_KIND_VISIT_STARTED,
+                    f"visit {visit.visit_id} started",
+                    {"visit_id": visit.visit_id, "visit_number": float(state.visit_count)},
+                )
             )
-        )
     visit.event_count += 1
     visit.last_event_ms = max(visit.last_event_ms, at_ms)
     record_agent(state, visit, event)  # the browser/OS/device built-ins
@@ -175,7 +188,7 @@ def process_event(
         _run(plan.new_visitor, c)
     if outcome.visit_started:
         _run(plan.new_visit, c)
-    _run(plan.steps_for_event(event.name), c)
+    _run(plan.steps_for_event(event), c)
     record_changes(plan, c, outcome)
 
     transitions = evaluate_audiences(plan, c)
@@ -184,7 +197,7 @@ def process_event(
         visit.audiences_at_start = sorted(state.audiences)
 
     matched = {feed.id for feed in plan.feeds if feed.predicate is None or feed.predicate(c)}
-    if matched:
+    if matched and trace:
         received["feeds_matched"] = sorted(matched)
 
     joined, left = set(transitions.joined), set(transitions.left)
@@ -253,18 +266,21 @@ def end_visit(defs: CompiledDefinitions, state: ProfileState, now_ms: int) -> Ou
     return _end_visit(plan, state, now_ms)
 
 
-def _end_visit(plan: EnginePlan, state: ProfileState, now_ms: int) -> Outcome:
+def _end_visit(
+    plan: EnginePlan, state: ProfileState, now_ms: int, *, trace: bool = True
+) -> Outcome:
     visit = state.visit
     assert visit is not None
     ended_ms = end_time_ms(visit, now_ms, plan.limits)
-    outcome = Outcome(state=state, visit_ended=True)
+    outcome = Outcome(state=state, visit_ended=True, traced=trace)
     previous = builtin_values(state) if plan.needs_previous_builtins else None
     summary = mark_visit_ended(state, ended_ms)
-    outcome.trace.append(
-        TraceRecord(
-            trace_pb2.TRACE_ENTRY_KIND_VISIT_ENDED, f"visit {visit.visit_id} ended", summary
+    if trace:
+        outcome.trace.append(
+            TraceRecord(
+                trace_pb2.TRACE_ENTRY_KIND_VISIT_ENDED, f"visit {visit.visit_id} ended", summary
+            )
         )
-    )
     c = _context(plan, state, None, now_ms, ended_ms, previous)
     _run(plan.visit_ended, c)
     record_changes(plan, c, outcome)

@@ -239,5 +239,8 @@ class Outcome:
     audiences_left: list[str] = field(default_factory=list)
     actions: list[FiredAction] = field(default_factory=list)
     trace: list[TraceRecord] = field(default_factory=list)
+    traced: bool = True
+    """Whether ``trace`` is filled: ``False`` when the caller keeps no trace history for this
+    visitor (neither sampled nor followed), so building the records would be wasted work."""
     identity_notes: list[IdentityNote] = field(default_factory=list)
     """Visitor-ID values not set (invalid, blocked, already set) or not stitched."""

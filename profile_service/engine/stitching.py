@@ -316,7 +316,7 @@ def merge_profiles(
             c.originals[attr_id] = s.attributes.get(attr_id, MISSING)
     if event is not None and recalculate:
         wanted = set(recalculate)
-        for step in plan.steps_for_event(event.name):
+        for step in plan.steps_for_event(event):
             if step.attribute_id in wanted and (step.rule is None or step.rule(c)):
                 meta = plan.metas[step.attribute_id]
                 c.begin(meta)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.engine import processor, stitching
@@ -28,9 +29,23 @@ __all__ = [
     "ProcessEvent",
 ]
 
-ProcessEvent = Callable[[CompiledDefinitions, ProfileState | None, NormalizedEvent, int], Outcome]
-"""``(defs, state or None for a new visitor, event, now_ms) -> Outcome``; ends an expired
-visit first (``outcome.visit_ended``)."""
+
+class ProcessEvent(Protocol):
+    """``(defs, state or None for a new visitor, event, now_ms, *, trace) -> Outcome``; ends an
+    expired visit first (``outcome.visit_ended``). ``trace=False``: no trace records are
+    built (nobody keeps this visitor's trace history)."""
+
+    def __call__(
+        self,
+        defs: CompiledDefinitions,
+        state: ProfileState | None,
+        event: NormalizedEvent,
+        now_ms: int,
+        /,
+        *,
+        trace: bool = True,
+    ) -> Outcome: ...
+
 
 EndVisit = Callable[[CompiledDefinitions, ProfileState, int], Outcome]
 """``(defs, state with an open visit, now_ms) -> Outcome`` of ending that visit."""

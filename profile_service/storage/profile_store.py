@@ -51,6 +51,7 @@ from profile_service.storage.store_core import (
     ProfileConflictError,
     StoreStats,
 )
+from profile_service.storage.trace_history import TraceWrite
 from profile_service.storage.visit_ends import ENGINE_FAILURE_RETRY_MS, VisitEnds
 from service_common import keys
 from service_common.redis_toolkit.retry import CAS_CONFLICT
@@ -196,12 +197,15 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches, Reevaluation
         steps: list[Step] = []
         new_ids: list[str] = []
         results: dict[int, EventApplyResult] = {}
+        trace = self._trace_history.choice(loaded.profile_id, loaded.followed)
+        # Records nobody will keep are not built (an event with a live-trace id keeps them).
+        traced = trace is not TraceWrite.SKIP or any(events[i].trace_id for i in indexes)
         for index in indexes:
             event = events[index]
             if event.event_id and event.event_id in seen:
                 results[index] = EventApplyResult(index, loaded.profile_id, duplicate=True)
                 continue
-            outcome = self._engine.process_event(defs, state, event, now)
+            outcome = self._engine.process_event(defs, state, event, now, trace=traced)
             state = outcome.state
             if event.event_id:
                 seen.add(event.event_id)
@@ -221,7 +225,7 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches, Reevaluation
                 new_event_ids=new_ids,
                 now_ms=now,
                 dedup_max_entries=self._dedup_max_entries,
-                trace=self._trace_history.choice(loaded.profile_id, loaded.followed),
+                trace=trace,
                 trace_history=self._trace_history,
             )
         values = _identities(defs, state)

@@ -74,6 +74,34 @@ async def test_events_with_a_live_trace_id_keep_the_visitors_history(
         assert await redis_client.exists(_trace_key("plain")) == 0
 
 
+async def test_a_traced_visitor_on_an_unsampled_service_keeps_its_full_history(
+    servers: Servers,
+) -> None:
+    # The service builds no trace records for visitors nobody traces: one whose events carry
+    # a live-trace id still gets every record the engine writes, in order.
+    async with await _unsampled_client(servers) as crowd:
+        await crowd.track_events([make_event("full", "page_view", event_id="f1", trace_id="t")])
+        await crowd.track_events([make_event("full", "page_view", event_id="f2", trace_id="t")])
+        expected = [
+            (trace_pb2.TRACE_ENTRY_KIND_EVENT_RECEIVED, "f1"),
+            (trace_pb2.TRACE_ENTRY_KIND_NEW_VISITOR, "f1"),
+            (trace_pb2.TRACE_ENTRY_KIND_VISIT_STARTED, "f1"),
+            (trace_pb2.TRACE_ENTRY_KIND_ATTRIBUTES_CHANGED, "f1"),
+            (trace_pb2.TRACE_ENTRY_KIND_EVENT_RECEIVED, "f2"),
+            (trace_pb2.TRACE_ENTRY_KIND_ATTRIBUTES_CHANGED, "f2"),
+        ]
+
+        async def replayed() -> list[tuple[int, str]]:
+            entries: list[tuple[int, str]] = []
+            async for entry in crowd.stream_trace("full", after="0"):
+                entries.append((entry.kind, entry.event_id))
+                if len(entries) == len(expected):
+                    return entries
+            return entries
+
+        assert await asyncio.wait_for(replayed(), ENTRY_TIMEOUT_S) == expected
+
+
 async def test_a_kept_history_stays_within_its_byte_cap(
     servers: Servers, redis_client: aioredis.Redis
 ) -> None:

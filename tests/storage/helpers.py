@@ -116,7 +116,12 @@ def _end_visit_into(defs: CompiledDefinitions, state: ProfileState, outcome: Out
 
 
 def process_event(
-    defs: CompiledDefinitions, state: ProfileState | None, ev: NormalizedEvent, now_ms: int
+    defs: CompiledDefinitions,
+    state: ProfileState | None,
+    ev: NormalizedEvent,
+    now_ms: int,
+    *,
+    trace: bool = True,
 ) -> Outcome:
     new = state is None
     if state is None:
@@ -160,9 +165,12 @@ def process_event(
         outcome.audiences_left.append("big")
     if ev.name == "fire":
         outcome.actions.append(_fired(state.profile_id, "feed", ev.event_id))
-    outcome.trace.append(
-        TraceRecord(trace_pb2.TRACE_ENTRY_KIND_EVENT_RECEIVED, f"event {ev.name}", {"count": count})
-    )
+    if trace:  # as the real engine: no records for a visitor whose history nobody keeps
+        outcome.trace.append(
+            TraceRecord(
+                trace_pb2.TRACE_ENTRY_KIND_EVENT_RECEIVED, f"event {ev.name}", {"count": count}
+            )
+        )
     return outcome
 
 

@@ -103,7 +103,12 @@ async def test_a_profile_changed_between_read_and_write_is_reread_and_recomputed
     calls = 0
 
     def interfering_process_event(
-        defs_: object, state: ProfileState | None, ev: NormalizedEvent, now_ms: int
+        defs_: object,
+        state: ProfileState | None,
+        ev: NormalizedEvent,
+        now_ms: int,
+        *,
+        trace: bool = True,
     ) -> Outcome:
         nonlocal calls
         calls += 1
@@ -114,7 +119,7 @@ async def test_a_profile_changed_between_read_and_write_is_reread_and_recomputed
             theirs = ProfileState.from_bytes(stored)
             theirs.attributes["count"] = 10
             other_replica.hset(pkeys.profile("v"), mapping={"s": theirs.to_bytes(), "v": "x"})
-        return process_event(defs, state, ev, now_ms)
+        return process_event(defs, state, ev, now_ms, trace=trace)
 
     store = ProfileStore(
         client,
