@@ -131,8 +131,10 @@ class PartitionKeys:
         return partition_tag(self.partition)
 
     def profile(self, profile_id: str) -> str:
-        """Hash: ``s`` = serialised ``ProfileState`` (JSON bytes), ``v`` = version token, and
-        ``f`` = the survivor once a stitch has frozen the profile (no commit writes it then).
+        """Hash: ``s`` = serialised ``ProfileState`` (JSON bytes), ``v`` = version token,
+        ``d`` = the event ids seen within the dedup window (``profile_service.storage.
+        recent_ids``), and ``f`` = the survivor once a stitch has frozen the profile (no
+        commit writes it then).
 
         The version token is a string replaced on every write (a random prefix per process
         and a counter): writers compare it (compare-and-set in Lua) so that concurrent
@@ -149,9 +151,12 @@ class PartitionKeys:
         return f"{PREFIX}:{self.tag}:alias:{visitor_id}"
 
     def dedup(self, profile_id: str) -> str:
-        """Sorted set: event ids seen, scored by arrival (ms); trimmed to the dedup window.
+        """Sorted set: event ids seen, scored by arrival (ms), where the profile hash has no
+        field ``d``: the ids of a profile written before that field existed (its next commit
+        moves them into it), and those of a profile stitched away (so that events retried
+        with its visitor id are still recognised).
 
-        TTL: the dedup window, refreshed per event.
+        TTL: the dedup window.
         """
         return f"{PREFIX}:{self.tag}:dedup:{profile_id}"
 
