@@ -39,6 +39,9 @@ class Loaded:
     followed: bool | None = None
     """Whether a StreamTrace follows the profile (its tracing marker, read with it);
     ``None``: not read (the commit script checks the marker itself)."""
+    expires_ms: int | None = None
+    """The profile's expiry deadline as stored with it (field ``x``; ``None``: none stored,
+    the commit refreshes the TTL)."""
 
 
 class BatchReads(StoreCore):
@@ -61,10 +64,15 @@ class BatchReads(StoreCore):
         survivor_of: dict[str, str] = {}
         for visitor_id, reply in zip(ids_of, replies, strict=True):
             alias, raw_state, raw_version, followed = reply[0], reply[1], reply[2], reply[3]
-            seen = _seen(reply[4], reply[5] if len(reply) > 5 else None)
+            seen = _seen(reply[4], reply[6] if len(reply) > 6 else None)
             state, version = parse_profile((raw_state, raw_version))
             direct[visitor_id] = Loaded(
-                visitor_id, state, version, seen, followed=int(followed) == 1
+                visitor_id,
+                state,
+                version,
+                seen,
+                followed=int(followed) == 1,
+                expires_ms=_deadline(reply[5]),
             )
             survivor_of[visitor_id] = as_text(alias) if alias else visitor_id
 
@@ -144,7 +152,7 @@ class BatchReads(StoreCore):
         async with self._client.pipeline(transaction=False) as pipe:
             for profile_id in ordered:
                 pkeys = self._layout.keys_for(profile_id)
-                pipe.hmget(pkeys.profile(profile_id), ["s", "v", "f", "d"])
+                pipe.hmget(pkeys.profile(profile_id), ["s", "v", "f", "d", "x"])
                 pipe.get(pkeys.alias(profile_id))
                 if ids_of[profile_id]:
                     # Read only if the hash has no field d (see recent_ids).
@@ -156,7 +164,8 @@ class BatchReads(StoreCore):
         at = 0
         for profile_id in ordered:
             state, version = parse_profile(replies[at])
-            frozen, recent, alias = replies[at][2], replies[at][3], replies[at + 1]
+            frozen, recent, deadline = replies[at][2:5]
+            alias = replies[at + 1]
             at += 2
             if frozen:
                 moved[profile_id] = as_text(frozen)
@@ -166,7 +175,13 @@ class BatchReads(StoreCore):
             if ids_of[profile_id]:
                 scored = replies[at]
                 at += 1
-            loaded[profile_id] = Loaded(profile_id, state, version, _seen(recent, scored))
+            loaded[profile_id] = Loaded(
+                profile_id,
+                state,
+                version,
+                _seen(recent, scored),
+                expires_ms=_deadline(deadline),
+            )
         return loaded, moved
 
 
@@ -176,3 +191,7 @@ def _seen(recent: Any, scored: Any) -> dict[str, float]:
     if recent:
         return recent_ids.decode(recent)
     return recent_ids.from_scored(scored) if scored else {}
+
+
+def _deadline(raw: Any) -> int | None:
+    return int(raw) if raw else None

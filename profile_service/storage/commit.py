@@ -90,6 +90,22 @@ class ProfileWrite:
         return 1 + len(self.side_writes)
 
 
+TTL_REFRESH_SLACK_MS = 24 * 3600 * 1000
+"""How far a profile's expiry deadline may lag behind ``now + retention`` before a commit
+sets it again (at most a tenth of the retention): most commits then send no ``PEXPIRE``
+for the profile, its aliases or its visitor-ID index entries, and a profile expires at
+most this much earlier than ``retention`` after its last event."""
+
+
+def _ttl_refresh_due(expires_ms: int | None, now_ms: int, retention_ms: int) -> bool:
+    """Whether a commit must set the TTLs again: no deadline known, the retention setting
+    got shorter (the deadline lies beyond ``now + retention``), or the deadline lags."""
+    if expires_ms is None:
+        return True
+    ideal = now_ms + retention_ms
+    return expires_ms > ideal or ideal - expires_ms > min(TTL_REFRESH_SLACK_MS, retention_ms // 10)
+
+
 def _identity_refreshes(
     layout: Layout, defs: CompiledDefinitions, state: ProfileState, retention_ms: int
 ) -> list[SideWrite]:
@@ -162,6 +178,7 @@ def build_write(
     steps: Sequence[Step],
     now_ms: int,
     recent_ids: bytes | None = None,
+    expires_ms: int | None = None,
     trace: TraceWrite = TraceWrite.KEEP,
     trace_history: TraceHistory | None = None,
 ) -> ProfileWrite:
@@ -173,6 +190,8 @@ def build_write(
             decides the SADD/SREM of the partition's audience sets.
         recent_ids: The profile's new field ``d`` (`recent_ids.encode`: the ids it had,
             trimmed, and the new ones); ``None`` leaves the stored field as it is.
+        expires_ms: The profile's expiry deadline as read (field ``x``); ``None`` (unknown,
+            or no profile) refreshes the TTLs (`TTL_REFRESH_SLACK_MS`).
         trace: What to do with the steps' trace records in the profile's trace stream
             (`TraceWrite`; records of events with a live-trace id are always kept).
         trace_history: Its byte cap (default `TraceHistory()`).
@@ -209,6 +228,8 @@ def build_write(
     trace_field, trace_value = encode_entries(trace_docs) if trace_docs else ("", b"")
     history = trace_history or TraceHistory()
 
+    retention = limits.visitor_retention_ms
+    refresh = _ttl_refresh_due(expires_ms, now_ms, retention)
     visit_due = ""
     if final.visit is not None:
         visit_due = str(final.visit.expires_ms(limits.max_visit_length_ms))
@@ -227,7 +248,8 @@ def build_write(
     header: dict[str, Any] = {
         "e": expected_version,
         "n": (token := new_version_token()),
-        "r": str(limits.visitor_retention_ms),
+        "r": str(retention) if refresh else "",
+        "g": str(now_ms + retention) if refresh else "",
         "p": profile_id,
         "d": visit_due,
         "m": str(history.max_entries(len(trace_value))),
@@ -251,14 +273,13 @@ def build_write(
     if recent_ids is not None:
         args.append(recent_ids)
     args.append(final.to_bytes())
-    retention = limits.visitor_retention_ms
     return ProfileWrite(
         profile_id=profile_id,
         keys=script_keys,
         args=args,
         side_writes=[
-            *_alias_refreshes(layout, final, retention),
-            *_identity_refreshes(layout, defs, final, retention),
+            *(_alias_refreshes(layout, final, retention) if refresh else ()),
+            *(_identity_refreshes(layout, defs, final, retention) if refresh else ()),
             *reevaluation_due_writes(defs, pkeys, final, now_ms),  # time-based re-evaluation
         ],
         new_version=token,

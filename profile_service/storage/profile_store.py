@@ -224,6 +224,7 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches, Reevaluation
                 recent_ids=recent_ids.encode(
                     loaded.seen, new_ids, now, cutoff, self._dedup_max_entries
                 ),
+                expires_ms=loaded.expires_ms,
                 trace=self._trace_history.choice(loaded.profile_id, loaded.followed),
                 trace_history=self._trace_history,
             )

@@ -59,3 +59,46 @@ async def test_at_most_max_entries_ids_are_kept_oldest_dropped_first(
 
     assert [r.duplicate for r in again] == [False, True]
     assert await _count(reader, "v") == 5
+
+
+# --- TTL refreshes ---------------------------------------------------------------------------
+
+DAY_MS = 24 * 3600 * 1000
+
+
+async def _deadline(client: redis.asyncio.Redis, key: str) -> int:
+    raw = await client.hget(key, "x")
+    assert raw is not None
+    return int(raw)
+
+
+async def test_a_commit_sets_the_ttl_again_only_when_the_stored_deadline_lags_by_a_day(
+    store: ProfileStore, client: redis.asyncio.Redis, layout: Layout
+) -> None:
+    defs = make_defs()
+    retention = defs.limits.visitor_retention_ms
+    key = layout.keys_for("v").profile("v")
+    await store.apply_events(defs, [event("v", "e1")], T0)
+    assert await _deadline(client, key) == T0 + retention
+    # A TTL shorter than the deadline says: a commit that left the TTL alone keeps it.
+    await client.pexpire(key, 1_000_000)
+
+    await store.apply_events(defs, [event("v", "e2")], T0 + DAY_MS - 1)
+    kept = await client.pttl(key)
+    await store.apply_events(defs, [event("v", "e3")], T0 + DAY_MS + 1)
+    refreshed = await client.pttl(key)
+
+    assert 0 < kept <= 1_000_000
+    assert retention - 60_000 < refreshed <= retention
+    assert await _deadline(client, key) == T0 + DAY_MS + 1 + retention
+
+
+async def test_a_shorter_retention_setting_applies_at_the_next_commit(
+    store: ProfileStore, client: redis.asyncio.Redis, layout: Layout
+) -> None:
+    key = layout.keys_for("v").profile("v")
+    await store.apply_events(make_defs(), [event("v", "e1")], T0)
+
+    await store.apply_events(make_defs(retention_ms=3_600_000), [event("v", "e2")], T0 + 1)
+
+    assert 3_600_000 - 60_000 < await client.pttl(key) <= 3_600_000

@@ -1,7 +1,7 @@
 -- Compare-and-set one profile together with everything that changes with it, atomically.
 --
 -- KEYS[1]  profile hash {s = state bytes, v = version token, d = recent event ids,
---          f = survivor once frozen}
+--          x = expiry deadline in ms (when the TTL was last set), f = survivor once frozen}
 -- KEYS[2]  the partition's visits_due sorted set
 -- KEYS[3]  the partition's outbox stream
 -- KEYS[4]  the partition's delayed-actions sorted set
@@ -14,7 +14,9 @@
 --          that Lua's number formatting never touches a 13-digit time):
 --            e  expected version token ("" = the profile must not exist)
 --            n  new version token
---            r  retention in ms (PEXPIRE of the profile)
+--            r  retention in ms (PEXPIRE of the profile), "" = keep the TTL (the caller saw
+--               a deadline x recent enough: commit.py, _ttl_refresh_due)
+--            g  the new deadline x, when r ~= ""
 --            p  profile id (member of visits_due and of the audience sets)
 --            d  visit due time in ms ("" = no open visit: remove from visits_due)
 --            m  trace MAXLEN: the byte cap over this entry's size (exact: an approximate
@@ -54,12 +56,17 @@ if current[1] ~= h.e then
 end
 
 local profile_id = h.p
+local fields = {'s', ARGV[#ARGV], 'v', h.n}
 if h.u == 1 then
-  redis.call('HSET', KEYS[1], 's', ARGV[#ARGV], 'v', h.n, 'd', ARGV[#ARGV - 1])
-else
-  redis.call('HSET', KEYS[1], 's', ARGV[#ARGV], 'v', h.n)
+  fields[5], fields[6] = 'd', ARGV[#ARGV - 1]
 end
-redis.call('PEXPIRE', KEYS[1], h.r)
+if h.r ~= '' then
+  fields[#fields + 1], fields[#fields + 2] = 'x', h.g
+end
+redis.call('HSET', KEYS[1], unpack(fields))
+if h.r ~= '' then
+  redis.call('PEXPIRE', KEYS[1], h.r)
+end
 
 if h.d == '' then
   redis.call('ZREM', KEYS[2], profile_id)
