@@ -131,27 +131,33 @@ class PartitionKeys:
         return partition_tag(self.partition)
 
     def profile(self, profile_id: str) -> str:
-        """Hash: ``s`` = serialised ``ProfileState`` (JSON bytes), ``v`` = version token, and
-        ``f`` = the survivor once a stitch has frozen the profile (no commit writes it then).
+        """Hash: ``s`` = serialised ``ProfileState`` (JSON bytes), ``v`` = version token,
+        ``d`` = the event ids seen within the dedup window (``profile_service.storage.
+        recent_ids``), ``x`` = the expiry deadline (ms) the TTL was last set to, and ``f`` =
+        the survivor once a stitch has frozen the profile (no commit writes it then).
 
         The version token is a string replaced on every write (a random prefix per process
         and a counter): writers compare it (compare-and-set in Lua) so that concurrent
         replicas never lose an update, and a token cannot repeat after a delete (no ABA).
         The state is JSON, versioned by its ``format`` field (`ProfileState`). TTL: visitor
-        retention, refreshed per event.
+        retention, set again by a commit that finds ``x`` more than a day behind (or beyond)
+        ``now + retention`` (``profile_service.storage.commit.TTL_REFRESH_SLACK_MS``).
         """
         return f"{PREFIX}:{self.tag}:profile:{profile_id}"
 
     def alias(self, visitor_id: str) -> str:
         """String: the surviving profile id an anonymous id was merged into. TTL: retention,
-        refreshed whenever the survivor is written. Lives in the partition of ``visitor_id``
+        refreshed whenever the survivor's TTL is. Lives in the partition of ``visitor_id``
         (lookups start from it), not in the survivor's."""
         return f"{PREFIX}:{self.tag}:alias:{visitor_id}"
 
     def dedup(self, profile_id: str) -> str:
-        """Sorted set: event ids seen, scored by arrival (ms); trimmed to the dedup window.
+        """Sorted set: event ids seen, scored by arrival (ms), where the profile hash has no
+        field ``d``: the ids of a profile written before that field existed (its next commit
+        moves them into it), and those of a profile stitched away (so that events retried
+        with its visitor id are still recognised).
 
-        TTL: the dedup window, refreshed per event.
+        TTL: the dedup window.
         """
         return f"{PREFIX}:{self.tag}:dedup:{profile_id}"
 

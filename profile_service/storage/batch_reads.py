@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from profile_service.engine.state import NormalizedEvent, ProfileState
+from profile_service.storage import recent_ids
 from profile_service.storage.lua import is_noscript
 from profile_service.storage.replies import as_text
 from profile_service.storage.store_core import (
@@ -25,7 +26,8 @@ MAX_LINK_HOPS = 8
 
 @dataclass
 class Loaded:
-    """A profile as read: state (``None`` if absent), version token and seen event ids."""
+    """A profile as read: state (``None`` if absent), version token and the event ids it saw
+    recently (`recent_ids`: id -> time seen in ms, all of them, not only the batch's)."""
 
     profile_id: str
     state: ProfileState | None
@@ -37,6 +39,9 @@ class Loaded:
     followed: bool | None = None
     """Whether a StreamTrace follows the profile (its tracing marker, read with it);
     ``None``: not read (the commit script checks the marker itself)."""
+    expires_ms: int | None = None
+    """The profile's expiry deadline as stored with it (field ``x``; ``None``: none stored,
+    the commit refreshes the TTL)."""
 
 
 class BatchReads(StoreCore):
@@ -57,14 +62,17 @@ class BatchReads(StoreCore):
         replies = await self._read_visitors(ids_of)
         direct: dict[str, Loaded] = {}  # each visitor id's own profile, aliased or not
         survivor_of: dict[str, str] = {}
-        for (visitor_id, ids), reply in zip(ids_of.items(), replies, strict=True):
+        for visitor_id, reply in zip(ids_of, replies, strict=True):
             alias, raw_state, raw_version, followed = reply[0], reply[1], reply[2], reply[3]
-            seen: dict[str, float] = {}
-            if ids:
-                seen = {i: float(s) for i, s in zip(ids, reply[4:], strict=True) if s is not None}
+            seen = _seen(reply[4], reply[6] if len(reply) > 6 else None)
             state, version = parse_profile((raw_state, raw_version))
             direct[visitor_id] = Loaded(
-                visitor_id, state, version, seen, followed=int(followed) == 1
+                visitor_id,
+                state,
+                version,
+                seen,
+                followed=int(followed) == 1,
+                expires_ms=_deadline(reply[5]),
             )
             survivor_of[visitor_id] = as_text(alias) if alias else visitor_id
 
@@ -116,7 +124,7 @@ class BatchReads(StoreCore):
                         pkeys.dedup(visitor_id),
                         pkeys.tracing(visitor_id),
                     ]
-                    READ_VISITOR_SCRIPT.queue(pipe, script_keys, ids)
+                    READ_VISITOR_SCRIPT.queue(pipe, script_keys, ["1" if ids else "0"])
                 replies = await self._execute(pipe)
             if not any(is_noscript(r) for r in replies):
                 break  # else `_execute` has just loaded the scripts again
@@ -144,10 +152,11 @@ class BatchReads(StoreCore):
         async with self._client.pipeline(transaction=False) as pipe:
             for profile_id in ordered:
                 pkeys = self._layout.keys_for(profile_id)
-                pipe.hmget(pkeys.profile(profile_id), ["s", "v", "f"])
+                pipe.hmget(pkeys.profile(profile_id), ["s", "v", "f", "d", "x"])
                 pipe.get(pkeys.alias(profile_id))
                 if ids_of[profile_id]:
-                    pipe.zmscore(pkeys.dedup(profile_id), ids_of[profile_id])
+                    # Read only if the hash has no field d (see recent_ids).
+                    pipe.zrange(pkeys.dedup(profile_id), 0, -1, withscores=True)
             replies = await self._execute(pipe)
         raise_errors(replies)
         loaded: dict[str, Loaded] = {}
@@ -155,16 +164,34 @@ class BatchReads(StoreCore):
         at = 0
         for profile_id in ordered:
             state, version = parse_profile(replies[at])
-            frozen, alias = replies[at][2], replies[at + 1]
+            frozen, recent, deadline = replies[at][2:5]
+            alias = replies[at + 1]
             at += 2
             if frozen:
                 moved[profile_id] = as_text(frozen)
             elif state is None and alias and as_text(alias) != profile_id:
                 moved[profile_id] = as_text(alias)
-            ids = ids_of[profile_id]
-            seen: dict[str, float] = {}
-            if ids:
-                seen = {i: float(s) for i, s in zip(ids, replies[at], strict=True) if s is not None}
+            scored = None
+            if ids_of[profile_id]:
+                scored = replies[at]
                 at += 1
-            loaded[profile_id] = Loaded(profile_id, state, version, seen)
+            loaded[profile_id] = Loaded(
+                profile_id,
+                state,
+                version,
+                _seen(recent, scored),
+                expires_ms=_deadline(deadline),
+            )
         return loaded, moved
+
+
+def _seen(recent: Any, scored: Any) -> dict[str, float]:
+    """The recent event ids of a profile as read: its field ``d``, else its sorted set (a
+    profile written before the field existed, or the ids a stitched-away profile left)."""
+    if recent:
+        return recent_ids.decode(recent)
+    return recent_ids.from_scored(scored) if scored else {}
+
+
+def _deadline(raw: Any) -> int | None:
+    return int(raw) if raw else None

@@ -39,7 +39,6 @@ from service_common.trace_entries import (
 
 __all__ = [
     "COMMIT_SCRIPT",
-    "DEFAULT_DEDUP_MAX_ENTRIES",
     "ProfileWrite",
     "Step",
     "build_write",
@@ -47,9 +46,6 @@ __all__ = [
 ]
 
 COMMIT_SCRIPT = storage_script("commit_profile")
-
-DEFAULT_DEDUP_MAX_ENTRIES = 10_000
-"""Most event ids remembered per profile within the dedup window (oldest dropped first)."""
 
 Step = tuple[NormalizedEvent | None, Outcome]
 """One engine call: the event it processed (``None`` for a sweeper visit end) and its outcome."""
@@ -92,6 +88,22 @@ class ProfileWrite:
         for side_write in self.side_writes:
             side_write(pipe)
         return 1 + len(self.side_writes)
+
+
+TTL_REFRESH_SLACK_MS = 24 * 3600 * 1000
+"""How far a profile's expiry deadline may lag behind ``now + retention`` before a commit
+sets it again (at most a tenth of the retention): most commits then send no ``PEXPIRE``
+for the profile, its aliases or its visitor-ID index entries, and a profile expires at
+most this much earlier than ``retention`` after its last event."""
+
+
+def _ttl_refresh_due(expires_ms: int | None, now_ms: int, retention_ms: int) -> bool:
+    """Whether a commit must set the TTLs again: no deadline known, the retention setting
+    got shorter (the deadline lies beyond ``now + retention``), or the deadline lags."""
+    if expires_ms is None:
+        return True
+    ideal = now_ms + retention_ms
+    return expires_ms > ideal or ideal - expires_ms > min(TTL_REFRESH_SLACK_MS, retention_ms // 10)
 
 
 def _identity_refreshes(
@@ -164,9 +176,9 @@ def build_write(
     initial_audiences: Iterable[str],
     final: ProfileState,
     steps: Sequence[Step],
-    new_event_ids: Sequence[str],
     now_ms: int,
-    dedup_max_entries: int = DEFAULT_DEDUP_MAX_ENTRIES,
+    recent_ids: bytes | None = None,
+    expires_ms: int | None = None,
     trace: TraceWrite = TraceWrite.KEEP,
     trace_history: TraceHistory | None = None,
 ) -> ProfileWrite:
@@ -176,7 +188,10 @@ def build_write(
         initial_audiences: Audience ids of the state as read (captured before the engine ran,
             in case it mutates states in place); the difference with ``final.audiences``
             decides the SADD/SREM of the partition's audience sets.
-        new_event_ids: Event ids to remember for deduplication.
+        recent_ids: The profile's new field ``d`` (`recent_ids.encode`: the ids it had,
+            trimmed, and the new ones); ``None`` leaves the stored field as it is.
+        expires_ms: The profile's expiry deadline as read (field ``x``); ``None`` (unknown,
+            or no profile) refreshes the TTLs (`TTL_REFRESH_SLACK_MS`).
         trace: What to do with the steps' trace records in the profile's trace stream
             (`TraceWrite`; records of events with a live-trace id are always kept).
         trace_history: Its byte cap (default `TraceHistory()`).
@@ -213,12 +228,13 @@ def build_write(
     trace_field, trace_value = encode_entries(trace_docs) if trace_docs else ("", b"")
     history = trace_history or TraceHistory()
 
+    retention = limits.visitor_retention_ms
+    refresh = _ttl_refresh_due(expires_ms, now_ms, retention)
     visit_due = ""
     if final.visit is not None:
         visit_due = str(final.visit.expires_ms(limits.max_visit_length_ms))
     script_keys = [
         pkeys.profile(profile_id),
-        pkeys.dedup(profile_id),
         pkeys.visits_due,
         pkeys.outbox,
         pkeys.delayed,
@@ -229,21 +245,19 @@ def build_write(
     ]
     # The text parameters travel as one JSON argument (see the script): redis-py packs
     # every argument in Python, and one per parameter cost more than the rest of the commit.
-    header = {
+    header: dict[str, Any] = {
         "e": expected_version,
         "n": (token := new_version_token()),
-        "r": str(limits.visitor_retention_ms),
+        "r": str(retention) if refresh else "",
+        "g": str(now_ms + retention) if refresh else "",
         "p": profile_id,
         "d": visit_due,
-        "t": str(now_ms),
-        "w": str(limits.event_dedup_window_ms),
-        "k": str(dedup_max_entries),
         "m": str(history.max_entries(len(trace_value))),
         "x": str(TRACE_TTL_MS),
         "s": 1 if trace is TraceWrite.KEEP else 0,
         "j": len(joined),
         "l": len(left),
-        "i": list(new_event_ids),
+        "u": 0 if recent_ids is None else 1,
         "y": [[due, member] for member, due in delayed.items()],
         "o": len(outbox) // 2,
         "f": trace_field,
@@ -256,15 +270,16 @@ def build_write(
     args: list[RedisArg] = [orjson.dumps(header), *outbox]
     if trace_field:
         args.append(trace_value)
+    if recent_ids is not None:
+        args.append(recent_ids)
     args.append(final.to_bytes())
-    retention = limits.visitor_retention_ms
     return ProfileWrite(
         profile_id=profile_id,
         keys=script_keys,
         args=args,
         side_writes=[
-            *_alias_refreshes(layout, final, retention),
-            *_identity_refreshes(layout, defs, final, retention),
+            *(_alias_refreshes(layout, final, retention) if refresh else ()),
+            *(_identity_refreshes(layout, defs, final, retention) if refresh else ()),
             *reevaluation_due_writes(defs, pkeys, final, now_ms),  # time-based re-evaluation
         ],
         new_version=token,

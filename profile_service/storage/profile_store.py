@@ -3,14 +3,15 @@
 One batch costs a small constant number of round trips, whatever its size:
 
 1. **Read** (one pipeline): for every visitor id of the batch its alias, its profile
-   (state + version token) and which of its event ids were already seen (one
+   (state + version token) and the event ids it saw recently (one
    ``read_visitor.lua`` call per visitor id). Visitor ids that
    turn out to be aliases of another profile cost one more pipeline (1b) to read the
    survivors.
 2. **Compute** in Python: the engine runs over each profile's events in batch order.
 3. **Write** (one pipeline): one compare-and-set script per profile (``commit_profile.lua``)
-   that writes the state, the visit-expiry index, audience sets, outbox, delayed actions,
-   dedup ids and trace entries only if the version token is still the one read.
+   that writes the state, the recent event ids (`recent_ids`), the visit-expiry index,
+   audience sets, outbox, delayed actions and trace entries only if the version token is
+   still the one read.
 4. Only if some event carried a live-trace id: one pipeline appending to those streams.
 
 A profile whose version changed in between (another replica wrote it) is re-read and
@@ -35,6 +36,7 @@ import redis.asyncio
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.engine.state import NormalizedEvent, ProfileState
 from profile_service.metrics import record_conflicts
+from profile_service.storage import recent_ids
 from profile_service.storage.batch_reads import BatchReads, Loaded
 from profile_service.storage.commit import ProfileWrite, Step, build_write
 from profile_service.storage.cooperative import let_others_run
@@ -222,9 +224,11 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches, Reevaluation
                 initial_audiences=initial_audiences,
                 final=state,
                 steps=steps,
-                new_event_ids=new_ids,
                 now_ms=now,
-                dedup_max_entries=self._dedup_max_entries,
+                recent_ids=recent_ids.encode(
+                    loaded.seen, new_ids, now, cutoff, self._dedup_max_entries
+                ),
+                expires_ms=loaded.expires_ms,
                 trace=trace,
                 trace_history=self._trace_history,
             )

@@ -130,9 +130,7 @@ class Reevaluations(ProfileRewrites):
                 initial_audiences=initial_audiences,
                 final=outcome.state,
                 steps=[(None, outcome)],
-                new_event_ids=[],
                 now_ms=now_ms,
-                dedup_max_entries=self._dedup_max_entries,
                 trace=self._trace_history.choice(profile_id, None),
                 trace_history=self._trace_history,
             )

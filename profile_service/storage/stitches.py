@@ -397,9 +397,7 @@ class Stitches(StoreCore):
                 initial_audiences=list(state.audiences),
                 final=outcome.state,
                 steps=[(event, outcome)],
-                new_event_ids=[],
                 now_ms=now,
-                dedup_max_entries=self._dedup_max_entries,
                 trace=self._trace_history.choice(target, None),
                 trace_history=self._trace_history,
             )
@@ -464,9 +462,18 @@ class Stitches(StoreCore):
                 rkeys.trace(stitch.replaced),
                 rkeys.visits_due,
                 rkeys.stitches,
+                rkeys.dedup(stitch.replaced),
                 *(rkeys.audience(a) for a in audiences),
             ],
-            [stitch.replaced, survivor, stitch.member(), TRACE_MAXLEN, TRACE_TTL_MS, entry],
+            [
+                stitch.replaced,
+                survivor,
+                stitch.member(),
+                TRACE_MAXLEN,
+                TRACE_TTL_MS,
+                entry,
+                defs.limits.event_dedup_window_ms,
+            ],
         )
         return bool(retired == 1)
 

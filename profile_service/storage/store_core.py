@@ -13,11 +13,12 @@ from typing import Any
 import redis.asyncio
 
 from profile_service.engine.state import Outcome, ProfileState
-from profile_service.storage.commit import COMMIT_SCRIPT, DEFAULT_DEDUP_MAX_ENTRIES
+from profile_service.storage.commit import COMMIT_SCRIPT
 from profile_service.storage.engine_api import EngineFunctions
 from profile_service.storage.keyed_locks import KeyedLocks
 from profile_service.storage.layout import Clock, Layout, system_clock_ms
 from profile_service.storage.lua import is_noscript, load_scripts, storage_script
+from profile_service.storage.recent_ids import DEFAULT_DEDUP_MAX_ENTRIES
 from profile_service.storage.replies import as_text
 from profile_service.storage.trace_history import TraceHistory
 from service_common.errors import Aborted

@@ -1,22 +1,23 @@
 -- Read what applying events to one visitor id needs, in one command: the read pipeline of
--- a batch then sends one command per visitor instead of four (GET, HMGET, EXISTS, ZMSCORE),
--- which is most of the client-side cost of that round trip.
+-- a batch then sends one command per visitor instead of several, which is most of the
+-- client-side cost of that round trip.
 --
 -- KEYS[1]  the visitor id's alias key
--- KEYS[2]  the visitor id's own profile hash {s = state bytes, v = version token}
--- KEYS[3]  the visitor id's own dedup sorted set
+-- KEYS[2]  the visitor id's own profile hash {s = state bytes, v = version token,
+--          d = recent event ids (recent_ids.py), x = expiry deadline in ms}
+-- KEYS[3]  the visitor id's own dedup sorted set (only where the hash has no field d)
 -- KEYS[4]  the visitor id's own tracing marker (a StreamTrace follows it)
--- ARGV     the event ids to look up in KEYS[3] (may be none)
+-- ARGV[1]  '1' if the batch has event ids for this visitor id, else '0'
 --
--- Returns {alias target, state bytes, version token, 1 if followed else 0, score of ARGV[1],
--- score of ARGV[2], ...} with nil for whatever is absent.
+-- Returns {alias target, state bytes, version token, 1 if followed else 0, field d, field x,
+-- [ZRANGE WITHSCORES of KEYS[3]]} with false for whatever is absent. The sorted set is read
+-- only when it can matter: event ids to check, no field d, and a profile written before the
+-- field existed or an alias (a stitched-away profile leaves its ids there).
 
-local profile = redis.call('HMGET', KEYS[2], 's', 'v')
-local out = {redis.call('GET', KEYS[1]), profile[1], profile[2], redis.call('EXISTS', KEYS[4])}
-if #ARGV > 0 then
-  local scores = redis.call('ZMSCORE', KEYS[3], unpack(ARGV))
-  for i = 1, #scores do
-    out[4 + i] = scores[i]
-  end
+local profile = redis.call('HMGET', KEYS[2], 's', 'v', 'd', 'x')
+local alias = redis.call('GET', KEYS[1])
+local out = {alias, profile[1], profile[2], redis.call('EXISTS', KEYS[4]), profile[3], profile[4]}
+if ARGV[1] == '1' and not profile[3] and (profile[1] or alias) then
+  out[7] = redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')
 end
 return out
