@@ -112,26 +112,40 @@ class BatchReads(StoreCore):
 
     async def _read_visitors(self, ids_of: dict[str, list[str]]) -> list[Any]:
         """One `READ_VISITOR_SCRIPT` reply per visitor id of ``ids_of`` (visitor id -> its
-        event ids), in one pipeline (run again if Redis had lost the script)."""
+        event ids), in order: one script call per partition, all in one pipeline (run again
+        if Redis had lost the script)."""
+        by_partition: dict[int, list[str]] = {}
+        for visitor_id in ids_of:
+            by_partition.setdefault(self._layout.keys_for(visitor_id).partition, []).append(
+                visitor_id
+            )
         replies: list[Any] = []
         for _ in range(2):
             async with self._client.pipeline(transaction=False) as pipe:
-                for visitor_id, ids in ids_of.items():
-                    pkeys = self._layout.keys_for(visitor_id)
-                    script_keys = [
-                        pkeys.alias(visitor_id),
-                        pkeys.profile(visitor_id),
-                        pkeys.dedup(visitor_id),
-                        pkeys.tracing(visitor_id),
-                    ]
-                    READ_VISITOR_SCRIPT.queue(pipe, script_keys, ["1" if ids else "0"])
+                for visitor_ids in by_partition.values():
+                    script_keys: list[str] = []
+                    for visitor_id in visitor_ids:
+                        pkeys = self._layout.keys_for(visitor_id)
+                        script_keys += [
+                            pkeys.alias(visitor_id),
+                            pkeys.profile(visitor_id),
+                            pkeys.dedup(visitor_id),
+                            pkeys.tracing(visitor_id),
+                        ]
+                    flags = ["1" if ids_of[v] else "0" for v in visitor_ids]
+                    READ_VISITOR_SCRIPT.queue(pipe, script_keys, flags)
                 replies = await self._execute(pipe)
             if not any(is_noscript(r) for r in replies):
                 break  # else `_execute` has just loaded the scripts again
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
-        return replies
+        reply_of = {
+            visitor_id: one
+            for visitor_ids, reply in zip(by_partition.values(), replies, strict=True)
+            for visitor_id, one in zip(visitor_ids, reply, strict=True)
+        }
+        return [reply_of[visitor_id] for visitor_id in ids_of]
 
     async def _read_survivors(
         self,

@@ -13,7 +13,12 @@ from typing import Any
 import redis.asyncio
 
 from profile_service.engine.state import Outcome, ProfileState
-from profile_service.storage.commit import COMMIT_SCRIPT
+from profile_service.storage.commit import (
+    COMMIT_SCRIPT,
+    ProfileWrite,
+    QueuedCommits,
+    queue_commits,
+)
 from profile_service.storage.engine_api import EngineFunctions
 from profile_service.storage.keyed_locks import KeyedLocks
 from profile_service.storage.layout import Clock, Layout, system_clock_ms
@@ -204,6 +209,19 @@ class StoreCore:
         )
         await self._reload_if_lost(replies)
         return replies
+
+    async def _commit_acknowledged(
+        self, writes: Sequence[ProfileWrite], confirm_keys: Sequence[str] = ()
+    ) -> list[bool]:
+        """Run ``writes`` (`queue_commits`: one script call per partition) in one round
+        trip acknowledged like `_execute_acknowledged`; which of them committed."""
+        queued: list[QueuedCommits] = []
+
+        def fill(pipe: redis.asyncio.client.Pipeline) -> None:
+            queued[:] = [queue_commits(pipe, writes)]
+
+        replies = await self._execute_acknowledged(fill, confirm_keys)
+        return queued[0].committed(replies)
 
     async def _reload_if_lost(self, replies: Sequence[Any]) -> None:
         if any(is_noscript(r) for r in replies):
