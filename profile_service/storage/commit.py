@@ -27,6 +27,8 @@ from profile_service.engine.state import NormalizedEvent, Outcome, ProfileState
 from profile_service.storage.delayed_schedule import cancelled_members, delayed_member
 from profile_service.storage.layout import Layout
 from profile_service.storage.lua import is_noscript, storage_script
+from profile_service.storage.recent_ids import RecentIds
+from profile_service.storage.recent_ids import encode as encode_recent_ids
 from profile_service.storage.reevaluation_due import reevaluation_due_writes
 from profile_service.storage.replies import RedisArg
 from profile_service.storage.trace_history import TraceHistory, TraceWrite
@@ -220,8 +222,7 @@ def build_write(
     final: ProfileState,
     steps: Sequence[Step],
     now_ms: int,
-    recent_ids: bytes | None = None,
-    expires_ms: int | None = None,
+    recent_ids: RecentIds | None = None,
     trace: TraceWrite = TraceWrite.KEEP,
     trace_history: TraceHistory | None = None,
 ) -> ProfileWrite:
@@ -231,10 +232,10 @@ def build_write(
         initial_audiences: Audience ids of the state as read (captured before the engine ran,
             in case it mutates states in place); the difference with ``final.audiences``
             decides the SADD/SREM of the partition's audience sets.
-        recent_ids: The profile's new field ``d`` (`recent_ids.encode`: the ids it had,
-            trimmed, and the new ones); ``None`` leaves the stored field as it is.
-        expires_ms: The profile's expiry deadline as read (field ``x``); ``None`` (unknown,
-            or no profile) refreshes the TTLs (`TTL_REFRESH_SLACK_MS`).
+        recent_ids: What the profile's field ``d`` becomes (`recent_ids.encode`: the ids it
+            had, trimmed, the new ones, and the expiry deadline: the TTLs are set again only
+            when that lags, `TTL_REFRESH_SLACK_MS`); ``None`` leaves the field as it is and
+            sets the TTLs.
         trace: What to do with the steps' trace records in the profile's trace stream
             (`TraceWrite`; records of events with a live-trace id are always kept).
         trace_history: Its byte cap (default `TraceHistory()`).
@@ -272,6 +273,7 @@ def build_write(
     history = trace_history or TraceHistory()
 
     retention = limits.visitor_retention_ms
+    expires_ms = recent_ids.expires_ms if recent_ids is not None else None
     refresh = _ttl_refresh_due(expires_ms, now_ms, retention)
     visit_due = ""
     if final.visit is not None:
@@ -289,7 +291,6 @@ def build_write(
         "e": expected_version,
         "n": (token := new_version_token()),
         "r": str(retention) if refresh else "",
-        "g": str(now_ms + retention) if refresh else "",
         "p": profile_id,
         "d": visit_due,
         "m": str(history.max_entries(len(trace_value))),
@@ -311,7 +312,8 @@ def build_write(
     if trace_field:
         args.append(trace_value)
     if recent_ids is not None:
-        args.append(recent_ids)
+        deadline = now_ms + retention if refresh or expires_ms is None else expires_ms
+        args.append(encode_recent_ids(recent_ids, now_ms, deadline))
     args.append(final.to_bytes())
     return ProfileWrite(
         profile_id=profile_id,

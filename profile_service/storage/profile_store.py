@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.engine.state import NormalizedEvent, ProfileState
 from profile_service.metrics import record_conflicts
-from profile_service.storage import recent_ids
 from profile_service.storage.batch_reads import BatchReads, Loaded
 from profile_service.storage.commit import ProfileWrite, Step, build_write
 from profile_service.storage.cooperative import let_others_run
 from profile_service.storage.delayed_actions import DelayedActions
+from profile_service.storage.recent_ids import RecentIds
 from profile_service.storage.reevaluations import Reevaluations
 from profile_service.storage.stitches import Stitches
 from profile_service.storage.store_core import (
@@ -218,10 +218,9 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches, Reevaluation
                 final=state,
                 steps=steps,
                 now_ms=now,
-                recent_ids=recent_ids.encode(
-                    loaded.seen, new_ids, now, cutoff, self._dedup_max_entries
+                recent_ids=RecentIds(
+                    loaded.seen, new_ids, cutoff, self._dedup_max_entries, loaded.expires_ms
                 ),
-                expires_ms=loaded.expires_ms,
                 trace=self._trace_history.choice(loaded.profile_id, loaded.followed),
                 trace_history=self._trace_history,
             )

@@ -6,8 +6,8 @@
 -- KEYS[2]  the partition's outbox stream
 -- KEYS[3]  the partition's delayed-actions sorted set
 -- then per profile, in ARGV's order (k = where its keys start):
---   KEYS[k]    profile hash {s = state bytes, v = version token, d = recent event ids,
---              x = expiry deadline in ms (when the TTL was last set), f = survivor once frozen}
+--   KEYS[k]    profile hash {s = state bytes, v = version token, d = recent event ids and
+--              the expiry deadline, f = survivor once frozen}
 --   KEYS[k+1]  the profile's trace stream
 --   KEYS[k+2]  the profile's tracing marker (present while a StreamTrace follows it)
 --   KEYS[k+3 .. k+2+j]        audience sets the profile joins
@@ -19,8 +19,7 @@
 --            e  expected version token ("" = the profile must not exist)
 --            n  new version token
 --            r  retention in ms (PEXPIRE of the profile), "" = keep the TTL (the caller saw
---               a deadline x recent enough: commit.py, _ttl_refresh_due)
---            g  the new deadline x, when r ~= ""
+--               a deadline in d recent enough: commit.py, _ttl_refresh_due)
 --            p  profile id (member of visits_due and of the audience sets)
 --            d  visit due time in ms ("" = no open visit: remove from visits_due)
 --            m  trace MAXLEN: the byte cap over this entry's size (exact: an approximate
@@ -30,7 +29,8 @@
 --               (see trace_history.py)
 --            j  n_join, l  n_leave (numbers: how many audience keys of each kind)
 --            u  1: the field d precedes the state; 0: d stays as it is (the field holds
---               the recent event ids, merged and trimmed by the caller: recent_ids.py)
+--               the recent event ids, merged and trimmed by the caller, and the deadline:
+--               recent_ids.py)
 --            y  delayed actions: array of [due ms, member] (a member is one action of one
 --               profile, so ZADD moves a pending run to its new due time)
 --            z  optional: delayed members to cancel (the visitor left their audience)
@@ -63,9 +63,6 @@ local function commit(h, k, a, last)
   local fields = {'s', ARGV[last], 'v', h.n}
   if h.u == 1 then
     fields[5], fields[6] = 'd', ARGV[last - 1]
-  end
-  if h.r ~= '' then
-    fields[#fields + 1], fields[#fields + 2] = 'x', h.g
   end
   redis.call('HSET', KEYS[k], unpack(fields))
   if h.r ~= '' then
