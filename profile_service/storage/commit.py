@@ -31,6 +31,7 @@ from profile_service.storage.recent_ids import RecentIds
 from profile_service.storage.recent_ids import encode as encode_recent_ids
 from profile_service.storage.reevaluation_due import reevaluation_due_writes
 from profile_service.storage.replies import RedisArg
+from profile_service.storage.state_codec import encode_state
 from profile_service.storage.trace_history import TraceHistory, TraceWrite
 from service_common import keys
 from service_common.keys import PartitionKeys
@@ -314,7 +315,7 @@ def build_write(
     if recent_ids is not None:
         deadline = now_ms + retention if refresh or expires_ms is None else expires_ms
         args.append(encode_recent_ids(recent_ids, now_ms, deadline))
-    args.append(final.to_bytes())
+    args.append(encode_state(final))
     return ProfileWrite(
         profile_id=profile_id,
         partition=pkeys,

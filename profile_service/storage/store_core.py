@@ -25,6 +25,7 @@ from profile_service.storage.layout import Clock, Layout, system_clock_ms
 from profile_service.storage.lua import is_noscript, load_scripts, storage_script
 from profile_service.storage.recent_ids import DEFAULT_DEDUP_MAX_ENTRIES
 from profile_service.storage.replies import as_text
+from profile_service.storage.state_codec import decode_state
 from profile_service.storage.trace_history import TraceHistory
 from service_common.errors import Aborted
 from service_common.redis_toolkit.replication import WaitPolicy, execute_acknowledged
@@ -135,7 +136,7 @@ def parse_profile(reply: Any) -> tuple[ProfileState | None, str]:
     if raw_state is None:
         return None, ""
     state_bytes = raw_state if isinstance(raw_state, bytes) else str(raw_state).encode()
-    return ProfileState.from_bytes(state_bytes), as_text(raw_version) if raw_version else ""
+    return decode_state(state_bytes), as_text(raw_version) if raw_version else ""
 
 
 class StoreCore:
