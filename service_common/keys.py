@@ -133,15 +133,16 @@ class PartitionKeys:
     def profile(self, profile_id: str) -> str:
         """Hash: ``s`` = serialised ``ProfileState`` (JSON bytes), ``v`` = version token,
         ``d`` = the event ids seen within the dedup window (``profile_service.storage.
-        recent_ids``), ``x`` = the expiry deadline (ms) the TTL was last set to, and ``f`` =
-        the survivor once a stitch has frozen the profile (no commit writes it then).
+        recent_ids``, with the expiry deadline an event commit last set), and ``f`` = the
+        survivor once a stitch has frozen the profile (no commit writes it then).
 
         The version token is a string replaced on every write (a random prefix per process
         and a counter): writers compare it (compare-and-set in Lua) so that concurrent
         replicas never lose an update, and a token cannot repeat after a delete (no ABA).
         The state is JSON, versioned by its ``format`` field (`ProfileState`). TTL: visitor
-        retention, set again by a commit that finds ``x`` more than a day behind (or beyond)
-        ``now + retention`` (``profile_service.storage.commit.TTL_REFRESH_SLACK_MS``).
+        retention, set again by a commit that finds the deadline in ``d`` more than a day
+        behind (or beyond) ``now + retention`` (``TTL_REFRESH_SLACK_MS`` of
+        ``profile_service.storage.commit``).
         """
         return f"{PREFIX}:{self.tag}:profile:{profile_id}"
 

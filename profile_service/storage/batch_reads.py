@@ -40,7 +40,7 @@ class Loaded:
     """Whether a StreamTrace follows the profile (its tracing marker, read with it);
     ``None``: not read (the commit script checks the marker itself)."""
     expires_ms: int | None = None
-    """The profile's expiry deadline as stored with it (field ``x``; ``None``: none stored,
+    """The profile's expiry deadline as stored with its recent ids (``None``: none stored,
     the commit refreshes the TTL)."""
 
 
@@ -64,7 +64,7 @@ class BatchReads(StoreCore):
         survivor_of: dict[str, str] = {}
         for visitor_id, reply in zip(ids_of, replies, strict=True):
             alias, raw_state, raw_version, followed = reply[0], reply[1], reply[2], reply[3]
-            seen = _seen(reply[4], reply[6] if len(reply) > 6 else None)
+            seen, expires_ms = _seen(reply[4], reply[5] if len(reply) > 5 else None)
             state, version = parse_profile((raw_state, raw_version))
             direct[visitor_id] = Loaded(
                 visitor_id,
@@ -72,7 +72,7 @@ class BatchReads(StoreCore):
                 version,
                 seen,
                 followed=int(followed) == 1,
-                expires_ms=_deadline(reply[5]),
+                expires_ms=expires_ms,
             )
             survivor_of[visitor_id] = as_text(alias) if alias else visitor_id
 
@@ -112,26 +112,40 @@ class BatchReads(StoreCore):
 
     async def _read_visitors(self, ids_of: dict[str, list[str]]) -> list[Any]:
         """One `READ_VISITOR_SCRIPT` reply per visitor id of ``ids_of`` (visitor id -> its
-        event ids), in one pipeline (run again if Redis had lost the script)."""
+        event ids), in order: one script call per partition, all in one pipeline (run again
+        if Redis had lost the script)."""
+        by_partition: dict[int, list[str]] = {}
+        for visitor_id in ids_of:
+            by_partition.setdefault(self._layout.keys_for(visitor_id).partition, []).append(
+                visitor_id
+            )
         replies: list[Any] = []
         for _ in range(2):
             async with self._client.pipeline(transaction=False) as pipe:
-                for visitor_id, ids in ids_of.items():
-                    pkeys = self._layout.keys_for(visitor_id)
-                    script_keys = [
-                        pkeys.alias(visitor_id),
-                        pkeys.profile(visitor_id),
-                        pkeys.dedup(visitor_id),
-                        pkeys.tracing(visitor_id),
-                    ]
-                    READ_VISITOR_SCRIPT.queue(pipe, script_keys, ["1" if ids else "0"])
+                for visitor_ids in by_partition.values():
+                    script_keys: list[str] = []
+                    for visitor_id in visitor_ids:
+                        pkeys = self._layout.keys_for(visitor_id)
+                        script_keys += [
+                            pkeys.alias(visitor_id),
+                            pkeys.profile(visitor_id),
+                            pkeys.dedup(visitor_id),
+                            pkeys.tracing(visitor_id),
+                        ]
+                    flags = ["1" if ids_of[v] else "0" for v in visitor_ids]
+                    READ_VISITOR_SCRIPT.queue(pipe, script_keys, flags)
                 replies = await self._execute(pipe)
             if not any(is_noscript(r) for r in replies):
                 break  # else `_execute` has just loaded the scripts again
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
-        return replies
+        reply_of = {
+            visitor_id: one
+            for visitor_ids, reply in zip(by_partition.values(), replies, strict=True)
+            for visitor_id, one in zip(visitor_ids, reply, strict=True)
+        }
+        return [reply_of[visitor_id] for visitor_id in ids_of]
 
     async def _read_survivors(
         self,
@@ -152,7 +166,7 @@ class BatchReads(StoreCore):
         async with self._client.pipeline(transaction=False) as pipe:
             for profile_id in ordered:
                 pkeys = self._layout.keys_for(profile_id)
-                pipe.hmget(pkeys.profile(profile_id), ["s", "v", "f", "d", "x"])
+                pipe.hmget(pkeys.profile(profile_id), ["s", "v", "f", "d"])
                 pipe.get(pkeys.alias(profile_id))
                 if ids_of[profile_id]:
                     # Read only if the hash has no field d (see recent_ids).
@@ -164,7 +178,7 @@ class BatchReads(StoreCore):
         at = 0
         for profile_id in ordered:
             state, version = parse_profile(replies[at])
-            frozen, recent, deadline = replies[at][2:5]
+            frozen, recent = replies[at][2:4]
             alias = replies[at + 1]
             at += 2
             if frozen:
@@ -175,23 +189,15 @@ class BatchReads(StoreCore):
             if ids_of[profile_id]:
                 scored = replies[at]
                 at += 1
-            loaded[profile_id] = Loaded(
-                profile_id,
-                state,
-                version,
-                _seen(recent, scored),
-                expires_ms=_deadline(deadline),
-            )
+            seen, expires_ms = _seen(recent, scored)
+            loaded[profile_id] = Loaded(profile_id, state, version, seen, expires_ms=expires_ms)
         return loaded, moved
 
 
-def _seen(recent: Any, scored: Any) -> dict[str, float]:
-    """The recent event ids of a profile as read: its field ``d``, else its sorted set (a
-    profile written before the field existed, or the ids a stitched-away profile left)."""
+def _seen(recent: Any, scored: Any) -> tuple[dict[str, float], int | None]:
+    """The recent event ids of a profile as read and its expiry deadline: its field ``d``,
+    else its sorted set (a profile written before the field existed, or the ids a
+    stitched-away profile left; no deadline)."""
     if recent:
         return recent_ids.decode(recent)
-    return recent_ids.from_scored(scored) if scored else {}
-
-
-def _deadline(raw: Any) -> int | None:
-    return int(raw) if raw else None
+    return (recent_ids.from_scored(scored) if scored else {}), None

@@ -11,6 +11,7 @@ from profile_service.definitions.model import CompiledDefinitions
 from profile_service.engine.state import ProfileState, TraceRecord
 from profile_service.storage.batch_reads import MAX_LINK_HOPS
 from profile_service.storage.replies import RedisArg, as_text
+from profile_service.storage.state_codec import decode_state
 from profile_service.storage.store_core import (
     MOVE_DELAYED_SCRIPT,
     DelayedReport,
@@ -119,7 +120,7 @@ class DelayedActions(StoreCore):
                 current.items(), replies[0::2], replies[1::2], strict=True
             ):
                 if raw:
-                    states[profile_id] = ProfileState.from_bytes(raw)
+                    states[profile_id] = decode_state(raw)
                 elif alias and as_text(alias) != target:
                     moved[profile_id] = as_text(alias)
                 else:

@@ -13,8 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from profile_service.engine.state import ProfileState
-from profile_service.storage.commit import ProfileWrite
-from profile_service.storage.lua import is_noscript
+from profile_service.storage.commit import ProfileWrite, queue_commits
 from profile_service.storage.store_core import (
     FIX_VISIT_DUE_SCRIPT,
     StoreCore,
@@ -66,11 +65,7 @@ class ProfileRewrites(StoreCore):
         if not writes and not fixes:
             return []
         async with self._client.pipeline(transaction=False) as pipe:
-            at = 0
-            positions = []
-            for write in writes:
-                positions.append(at)
-                at += write.queue(pipe)
+            queued = queue_commits(pipe, writes)
             for fix in fixes:
                 pkeys = self._layout.keys_for(fix.profile_id)
                 due = "" if fix.due_ms is None else str(fix.due_ms)
@@ -80,13 +75,8 @@ class ProfileRewrites(StoreCore):
                     [fix.version, fix.profile_id, due],
                 )
             replies = await self._execute(pipe)
-        committed = []
-        for position in positions:
-            reply = replies[position]
-            if isinstance(reply, Exception) and not is_noscript(reply):
-                raise reply
-            committed.append(reply == 1)
-        raise_errors(replies[at:])
+        committed = queued.committed(replies)
+        raise_errors(replies[queued.commands :])
         if self._on_outbox_write is not None and any(
             done and write.outbox_entries > 0 for write, done in zip(writes, committed, strict=True)
         ):

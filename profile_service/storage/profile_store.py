@@ -4,14 +4,14 @@ One batch costs a small constant number of round trips, whatever its size:
 
 1. **Read** (one pipeline): for every visitor id of the batch its alias, its profile
    (state + version token) and the event ids it saw recently (one
-   ``read_visitor.lua`` call per visitor id). Visitor ids that
+   ``read_visitor.lua`` call per partition). Visitor ids that
    turn out to be aliases of another profile cost one more pipeline (1b) to read the
    survivors.
 2. **Compute** in Python: the engine runs over each profile's events in batch order.
-3. **Write** (one pipeline): one compare-and-set script per profile (``commit_profile.lua``)
-   that writes the state, the recent event ids (`recent_ids`), the visit-expiry index,
-   audience sets, outbox, delayed actions and trace entries only if the version token is
-   still the one read.
+3. **Write** (one pipeline): one compare-and-set script call per partition
+   (``commit_profile.lua``) that writes, for each of its profiles, the state, the recent
+   event ids (`recent_ids`), the visit-expiry index, audience sets, outbox, delayed actions
+   and trace entries only if the profile's version token is still the one read.
 4. Only if some event carried a live-trace id: one pipeline appending to those streams.
 
 A profile whose version changed in between (another replica wrote it) is re-read and
@@ -31,17 +31,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import redis.asyncio
-
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.engine.state import NormalizedEvent, ProfileState
 from profile_service.metrics import record_conflicts
-from profile_service.storage import recent_ids
 from profile_service.storage.batch_reads import BatchReads, Loaded
 from profile_service.storage.commit import ProfileWrite, Step, build_write
 from profile_service.storage.cooperative import let_others_run
 from profile_service.storage.delayed_actions import DelayedActions
-from profile_service.storage.lua import is_noscript
+from profile_service.storage.recent_ids import RecentIds
 from profile_service.storage.reevaluations import Reevaluations
 from profile_service.storage.stitches import Stitches
 from profile_service.storage.store_core import (
@@ -225,10 +222,9 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches, Reevaluation
                 final=state,
                 steps=steps,
                 now_ms=now,
-                recent_ids=recent_ids.encode(
-                    loaded.seen, new_ids, now, cutoff, self._dedup_max_entries
+                recent_ids=RecentIds(
+                    loaded.seen, new_ids, cutoff, self._dedup_max_entries, loaded.expires_ms
                 ),
-                expires_ms=loaded.expires_ms,
                 trace=trace,
                 trace_history=self._trace_history,
             )
@@ -269,24 +265,11 @@ class ProfileStore(BatchReads, VisitEnds, DelayedActions, Stitches, Reevaluation
             ]
         if not writes and not confirm:
             return done
-        positions = []
-        at = 0
-        for _, write in writes:
-            positions.append(at)
-            at += write.command_count
-
-        def fill(pipe: redis.asyncio.client.Pipeline) -> None:
-            for _, write in writes:
-                write.queue(pipe)
-
-        replies = await self._execute_acknowledged(fill, confirm)
+        committed = await self._commit_acknowledged([write for _, write in writes], confirm)
         outbox_written = False
-        for (n, write), position in zip(writes, positions, strict=True):
-            reply = replies[position]
-            if isinstance(reply, Exception) and not is_noscript(reply):
-                raise reply
-            done[n] = reply == 1
-            outbox_written = outbox_written or (done[n] and write.outbox_entries > 0)
+        for (n, write), ok in zip(writes, committed, strict=True):
+            done[n] = ok
+            outbox_written = outbox_written or (ok and write.outbox_entries > 0)
         if outbox_written and self._on_outbox_write is not None:
             self._on_outbox_write()
         return done

@@ -31,6 +31,7 @@ from profile_service.engine.state import FiredAction, ProfileState
 from profile_service.storage.layout import Layout
 from profile_service.storage.lua import storage_script
 from profile_service.storage.replies import as_text
+from profile_service.storage.state_codec import decode_state
 from service_common import keys
 from service_common.errors import FieldViolation, InvalidArgument
 from service_common.redis_toolkit.replication import WaitPolicy
@@ -301,6 +302,6 @@ def _stored(profile_id: str, reply: Any) -> StoredProfile | None:
         return None
     return StoredProfile(
         profile_id,
-        ProfileState.from_bytes(raw_state),
+        decode_state(raw_state),
         as_text(raw_version) if raw_version else "",
     )

@@ -46,7 +46,7 @@ from profile_service.engine.stitching import (
     survivor_first,
 )
 from profile_service.metrics import record_stitch, record_stitch_refused
-from profile_service.storage.commit import ProfileWrite, build_write, new_version_token
+from profile_service.storage.commit import build_write, new_version_token
 from profile_service.storage.lua import LuaScript, is_noscript
 from profile_service.storage.replies import as_text
 from profile_service.storage.store_core import (
@@ -402,8 +402,7 @@ class Stitches(StoreCore):
                 trace_history=self._trace_history,
             )
 
-            replies = await self._execute_acknowledged(_filler(write), [])
-            if replies[0] == 1:
+            if (await self._commit_acknowledged([write]))[0]:
                 if write.outbox_entries and self._on_outbox_write is not None:
                     self._on_outbox_write()
                 return target
@@ -511,13 +510,6 @@ def _cause(results: Sequence[EventApplyResult], claim: _Claim) -> int:
         if outcome is not None and claim.attribute_id in outcome.changed_attributes:
             return index
     return claim.indexes[-1]
-
-
-def _filler(write: ProfileWrite) -> Callable[[redis.asyncio.client.Pipeline], None]:
-    def fill(pipe: redis.asyncio.client.Pipeline) -> None:
-        write.queue(pipe)
-
-    return fill
 
 
 def _holds(state: ProfileState, attribute_id: str, value: str) -> bool:

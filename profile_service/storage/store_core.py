@@ -13,13 +13,19 @@ from typing import Any
 import redis.asyncio
 
 from profile_service.engine.state import Outcome, ProfileState
-from profile_service.storage.commit import COMMIT_SCRIPT
+from profile_service.storage.commit import (
+    COMMIT_SCRIPT,
+    ProfileWrite,
+    QueuedCommits,
+    queue_commits,
+)
 from profile_service.storage.engine_api import EngineFunctions
 from profile_service.storage.keyed_locks import KeyedLocks
 from profile_service.storage.layout import Clock, Layout, system_clock_ms
 from profile_service.storage.lua import is_noscript, load_scripts, storage_script
 from profile_service.storage.recent_ids import DEFAULT_DEDUP_MAX_ENTRIES
 from profile_service.storage.replies import as_text
+from profile_service.storage.state_codec import decode_state
 from profile_service.storage.trace_history import TraceHistory
 from service_common.errors import Aborted
 from service_common.redis_toolkit.replication import WaitPolicy, execute_acknowledged
@@ -130,7 +136,7 @@ def parse_profile(reply: Any) -> tuple[ProfileState | None, str]:
     if raw_state is None:
         return None, ""
     state_bytes = raw_state if isinstance(raw_state, bytes) else str(raw_state).encode()
-    return ProfileState.from_bytes(state_bytes), as_text(raw_version) if raw_version else ""
+    return decode_state(state_bytes), as_text(raw_version) if raw_version else ""
 
 
 class StoreCore:
@@ -204,6 +210,19 @@ class StoreCore:
         )
         await self._reload_if_lost(replies)
         return replies
+
+    async def _commit_acknowledged(
+        self, writes: Sequence[ProfileWrite], confirm_keys: Sequence[str] = ()
+    ) -> list[bool]:
+        """Run ``writes`` (`queue_commits`: one script call per partition) in one round
+        trip acknowledged like `_execute_acknowledged`; which of them committed."""
+        queued: list[QueuedCommits] = []
+
+        def fill(pipe: redis.asyncio.client.Pipeline) -> None:
+            queued[:] = [queue_commits(pipe, writes)]
+
+        replies = await self._execute_acknowledged(fill, confirm_keys)
+        return queued[0].committed(replies)
 
     async def _reload_if_lost(self, replies: Sequence[Any]) -> None:
         if any(is_noscript(r) for r in replies):

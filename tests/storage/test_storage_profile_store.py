@@ -19,6 +19,7 @@ from profile_service.storage import (
     ProfileStore,
     TraceLog,
 )
+from profile_service.storage.state_codec import decode_state, encode_state
 from service_common import keys
 from tests.storage.helpers import (
     STAND_IN_ENGINE,
@@ -116,9 +117,9 @@ async def test_a_profile_changed_between_read_and_write_is_reread_and_recomputed
             pkeys = layout.keys_for("v")
             stored = other_replica.hget(pkeys.profile("v"), "s")
             assert isinstance(stored, bytes)
-            theirs = ProfileState.from_bytes(stored)
+            theirs = decode_state(stored)
             theirs.attributes["count"] = 10
-            other_replica.hset(pkeys.profile("v"), mapping={"s": theirs.to_bytes(), "v": "x"})
+            other_replica.hset(pkeys.profile("v"), mapping={"s": encode_state(theirs), "v": "x"})
         return process_event(defs, state, ev, now_ms, trace=trace)
 
     store = ProfileStore(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import redis.asyncio
 
-from profile_service.storage import Layout, ProfileReader, ProfileStore
+from profile_service.storage import Layout, ProfileReader, ProfileStore, recent_ids
 from tests.storage.helpers import STAND_IN_ENGINE, T0, event, make_defs
 
 
@@ -66,10 +66,8 @@ async def test_at_most_max_entries_ids_are_kept_oldest_dropped_first(
 DAY_MS = 24 * 3600 * 1000
 
 
-async def _deadline(client: redis.asyncio.Redis, key: str) -> int:
-    raw = await client.hget(key, "x")
-    assert raw is not None
-    return int(raw)
+async def _deadline(client: redis.asyncio.Redis, key: str) -> int | None:
+    return recent_ids.decode(await client.hget(key, "d"))[1]
 
 
 async def test_a_commit_sets_the_ttl_again_only_when_the_stored_deadline_lags_by_a_day(

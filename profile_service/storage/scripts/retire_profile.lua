@@ -33,10 +33,13 @@ end
 if recent then
   -- One ZADD per 1000 ids (unpack must stay far below Lua's C stack limit of 8000 values);
   -- string.format('%d') keeps a 13-digit millisecond time out of scientific notation.
-  local scored = {}
-  for _, group in ipairs(cjson.decode(recent)) do
-    local ms = string.format('%d', group[1])
-    for _, event_id in ipairs(group[2]) do
+  -- The field (recent_ids.py): {deadline, {ms, ids}, {ms - previous ms, ids}, ...}.
+  local field = cjson.decode(recent)
+  local scored, at = {}, 0
+  for g = 2, #field do
+    at = at + field[g][1]
+    local ms = string.format('%d', at)
+    for _, event_id in ipairs(field[g][2]) do
       scored[#scored + 1] = ms
       scored[#scored + 1] = event_id
       if #scored == 2000 then
