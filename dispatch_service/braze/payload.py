@@ -284,11 +284,14 @@ def _check(errors: _Collector, field: str, problem: str | None) -> bool:
     return problem is None
 
 
-def _json_value(value: Value, field: str, errors: _Collector) -> Any:
+def _json_value(value: Value, field: str, errors: _Collector, suffix: str = "") -> Any:
+    """``value_to_json(value)``, or None with the problem recorded at ``field + suffix`` (the
+    path is built only then: attribute values are converted twice per action)."""
     try:
         return value_to_json(value)
     except BadValue as exc:
-        errors.add(f"{field}.{exc.field}" if exc.field else field, str(exc))
+        where = field + suffix
+        errors.add(f"{where}.{exc.field}" if exc.field else where, str(exc))
         return None
 
 
@@ -299,7 +302,7 @@ def _time(stamp: Timestamp, field: str, errors: _Collector) -> str | None:
 def _attribute_op(attr: Attribute, field: str, errors: _Collector) -> AttributeOp | None:
     kind = attr.WhichOneof("operation")
     if kind == "set":
-        value = _json_value(attr.set, f"{field}.set", errors)
+        value = _json_value(attr.set, field, errors, ".set")
         if isinstance(value, list) and not _check(errors, f"{field}.set", array_problem(value)):
             return None
         return SetValue(value)
@@ -327,7 +330,9 @@ def _attributes(
     for index, attr in enumerate(attributes):
         name = attr.name
         where = f"{field}[{index}]"
-        if not _check(errors, f"{where}.name", attribute_name_problem(name, user.kind)):
+        problem = attribute_name_problem(name, user.kind)
+        if problem is not None:
+            errors.add(f"{where}.name", problem)
             continue
         op = _attribute_op(attr, where, errors)
         if op is None:
