@@ -33,7 +33,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cached_property
 from typing import Any, ClassVar, Protocol
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -64,6 +63,7 @@ from dispatch_service.braze.attributes import (
     combine,
     op_json,
 )
+from dispatch_service.braze.cached import cached
 from dispatch_service.braze.connector import MembershipMode
 from dispatch_service.braze.endpoints import Endpoint
 from dispatch_service.braze.rules import (
@@ -143,7 +143,7 @@ class TrackObjects:
         """Nothing left to send."""
         return self.object_count == 0
 
-    @cached_property
+    @cached
     def sizes(self) -> tuple[tuple[str, int, int], ...]:
         """(array, index within the action, compact JSON bytes) of every object."""
         sizes: list[tuple[str, int, int]] = []
@@ -153,7 +153,7 @@ class TrackObjects:
         sizes.extend(("purchases", i, compact_size(p)) for i, p in enumerate(self.purchases))
         return tuple(sizes)
 
-    @cached_property
+    @cached
     def event_and_purchase_bytes(self) -> int:
         """Bytes the events and purchases add to a body (with separators)."""
         return sum(size + 1 for array, _, size in self.sizes if array != "attributes")
