@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
+from dispatch_service.braze.cached import cached
 from dispatch_service.braze.users import BrazeUser
 from dispatch_service.braze.values import canonical_json, compact_size
 
@@ -33,7 +33,7 @@ class SetValue:
 
     value: Any
 
-    @cached_property
+    @cached
     def token(self) -> str:
         """``canonical_json(value)``, computed once: delta loading, filtering and recording
         each compare or store it."""
@@ -154,7 +154,7 @@ class AttributeObject:
     update_existing_only: bool = False
     """Only update an existing profile (``_update_existing_only``)."""
 
-    @cached_property
+    @cached
     def _body(self) -> dict[str, Any]:
         body: dict[str, Any] = dict(self.user.fields())
         # Explicit for aliases: Braze defaults alias objects to update-only, which would
@@ -169,7 +169,7 @@ class AttributeObject:
         """The attributes object as sent to Braze (cached; do not mutate the result)."""
         return self._body
 
-    @cached_property
+    @cached
     def size(self) -> int:
         """Compact JSON size in bytes."""
         return compact_size(self._body)

@@ -33,7 +33,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cached_property
 from typing import Any, ClassVar, Protocol
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -64,6 +63,7 @@ from dispatch_service.braze.attributes import (
     combine,
     op_json,
 )
+from dispatch_service.braze.cached import cached
 from dispatch_service.braze.connector import MembershipMode
 from dispatch_service.braze.endpoints import Endpoint
 from dispatch_service.braze.rules import (
@@ -143,7 +143,7 @@ class TrackObjects:
         """Nothing left to send."""
         return self.object_count == 0
 
-    @cached_property
+    @cached
     def sizes(self) -> tuple[tuple[str, int, int], ...]:
         """(array, index within the action, compact JSON bytes) of every object."""
         sizes: list[tuple[str, int, int]] = []
@@ -153,7 +153,7 @@ class TrackObjects:
         sizes.extend(("purchases", i, compact_size(p)) for i, p in enumerate(self.purchases))
         return tuple(sizes)
 
-    @cached_property
+    @cached
     def event_and_purchase_bytes(self) -> int:
         """Bytes the events and purchases add to a body (with separators)."""
         return sum(size + 1 for array, _, size in self.sizes if array != "attributes")
@@ -284,11 +284,14 @@ def _check(errors: _Collector, field: str, problem: str | None) -> bool:
     return problem is None
 
 
-def _json_value(value: Value, field: str, errors: _Collector) -> Any:
+def _json_value(value: Value, field: str, errors: _Collector, suffix: str = "") -> Any:
+    """``value_to_json(value)``, or None with the problem recorded at ``field + suffix`` (the
+    path is built only then: attribute values are converted twice per action)."""
     try:
         return value_to_json(value)
     except BadValue as exc:
-        errors.add(f"{field}.{exc.field}" if exc.field else field, str(exc))
+        where = field + suffix
+        errors.add(f"{where}.{exc.field}" if exc.field else where, str(exc))
         return None
 
 
@@ -299,7 +302,7 @@ def _time(stamp: Timestamp, field: str, errors: _Collector) -> str | None:
 def _attribute_op(attr: Attribute, field: str, errors: _Collector) -> AttributeOp | None:
     kind = attr.WhichOneof("operation")
     if kind == "set":
-        value = _json_value(attr.set, f"{field}.set", errors)
+        value = _json_value(attr.set, field, errors, ".set")
         if isinstance(value, list) and not _check(errors, f"{field}.set", array_problem(value)):
             return None
         return SetValue(value)
@@ -327,7 +330,9 @@ def _attributes(
     for index, attr in enumerate(attributes):
         name = attr.name
         where = f"{field}[{index}]"
-        if not _check(errors, f"{where}.name", attribute_name_problem(name, user.kind)):
+        problem = attribute_name_problem(name, user.kind)
+        if problem is not None:
+            errors.add(f"{where}.name", problem)
             continue
         op = _attribute_op(attr, where, errors)
         if op is None:

@@ -28,11 +28,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 from crowd.dispatch.v1.action_pb2 import Action
 from dispatch_service.braze.attributes import AttributeObject
+from dispatch_service.braze.cached import cached
 from dispatch_service.braze.connector import BatchMode, BrazeConnector
 from dispatch_service.braze.endpoints import MAX_BODY_BYTES, MAX_OBJECT_BYTES, Endpoint
 from dispatch_service.braze.payload import (
@@ -83,7 +83,7 @@ class PlannedRequest:
     cleared_users: tuple[str, ...] = ()
     """User keys whose delta memory is void once this request succeeds (deleted/identified)."""
 
-    @cached_property
+    @cached
     def encoded(self) -> bytes:
         """The body as compact UTF-8 JSON (what is sent)."""
         return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

@@ -109,9 +109,10 @@ def phone_problem(phone: str) -> str | None:
 def attribute_name_problem(name: str, identifier_kind: str) -> str | None:
     """Attribute names: not empty, no surrounding spaces (Braze strips them, so two names
     would collide), no leading ``$`` (Braze's operator prefix), not an identifier or flag."""
-    if not name.strip():
+    stripped = name.strip()
+    if not stripped:
         return "attribute names must not be empty"
-    if name.strip() != name:
+    if stripped != name:
         return "attribute names must not start or end with spaces"
     if len(name) > MAX_NAME_LENGTH:
         return f"attribute names are at most {MAX_NAME_LENGTH} characters"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
 
@@ -53,6 +53,7 @@ GROUP = "dispatchers"
 _ACCEPTED = str(action_pb2.ACTION_STATE_ACCEPTED).encode()
 
 COMPLETE = load_script("complete")
+LOAD = load_script("load")
 PROMOTE = load_script("promote")
 
 Result = Literal["delivered", "skipped", "retry", "failed", "drop"]
@@ -163,21 +164,27 @@ async def load_actions(redis: aioredis.Redis, taken: Sequence[Taken]) -> Loaded:
     """
     if not taken:
         return Loaded([], [], [])
-    async with redis.pipeline(transaction=False) as pipe:
-        for item in taken:
-            pipe.hmget(
-                DispatchKeys(item.partition).action(item.key),
-                ["state", "action", "attempts", "accepted_at", "retried_at"],
-            )
-        replies = await pipe.execute(raise_on_error=False)
+    # One script call per partition; the entries keep their order (that of the queues).
+    by_partition: dict[int, list[int]] = {}
+    for position, item in enumerate(taken):
+        by_partition.setdefault(item.partition, []).append(position)
+    calls = [
+        ScriptCall(LOAD, [DispatchKeys(p).action(taken[i].key) for i in positions], [])
+        for p, positions in by_partition.items()
+    ]
+    replies = await run_scripts_settled(redis, calls)
+    records: list[Any] = [None] * len(taken)
+    for positions, reply in zip(by_partition.values(), replies, strict=True):
+        for n, position in enumerate(positions):
+            records[position] = reply if isinstance(reply, Exception) else reply[5 * n : 5 * n + 5]
     loaded = Loaded([], [], [])
-    for item, reply in zip(taken, replies, strict=True):
-        if isinstance(reply, Exception):
-            if not is_transient(reply):
-                raise reply
+    for item, record in zip(taken, records, strict=True):
+        if isinstance(record, Exception):
+            if not is_transient(record):
+                raise record
             loaded.unread.append(item)
             continue
-        state, payload, attempts, accepted_at, retried_at = reply
+        state, payload, attempts, accepted_at, retried_at = record
         if state != _ACCEPTED or payload is None:
             loaded.stale.append(item)
             continue
