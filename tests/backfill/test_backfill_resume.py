@@ -149,3 +149,36 @@ async def test_a_newer_publish_supersedes_a_running_backfill_and_keeps_its_audie
             found = await redis_client.smembers(pkeys.audience(audience_id))
             members |= {as_text(m) for m in found}
         assert members == {f"p{n}" for n in range(500) if amount_of(n) > threshold}
+
+
+async def _calls(client: redis.asyncio.Redis, command: str) -> int:
+    stats = await client.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+async def test_a_finished_backfill_is_not_re_read_at_every_step(
+    redis_client: redis.asyncio.Redis,
+) -> None:
+    layout = Layout(PARTITIONS)
+    store = ProfileStore(redis_client, layout, EngineFunctions.real())
+    await store.prepare()
+    definitions = DefinitionsStore(redis_client, validate=validate_remembered, digest=digest)
+    base = await _publish(definitions, base_definitions())
+    await store.apply_events(
+        base,
+        [
+            NormalizedEvent(f"p{n}", f"e{n}", "purchase", 1_000, {"amount": amount_of(n)})
+            for n in range(100)
+        ],
+    )
+    defs = await _publish(definitions, with_audience())
+    worker = _worker(redis_client, store, definitions, defs)
+    while (await read_backfill_progress(redis_client, PARTITIONS)).state != "done":
+        await worker.step()
+    await worker.step()  # the step that finds every partition done
+    before = await _calls(redis_client, "hgetall")
+
+    assert await worker.step() == 0
+
+    # Only the job record (no partition progress rows): the idle loop costs one command.
+    assert await _calls(redis_client, "hgetall") - before == 1
