@@ -263,6 +263,16 @@ async def _submit(
     """Submit in batches with ``submitters`` concurrent callers; (submit time per seq, number
     of actions not accepted)."""
     chunks = [actions[i : i + batch_size] for i in range(0, len(actions), batch_size)]
+    # A chunk waits for the last earlier chunk that updates one of its users: submitted
+    # concurrently, the later update of a user could be accepted (and so delivered) first,
+    # leaving Braze with the older value and the benchmark waiting for the newer one.
+    answered = [asyncio.Event() for _ in chunks]
+    after: list[int | None] = []
+    last_chunk_of: dict[str, int] = {}
+    for index, chunk in enumerate(chunks):
+        earlier = [last_chunk_of[a.external_id] for a in chunk if a.external_id in last_chunk_of]
+        after.append(max(earlier, default=None))
+        last_chunk_of.update((a.external_id, index) for a in chunk)
     submitted: dict[int, float] = {}
     not_accepted = 0
     cursor = 0
@@ -270,10 +280,16 @@ async def _submit(
     async def submitter() -> None:
         nonlocal cursor, not_accepted
         while cursor < len(chunks):
-            chunk = chunks[cursor]
+            index = cursor
+            chunk = chunks[index]
             cursor += 1
+            if (previous := after[index]) is not None:
+                await answered[previous].wait()
             at = time.time()  # epoch, like the sandbox's arrival times
-            outcomes = await crowd.submit_actions([a.action for a in chunk])
+            try:
+                outcomes = await crowd.submit_actions([a.action for a in chunk])
+            finally:
+                answered[index].set()
             for planned in chunk:
                 submitted[planned.seq] = at
             not_accepted += sum(1 for o in outcomes if o.state != action_pb2.ACTION_STATE_ACCEPTED)

@@ -478,6 +478,9 @@ def _accepted(obj: AttributeObject) -> tuple[dict[str, str], list[str]]:
     remember: dict[str, str] = {}
     forget: list[str] = []
     for name, op in obj.ops.items():
+        if type(op) is SetValue and not obj.update_existing_only:
+            remember[name] = op.token  # the common case, without the pair list
+            continue
         for field_name, token in _memory_writes(name, op):
             if token is None or obj.update_existing_only:
                 forget.append(field_name)
@@ -497,6 +500,9 @@ def _writes_by_user(
             continue
         sets, changes = writes.setdefault(objects.user.key, ([], []))
         for name, op in objects.attributes.ops.items():
+            if type(op) is SetValue:
+                sets.append((name, op.token))  # the common case, without the pair list
+                continue
             for field_name, token in _memory_writes(name, op):
                 if token is None:
                     changes.append(field_name)
