@@ -24,7 +24,8 @@ async def test_200_actions_for_200_users_reach_braze_in_3_requests(
     assert [r.outcome for r in results] == [Outcome.DELIVERED] * 200
     assert {r.http_status for r in results} == {201}
     requests = sandbox.requests
-    assert [len(r.body["attributes"]) for r in requests] == [75, 75, 50]
+    # The three requests are sent concurrently: their arrival order is a race.
+    assert sorted(len(r.body["attributes"]) for r in requests) == [50, 75, 75]
     assert all(r.path == "/users/track" and r.status == 201 for r in requests)
     assert sandbox.get_user("user-199").attributes == {"plan": "gold", "n": 199}  # type: ignore[union-attr]
 
