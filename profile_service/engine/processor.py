@@ -251,7 +251,9 @@ def _event_cause(
     return None
 
 
-def end_visit(defs: CompiledDefinitions, state: ProfileState, now_ms: int) -> Outcome:
+def end_visit(
+    defs: CompiledDefinitions, state: ProfileState, now_ms: int, *, trace: bool = True
+) -> Outcome:
     """End the profile's open visit (no-op without one).
 
     Order: built-ins updated (``last_visit`` = the end time, ``min(now, expiry)``);
@@ -259,11 +261,12 @@ def end_visit(defs: CompiledDefinitions, state: ProfileState, now_ms: int) -> Ou
     IN_AUDIENCE_AT_VISIT_END actions fire for every audience the visitor is in (delayed
     ones are returned with ``delay_ms``); visit attributes cleared. Memberships that depend on visit
     attributes are not re-evaluated after the clearing: they change with the next event.
+    ``trace=False``: no trace records are built, as for `process_event`.
     """
     plan = plan_for(defs)
     if state.visit is None:
-        return Outcome(state=state)
-    return _end_visit(plan, state, now_ms)
+        return Outcome(state=state, traced=trace)
+    return _end_visit(plan, state, now_ms, trace=trace)
 
 
 def _end_visit(
