@@ -22,9 +22,9 @@ from profile_service.backfill_status import backfill_status_message
 from profile_service.definitions.checked import validate_off_loop
 from profile_service.definitions.model import CompiledDefinitions
 from profile_service.definitions.violations import field_violations
-from profile_service.engine.builtin_values import UNBADGED
 from profile_service.engine.deletion import deletion_actions
 from profile_service.engine.processor import (
+    profile_badges,
     visit_attribute_values,
     visitor_attribute_values,
 )
@@ -112,14 +112,6 @@ def profile_message(
     defs: CompiledDefinitions, state: ProfileState, retention_ms: int
 ) -> profile_pb2.Profile:
     """The API view of a stored profile."""
-    badge_ids = [
-        attribute_id
-        for attribute_id, definition in defs.attributes.items()
-        if definition.type == definitions_pb2.ATTRIBUTE_TYPE_BADGE
-    ]
-    badges = sorted(b for b in badge_ids if state.attributes.get(b) is True)
-    if not badges and UNBADGED not in defs.attributes:
-        badges = [UNBADGED]  # Tealium's preloaded badge of visitors with no custom badge
     identities = {
         attribute_id: str(state.attributes[attribute_id])
         for attribute_id in defs.visitor_id_attributes
@@ -130,7 +122,7 @@ def profile_message(
         visitor_ids=state.visitor_ids or [state.profile_id],
         identities=identities,
         attributes=visitor_attribute_values(defs, state),
-        badges=badges,
+        badges=profile_badges(defs, state),
         audiences=[
             profile_pb2.AudienceMembership(
                 audience_id=audience_id, joined_at=timestamp_from_ms(joined_ms)

@@ -69,6 +69,8 @@ class EnginePlan:
     """Some HAS_CHANGED reads a built-in, so built-ins are snapshotted before each event."""
     track_favorites: bool
     """Some HAS_CHANGED reads a tally favourite, so favourites are recorded before writes."""
+    badge_ids: tuple[str, ...]
+    """The badge attributes' ids, sorted (a profile's badges are listed in this order)."""
 
     def steps_for_event(self, event: NormalizedEvent) -> tuple[EnrichmentStep, ...]:
         """The WHEN_ANY_EVENT steps that may apply to ``event``, in order."""
@@ -186,6 +188,7 @@ def build_plan(defs: CompiledDefinitions) -> EnginePlan:
             name in BUILTIN_READERS and name not in metas for name in changed_inputs
         ),
         track_favorites=any(favorite_id(meta.id) in changed_inputs for meta in tallies),
+        badge_ids=tuple(sorted(meta.id for meta in metas.values() if meta.is_badge)),
     )
 
 

@@ -39,6 +39,7 @@ from profile_service.engine.agent_visits import recency_of, record_agent
 from profile_service.engine.audiences import evaluate_audiences, is_member
 from profile_service.engine.builtin_values import (
     BUILTIN_BADGES,
+    BUILTIN_READERS,
     BUILTIN_TYPES,
     UNBADGED,
     VISIT_BUILTINS,
@@ -81,6 +82,7 @@ __all__ = [
     "evaluate_delayed",
     "from_attribute_value",
     "process_event",
+    "profile_badges",
     "to_attribute_value",
     "trace_details",
     "visit_attribute_values",
@@ -251,7 +253,9 @@ def _event_cause(
     return None
 
 
-def end_visit(defs: CompiledDefinitions, state: ProfileState, now_ms: int) -> Outcome:
+def end_visit(
+    defs: CompiledDefinitions, state: ProfileState, now_ms: int, *, trace: bool = True
+) -> Outcome:
     """End the profile's open visit (no-op without one).
 
     Order: built-ins updated (``last_visit`` = the end time, ``min(now, expiry)``);
@@ -259,11 +263,12 @@ def end_visit(defs: CompiledDefinitions, state: ProfileState, now_ms: int) -> Ou
     IN_AUDIENCE_AT_VISIT_END actions fire for every audience the visitor is in (delayed
     ones are returned with ``delay_ms``); visit attributes cleared. Memberships that depend on visit
     attributes are not re-evaluated after the clearing: they change with the next event.
+    ``trace=False``: no trace records are built, as for `process_event`.
     """
     plan = plan_for(defs)
     if state.visit is None:
-        return Outcome(state=state)
-    return _end_visit(plan, state, now_ms)
+        return Outcome(state=state, traced=trace)
+    return _end_visit(plan, state, now_ms, trace=trace)
 
 
 def _end_visit(
@@ -379,8 +384,7 @@ def attribute_value_of(
         value = builtin_values(state).get(attribute_id)
         return to_attribute_value(BUILTIN_TYPES[attribute_id], value, recency_of(value))
     if attribute_id == UNBADGED:
-        badges = [a for a, d in defs.attributes.items() if d.type == pb.ATTRIBUTE_TYPE_BADGE]
-        unbadged = True if is_unbadged(state, badges) else None
+        unbadged = True if is_unbadged(state, plan_for(defs).badge_ids) else None
         return to_attribute_value(pb.ATTRIBUTE_TYPE_BADGE, unbadged)
     tally_id, _, suffix = attribute_id.rpartition(".")
     tally = defs.attributes.get(tally_id)
@@ -394,23 +398,32 @@ def attribute_value_of(
 def _typed(
     defs: CompiledDefinitions, state: ProfileState, stored: dict[str, Any], builtins: Iterable[str]
 ) -> dict[str, event_pb2.AttributeValue]:
+    metas = plan_for(defs).metas  # per version: no definition protos read per request
+    tally_touched = state.tally_touched
     typed: dict[str, event_pb2.AttributeValue] = {}
     for attribute_id, value in stored.items():
-        definition = defs.attributes.get(attribute_id)
-        if definition is None or definition.type == pb.ATTRIBUTE_TYPE_BADGE:
+        meta = metas.get(attribute_id)
+        if meta is None or meta.is_badge:
             continue  # no longer defined, or a badge (listed separately)
-        proto = to_attribute_value(definition, value, state.tally_touched.get(attribute_id))
+        proto = value_protos.to_attribute_value(meta.type, value, tally_touched.get(attribute_id))
         if proto is not None:
             typed[attribute_id] = proto
-    current = builtin_values(state)
     for name in builtins:
-        if name in current:
-            proto = to_attribute_value(
-                BUILTIN_TYPES[name], current[name], recency_of(current[name])
-            )
+        # Only the built-ins asked for are read (`builtin_values` would read them all, for
+        # the visitor's and again for the visit's values).
+        read = BUILTIN_READERS.get(name)
+        value = read(state) if read is not None else None
+        if value is not None:
+            proto = to_attribute_value(BUILTIN_TYPES[name], value, recency_of(value))
             if proto is not None:
                 typed[name] = proto
     return typed
+
+
+_VISITOR_BUILTINS = tuple(
+    name for name in BUILTIN_TYPES if name not in VISIT_BUILTINS and name not in BUILTIN_BADGES
+)
+_SORTED_VISIT_BUILTINS = tuple(sorted(VISIT_BUILTINS))
 
 
 def visitor_attribute_values(
@@ -418,10 +431,7 @@ def visitor_attribute_values(
 ) -> dict[str, event_pb2.AttributeValue]:
     """Visitor-scoped values by id, visitor built-ins included, badges excluded (they are
     the assigned badge attribute ids in ``state.attributes``)."""
-    visitor_builtins = [
-        name for name in BUILTIN_TYPES if name not in VISIT_BUILTINS and name not in BUILTIN_BADGES
-    ]
-    return _typed(defs, state, state.attributes, visitor_builtins)
+    return _typed(defs, state, state.attributes, _VISITOR_BUILTINS)
 
 
 def visit_attribute_values(
@@ -430,4 +440,14 @@ def visit_attribute_values(
     """The open visit's values by id, visit built-ins included (empty without a visit)."""
     if state.visit is None:
         return {}
-    return _typed(defs, state, state.visit.attributes, sorted(VISIT_BUILTINS))
+    return _typed(defs, state, state.visit.attributes, _SORTED_VISIT_BUILTINS)
+
+
+def profile_badges(defs: CompiledDefinitions, state: ProfileState) -> list[str]:
+    """The profile's assigned badges, sorted; ``[UNBADGED]`` (Tealium's preloaded badge of
+    visitors with no custom badge) when it has none, unless an attribute has that id."""
+    attributes = state.attributes
+    badges = [b for b in plan_for(defs).badge_ids if attributes.get(b) is True]
+    if not badges and UNBADGED not in defs.attributes:
+        return [UNBADGED]
+    return badges

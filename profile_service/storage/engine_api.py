@@ -47,8 +47,14 @@ class ProcessEvent(Protocol):
     ) -> Outcome: ...
 
 
-EndVisit = Callable[[CompiledDefinitions, ProfileState, int], Outcome]
-"""``(defs, state with an open visit, now_ms) -> Outcome`` of ending that visit."""
+class EndVisit(Protocol):
+    """``(defs, state with an open visit, now_ms, *, trace) -> Outcome`` of ending that visit;
+    ``trace=False`` as for `ProcessEvent`."""
+
+    def __call__(
+        self, defs: CompiledDefinitions, state: ProfileState, now_ms: int, /, *, trace: bool = True
+    ) -> Outcome: ...
+
 
 EvaluateDelayed = Callable[[CompiledDefinitions, ProfileState, str, int], FiredAction | None]
 """``(defs, state, action_id, now_ms) -> FiredAction | None``: a delayed action, re-evaluated

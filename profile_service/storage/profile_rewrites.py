@@ -39,15 +39,24 @@ class ProfileRewrites(StoreCore):
     """Reads and commits of background rewrites (part of `ProfileStore`)."""
 
     async def _read_profiles(
-        self, profile_ids: Sequence[str]
-    ) -> list[tuple[ProfileState | None, str]]:
-        """Each profile's state (None if absent) and version token, in one round trip."""
+        self, profile_ids: Sequence[str], *, tracing: bool = False
+    ) -> list[tuple[ProfileState | None, str, bool | None]]:
+        """Each profile's state (None if absent), version token and, with ``tracing``,
+        whether a ``StreamTrace`` follows it (``None``: not read), in one round trip."""
         async with self._client.pipeline(transaction=False) as pipe:
             for profile_id in profile_ids:
-                pipe.hmget(self._layout.keys_for(profile_id).profile(profile_id), ["s", "v"])
+                pkeys = self._layout.keys_for(profile_id)
+                pipe.hmget(pkeys.profile(profile_id), ["s", "v"])
+                if tracing:
+                    pipe.exists(pkeys.tracing(profile_id))
             replies = await self._execute(pipe)
         raise_errors(replies)
-        return [parse_profile(reply) for reply in replies]
+        if not tracing:
+            return [(*parse_profile(reply), None) for reply in replies]
+        return [
+            (*parse_profile(reply), int(followed) == 1)
+            for reply, followed in zip(replies[::2], replies[1::2], strict=True)
+        ]
 
     async def _commit_rewrites(
         self,

@@ -94,7 +94,7 @@ class Reevaluations(ProfileRewrites):
         loaded = await self._read_profiles(pending)
         writes: list[tuple[ProfileWrite, int, int]] = []  # write, joins, leaves
         fixes: list[DueFix] = []
-        for n, (profile_id, (state, version)) in enumerate(zip(pending, loaded, strict=True)):
+        for n, (profile_id, (state, version, _)) in enumerate(zip(pending, loaded, strict=True)):
             await let_others_run(n)
             if state is None:
                 if fix_due:

@@ -10,6 +10,7 @@ from profile_service.definitions.model import CompiledDefinitions
 from profile_service.storage.commit import ProfileWrite, build_write
 from profile_service.storage.cooperative import let_others_run
 from profile_service.storage.profile_rewrites import DueFix, ProfileRewrites
+from profile_service.storage.trace_history import TraceWrite
 from service_common.redis_toolkit.retry import CAS_CONFLICT
 
 __all__ = ["ENGINE_FAILURE_RETRY_MS", "VisitEnds"]
@@ -52,8 +53,12 @@ class VisitEnds(ProfileRewrites):
     ) -> list[str]:
         writes: list[ProfileWrite] = []
         fixes: list[DueFix] = []
-        loaded = await self._read_profiles(pending)
-        for n, (profile_id, (state, version)) in enumerate(zip(pending, loaded, strict=True)):
+        # The tracing marker is read with the profile: most visitors are neither sampled nor
+        # followed, and their visit ends then build no trace records (as for events).
+        loaded = await self._read_profiles(pending, tracing=True)
+        for n, (profile_id, (state, version, followed)) in enumerate(
+            zip(pending, loaded, strict=True)
+        ):
             await let_others_run(n)
             if state is None or state.visit is None:
                 fixes.append(DueFix(profile_id, version, None))
@@ -63,8 +68,11 @@ class VisitEnds(ProfileRewrites):
                 fixes.append(DueFix(profile_id, version, due))
                 continue
             initial_audiences = list(state.audiences)
+            trace = self._trace_history.choice(profile_id, followed)
             try:
-                outcome = self._engine.end_visit(defs, state, now_ms)
+                outcome = self._engine.end_visit(
+                    defs, state, now_ms, trace=trace is not TraceWrite.SKIP
+                )
             except Exception:
                 # One profile the engine cannot handle must not stall every visit end:
                 # log it and look at it again later.
@@ -81,7 +89,7 @@ class VisitEnds(ProfileRewrites):
                     final=outcome.state,
                     steps=[(None, outcome)],
                     now_ms=now_ms,
-                    trace=self._trace_history.choice(profile_id, None),
+                    trace=trace,
                     trace_history=self._trace_history,
                 )
             )

@@ -109,9 +109,10 @@ def _end_visit_into(defs: CompiledDefinitions, state: ProfileState, outcome: Out
         outcome.actions.append(
             _fired(state.profile_id, "delayed_end", visit.visit_id, delay_ms=int(delay))
         )
-    outcome.trace.append(
-        TraceRecord(trace_pb2.TRACE_ENTRY_KIND_VISIT_ENDED, f"visit {visit.visit_id} ended")
-    )
+    if outcome.traced:
+        outcome.trace.append(
+            TraceRecord(trace_pb2.TRACE_ENTRY_KIND_VISIT_ENDED, f"visit {visit.visit_id} ended")
+        )
     state.visit = None
 
 
@@ -133,7 +134,7 @@ def process_event(
         )
     else:
         state = copy.deepcopy(state)
-    outcome = Outcome(state=state, new_visitor=new)
+    outcome = Outcome(state=state, new_visitor=new, traced=trace)
     limits = defs.limits
     if state.visit is not None and state.visit.expires_ms(limits.max_visit_length_ms) <= now_ms:
         _end_visit_into(defs, state, outcome)
@@ -174,9 +175,11 @@ def process_event(
     return outcome
 
 
-def end_visit(defs: CompiledDefinitions, state: ProfileState, now_ms: int) -> Outcome:
+def end_visit(
+    defs: CompiledDefinitions, state: ProfileState, now_ms: int, *, trace: bool = True
+) -> Outcome:
     state = copy.deepcopy(state)
-    outcome = Outcome(state=state)
+    outcome = Outcome(state=state, traced=trace)
     _end_visit_into(defs, state, outcome)
     return outcome
 

@@ -195,11 +195,11 @@ async def test_an_engine_failure_on_one_profile_does_not_stop_other_visits_endin
     client: redis.asyncio.Redis, layout: Layout, reader: ProfileReader
 ) -> None:
     def end_visit_failing_for_bad(
-        defs: CompiledDefinitions, state: ProfileState, now_ms: int
+        defs: CompiledDefinitions, state: ProfileState, now_ms: int, *, trace: bool = True
     ) -> Outcome:
         if state.profile_id == "bad":
             raise ValueError("engine bug")
-        return end_visit(defs, state, now_ms)
+        return end_visit(defs, state, now_ms, trace=trace)
 
     store = ProfileStore(
         client, layout, EngineFunctions(process_event, end_visit_failing_for_bad, evaluate_delayed)
