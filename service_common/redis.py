@@ -73,6 +73,7 @@ def redis_target(url: str) -> str:
 
 
 _SOCKET_TIMEOUT_S = 5.0
+_MAX_CONNECTIONS = 256
 
 #: Redis failing, including a cluster failing over or moving slots once the client's own
 #: retries ran out (``RedisClusterException`` is no ``RedisError``): what background loops
@@ -163,10 +164,18 @@ def connect_redis(
     if cluster:
         return _cluster_client(url, nodes, client_options, observe)
     client_options.setdefault("health_check_interval", 30)
+    client_options.setdefault("max_connections", _MAX_CONNECTIONS)
     # The socket timeout becomes one deadline per command or pipeline (redis_bound): redis-py
     # would otherwise arm a timer for every reply it reads.
     call_timeout = client_options.pop("socket_timeout")
-    client = cast(BoundedRedis, BoundedRedis.from_url(url, socket_timeout=None, **client_options))
+    # A burst of calls beyond max_connections (a stall under load, hundreds of GetProfile in
+    # flight) waits for a free connection, within the call's deadline; redis-py's default pool
+    # fails such a call with "Too many connections".
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url, socket_timeout=None, timeout=None, **client_options
+    )
+    client = BoundedRedis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # as from_url does: aclose() closes the pool
     client.observe = observe
     client.call_timeout = call_timeout
     return client
@@ -181,6 +190,7 @@ def connect_settings_redis(
     client_options.setdefault(
         "socket_timeout", max(_SOCKET_TIMEOUT_S, settings.redis_wait_timeout_ms / 1000 + 1.0)
     )
+    client_options.setdefault("max_connections", settings.redis_max_connections)
     return connect_redis(
         settings.redis_url,
         cluster=settings.redis_cluster,

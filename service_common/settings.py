@@ -191,6 +191,14 @@ class ServiceSettings(BaseSettings):
         le=60_000,
         description="Longest wait for redis_wait_replicas replicas to confirm a write.",
     )
+    redis_max_connections: int = Field(
+        256,
+        ge=1,
+        le=65_536,
+        description="Most Redis connections of one process (per node on a cluster). Past it, a "
+        "standalone client's calls wait for a free connection (within each call's deadline) "
+        "instead of failing; a cluster client's fail with UNAVAILABLE.",
+    )
     redis_watchdog_interval_seconds: float = Field(
         1.0,
         gt=0,

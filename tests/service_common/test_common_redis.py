@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from service_common import RedisUnavailableError, create_redis, redact_url
 from service_common.redis import connect_redis
-from tests.harness import RedisServer, free_port
+from tests.harness import RedisServer, eventually, free_port
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -143,3 +143,35 @@ async def test_a_hung_server_fails_each_call_within_its_bound() -> None:
     finally:
         await client.aclose()
         server.cleanup()
+
+
+@pytest.mark.asyncio
+async def test_calls_beyond_the_pool_wait_for_a_connection_instead_of_failing(
+    redis_url: str,
+) -> None:
+    # redis-py's default pool fails a call with "Too many connections" once max_connections
+    # are in use: a burst under load would fail requests that only had to wait a moment.
+    client = cast(Redis, connect_redis(redis_url, max_connections=2))
+    other = Redis.from_url(redis_url)
+    lists = ["crowd-test:pool:a", "crowd-test:pool:b"]
+    try:
+        blocked = [asyncio.ensure_future(client.blpop([key], timeout=0)) for key in lists]
+        await eventually(
+            lambda: other.info("clients"),
+            lambda info: info["blocked_clients"] == 2,
+            what="both pool connections blocked in BLPOP",
+        )
+        # Both connections are held: this call waits for one instead of failing.
+        waiting = asyncio.ensure_future(client.incr("crowd-test:pool:counter"))
+        await asyncio.sleep(0)  # one step: the old pool raised here, at once
+        assert not waiting.done()
+        await other.rpush(lists[0], "x")
+        assert await waiting == 1
+        await other.rpush(lists[1], "y")
+        assert await asyncio.gather(*blocked) == [
+            (b"crowd-test:pool:a", b"x"),
+            (b"crowd-test:pool:b", b"y"),
+        ]
+    finally:
+        await other.aclose()
+        await client.aclose()
