@@ -1,5 +1,5 @@
-"""The stored form of profile states: deflated, and plain JSON still read (profiles written
-before the codec)."""
+"""The stored form of profile states: LZ4-compressed, and plain JSON still read (profiles
+written before the codec)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _state(attributes: int) -> ProfileState:
     return state
 
 
-def test_a_large_state_is_stored_deflated_and_reads_back_the_same() -> None:
+def test_a_large_state_is_stored_compressed_and_reads_back_the_same() -> None:
     state = _state(40)
 
     stored = encode_state(state)
