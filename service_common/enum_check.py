@@ -30,8 +30,10 @@ def undefined_enum_values(message: Message) -> list[FieldViolation]:
     return found
 
 
-# How a field can hold enums: directly, in a message, in a map's values, singly or repeated.
-_ENUM, _ENUMS, _MESSAGE, _MESSAGES, _ENUM_MAP, _MESSAGE_MAP = range(6)
+# How a field can hold enums: directly, in a message, in a map's values, singly or repeated;
+# _NESTED: an enum field (``sub``) of a singular message field whose type holds enums only
+# directly (e.g. an attribute's ``set.null_value``), checked without walking into it.
+_ENUM, _ENUMS, _MESSAGE, _MESSAGES, _ENUM_MAP, _MESSAGE_MAP, _NESTED = range(7)
 
 # A field path, built only when a violation is reported: (parent, segment) links, where a
 # segment is a field name (str) or an index or map key (in a 1-tuple).
@@ -46,18 +48,24 @@ class _Enum(NamedTuple):
 class _Step(NamedTuple):
     field: str
     kind: int
-    enum: _Enum | None  # for the enum kinds
+    enum: _Enum | None  # for the enum kinds and _NESTED
     child: Descriptor | None  # for the message kinds
+    sub: str = ""  # for _NESTED: the enum field of the message in ``field``
 
 
 def _walk(
     message: Message, path: _Path, found: list[FieldViolation], plan: tuple[_Step, ...]
 ) -> None:
-    for field, kind, enum, child in plan:
+    for field, kind, enum, child, sub in plan:
         value = getattr(message, field)
         if kind == _ENUM:
             if value not in enum.numbers:  # type: ignore[union-attr]
                 _report(enum, value, (path, field), found)
+        elif kind == _NESTED:
+            # An unset message reads as its default, whose enums are 0: always defined.
+            number = getattr(value, sub)
+            if number not in enum.numbers:  # type: ignore[union-attr]
+                _report(enum, number, ((path, field), sub), found)
         elif kind in (_ENUMS, _ENUM_MAP):
             items = value.items() if kind == _ENUM_MAP else enumerate(value)
             for key, number in items:
@@ -69,16 +77,18 @@ def _walk(
         else:
             # Repeated messages and message maps (e.g. an event's data, thousands of Values
             # per request): the child's plan is looked up once, and a child holding only
-            # enums directly is checked inline, without a call per item.
+            # enums directly or one level down is checked inline, without a call per item.
             child_plan = _plan(child)
             items = value.items() if kind == _MESSAGE_MAP else enumerate(value)
-            if all(step.kind == _ENUM for step in child_plan):
+            if all(step.kind in (_ENUM, _NESTED) for step in child_plan):
                 for key, item in items:
-                    for name, _, item_enum, _ in child_plan:
+                    for name, item_kind, item_enum, _, item_sub in child_plan:
                         number = getattr(item, name)
+                        if item_kind == _NESTED:
+                            number = getattr(number, item_sub)
                         if number not in item_enum.numbers:  # type: ignore[union-attr]
-                            at = (((path, field), (key,)), name)
-                            _report(item_enum, number, at, found)
+                            at: _Path = (((path, field), (key,)), name)
+                            _report(item_enum, number, (at, item_sub) if item_sub else at, found)
             else:
                 for key, item in items:
                     _walk(item, ((path, field), (key,)), found, child_plan)
@@ -119,6 +129,12 @@ def _plan(descriptor: Descriptor) -> tuple[_Step, ...]:
         elif field.enum_type is not None:
             kind = _ENUMS if field.is_repeated else _ENUM
             plan.append(_Step(field.name, kind, _enum(field.enum_type), None))
+        elif entry is not None and not field.is_repeated and _enums_only_direct(entry):
+            plan.extend(
+                _Step(field.name, _NESTED, _enum(inner.enum_type), None, inner.name)
+                for inner in entry.fields
+                if inner.enum_type is not None
+            )
         elif entry is not None and _has_enums(entry):
             kind = _MESSAGES if field.is_repeated else _MESSAGE
             plan.append(_Step(field.name, kind, None, entry))
@@ -127,6 +143,21 @@ def _plan(descriptor: Descriptor) -> tuple[_Step, ...]:
 
 def _enum(descriptor: EnumDescriptor) -> _Enum:
     return _Enum(descriptor.full_name, frozenset(descriptor.values_by_number))
+
+
+@functools.cache
+def _enums_only_direct(descriptor: Descriptor) -> bool:
+    """Whether ``descriptor`` has enum fields, all singular, and no message or map field that
+    can lead to more enums (then a field of its type is checked as :data:`_NESTED` steps)."""
+    direct = False
+    for field in descriptor.fields:
+        if field.enum_type is not None:
+            if field.is_repeated:
+                return False
+            direct = True
+        elif field.message_type is not None and _has_enums(field.message_type):
+            return False
+    return direct
 
 
 @functools.cache

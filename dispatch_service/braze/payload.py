@@ -615,7 +615,11 @@ def build_objects(
     kind = action.WhichOneof("payload")
     result: BrazeObjects | None = None
     if kind == "track_user":
-        result = _track(action.track_user, _fired_at(action, received_at), errors)
+        track = action.track_user
+        # The default time of events and purchases (a clock read or a timestamp format) is
+        # built only when there are any: attribute-only actions are the common case.
+        default_time = _fired_at(action, received_at) if track.events or track.purchases else ""
+        result = _track(track, default_time, errors)
     elif kind == "update_membership":
         result = _membership(action.update_membership, connector, errors)
     elif kind == "delete_user":

@@ -45,8 +45,15 @@ def parent_and_links(
     parent: Context | None = None
     links: list[Link] = []
     seen: set[tuple[int, int]] = set()
+    # Actions submitted in one request share their context: each distinct one is parsed once.
+    parsed: dict[tuple[str, str], SpanContext | None] = {}
     for key, action in actions:
-        context = action_span_context(action)
+        carried = action.trace_context
+        text = (carried.traceparent, carried.tracestate)
+        if text in parsed:
+            context = parsed[text]
+        else:
+            context = parsed[text] = action_span_context(action)
         if context is None:
             continue
         if parent is None:

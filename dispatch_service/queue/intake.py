@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import orjson
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from crowd.common.v1 import value_pb2
 from crowd.dispatch.v1 import action_pb2, dispatch_service_pb2
 from dispatch_service.caps import cap_args
-from dispatch_service.scripts import ScriptArg, ScriptCall, load_script
+from dispatch_service.scripts import ScriptCall, load_script
 from service_common.keys import DispatchKeys, partition_of
 
 __all__ = ["PartitionBatch", "current_trace_context", "plan_submission", "read_outcomes"]
@@ -31,7 +32,10 @@ class PartitionBatch:
     partition: int
     positions: list[int] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
-    args: list[ScriptArg] = field(default_factory=list)
+    fields: list[list[str | int]] = field(default_factory=list)
+    """Each action's fields, sent as one JSON argument (see ``scripts/submit.lua``)."""
+    payloads: list[bytes] = field(default_factory=list)
+    """Each action's serialized ``Action`` (binary: one argument each)."""
 
     def add_key(self, key: str) -> int:
         """Append a key and return its ``KEYS`` index (1-based, after the queue at 1)."""
@@ -80,7 +84,7 @@ def plan_submission(
         ScriptCall(
             SUBMIT,
             [DispatchKeys(b.partition).queue, *b.keys],
-            [now_ms, retention_ms, len(b.positions), *b.args],
+            [now_ms, retention_ms, orjson.dumps(b.fields), *b.payloads],
         )
         for b in ordered
     ]
@@ -106,7 +110,7 @@ def _add_action(
     cooldown_index = batch.add_key(caps.cooldown_key) if caps.cooldown_key else 0
     cap_index = batch.add_key(caps.cap_key) if caps.cap_key else 0
     batch.positions.append(position)
-    batch.args.extend(
+    batch.fields.append(
         [
             action.idempotency_key,
             record_index,
@@ -120,12 +124,12 @@ def _add_action(
             action.action_id,
             action.connector_id,
             action.visitor_id,
-            stored.SerializeToString(deterministic=True),
             stored.trace_context.traceparent,
             stored.trace_context.tracestate,
             caps.cap_reason,
         ]
     )
+    batch.payloads.append(stored.SerializeToString(deterministic=True))
 
 
 def read_outcomes(

@@ -19,10 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import orjson
 import redis.asyncio as aioredis
 
 from crowd.dispatch.v1 import action_pb2
-from dispatch_service.scripts import ScriptArg, ScriptCall, load_script
+from dispatch_service.scripts import ScriptCall, load_script
 from dispatch_service.transient import TransientLog, is_transient
 from service_common.keys import DispatchKeys, failed_member
 from service_common.redis_toolkit import streams
@@ -217,13 +218,12 @@ async def complete(
     for partition, items in by_partition.items():
         keys = DispatchKeys(partition)
         script_keys = [keys.queue, keys.retry, keys.failed]
-        args: list[ScriptArg] = [now_ms, retention_ms, len(items)]
-        for c in items:
-            script_keys.append(keys.action(c.taken.key))
-            args.extend(
+        script_keys.extend(keys.action(c.taken.key) for c in items)
+        # All items in one JSON argument (see the script): stream ids are ASCII.
+        packed = orjson.dumps(
+            [
                 [
-                    len(script_keys),
-                    c.taken.entry_id,
+                    c.taken.entry_id.decode("ascii"),
                     c.taken.key,
                     c.result,
                     c.http_status,
@@ -232,8 +232,10 @@ async def complete(
                     failed_member(c.connector_id, c.taken.key),
                     1 if c.attempted else 0,
                 ]
-            )
-        calls.append(ScriptCall(COMPLETE, script_keys, args))
+                for c in items
+            ]
+        )
+        calls.append(ScriptCall(COMPLETE, script_keys, [now_ms, retention_ms, packed]))
     results = await run_scripts_settled(redis, calls)
     return [
         c

@@ -4,27 +4,28 @@
 -- can never both fire capped actions of one visitor, nor accept one key twice.
 --
 -- KEYS[1]  the partition's queue stream
--- KEYS[i]  action records, cooldown keys and cap keys, referenced by index from ARGV
+-- KEYS[i]  action records, cooldown keys and cap keys, referenced by index from the JSON
 --
--- ARGV[1] now (ms)   ARGV[2] retention of finished records (ms)   ARGV[3] n (actions)
--- then n groups of STRIDE values:
+-- ARGV[1] now (ms)   ARGV[2] retention of finished records (ms)
+-- ARGV[3] the n actions' fields as one JSON array (one argument: the client encodes each
+-- argument on its own, which cost more than the script), each an array of:
 --   1 idempotency key        2 record KEYS index       3 cooldown KEYS index (0: none)
 --   4 cap KEYS index (0)     5 cooldown group          6 cooldown (ms)
 --   7 priority               8 max sends               9 cap window (ms)
 --   10 action id             11 connector id           12 visitor id
---   13 serialized Action     14 traceparent            15 tracestate
---   16 reason text of a simple-cap suppression
+--   13 traceparent           14 tracestate             15 reason text of a simple-cap suppression
+-- ARGV[3 + i] the serialized Action of action i (binary, so not in the JSON)
 --
 -- Returns n triples {duplicate (0/1), outcome state, reason}.
 
 local ACCEPTED, SUPPRESSED = 1, 2
-local STRIDE = 16
 local now = tonumber(ARGV[1])
 local retention = tonumber(ARGV[2])
-local n = tonumber(ARGV[3])
+local fields = cjson.decode(ARGV[3])
+local n = #fields
 
 local function arg(i, field)
-  return ARGV[3 + (i - 1) * STRIDE + field]
+  return fields[i][field]
 end
 
 local function num(i, field)
@@ -129,7 +130,7 @@ local function decide_group(key, group_members)
       winner = i
       fire(i)
     else
-      suppress(i, arg(i, 16))
+      suppress(i, arg(i, 15))
     end
   end
   if winner then
@@ -150,7 +151,7 @@ for i = 1, n do
     elseif cap_allows(i) then
       fire(i)
     else
-      suppress(i, arg(i, 16))
+      suppress(i, arg(i, 15))
     end
   end
 end
@@ -161,11 +162,11 @@ for i = 1, n do
   if result[1] == 0 then
     local record = KEYS[num(i, 2)]
     redis.call('HSET', record,
-      'action', arg(i, 13), 'state', result[2], 'reason', result[3],
+      'action', ARGV[3 + i], 'state', result[2], 'reason', result[3],
       'outcome', result[2], 'outcome_reason', result[3],
       'attempts', 0, 'last_http_status', 0, 'accepted_at', now, 'updated_at', now,
       'key', arg(i, 1), 'connector', arg(i, 11), 'visitor', arg(i, 12),
-      'action_id', arg(i, 10), 'traceparent', arg(i, 14), 'tracestate', arg(i, 15))
+      'action_id', arg(i, 10), 'traceparent', arg(i, 13), 'tracestate', arg(i, 14))
     if result[2] == ACCEPTED then
       redis.call('XADD', KEYS[1], '*', 'k', arg(i, 1))
     else
