@@ -52,6 +52,22 @@ class DueHints:
         wait = min(gap_ms, self._idle_poll_ms) * random.uniform(0.5, 1.0)
         self._next[partition] = min(earliest_ms, now_ms + wait)
 
+    def settle(
+        self, polled: Sequence[int], earliest_ms: Sequence[float], now_ms: int, gap_ms: float
+    ) -> list[int]:
+        """Record a poll at ``now_ms`` of the ``polled`` partitions, whose earliest entries
+        come due at ``earliest_ms`` (`NEVER`: none), and return those with something due now:
+        they are polled again at the next interval, until a poll finds nothing due; the
+        others wait as :meth:`polled` says."""
+        due: list[int] = []
+        for partition, earliest in zip(polled, earliest_ms, strict=True):
+            if earliest <= now_ms:
+                due.append(partition)
+                self.poll_again(partition)
+            else:
+                self.polled(partition, now_ms, earliest, gap_ms)
+        return due
+
     def poll_again(self, partition: int) -> None:
         """Poll ``partition`` at the next interval (it had due entries)."""
         self._next[partition] = 0.0

@@ -92,15 +92,9 @@ class ReevaluationWorker:
             for partition in polled:
                 pipe.zrange(PartitionKeys(partition).reevaluate_due, 0, 0, withscores=True)
             replies = await pipe.execute()
-        due: list[int] = []
-        for partition, reply in zip(polled, replies, strict=True):
-            earliest = float(reply[0][1]) if reply else NEVER
-            if earliest <= now:
-                due.append(partition)
-                self._hints.poll_again(partition)  # until a poll finds nothing due
-            else:
-                # A flip can be due at any time after a commit: no bound but the idle poll.
-                self._hints.polled(partition, now, earliest, NEVER)
+        earliest = [float(reply[0][1]) if reply else NEVER for reply in replies]
+        # A flip can be due at any time after a commit: no bound on new entries but the idle poll.
+        due = self._hints.settle(polled, earliest, now, NEVER)
         if not due:
             return ReevaluationReport(), False
         return await self._pass(due, now)

@@ -122,14 +122,11 @@ class VisitSweeper:
         polled = self._hints.due(now)
         earliest = await self._earliest(polled)
         gap = _new_entry_gap_ms(defs, self._stitch_grace_ms)
-        due: list[int] = []
-        for partition, (visit, delayed, stitch) in zip(polled, earliest, strict=True):
-            first = min(visit, delayed, stitch + self._stitch_grace_ms)
-            if first <= now:
-                due.append(partition)
-                self._hints.poll_again(partition)  # until a poll finds nothing due
-            else:
-                self._hints.polled(partition, now, first, gap)
+        firsts = [
+            min(visit, delayed, stitch + self._stitch_grace_ms)
+            for visit, delayed, stitch in earliest
+        ]
+        due = self._hints.settle(polled, firsts, now, gap)
         if not due:
             self.sweeps += 1
             return SweepReport()
