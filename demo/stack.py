@@ -27,6 +27,8 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from crowd.channels import OWN_CONNECTION
+
 RUN_DIR = Path(".run")
 STOP_GRACE_S = 15.0
 """How long a child may take to stop after SIGTERM before it gets SIGKILL; longer than the
@@ -228,21 +230,44 @@ def start_redis(stack: Stack, *, fresh: bool = False) -> str:
     raise RuntimeError("redis-server did not answer PING within 15 s")
 
 
-async def wait_serving(process: Process, target: str, within_s: float = 30.0) -> None:
-    """Wait until ``target`` answers the gRPC health check with SERVING."""
+async def wait_serving(
+    process: Process, target: str, within_s: float = 30.0, connections: int = 16
+) -> None:
+    """Wait until ``target`` answers the gRPC health check with SERVING on ``connections``
+    connections of their own at once: with several worker processes behind one port
+    (SO_REUSEPORT) the kernel hands each connection to one of them, and a worker still
+    preparing answers UNAVAILABLE, so one connection's SERVING says nothing about the
+    others (16 connections all reaching the same one of 2 workers: 1 in 32,768)."""
     deadline = time.monotonic() + within_s
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            process.check_alive()
-            try:
-                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            await asyncio.sleep(0.1)
+    while time.monotonic() < deadline:
+        process.check_alive()
+        if await _all_serving(target, connections):
+            return
+        await asyncio.sleep(0.1)
     raise RuntimeError(f"{process.name} did not become SERVING on {target}")
+
+
+async def _all_serving(target: str, connections: int) -> bool:
+    channels = [
+        grpc.aio.insecure_channel(target, options=[OWN_CONNECTION]) for _ in range(connections)
+    ]
+    try:
+        replies = await asyncio.gather(
+            *(
+                health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=1.0
+                )
+                for channel in channels
+            ),
+            return_exceptions=True,
+        )
+    finally:
+        await asyncio.gather(*(channel.close() for channel in channels))
+    return all(
+        isinstance(reply, health_pb2.HealthCheckResponse)
+        and reply.status == health_pb2.HealthCheckResponse.SERVING
+        for reply in replies
+    )
 
 
 PYTHON = sys.executable
