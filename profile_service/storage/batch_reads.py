@@ -169,7 +169,7 @@ class BatchReads(StoreCore):
                 pipe.hmget(pkeys.profile(profile_id), ["s", "v", "f", "d"])
                 pipe.get(pkeys.alias(profile_id))
                 if ids_of[profile_id]:
-                    # Read only if the hash has no field d (see recent_ids).
+                    # Used only where the hash has no field d (see recent_ids).
                     pipe.zrange(pkeys.dedup(profile_id), 0, -1, withscores=True)
             replies = await self._execute(pipe)
         raise_errors(replies)

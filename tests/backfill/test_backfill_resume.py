@@ -108,9 +108,11 @@ async def test_a_backfill_killed_mid_way_resumes_without_losing_or_repeating_any
         assert fired == Counter()
 
 
-async def test_a_newer_publish_supersedes_a_running_backfill_and_keeps_its_audiences(
-    redis_client: redis.asyncio.Redis,
-) -> None:
+async def _with_purchases(
+    redis_client: redis.asyncio.Redis, visitors: int
+) -> tuple[Layout, ProfileStore, DefinitionsStore]:
+    """A store under the base definitions in which ``p0``… ``p<visitors-1>`` each made one
+    purchase of ``amount_of(n)``."""
     layout = Layout(PARTITIONS)
     store = ProfileStore(redis_client, layout, EngineFunctions.real())
     await store.prepare()
@@ -120,9 +122,16 @@ async def test_a_newer_publish_supersedes_a_running_backfill_and_keeps_its_audie
         base,
         [
             NormalizedEvent(f"p{n}", f"e{n}", "purchase", 1_000, {"amount": amount_of(n)})
-            for n in range(500)
+            for n in range(visitors)
         ],
     )
+    return layout, store, definitions
+
+
+async def test_a_newer_publish_supersedes_a_running_backfill_and_keeps_its_audiences(
+    redis_client: redis.asyncio.Redis,
+) -> None:
+    layout, store, definitions = await _with_purchases(redis_client, 500)
     first = await _publish(definitions, with_audience())
     # One small chunk per partition: the first backfill is still running.
     await _worker(redis_client, store, definitions, first, chunk=1).step()
@@ -159,18 +168,7 @@ async def _calls(client: redis.asyncio.Redis, command: str) -> int:
 async def test_a_finished_backfill_is_not_re_read_at_every_step(
     redis_client: redis.asyncio.Redis,
 ) -> None:
-    layout = Layout(PARTITIONS)
-    store = ProfileStore(redis_client, layout, EngineFunctions.real())
-    await store.prepare()
-    definitions = DefinitionsStore(redis_client, validate=validate_remembered, digest=digest)
-    base = await _publish(definitions, base_definitions())
-    await store.apply_events(
-        base,
-        [
-            NormalizedEvent(f"p{n}", f"e{n}", "purchase", 1_000, {"amount": amount_of(n)})
-            for n in range(100)
-        ],
-    )
+    _, store, definitions = await _with_purchases(redis_client, 100)
     defs = await _publish(definitions, with_audience())
     worker = _worker(redis_client, store, definitions, defs)
     while (await read_backfill_progress(redis_client, PARTITIONS)).state != "done":
